@@ -1,0 +1,1 @@
+"""etcd access: the key layout (paths), the connection (etcdconn) and typed reads/writes (client)."""

@@ -1,0 +1,29 @@
+"""Rendering for the terminal: tables and lists. Pure functions returning text."""
+
+
+def render_table(headers, rows, align="l"):
+    """An ASCII box table like the reference's PrettyTable output.
+
+    Cells may contain newlines (e.g. several addresses); each becomes its own
+    line inside the row.
+    """
+    rows = [[("" if cell is None else str(cell)) for cell in row] for row in rows]
+    widths = [len(h) for h in headers]
+    for row in rows:
+        for i, cell in enumerate(row):
+            widths[i] = max(widths[i], max((len(line) for line in cell.split("\n")), default=0))
+    border = "+" + "+".join("-" * (w + 2) for w in widths) + "+"
+
+    def line(cells):
+        padded = [(" " + c.ljust(w) + " ") if align == "l" else (" " + c.center(w) + " ")
+                  for c, w in zip(cells, widths)]
+        return "|" + "|".join(padded) + "|"
+
+    out = [border, line(headers), border]
+    for row in rows:
+        split = [cell.split("\n") for cell in row]
+        height = max(len(parts) for parts in split) if split else 1
+        for i in range(height):
+            out.append(line([parts[i] if i < len(parts) else "" for parts in split]))
+    out.append(border)
+    return "\n".join(out)

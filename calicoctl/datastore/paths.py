@@ -1,0 +1,180 @@
+"""The etcd key layout: the only module that spells out keys.
+
+It follows the reference's v1 layout (reference.md §2) so that data written
+by the original tools reads the same. A back-incompatible change belongs
+under a new version prefix, not in place.
+
+Pure: builders return strings, parsers return tuples/None. No imports from
+the rest of the project.
+"""
+import re
+
+ROOT = "/calico"
+V1 = "/calico/v1"
+READY = V1 + "/Ready"
+CONFIG_DIR = V1 + "/config"
+HOSTS_DIR = V1 + "/host"
+PROFILES_DIR = V1 + "/policy/profile"
+IPAM_DIR = V1 + "/ipam"
+
+BGP_V1 = "/calico/bgp/v1"
+BGP_GLOBAL_DIR = BGP_V1 + "/global"
+BGP_GLOBAL_AS = BGP_GLOBAL_DIR + "/as_num"
+BGP_NODE_MESH = BGP_GLOBAL_DIR + "/node_mesh"
+BGP_HOSTS_DIR = BGP_V1 + "/host"
+
+FELIX_STATUS_DIR = "/calico/felix/v1/host"
+
+DEFAULT_ORCHESTRATOR = "docker"
+
+
+def _dashed(cidr):
+    return str(cidr).replace("/", "-")
+
+
+# -- global and per-host config -------------------------------------------------
+
+def global_config(name):
+    return "%s/%s" % (CONFIG_DIR, name)
+
+
+def host_dir(hostname):
+    return "%s/%s" % (HOSTS_DIR, hostname)
+
+
+def host_config_dir(hostname):
+    return host_dir(hostname) + "/config"
+
+
+def host_config(hostname, name):
+    return "%s/%s" % (host_config_dir(hostname), name)
+
+
+def host_bird_ip(hostname):
+    return host_dir(hostname) + "/bird_ip"
+
+
+def host_vxlan(hostname):
+    """Our extension: the host's VXLAN tunnel endpoint {"ip", "mac", "vni"}."""
+    return host_dir(hostname) + "/vxlan"
+
+
+def host_workloads_dir(hostname):
+    return host_dir(hostname) + "/workload"
+
+
+def orchestrator_dir(hostname, orchestrator_id=DEFAULT_ORCHESTRATOR):
+    return "%s/%s" % (host_workloads_dir(hostname), orchestrator_id)
+
+
+def workload_dir(hostname, orchestrator_id, workload_id):
+    return "%s/%s" % (orchestrator_dir(hostname, orchestrator_id), workload_id)
+
+
+def endpoint_key(hostname, orchestrator_id, workload_id, endpoint_id):
+    return "%s/endpoint/%s" % (workload_dir(hostname, orchestrator_id, workload_id), endpoint_id)
+
+
+ENDPOINT_KEY_RE = re.compile(
+    r"^/calico/v1/host/(?P<hostname>[^/]+)/workload/(?P<orchestrator_id>[^/]+)/"
+    r"(?P<workload_id>[^/]+)/endpoint/(?P<endpoint_id>[^/]+)$")
+
+
+def parse_endpoint_key(key):
+    """-> (hostname, orchestrator_id, workload_id, endpoint_id) or None."""
+    match = ENDPOINT_KEY_RE.match(key)
+    if not match:
+        return None
+    return (match.group("hostname"), match.group("orchestrator_id"),
+            match.group("workload_id"), match.group("endpoint_id"))
+
+
+def felix_status(hostname):
+    return "%s/%s/status" % (FELIX_STATUS_DIR, hostname)
+
+
+# -- policy --------------------------------------------------------------------
+
+def profile_dir(name):
+    return "%s/%s" % (PROFILES_DIR, name)
+
+
+def profile_tags(name):
+    return profile_dir(name) + "/tags"
+
+
+def profile_rules(name):
+    return profile_dir(name) + "/rules"
+
+
+PROFILE_KEY_RE = re.compile(r"^/calico/v1/policy/profile/(?P<name>[^/]+)/(?P<field>tags|rules)$")
+
+
+def parse_profile_key(key):
+    """-> (profile name, 'tags'|'rules') or None."""
+    match = PROFILE_KEY_RE.match(key)
+    return (match.group("name"), match.group("field")) if match else None
+
+
+# -- IP pools and claims -------------------------------------------------------
+
+def pools_dir(version):
+    return "%s/v%d/pool" % (IPAM_DIR, version)
+
+
+def pool_key(cidr):
+    version = 6 if ":" in str(cidr) else 4
+    return "%s/%s" % (pools_dir(version), _dashed(cidr))
+
+
+POOL_KEY_RE = re.compile(r"^/calico/v1/ipam/v(?P<version>[46])/pool/(?P<cidr>[0-9a-fA-F.:]+-\d+)$")
+
+
+def parse_pool_key(key):
+    """-> CIDR string ('10.0.0.0/8') or None."""
+    match = POOL_KEY_RE.match(key)
+    if not match:
+        return None
+    address, prefix = match.group("cidr").rsplit("-", 1)
+    return "%s/%s" % (address, prefix)
+
+
+def claims_dir(pool_cidr):
+    version = 6 if ":" in str(pool_cidr) else 4
+    return "%s/v%d/assignment/%s" % (IPAM_DIR, version, _dashed(pool_cidr))
+
+
+def claim_key(pool_cidr, ip):
+    return "%s/%s" % (claims_dir(pool_cidr), ip)
+
+
+# -- BGP -----------------------------------------------------------------------
+
+def global_peers_dir(version):
+    return "%s/peer_v%d" % (BGP_GLOBAL_DIR, version)
+
+
+def global_peer(ip):
+    version = 6 if ":" in str(ip) else 4
+    return "%s/%s" % (global_peers_dir(version), ip)
+
+
+def bgp_host_dir(hostname):
+    return "%s/%s" % (BGP_HOSTS_DIR, hostname)
+
+
+def host_ip_addr(hostname, version):
+    return "%s/ip_addr_v%d" % (bgp_host_dir(hostname), version)
+
+
+def host_as_num(hostname):
+    return bgp_host_dir(hostname) + "/as_num"
+
+
+def host_peers_dir(hostname, version):
+    return "%s/peer_v%d" % (bgp_host_dir(hostname), version)
+
+
+def host_peer(hostname, ip):
+    version = 6 if ":" in str(ip) else 4
+    return "%s/%s" % (host_peers_dir(hostname, version), ip)

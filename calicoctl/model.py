@@ -1,0 +1,408 @@
+"""Typed models of what Calico keeps in etcd.
+
+Plain data with validation and a JSON round trip that reads and writes the
+reference's JSON (reference.md §2). No I/O here: the datastore client moves
+these to and from etcd, the agent and the CLI consume them.
+
+``from_json`` raises ValidationError for anything malformed, so the CLI can
+refuse bad input and the agent can treat bad data as absent.
+"""
+import json
+from dataclasses import dataclass, field, replace
+from typing import List, Optional, Union
+
+from calicoctl.errors import ValidationError
+from calicoctl import validate
+
+ACTIONS = ("allow", "deny")
+NAMED_PROTOCOLS = ("tcp", "udp", "icmp", "icmpv6", "sctp", "udplite")
+PORT_PROTOCOLS = ("tcp", "udp", "udplite", "sctp")
+ENDPOINT_STATES = ("active", "inactive")
+
+# The order keys appear in when a rule is written back as JSON.
+RULE_KEYS = ("action", "protocol", "ip_version", "icmp_type", "icmp_code",
+             "src_tag", "src_net", "src_ports", "dst_tag", "dst_net", "dst_ports")
+
+Port = Union[int, str]
+
+
+def _load_json(text, what):
+    try:
+        return json.loads(text)
+    except (TypeError, ValueError) as exc:
+        raise ValidationError("Invalid JSON for %s: %s" % (what, exc))
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One policy rule; unset fields match anything."""
+    action: str = "allow"
+    protocol: Optional[Union[str, int]] = None
+    ip_version: Optional[int] = None
+    icmp_type: Optional[int] = None
+    icmp_code: Optional[int] = None
+    src_tag: Optional[str] = None
+    src_net: Optional[str] = None
+    src_ports: Optional[tuple] = None
+    dst_tag: Optional[str] = None
+    dst_net: Optional[str] = None
+    dst_ports: Optional[tuple] = None
+
+    def __post_init__(self):
+        self.validate()
+
+    def validate(self):
+        if self.action not in ACTIONS:
+            raise ValidationError("Invalid rule action %r: expected allow or deny." % (self.action,))
+        protocol = self.protocol
+        if protocol is not None:
+            if isinstance(protocol, bool) or not (
+                    protocol in NAMED_PROTOCOLS or (isinstance(protocol, int) and 1 <= protocol <= 255)):
+                raise ValidationError(
+                    "Invalid protocol %r: expected one of %s or a number 1-255."
+                    % (protocol, ", ".join(NAMED_PROTOCOLS)))
+        if self.ip_version not in (None, 4, 6):
+            raise ValidationError("Invalid ip_version %r: expected 4 or 6." % (self.ip_version,))
+        for tag in (self.src_tag, self.dst_tag):
+            if tag is not None:
+                validate.parse_name(tag, "tag")
+        for net in (self.src_net, self.dst_net):
+            if net is not None:
+                parsed = validate.parse_cidr(net)
+                if self.ip_version is not None and parsed.version != self.ip_version:
+                    raise ValidationError("CIDR %s does not match ip_version %d." % (net, self.ip_version))
+        for ports in (self.src_ports, self.dst_ports):
+            if ports is not None:
+                if protocol not in PORT_PROTOCOLS:
+                    raise ValidationError(
+                        "Ports are only valid with protocol tcp, udp, udplite or sctp (got %s)." % (protocol,))
+                if not ports:
+                    raise ValidationError("Invalid ports: the list is empty.")
+                for port in ports:
+                    validate.parse_port_item(port)
+        if self.icmp_type is not None:
+            if protocol not in ("icmp", "icmpv6", 1, 58):
+                raise ValidationError("icmp_type is only valid with protocol icmp or icmpv6.")
+            validate.parse_icmp_value(self.icmp_type, "ICMP type")
+        if self.icmp_code is not None:
+            if self.icmp_type is None:
+                raise ValidationError("icmp_code needs an icmp_type.")
+            validate.parse_icmp_value(self.icmp_code, "ICMP code")
+
+    @classmethod
+    def from_dict(cls, data):
+        if not isinstance(data, dict):
+            raise ValidationError("Invalid rule %r: expected a JSON object." % (data,))
+        unknown = set(data) - set(RULE_KEYS)
+        if unknown:
+            raise ValidationError("Invalid rule: unknown field(s) %s." % ", ".join(sorted(unknown)))
+        values = {key: value for key, value in data.items() if value is not None}
+        for key in ("src_ports", "dst_ports"):
+            if key in values:
+                if not isinstance(values[key], list):
+                    raise ValidationError("Invalid rule: %s must be a list." % key)
+                values[key] = tuple(validate.parse_port_item(p) for p in values[key])
+        for key in ("icmp_type", "icmp_code", "ip_version"):
+            if key in values and (isinstance(values[key], bool) or not isinstance(values[key], int)):
+                raise ValidationError("Invalid rule: %s must be an integer." % key)
+        for key in ("src_tag", "dst_tag", "src_net", "dst_net", "action"):
+            if key in values and not isinstance(values[key], str):
+                raise ValidationError("Invalid rule: %s must be a string." % key)
+        if "src_net" in values:
+            values["src_net"] = str(validate.parse_cidr(values["src_net"]))
+        if "dst_net" in values:
+            values["dst_net"] = str(validate.parse_cidr(values["dst_net"]))
+        return cls(**values)
+
+    def to_dict(self):
+        result = {}
+        for key in RULE_KEYS:
+            value = getattr(self, key)
+            if value is not None:
+                result[key] = list(value) if key.endswith("_ports") else value
+        return result
+
+    def describe(self):
+        """Human-readable form used by ``rule show`` (pure)."""
+        words = [self.action]
+        if self.protocol is not None:
+            words.append(str(self.protocol))
+        if self.icmp_type is not None:
+            words += ["type", str(self.icmp_type)]
+            if self.icmp_code is not None:
+                words += ["code", str(self.icmp_code)]
+        for direction, ports, tag, net in (("from", self.src_ports, self.src_tag, self.src_net),
+                                           ("to", self.dst_ports, self.dst_tag, self.dst_net)):
+            parts = []
+            if ports:
+                parts += ["ports", ",".join(str(p) for p in ports)]
+            if tag:
+                parts += ["tag", tag]
+            if net:
+                parts += ["cidr", net]
+            if parts:
+                words += [direction] + parts
+        if self.ip_version is not None:
+            words += ["(IPv%d only)" % self.ip_version]
+        return " ".join(words)
+
+
+@dataclass(frozen=True)
+class Rules:
+    """A profile's inbound and outbound rule lists, evaluated in order."""
+    id: str
+    inbound_rules: tuple = ()
+    outbound_rules: tuple = ()
+
+    @classmethod
+    def default_for(cls, profile_name):
+        """New profiles: members accept traffic from members, may send anywhere."""
+        return cls(id=profile_name,
+                   inbound_rules=(Rule(action="allow", src_tag=profile_name),),
+                   outbound_rules=(Rule(action="allow"),))
+
+    @classmethod
+    def from_json(cls, text, expected_id=None):
+        data = _load_json(text, "rules")
+        if not isinstance(data, dict):
+            raise ValidationError("Invalid rules: expected a JSON object.")
+        unknown = set(data) - {"id", "inbound_rules", "outbound_rules"}
+        if unknown:
+            raise ValidationError("Invalid rules: unknown field(s) %s." % ", ".join(sorted(unknown)))
+        profile_id = data.get("id")
+        if expected_id is not None and profile_id != expected_id:
+            raise ValidationError("Rules id %r does not match profile name %r." % (profile_id, expected_id))
+        validate.parse_name(profile_id, "profile name")
+        lists = {}
+        for key in ("inbound_rules", "outbound_rules"):
+            value = data.get(key, [])
+            if not isinstance(value, list):
+                raise ValidationError("Invalid rules: %s must be a list." % key)
+            converted = []
+            for index, item in enumerate(value, 1):
+                try:
+                    converted.append(Rule.from_dict(item))
+                except ValidationError as exc:
+                    raise ValidationError("%s %d: %s" % (key.replace("_", " ").rstrip("s"), index, exc))
+            lists[key] = tuple(converted)
+        return cls(id=profile_id, **lists)
+
+    def to_dict(self):
+        return {"id": self.id,
+                "inbound_rules": [r.to_dict() for r in self.inbound_rules],
+                "outbound_rules": [r.to_dict() for r in self.outbound_rules]}
+
+    def to_json(self, indent=None):
+        return json.dumps(self.to_dict(), indent=indent)
+
+    def with_rules(self, direction, rules):
+        """Copy with one direction ('inbound'|'outbound') replaced."""
+        return replace(self, **{direction + "_rules": tuple(rules)})
+
+
+def parse_tags_json(text):
+    data = _load_json(text, "tags")
+    if not isinstance(data, list):
+        raise ValidationError("Invalid tags: expected a JSON list.")
+    tags = []
+    for tag in data:
+        validate.parse_name(tag, "tag")
+        if tag not in tags:
+            tags.append(tag)
+    return tuple(tags)
+
+
+def render_tags_json(tags):
+    return json.dumps(list(tags))
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    tags: tuple = ()
+    rules: Optional[Rules] = None
+
+    @classmethod
+    def new(cls, name):
+        validate.parse_name(name, "profile name")
+        return cls(name=name, tags=(name,), rules=Rules.default_for(name))
+
+
+@dataclass(frozen=True)
+class EndpointKey:
+    """Where an endpoint lives: /calico/v1/host/<h>/workload/<o>/<w>/endpoint/<e>."""
+    hostname: str
+    orchestrator_id: str
+    workload_id: str
+    endpoint_id: str
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    key: EndpointKey
+    name: str
+    mac: Optional[str] = None
+    state: str = "active"
+    profile_ids: tuple = ()
+    ipv4_nets: tuple = ()
+    ipv6_nets: tuple = ()
+    ipv4_gateway: Optional[str] = None
+    ipv6_gateway: Optional[str] = None
+
+    @property
+    def endpoint_id(self):
+        return self.key.endpoint_id
+
+    @classmethod
+    def from_json(cls, key, text):
+        data = _load_json(text, "endpoint")
+        if not isinstance(data, dict):
+            raise ValidationError("Invalid endpoint: expected a JSON object.")
+        validate.parse_name(key.endpoint_id, "endpoint ID")
+        state = data.get("state", "active")
+        if state not in ENDPOINT_STATES:
+            raise ValidationError("Invalid endpoint state %r." % (state,))
+        name = data.get("name")
+        if not isinstance(name, str) or not name:
+            raise ValidationError("Invalid endpoint: missing interface name.")
+        mac = data.get("mac")
+        if mac is not None:
+            mac = _parse_mac(mac)
+        profile_ids = data.get("profile_ids")
+        if profile_ids is None and "profile_id" in data:   # legacy single-profile form
+            profile_ids = [data["profile_id"]] if data["profile_id"] else []
+        if profile_ids is None:
+            profile_ids = []
+        if not isinstance(profile_ids, list):
+            raise ValidationError("Invalid endpoint: profile_ids must be a list.")
+        for profile in profile_ids:
+            validate.parse_name(profile, "profile name")
+        nets = {}
+        for version in (4, 6):
+            key_name = "ipv%d_nets" % version
+            value = data.get(key_name) or []
+            if not isinstance(value, list):
+                raise ValidationError("Invalid endpoint: %s must be a list." % key_name)
+            parsed = []
+            for net in value:
+                cidr = validate.parse_cidr(net)
+                if cidr.version != version:
+                    raise ValidationError("Invalid endpoint: %s in %s." % (net, key_name))
+                parsed.append(str(cidr))
+            nets[key_name] = tuple(parsed)
+        gateways = {}
+        for version in (4, 6):
+            key_name = "ipv%d_gateway" % version
+            value = data.get(key_name)
+            if value not in (None, ""):
+                value = str(validate.parse_ip(value, version, "gateway"))
+            else:
+                value = None
+            gateways[key_name] = value
+        return cls(key=key, name=name, mac=mac, state=state, profile_ids=tuple(profile_ids),
+                   **nets, **gateways)
+
+    def to_dict(self):
+        return {"state": self.state, "name": self.name, "mac": self.mac,
+                "profile_ids": list(self.profile_ids),
+                "ipv4_nets": list(self.ipv4_nets), "ipv6_nets": list(self.ipv6_nets),
+                "ipv4_gateway": self.ipv4_gateway, "ipv6_gateway": self.ipv6_gateway}
+
+    def to_json(self):
+        return json.dumps(self.to_dict())
+
+    def nets(self, version):
+        return self.ipv4_nets if version == 4 else self.ipv6_nets
+
+    def addresses(self, version=None):
+        """Bare IP strings of this endpoint (prefix stripped)."""
+        versions = (4, 6) if version is None else (version,)
+        return [net.split("/")[0] for v in versions for net in self.nets(v)]
+
+
+def _parse_mac(value):
+    import netaddr
+    try:
+        mac = netaddr.EUI(value, dialect=netaddr.mac_unix_expanded)
+    except (netaddr.AddrFormatError, TypeError, ValueError):
+        raise ValidationError("Invalid MAC address %r." % (value,))
+    if mac.version != 48:
+        raise ValidationError("Invalid MAC address %r." % (value,))
+    return str(mac).lower()
+
+
+@dataclass(frozen=True)
+class IPPool:
+    """An address pool. ``cidr`` is normalised (host bits cleared)."""
+    cidr: str
+    ipip: Optional[str] = None        # interface name ("tunl0") when IP-in-IP is on
+    masquerade: bool = False          # --nat-outgoing
+    vxlan: bool = False               # our extension: encapsulate between hosts with VXLAN
+
+    @property
+    def version(self):
+        return 6 if ":" in self.cidr else 4
+
+    @classmethod
+    def from_json(cls, text):
+        data = _load_json(text, "pool")
+        if not isinstance(data, dict) or "cidr" not in data:
+            raise ValidationError("Invalid pool: expected an object with a cidr.")
+        cidr = str(validate.parse_cidr(data["cidr"]))
+        ipip = data.get("ipip") or None
+        return cls(cidr=cidr, ipip=ipip, masquerade=bool(data.get("masquerade", False)),
+                   vxlan=bool(data.get("vxlan", False)))
+
+    def to_dict(self):
+        data = {"cidr": self.cidr}
+        if self.ipip:
+            data["ipip"] = self.ipip
+        if self.masquerade:
+            data["masquerade"] = True
+        if self.vxlan:
+            data["vxlan"] = True
+        return data
+
+    def to_json(self):
+        return json.dumps(self.to_dict())
+
+    def options(self):
+        """Option words for ``pool show``."""
+        words = []
+        if self.ipip:
+            words.append("ipip")
+        if self.vxlan:
+            words.append("vxlan")
+        if self.masquerade:
+            words.append("nat-outgoing")
+        return words
+
+
+@dataclass(frozen=True)
+class BGPPeer:
+    ip: str
+    as_num: int
+
+    @property
+    def version(self):
+        return 6 if ":" in self.ip else 4
+
+    @classmethod
+    def from_json(cls, text):
+        data = _load_json(text, "BGP peer")
+        if not isinstance(data, dict):
+            raise ValidationError("Invalid BGP peer: expected a JSON object.")
+        ip = str(validate.parse_ip(data.get("ip")))
+        return cls(ip=ip, as_num=validate.parse_as_number(data.get("as_num")))
+
+    def to_json(self):
+        return json.dumps({"ip": self.ip, "as_num": self.as_num})
+
+
+@dataclass(frozen=True)
+class HostInfo:
+    """What ``calicoctl node`` records for a host."""
+    hostname: str
+    ipv4: Optional[str] = None
+    ipv6: Optional[str] = None
+    as_num: Optional[int] = None

@@ -1,0 +1,109 @@
+"""Pure validators for user input and etcd data.
+
+Each ``parse_*`` returns a normalised value or raises ValidationError with
+a message fit to show the user. No I/O.
+"""
+import re
+
+from calicoctl.errors import ValidationError
+
+NAME_RE = re.compile(r"^[a-zA-Z0-9_.-]+$")
+MAX_AS = 4294967295
+
+
+def parse_name(value, what="name"):
+    """Profile names, tags, endpoint IDs: letters, digits, '_', '.', '-'."""
+    if not isinstance(value, str) or not NAME_RE.match(value):
+        raise ValidationError(
+            "Invalid %s %r: use only letters, digits, '_', '.' and '-'." % (what, value))
+    return value
+
+
+def parse_ip(value, version=None, what="IP address"):
+    """An IPv4/IPv6 address (netaddr.IPAddress), optionally of one version."""
+    import netaddr
+    try:
+        if not isinstance(value, str) or "/" in value:
+            raise ValueError
+        ip = netaddr.IPAddress(value, flags=netaddr.INET_PTON) if ":" not in value \
+            else netaddr.IPAddress(value)
+    except (ValueError, netaddr.AddrFormatError, TypeError):
+        raise ValidationError("Invalid %s: %r." % (what, value))
+    if version is not None and ip.version != version:
+        raise ValidationError("Invalid %s: %r is not an IPv%d address." % (what, value, version))
+    return ip
+
+
+def parse_cidr(value, what="CIDR"):
+    """A network (netaddr.IPNetwork) with host bits cleared."""
+    import netaddr
+    try:
+        if not isinstance(value, str):
+            raise ValueError
+        if ":" not in value:
+            address = value.split("/")[0]
+            # netaddr accepts '10.1' as an IPv4 address; a user never means that.
+            if address.count(".") != 3:
+                raise ValueError
+        net = netaddr.IPNetwork(value)
+    except (ValueError, netaddr.AddrFormatError, TypeError):
+        raise ValidationError("Invalid %s: %r." % (what, value))
+    return net.cidr
+
+
+def parse_as_number(value):
+    try:
+        number = int(str(value), 10)
+    except ValueError:
+        raise ValidationError("Invalid AS number %r: expected an integer from 0 to %d." % (value, MAX_AS))
+    if not 0 <= number <= MAX_AS:
+        raise ValidationError("Invalid AS number %r: expected an integer from 0 to %d." % (value, MAX_AS))
+    return number
+
+
+def parse_port_list(text):
+    """'80,443,1000:2000' (or 1000-2000) -> [80, 443, '1000:2000']."""
+    items = []
+    if not isinstance(text, str) or not text:
+        raise ValidationError("Invalid ports %r: expected a comma-separated list of ports or ranges." % (text,))
+    for part in text.split(","):
+        items.append(parse_port_item(part, source=text))
+    return items
+
+
+def parse_port_item(item, source=None):
+    """One port (int) or range ('lo:hi'); accepts ints and 'a:b'/'a-b' strings."""
+    shown = source if source is not None else item
+    error = ValidationError(
+        "Invalid ports %r: expected a comma-separated list of ports (0-65535) or ranges lo:hi." % (shown,))
+    if isinstance(item, bool):
+        raise error
+    if isinstance(item, int):
+        if 0 <= item <= 65535:
+            return item
+        raise error
+    if not isinstance(item, str):
+        raise error
+    match = re.match(r"^(\d+)(?:[:-](\d+))?$", item.strip())
+    if not match:
+        raise error
+    low = int(match.group(1))
+    if match.group(2) is None:
+        if low > 65535:
+            raise error
+        return low
+    high = int(match.group(2))
+    if low > 65535 or high > 65535 or low > high:
+        raise error
+    return "%d:%d" % (low, high)
+
+
+def parse_icmp_value(value, what="ICMP type"):
+    """ICMP type/code: 0..254 (the kernel cannot match 255)."""
+    try:
+        number = int(str(value), 10)
+    except ValueError:
+        raise ValidationError("Invalid %s %r: expected an integer from 0 to 254." % (what, value))
+    if not 0 <= number <= 254:
+        raise ValidationError("Invalid %s %r: expected an integer from 0 to 254." % (what, value))
+    return number

@@ -203,15 +203,17 @@ class EtcdServer:
         def ready():
             if self._process is None or self._process.poll() is not None:
                 raise _Exited()
-            return self.healthy()
+            # Check the port is ours: another server on it would answer too.
+            return listens_on(self._process.pid, self.client_port) and self.healthy()
         try:
-            wait_for(ready, timeout=timeout, interval=0.1)
+            wait_for(ready, timeout=timeout, interval=0.1, fatal=(_Exited,))
         except _Exited:
             code = self._process.returncode if self._process else None
             self._process = None
             raise RuntimeError("etcd %s exited (code %s) during start; log %s:\n%s"
                                % (self.name, code, self.log_path, tail(self.log_path)))
         except TimeoutError:
+            self.kill()
             raise RuntimeError("etcd %s not healthy after %.0f s; log %s:\n%s"
                                % (self.name, timeout, self.log_path, tail(self.log_path)))
 
@@ -282,6 +284,39 @@ class EtcdServer:
         return "EtcdServer(%s, %s, pid=%s)" % (self.name, self.url, self.pid)
 
 
+def listens_on(pid, port):
+    """True if process ``pid`` holds a TCP socket listening on ``port``.
+
+    Reads /proc/<pid>/net (the process's own network namespace) and the
+    process's file descriptors, so it works for servers in other namespaces.
+    """
+    listening = set()
+    for table in ("tcp", "tcp6"):
+        try:
+            with open("/proc/%d/net/%s" % (pid, table)) as handle:
+                next(handle)
+                for line in handle:
+                    fields = line.split()
+                    local, state, inode = fields[1], fields[3], fields[9]
+                    if state == "0A" and int(local.rsplit(":", 1)[1], 16) == port:
+                        listening.add("socket:[%s]" % inode)
+        except (OSError, StopIteration):
+            continue
+    if not listening:
+        return False
+    fd_dir = "/proc/%d/fd" % pid
+    try:
+        for fd in os.listdir(fd_dir):
+            try:
+                if os.readlink(os.path.join(fd_dir, fd)) in listening:
+                    return True
+            except OSError:
+                continue
+    except OSError:
+        return False
+    return False
+
+
 class _Exited(Exception):
     """etcd died while we waited for it."""
 
@@ -308,10 +343,18 @@ def start_cluster(base_dir, size=3, host="127.0.0.1", tls=None, runner=None):
     return members
 
 
-def stop_all(members):
-    """Stop every member of a cluster (ignores ones already stopped)."""
+def stop_all(members, graceful=False):
+    """Stop every member of a cluster (ignores ones already stopped).
+
+    By default members are SIGKILLed (etcd's WAL makes that safe): stopped
+    gracefully, a leader whose peers are down spends up to 7 s trying to hand
+    over leadership.  ``graceful=True`` uses stop() (SIGTERM) on each.
+    """
     for member in members:
-        member.stop()
+        if graceful:
+            member.stop()
+        else:
+            member.kill()
 
 
 def cluster_env(members):
@@ -341,6 +384,6 @@ def wipe(authority, tls=None, prefix="/calico"):
 
     client = make_client(authority, tls=tls)
     try:
-        client.delete(prefix, recursive=True, dir=True)
+        client.delete(prefix, recursive=True)
     except etcd.EtcdKeyNotFound:
         pass

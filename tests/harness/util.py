@@ -19,10 +19,11 @@ VENV_BIN = os.path.join(REPO_ROOT, ".venv", "bin")
 _handed_out_ports = set()
 
 
-def wait_for(predicate, timeout=10.0, interval=0.1, message=None):
+def wait_for(predicate, timeout=10.0, interval=0.1, message=None, fatal=()):
     """Call ``predicate`` until it returns something truthy; return that value.
 
-    Exceptions raised by the predicate count as "not yet".  On timeout raise
+    Exceptions raised by the predicate count as "not yet", except those of
+    the types in ``fatal``, which propagate at once.  On timeout raise
     ``TimeoutError`` carrying ``message`` and the last exception seen.
     """
     deadline = time.monotonic() + timeout
@@ -32,6 +33,8 @@ def wait_for(predicate, timeout=10.0, interval=0.1, message=None):
             result = predicate()
             if result:
                 return result
+        except fatal:
+            raise
         except Exception as exc:  # the component may simply not be up yet
             last_error = exc
         if time.monotonic() >= deadline:

@@ -1,0 +1,193 @@
+"""Shared pytest fixtures: the real-component harness (tests/harness/).
+
+Expensive components are session-scoped: one etcd on loopback, one Docker
+daemon (reused if the machine already runs one) with a local ``busybox``
+image, one simulated LAN.  Per-test fixtures only reset or add to them:
+``etcd`` wipes /calico, ``make_container`` and ``make_simhost`` remove what
+they made.
+
+Tests under tests/functional and tests/system get the ``functional`` and
+``system`` markers automatically.
+"""
+import os
+import uuid
+
+import pytest
+
+from tests.harness.etcd import EtcdServer, make_client, wipe
+
+MARKERS = {
+    "functional": "real kernel/etcd/Docker components, one at a time",
+    "system": "whole calicoctl + agent on simulated hosts",
+    "slow": "takes more than a few seconds",
+}
+
+LAN_ETCD_PORT = 2379
+
+
+def pytest_configure(config):
+    for name, description in MARKERS.items():
+        config.addinivalue_line("markers", "%s: %s" % (name, description))
+
+
+def pytest_collection_modifyitems(config, items):
+    tests_dir = os.path.dirname(os.path.abspath(__file__))
+    for item in items:
+        relative = os.path.relpath(str(item.path), tests_dir)
+        tier = relative.split(os.sep, 1)[0]
+        if tier in ("functional", "system"):
+            item.add_marker(getattr(pytest.mark, tier))
+
+
+def _is_root():
+    return os.geteuid() == 0
+
+
+@pytest.fixture(scope="session")
+def root_required():
+    """Skip the test unless running as root (namespaces, mounts, dockerd)."""
+    if not _is_root():
+        pytest.skip("needs root")
+
+
+# -- etcd --------------------------------------------------------------------
+
+class EtcdHandle:
+    """What a test needs to talk to the session's etcd.
+
+    :ivar authority: ``127.0.0.1:<port>``.
+    :ivar env: ``{"ETCD_AUTHORITY": authority}`` for calicoctl/the agent.
+    :ivar server: the EtcdServer (stop/restart it only if you restore it).
+    """
+
+    def __init__(self, server):
+        self.server = server
+        self.authority = server.authority
+        self.env = {"ETCD_AUTHORITY": server.authority}
+
+    def client(self, **kwargs):
+        """A new python-etcd client for this etcd."""
+        return make_client(self.authority, **kwargs)
+
+
+@pytest.fixture(scope="session")
+def etcd_server(tmp_path_factory):
+    """One real etcd (v2 API on) on loopback for the whole session."""
+    server = EtcdServer(str(tmp_path_factory.mktemp("etcd") / "data"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def etcd(etcd_server):
+    """The session etcd with /calico wiped before the test."""
+    if not etcd_server.running:
+        # A test stopped or killed it: bring it back for the next one.
+        etcd_server.start()
+    wipe(etcd_server.authority)
+    yield EtcdHandle(etcd_server)
+
+
+# -- Docker ------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def docker_daemon(root_required):
+    """A docker-py client on a running dockerd with ``busybox:latest`` present."""
+    from tests.harness.docker import ensure_busybox_image, ensure_dockerd
+
+    daemon = ensure_dockerd()
+    client = daemon.client()
+    try:
+        ensure_busybox_image(client)
+        yield client
+    finally:
+        client.close()
+        daemon.stop()
+
+
+@pytest.fixture
+def make_container(docker_daemon):
+    """Factory: ``make_container(name=None)`` runs ``--net=none -tid busybox``
+    and returns the docker-py Container; all are force-removed afterwards."""
+    made = []
+
+    def factory(name=None, **kwargs):
+        name = name or "calico-test-%s" % uuid.uuid4().hex[:10]
+        options = dict(detach=True, tty=True, stdin_open=True, network_mode="none", name=name)
+        options.update(kwargs)
+        container = docker_daemon.containers.run("busybox:latest", **options)
+        made.append(container)
+        return container
+
+    yield factory
+    import docker
+
+    for container in made:
+        try:
+            container.remove(force=True)
+        except docker.errors.NotFound:
+            pass
+
+
+# -- simulated hosts ---------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def lan(root_required):
+    """One simulated LAN (172.17.8.0/24, gateway 172.17.8.1) for the session."""
+    from tests.harness.simhost import Lan
+
+    with Lan(name="calico-lan-%d" % os.getpid()) as the_lan:
+        yield the_lan
+
+
+class LanEtcd:
+    """The session etcd as simulated hosts see it.
+
+    :ivar authority: ``<lan gateway>:2379`` (forwarded to the loopback etcd).
+    :ivar env: ``{"ETCD_AUTHORITY": authority}`` for commands run in a SimHost.
+    :ivar local_authority: the same etcd from the test process.
+    """
+
+    def __init__(self, authority, local_authority):
+        self.authority = authority
+        self.local_authority = local_authority
+        self.env = {"ETCD_AUTHORITY": authority}
+
+    def client(self, **kwargs):
+        """A python-etcd client (in the test process) for this etcd."""
+        return make_client(self.local_authority, **kwargs)
+
+
+@pytest.fixture(scope="session")
+def _lan_etcd_forward(lan, etcd_server):
+    forward = lan.expose(etcd_server.authority, LAN_ETCD_PORT, host=lan.gateway)
+    yield forward
+    forward.stop()
+
+
+@pytest.fixture
+def lan_etcd(_lan_etcd_forward, etcd):
+    """The session etcd, wiped, reachable from SimHosts at gateway:2379."""
+    return LanEtcd(_lan_etcd_forward.authority, etcd.authority)
+
+
+@pytest.fixture
+def make_simhost(lan, docker_daemon):
+    """Factory: ``make_simhost(name, ip, ip6=None)`` starts a SimHost on the
+    session LAN; all are stopped afterwards.
+
+    Depends on ``docker_daemon`` because a SimHost binds Docker's socket into
+    its /run when it starts: the daemon must be up first."""
+    from tests.harness.simhost import SimHost
+
+    made = []
+
+    def factory(name, ip, **kwargs):
+        host = SimHost(name, ip, lan, **kwargs)
+        made.append(host)
+        return host.start()
+
+    yield factory
+    for host in made:
+        host.stop()

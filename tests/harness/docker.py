@@ -1,0 +1,223 @@
+"""A real Docker daemon and a ``busybox`` image for tests and scripts.
+
+``ensure_dockerd`` reuses a daemon that already answers on /run/docker.sock
+(and then never stops it); otherwise it starts one with no iptables, no
+bridge and its own pid file, and only that one is ever stopped.
+
+``ensure_busybox_image`` builds ``busybox:latest`` locally from Debian's
+static busybox (every applet linked in /bin), since no registry can be
+reached.
+
+No pytest import: scripts/demo.py uses this module too.
+"""
+import io
+import os
+import socket
+import subprocess
+import tarfile
+import time
+
+from tests.harness.util import pid_alive, tail, terminate_pid, wait_for
+
+DOCKER_SOCKET = "/run/docker.sock"
+STATE_DIR = "/tmp/calico-harness-dockerd"
+START_TIMEOUT = 30.0
+BUSYBOX_BINARY = "/usr/bin/busybox"
+BUSYBOX_IMAGE = "busybox:latest"
+# Marks images this module built; bump the value when the rootfs recipe
+# changes so old builds are replaced.
+BUSYBOX_LABEL = "org.projectcalico.test-harness.busybox"
+BUSYBOX_RECIPE = "1"
+
+
+def docker_answers(socket_path=DOCKER_SOCKET, timeout=2.0):
+    """True if a Docker daemon answers ``GET /_ping`` on ``socket_path``."""
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(timeout)
+            sock.connect(socket_path)
+            sock.sendall(b"GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n")
+            reply = b""
+            while True:
+                chunk = sock.recv(4096)
+                if not chunk:
+                    break
+                reply += chunk
+    except OSError:
+        return False
+    status = reply.split(b"\r\n", 1)[0].split()
+    return len(status) >= 2 and status[0].startswith(b"HTTP/") and status[1] == b"200"
+
+
+class DockerDaemon:
+    """Handle on the Docker daemon the tests use.
+
+    :ivar socket_path: the daemon's unix socket.
+    :ivar owned: True if this harness started the daemon (and so may stop it).
+    :ivar pid: PID of the daemon we started, else None.
+    :ivar log_path: log of the daemon we started, else None.
+    """
+
+    def __init__(self, socket_path=DOCKER_SOCKET, owned=False, process=None, log_path=None,
+                 pidfile=None):
+        self.socket_path = socket_path
+        self.owned = owned
+        self._process = process
+        self.log_path = log_path
+        self.pidfile = pidfile
+
+    @property
+    def pid(self):
+        return self._process.pid if self._process is not None else None
+
+    @property
+    def base_url(self):
+        return "unix://" + self.socket_path
+
+    def client(self, timeout=120):
+        """A docker-py client for this daemon."""
+        import docker  # lazy: importing the harness must stay cheap
+
+        return docker.DockerClient(base_url=self.base_url, timeout=timeout)
+
+    def stop(self):
+        """Stop the daemon if (and only if) we started it, by PID."""
+        if not self.owned or self._process is None:
+            return
+        # dockerd takes a while to shut its containers down cleanly.
+        terminate_pid(self._process.pid, timeout=30.0, popen=self._process)
+        self._process = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    def __repr__(self):
+        return "DockerDaemon(%s, owned=%s, pid=%s)" % (self.socket_path, self.owned, self.pid)
+
+
+def ensure_dockerd(state_dir=STATE_DIR, socket_path=DOCKER_SOCKET, timeout=START_TIMEOUT,
+                   extra_args=()):
+    """Return a DockerDaemon answering on ``socket_path``, starting one if needed.
+
+    ``extra_args`` go to dockerd (e.g. ``--data-root`` for a second daemon).
+    """
+    if docker_answers(socket_path):
+        return DockerDaemon(socket_path=socket_path, owned=False)
+    os.makedirs(state_dir, exist_ok=True)
+    pidfile = os.path.join(state_dir, "dockerd.pid")
+    log_path = os.path.join(state_dir, "dockerd.log")
+    _clear_stale_pidfile(pidfile)
+    args = [
+        "dockerd",
+        "--iptables=false", "--ip6tables=false", "--bridge=none",
+        "-H", "unix://" + socket_path,
+        "--pidfile", pidfile,
+    ] + list(extra_args)
+    with open(log_path, "ab") as log:
+        process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log,
+                                   stderr=subprocess.STDOUT, start_new_session=True)
+    daemon = DockerDaemon(socket_path=socket_path, owned=True, process=process,
+                          log_path=log_path, pidfile=pidfile)
+
+    def up():
+        if process.poll() is not None:
+            raise RuntimeError("dockerd exited with code %s; log %s:\n%s"
+                               % (process.returncode, log_path, tail(log_path)))
+        return docker_answers(socket_path)
+    try:
+        wait_for(up, timeout=timeout, interval=0.2, fatal=(RuntimeError,))
+    except TimeoutError:
+        daemon.stop()
+        raise RuntimeError("dockerd did not answer on %s within %.0f s; log %s:\n%s"
+                           % (socket_path, timeout, log_path, tail(log_path)))
+    return daemon
+
+
+def _clear_stale_pidfile(pidfile):
+    # dockerd refuses to start if its pid file names a live process; a file
+    # left by a crashed run of ours names a dead one, so remove it.
+    try:
+        with open(pidfile) as handle:
+            pid = int(handle.read().strip() or 0)
+    except (OSError, ValueError):
+        return
+    if pid and pid_alive(pid):
+        raise RuntimeError("a dockerd from %s (pid %d) is alive but does not answer on "
+                           "its socket" % (pidfile, pid))
+    os.unlink(pidfile)
+
+
+def busybox_rootfs_tar(busybox_binary=BUSYBOX_BINARY):
+    """A tar (bytes) of a minimal root filesystem around a static busybox."""
+    applets = subprocess.run([busybox_binary, "--list"], capture_output=True, text=True,
+                             check=True).stdout.split()
+    buffer = io.BytesIO()
+    now = int(time.time())
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        def add_dir(name, mode=0o755):
+            info = tarfile.TarInfo(name)
+            info.type = tarfile.DIRTYPE
+            info.mode = mode
+            info.mtime = now
+            tar.addfile(info)
+
+        def add_file(name, data, mode=0o644):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            info.mode = mode
+            info.mtime = now
+            tar.addfile(info, io.BytesIO(data))
+
+        for directory in ("bin", "etc", "root", "var", "home", "proc", "sys", "dev"):
+            add_dir(directory, 0o700 if directory == "root" else 0o755)
+        add_dir("tmp", 0o1777)
+        with open(busybox_binary, "rb") as handle:
+            add_file("bin/busybox", handle.read(), 0o755)
+        for applet in applets:
+            if applet == "busybox" or "/" in applet:
+                continue
+            info = tarfile.TarInfo("bin/" + applet)
+            info.type = tarfile.SYMTYPE
+            info.linkname = "busybox"
+            info.mode = 0o777
+            info.mtime = now
+            tar.addfile(info)
+        add_file("etc/passwd", b"root:x:0:0:root:/root:/bin/sh\n"
+                               b"nobody:x:65534:65534:nobody:/home:/bin/false\n")
+        add_file("etc/group", b"root:x:0:\nnogroup:x:65534:\n")
+        add_file("etc/hosts", b"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n")
+    return buffer.getvalue()
+
+
+def ensure_busybox_image(client=None, image=BUSYBOX_IMAGE):
+    """Make sure ``image`` exists locally, built by this module from busybox.
+
+    An image of that name without our label (some other, possibly partial,
+    local build) is replaced, so every applet the tests use is present.
+    ``client`` is a docker-py DockerClient (one for /run/docker.sock is made
+    if omitted).  Returns the image's ID.
+    """
+    import docker
+
+    own_client = client is None
+    if own_client:
+        client = docker.DockerClient(base_url="unix://" + DOCKER_SOCKET, timeout=120)
+    try:
+        try:
+            existing = client.images.get(image)
+            labels = existing.attrs.get("Config", {}).get("Labels") or {}
+            if labels.get(BUSYBOX_LABEL) == BUSYBOX_RECIPE:
+                return existing.id
+        except docker.errors.ImageNotFound:
+            pass
+        repository, _, tag = image.partition(":")
+        changes = ['CMD ["sh"]', "LABEL %s=%s" % (BUSYBOX_LABEL, BUSYBOX_RECIPE)]
+        client.api.import_image_from_data(busybox_rootfs_tar(), repository=repository,
+                                          tag=tag or "latest", changes=changes)
+        return client.images.get(image).id
+    finally:
+        if own_client:
+            client.close()

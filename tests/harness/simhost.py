@@ -1,0 +1,358 @@
+"""Simulated hosts: network + UTS + mount namespaces on one shared bridge.
+
+A :class:`Lan` is a network namespace holding a Linux bridge ``br0`` (the
+LAN's gateway address lives on it).  A :class:`SimHost` is a namespace set
+with its own hostname, an ``eth0`` veth whose peer is a port of that bridge,
+a default route via the gateway, and private tmpfs mounts on /run,
+/var/log/calico and /var/lib/calico, so pid files, control sockets and BIRD
+sockets of one simulated host never collide with another's.  Docker's socket
+is bind-mounted into each host's /run, so every host talks to the one real
+dockerd, as hosts of a real cluster each talk to their own.
+
+Each namespace set is held open by a ``sleep infinity`` "holder" process
+made by ``unshare``; commands run in it through ``nsenter -t <holder pid>``.
+Holders die with the process that made them (parent-death signal), so a
+crashed run leaves no namespace behind; names of bridge ports carry a random
+suffix so leftovers could not clash anyway.
+
+Docker's socket is bound when a host starts: start the daemon first
+(``tests.harness.docker.ensure_dockerd``).
+
+No pytest import: scripts/demo.py uses this module too.
+"""
+import ipaddress
+import os
+import re
+import secrets
+import subprocess
+
+from tests.harness.forward import PortForward
+from tests.harness.util import (
+    free_port, kill_pid, netns_inode, path_with_venv, pids_in_netns,
+    terminate_pid, wait_for,
+)
+
+HOLDER_TIMEOUT = 10.0
+BRIDGE = "br0"
+
+
+class NamespaceError(RuntimeError):
+    """A command needed to build or tear down a namespace failed."""
+
+
+class _Namespaces:
+    """Holder process + command execution shared by Lan and SimHost."""
+
+    UNSHARE_FLAGS = ()
+    NSENTER_FLAGS = ()
+
+    def __init__(self, name):
+        self.name = name
+        self._holder = None
+        self._processes = []
+        self._forwards = []
+
+    # -- holder --------------------------------------------------------
+    @property
+    def pid(self):
+        """PID of the holder process (the namespaces' anchor), or None."""
+        return self._holder.pid if self._holder is not None else None
+
+    @property
+    def netns_path(self):
+        """``/proc/<holder>/ns/net``: usable with pyroute2's NetNS or setns."""
+        return "/proc/%d/ns/net" % self.pid
+
+    @property
+    def alive(self):
+        return self._holder is not None and self._holder.poll() is None
+
+    def _start_holder(self):
+        own_netns = netns_inode(os.getpid())
+        # setpriv: the holder gets SIGKILL when its parent (this process) dies.
+        self._holder = subprocess.Popen(
+            ["setpriv", "--pdeathsig", "SIGKILL", "--", "unshare"] + list(self.UNSHARE_FLAGS)
+            + ["--", "sleep", "infinity"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            start_new_session=True)
+
+        def entered():
+            if self._holder.poll() is not None:
+                raise NamespaceError("namespace holder for %s exited: %s" % (
+                    self.name, self._holder.stderr.read().decode().strip()))
+            exe = os.readlink("/proc/%d/exe" % self._holder.pid)
+            return exe.endswith("sleep") and netns_inode(self._holder.pid) != own_netns
+        try:
+            wait_for(entered, timeout=HOLDER_TIMEOUT, interval=0.01,
+                     message="namespace holder for %s" % self.name)
+        except TimeoutError as exc:
+            if self._holder.poll() is not None:
+                raise NamespaceError(str(exc)) from None
+            raise
+        self._holder.stderr.close()
+
+    def _stop_processes(self):
+        """End everything running in our network namespace, then the holder.
+
+        Every process in a namespace this harness made was started there by
+        us (directly, or by a daemon we started), so ending them by PID ends
+        only our own processes.
+        """
+        for process in self._processes:
+            if process.poll() is None:
+                terminate_pid(process.pid, timeout=5.0, popen=process)
+        self._processes = []
+        for forward in self._forwards:
+            forward.stop()
+        self._forwards = []
+        if not self.alive:
+            self._holder = None
+            return
+        inode = netns_inode(self._holder.pid)
+        if inode is not None:
+            others = pids_in_netns(inode, exclude={self._holder.pid})
+            for pid in others:
+                terminate_pid(pid, timeout=5.0)
+        kill_pid(self._holder.pid, popen=self._holder)
+        self._holder = None
+
+    # -- running commands ---------------------------------------------
+    @property
+    def exec_prefix(self):
+        """Command prefix that runs the rest of a command inside us.
+
+        nsenter resets the working directory when it enters a mount
+        namespace; ``run``/``popen`` add ``--wd`` to keep it.
+        """
+        if not self.alive:
+            raise NamespaceError("%s is not running" % self.name)
+        return ["nsenter", "-t", str(self.pid)] + list(self.NSENTER_FLAGS) + ["--"]
+
+    def _command(self, args, cwd):
+        if isinstance(args, str):
+            args = ["sh", "-c", args]
+        prefix = self.exec_prefix
+        return prefix[:-1] + ["--wd=%s" % (cwd or os.getcwd()), "--"] + list(args)
+
+    @staticmethod
+    def _environment(env):
+        """os.environ updated by ``env`` (None values remove a variable),
+        with the repo's .venv/bin first on PATH."""
+        merged = dict(os.environ)
+        for key, value in (env or {}).items():
+            if value is None:
+                merged.pop(key, None)
+            else:
+                merged[key] = str(value)
+        merged["PATH"] = path_with_venv(merged.get("PATH"))
+        return merged
+
+    def run(self, args, env=None, input=None, timeout=60, check=False, cwd=None):
+        """Run ``args`` (a list, or a string for ``sh -c``) inside; capture text output."""
+        return subprocess.run(self._command(args, cwd), env=self._environment(env), input=input,
+                              timeout=timeout, check=check, capture_output=True, text=True)
+
+    def popen(self, args, env=None, cwd=None, **kwargs):
+        """Start ``args`` inside; the process is tracked and ended by stop()."""
+        process = subprocess.Popen(self._command(args, cwd), env=self._environment(env),
+                                   **kwargs)
+        self._processes = [p for p in self._processes if p.poll() is None] + [process]
+        return process
+
+    def _script(self, script, what):
+        """Run a ``sh -e`` script inside; raise NamespaceError on failure."""
+        result = self.run(["sh", "-ec", script], cwd="/", timeout=30)
+        if result.returncode != 0:
+            raise NamespaceError("%s: %s failed (exit %d): %s" % (
+                self.name, what, result.returncode, (result.stderr or result.stdout).strip()))
+        return result
+
+    # -- port forwarding ----------------------------------------------
+    def publish(self, port, host=None, local_port=None):
+        """Make ``host:port`` inside reachable at 127.0.0.1:<local_port> in the
+        caller's namespace; returns the started PortForward (``.authority``)."""
+        forward = PortForward("127.0.0.1", local_port or free_port(), host or "127.0.0.1",
+                              port, target_netns=self.netns_path).start()
+        self._forwards.append(forward)
+        return forward
+
+    def expose(self, authority, port, host="0.0.0.0"):
+        """Listen inside on ``host:port`` and forward to ``authority`` in the
+        caller's namespace (e.g. an etcd on loopback); returns the PortForward."""
+        target_host, _, target_port = authority.rpartition(":")
+        forward = PortForward(host, port, target_host, int(target_port), runner=self,
+                              target_netns="/proc/%d/ns/net" % os.getpid()).start()
+        self._forwards.append(forward)
+        return forward
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.destroy()
+
+    def destroy(self):
+        raise NotImplementedError
+
+
+class Lan(_Namespaces):
+    """A LAN: one network namespace with bridge ``br0`` holding the gateway.
+
+    :ivar gateway: the gateway IPv4 address (on br0), hosts' default route.
+    :ivar network: the subnet (ipaddress.IPv4Network).
+    :ivar gateway6: optional IPv6 gateway address on br0 (with ``subnet6``).
+    """
+
+    UNSHARE_FLAGS = ("--net", "--mount", "--propagation", "private")
+    NSENTER_FLAGS = ("-n", "-m")
+
+    def __init__(self, name="calico-lan", subnet="172.17.8.0/24", gateway="172.17.8.1",
+                 subnet6=None, gateway6=None):
+        super().__init__(name)
+        self.network = ipaddress.ip_network(subnet)
+        self.gateway = str(ipaddress.ip_address(gateway))
+        self.network6 = ipaddress.ip_network(subnet6) if subnet6 else None
+        self.gateway6 = str(ipaddress.ip_address(gateway6)) if gateway6 else None
+        if self.gateway6 and not self.network6:
+            raise ValueError("gateway6 needs subnet6")
+
+    @property
+    def prefixlen(self):
+        return self.network.prefixlen
+
+    def create(self):
+        """Make the namespace and its bridge; returns self."""
+        if self.alive:
+            return self
+        try:
+            self._start_holder()
+            commands = [
+                "ip link set lo up",
+                "ip link add %s type bridge" % BRIDGE,
+                "ip addr add %s/%d dev %s" % (self.gateway, self.prefixlen, BRIDGE),
+                "ip link set %s up" % BRIDGE,
+                "sysctl -qw net.ipv4.ip_forward=1",
+            ]
+            if self.gateway6:
+                commands += [
+                    "sysctl -qw net.ipv6.conf.all.forwarding=1",
+                    "ip -6 addr add %s/%d dev %s nodad" % (self.gateway6, self.network6.prefixlen,
+                                                        BRIDGE),
+                ]
+            self._script("\n".join(commands), "creating the bridge")
+        except BaseException:
+            self.destroy()
+            raise
+        return self
+
+    start = create
+
+    def destroy(self):
+        """End everything in the LAN namespace; safe to call repeatedly."""
+        self._stop_processes()
+
+    stop = destroy
+
+    def __enter__(self):
+        return self.create()
+
+    def __repr__(self):
+        return "Lan(%s, %s, pid=%s)" % (self.name, self.network, self.pid)
+
+
+def _port_name(host_name):
+    """Bridge-side veth name: <=15 chars, unique per SimHost instance."""
+    stem = re.sub(r"[^A-Za-z0-9]", "", host_name)[-6:] or "host"
+    return "v%s%s" % (stem, secrets.token_hex(3))
+
+
+class SimHost(_Namespaces):
+    """A simulated host on a :class:`Lan`.
+
+    :ivar name: the hostname inside.
+    :ivar ip: IPv4 address of eth0.
+    :ivar ip6: IPv6 address of eth0 or None (``ip6`` may carry "/<prefix>").
+    :ivar port_name: the bridge port (veth peer) in the LAN namespace.
+    """
+
+    UNSHARE_FLAGS = ("--net", "--uts", "--mount", "--propagation", "private")
+    NSENTER_FLAGS = ("-n", "-u", "-m")
+    PRIVATE_DIRS = ("/var/lib/calico", "/var/log/calico")
+
+    def __init__(self, name, ip, lan, prefixlen=None, ip6=None, prefixlen6=64,
+                 docker_socket="/run/docker.sock"):
+        super().__init__(name)
+        self.ip = str(ipaddress.ip_address(ip))
+        self.lan = lan
+        # Default: the LAN's own prefix length (24 for the default LAN).
+        self.prefixlen = prefixlen or lan.prefixlen
+        if ip6 and "/" in ip6:
+            ip6, _, prefix = ip6.partition("/")
+            prefixlen6 = int(prefix)
+        self.ip6 = str(ipaddress.ip_address(ip6)) if ip6 else None
+        self.prefixlen6 = prefixlen6
+        self.docker_socket = docker_socket
+        self.port_name = _port_name(name)
+
+    def start(self):
+        """Build the namespaces, mounts and network; returns self."""
+        if self.alive:
+            return self
+        if not self.lan.alive:
+            raise NamespaceError("LAN %s is not running" % self.lan.name)
+        for directory in self.PRIVATE_DIRS:
+            os.makedirs(directory, exist_ok=True)
+        try:
+            self._start_holder()
+            self._script(self._render_setup_script(), "setting up")
+            self.lan._script("ip link set %s master %s up" % (self.port_name, BRIDGE),
+                             "attaching %s to the bridge" % self.port_name)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _render_setup_script(self):
+        # /run is replaced by a tmpfs; Docker's socket is first bind-mounted
+        # to a spot inside the (new, private) /var/lib/calico tmpfs while the
+        # real one is still visible, then bound from there into the new /run.
+        stash = "/var/lib/calico/.docker.sock"
+        sock = self.docker_socket
+        lines = [
+            "hostname %s" % self.name,
+            "mount -t sysfs sysfs /sys",
+            "mount -t tmpfs -o mode=0755 calico-lib /var/lib/calico",
+            "mount -t tmpfs -o mode=0755 calico-log /var/log/calico",
+            "if [ -S %s ]; then : > %s; mount --bind %s %s; fi" % (sock, stash, sock, stash),
+            "mount -t tmpfs -o mode=0755 run /run",
+            "mkdir -p /run/lock /run/calico /run/bird",
+            "if [ -e %s ]; then : > %s; mount --bind %s %s; umount %s; rm -f %s; fi"
+            % (stash, sock, stash, sock, stash, stash),
+            "ip link set lo up",
+            "ip link add eth0 type veth peer name %s netns %d" % (self.port_name, self.lan.pid),
+            "ip addr add %s/%d dev eth0" % (self.ip, self.prefixlen),
+            "ip link set eth0 up",
+            "ip route add default via %s" % self.lan.gateway,
+            "sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1",
+        ]
+        if self.ip6:
+            lines.append("ip -6 addr add %s/%d dev eth0 nodad" % (self.ip6, self.prefixlen6))
+            if self.lan.gateway6:
+                lines.append("ip -6 route add default via %s" % self.lan.gateway6)
+        return "\n".join(lines)
+
+    def stop(self):
+        """End our processes in the host, the holder, and remove the bridge
+        port; safe to call repeatedly and after a partial start."""
+        self._stop_processes()
+        if self.lan.alive:
+            # Normally gone with the host's namespace; make sure.
+            self.lan.run(["ip", "link", "del", self.port_name], cwd="/")
+
+    destroy = stop
+
+    def __enter__(self):
+        return self.start()
+
+    def __repr__(self):
+        return "SimHost(%s, %s, pid=%s)" % (self.name, self.ip, self.pid)

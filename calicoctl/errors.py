@@ -76,3 +76,7 @@ class CommandFailed(CalicoError):
         first_line = (stderr or stdout or "").strip().splitlines()
         detail = first_line[0] if first_line else "no output"
         super().__init__("%s exited with %s: %s" % (args[0], returncode, detail))
+
+
+class AgentError(CalicoError):
+    """The node agent failed to start, to sync, or to stop."""

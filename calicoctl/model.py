@@ -320,6 +320,16 @@ class Endpoint:
         return [net.split("/")[0] for v in versions for net in self.nets(v)]
 
 
+@dataclass(frozen=True)
+class Workload:
+    """A workload directory on one host: its endpoints and (our extension) its name."""
+    hostname: str
+    orchestrator_id: str
+    workload_id: str
+    name: Optional[str] = None
+    endpoints: tuple = ()
+
+
 def _parse_mac(value):
     import netaddr
     try:
@@ -406,3 +416,29 @@ class HostInfo:
     ipv4: Optional[str] = None
     ipv6: Optional[str] = None
     as_num: Optional[int] = None
+
+
+@dataclass(frozen=True)
+class VxlanTunnel:
+    """Our extension: a host's VXLAN tunnel endpoint, at /calico/v1/host/<h>/vxlan.
+
+    ``ip`` is the host's own IPv4 address: the outer source of its packets
+    and the (onlink) next hop other hosts route its workloads through.
+    ``mac`` is the MAC of its VXLAN device, ``vni`` the VXLAN network ID.
+    """
+    ip: str
+    mac: str
+    vni: int
+
+    @classmethod
+    def from_json(cls, text):
+        data = _load_json(text, "VXLAN tunnel")
+        if not isinstance(data, dict):
+            raise ValidationError("Invalid VXLAN tunnel: expected a JSON object.")
+        vni = data.get("vni")
+        if isinstance(vni, bool) or not isinstance(vni, int) or not 0 < vni < 2 ** 24:
+            raise ValidationError("Invalid VXLAN tunnel: vni must be an integer 1-16777215.")
+        return cls(ip=str(validate.parse_ip(data.get("ip"), 4)), mac=_parse_mac(data.get("mac")), vni=vni)
+
+    def to_json(self):
+        return json.dumps({"ip": self.ip, "mac": self.mac, "vni": self.vni})

@@ -7,7 +7,10 @@ import re
 
 from calicoctl.errors import ValidationError
 
-NAME_RE = re.compile(r"^[a-zA-Z0-9_.-]+$")
+# \Z, not $: "$" also matches before a trailing newline ("abc\n").
+NAME_RE = re.compile(r"^[a-zA-Z0-9_.-]+\Z")
+# ASCII digits only: int() also takes "1_000", "+5", " 7" and non-ASCII digits.
+DIGITS_RE = re.compile(r"^[0-9]+\Z")
 MAX_AS = 4294967295
 
 
@@ -16,6 +19,9 @@ def parse_name(value, what="name"):
     if not isinstance(value, str) or not NAME_RE.match(value):
         raise ValidationError(
             "Invalid %s %r: use only letters, digits, '_', '.' and '-'." % (what, value))
+    if value in (".", ".."):
+        # etcd cleans key paths: ".." would name the parent directory.
+        raise ValidationError("Invalid %s %r: '.' and '..' are not names." % (what, value))
     return value
 
 
@@ -40,6 +46,12 @@ def parse_cidr(value, what="CIDR"):
     try:
         if not isinstance(value, str):
             raise ValueError
+        # netaddr tolerates "/ 8", "/+8" and a trailing newline; users never mean those.
+        _, slash, prefix = value.partition("/")
+        if slash and not DIGITS_RE.match(prefix):
+            raise ValueError
+        if value != value.strip():
+            raise ValueError
         if ":" not in value:
             address = value.split("/")[0]
             # netaddr accepts '10.1' as an IPv4 address; a user never means that.
@@ -51,9 +63,20 @@ def parse_cidr(value, what="CIDR"):
     return net.cidr
 
 
+def _parse_digits(value):
+    """A non-negative decimal integer written with ASCII digits only."""
+    if isinstance(value, bool):
+        raise ValueError(value)
+    if isinstance(value, int):
+        return value
+    if not isinstance(value, str) or not DIGITS_RE.match(value):
+        raise ValueError(value)
+    return int(value, 10)
+
+
 def parse_as_number(value):
     try:
-        number = int(str(value), 10)
+        number = _parse_digits(value)
     except ValueError:
         raise ValidationError("Invalid AS number %r: expected an integer from 0 to %d." % (value, MAX_AS))
     if not 0 <= number <= MAX_AS:
@@ -84,7 +107,7 @@ def parse_port_item(item, source=None):
         raise error
     if not isinstance(item, str):
         raise error
-    match = re.match(r"^(\d+)(?:[:-](\d+))?$", item.strip())
+    match = re.match(r"^([0-9]+)(?:[:-]([0-9]+))?\Z", item.strip())
     if not match:
         raise error
     low = int(match.group(1))
@@ -101,7 +124,7 @@ def parse_port_item(item, source=None):
 def parse_icmp_value(value, what="ICMP type"):
     """ICMP type/code: 0..254 (the kernel cannot match 255)."""
     try:
-        number = int(str(value), 10)
+        number = _parse_digits(value)
     except ValueError:
         raise ValidationError("Invalid %s %r: expected an integer from 0 to 254." % (what, value))
     if not 0 <= number <= 254:

@@ -278,6 +278,48 @@ class DatastoreClient:
             self._delete(workload, recursive=True)
         return removed
 
+    # -- workloads (per host, per orchestrator) ---------------------------------
+
+    @_translate_errors
+    def list_workloads(self, hostname, orchestrator_id=paths.DEFAULT_ORCHESTRATOR):
+        """Every workload of one orchestrator on one host, with its endpoints and
+        name, from a single recursive read. Malformed endpoints are skipped."""
+        prefix = paths.orchestrator_dir(hostname, orchestrator_id)
+        names = {}
+        endpoints = {}
+        for key, value in self._leaves(prefix):
+            parts = paths.parse_endpoint_key(key)
+            if parts is not None:
+                ep_key = model.EndpointKey(*parts)
+                try:
+                    endpoints.setdefault(ep_key.workload_id, []).append(model.Endpoint.from_json(ep_key, value))
+                except ValidationError:
+                    endpoints.setdefault(ep_key.workload_id, [])
+                continue
+            rest = key[len(prefix) + 1:].split("/")
+            if len(rest) == 2 and rest[1] == "name":
+                names[rest[0]] = value
+        workloads = []
+        for workload_id in sorted(set(names) | set(endpoints)):
+            eps = sorted(endpoints.get(workload_id, ()), key=lambda ep: ep.endpoint_id)
+            workloads.append(model.Workload(hostname=hostname, orchestrator_id=orchestrator_id,
+                                            workload_id=workload_id, name=names.get(workload_id) or None,
+                                            endpoints=tuple(eps)))
+        return workloads
+
+    @_translate_errors
+    def write_workload_name(self, hostname, orchestrator_id, workload_id, name):
+        self.etcd.write(paths.workload_name_key(hostname, orchestrator_id, workload_id), name)
+
+    @_translate_errors
+    def remove_workload_name(self, hostname, orchestrator_id, workload_id):
+        return self._delete(paths.workload_name_key(hostname, orchestrator_id, workload_id))
+
+    @_translate_errors
+    def remove_workload(self, hostname, orchestrator_id, workload_id):
+        """Delete a workload directory (endpoints, name) recursively; False if absent."""
+        return self._delete(paths.workload_dir(hostname, orchestrator_id, workload_id), recursive=True)
+
     # -- pools and claims -------------------------------------------------------
 
     @_translate_errors
@@ -312,18 +354,101 @@ class DatastoreClient:
         return None
 
     @_translate_errors
-    def claim_ip(self, pool_cidr, ip):
-        """Claim ip in pool atomically; False if someone already holds it."""
+    def claim_ip(self, pool_cidr, ip, owner="", ttl=None):
+        """Claim ip in pool atomically; False if someone already holds it.
+
+        ``owner`` is stored as the value (the reference stored ""; only the
+        key's existence means "taken"). With ``ttl`` the claim expires unless
+        ``confirm_claim`` makes it permanent: a command that dies half-way
+        (etcd gone, process killed) cannot leak it for ever.
+        """
         import etcd
         try:
-            self.etcd.write(paths.claim_key(pool_cidr, ip), "", prevExist=False)
+            self.etcd.write(paths.claim_key(pool_cidr, ip), owner, prevExist=False, ttl=ttl)
             return True
         except etcd.EtcdAlreadyExist:
             return False
 
     @_translate_errors
-    def release_ip(self, pool_cidr, ip):
-        return self._delete(paths.claim_key(pool_cidr, ip))
+    def get_claim(self, pool_cidr, ip):
+        """The owner string of a claim ("" for claims made by the reference), or None."""
+        return self._get(paths.claim_key(pool_cidr, ip))
+
+    @_translate_errors
+    def confirm_claim(self, pool_cidr, ip, owner):
+        """Make ``owner``'s claim permanent (drop its TTL); False if another owner holds it.
+
+        If the claim expired meanwhile it is made again, create-only.
+        """
+        import etcd
+        key = paths.claim_key(pool_cidr, ip)
+        try:
+            self.etcd.write(key, owner, prevValue=owner)
+            return True
+        except etcd.EtcdCompareFailed:
+            return False
+        except etcd.EtcdKeyNotFound:
+            pass
+        try:
+            self.etcd.write(key, owner, prevExist=False)
+            return True
+        except etcd.EtcdAlreadyExist:
+            return False
+
+    @_translate_errors
+    def release_ip(self, pool_cidr, ip, owner=None, allow_anonymous=True):
+        """Delete a claim; False if absent.
+
+        With ``owner``, only a claim held by that owner (or, when
+        ``allow_anonymous``, an anonymous one as the reference wrote) is
+        deleted, compare-and-delete, so a retry never frees an address
+        someone else claimed in between.
+        """
+        import etcd
+        key = paths.claim_key(pool_cidr, ip)
+        if owner is None:
+            return self._delete(key)
+        value = self._get(key)
+        if value is None or value not in ((owner, "") if allow_anonymous else (owner,)):
+            return False
+        try:
+            self.etcd.delete(key, prevValue=value)
+            return True
+        except (etcd.EtcdCompareFailed, etcd.EtcdKeyNotFound):
+            return False
+
+    @_translate_errors
+    def list_claim_pools(self, version):
+        """CIDRs of every pool that has an assignment directory (claims may
+        outlive their pool's definition)."""
+        import etcd
+        try:
+            result = self.etcd.read(paths.assignments_dir(version))
+        except etcd.EtcdKeyNotFound:
+            return []
+        cidrs = []
+        for node in result.children:
+            cidr = paths.parse_claims_dir(node.key or "")
+            if cidr is not None:
+                cidrs.append(cidr)
+        return cidrs
+
+    @_translate_errors
+    def remove_empty_claims_dir(self, pool_cidr):
+        """Delete a pool's claims directory if it is empty (or absent).
+
+        False when it still holds claims: etcd refuses to delete a
+        non-empty directory without ``recursive``, which makes this safe
+        against a claim made after the caller looked.
+        """
+        import etcd
+        try:
+            self.etcd.delete(paths.claims_dir(pool_cidr), dir=True)
+        except etcd.EtcdKeyNotFound:
+            pass
+        except etcd.EtcdDirNotEmpty:
+            return False
+        return True
 
     @_translate_errors
     def list_claims(self, pool_cidr):
@@ -416,6 +541,86 @@ class DatastoreClient:
                     names.add(node.key.rsplit("/", 1)[-1])
         return sorted(names)
 
+    # -- host registration and agent status (calicoctl node / status) ------------
+
+    @_translate_errors
+    def register_host(self, hostname, ip, ip6=None, as_num=None):
+        """Write the keys ``calicoctl node`` owns for a host (reference.md §1.1 step 9).
+
+        ``ip6`` None stores "" (no IPv6); ``as_num`` None deletes the per-host
+        AS so the global default applies.
+        """
+        import etcd
+        self.etcd.write(paths.host_bird_ip(hostname), ip)
+        self.etcd.write(paths.host_ip_addr(hostname, 4), ip)
+        self.etcd.write(paths.host_ip_addr(hostname, 6), ip6 or "")
+        try:
+            self.etcd.write(paths.host_workloads_dir(hostname), None, dir=True)
+        except (etcd.EtcdNotFile, etcd.EtcdAlreadyExist):
+            pass   # already there, perhaps with endpoints in it
+        if as_num is None:
+            self._delete(paths.host_as_num(hostname))
+        else:
+            self.etcd.write(paths.host_as_num(hostname), str(as_num))
+        self.etcd.write(paths.host_config(hostname, "DefaultEndpointToHostAction"), "RETURN")
+        self.etcd.write(paths.host_config(hostname, "marker"), "created")
+
+    @_translate_errors
+    def remove_host(self, hostname):
+        """Delete every key of a host (config, endpoints, BGP, agent status)."""
+        for directory in (paths.host_dir(hostname), paths.bgp_host_dir(hostname),
+                          paths.felix_host_dir(hostname)):
+            self._delete(directory, recursive=True)
+
+    @_translate_errors
+    def get_agent_status(self, hostname):
+        """The agent's status JSON for a host, or None (absent or expired)."""
+        return self._get(paths.felix_status(hostname))
+
+    @_translate_errors
+    def release_claims(self, ips):
+        """Delete the claim of each IP in ``ips``, in whatever pool it sits.
+
+        Scans the claim trees rather than the current pools, so claims in a
+        pool removed since are released too. Returns the (pool, ip) released.
+        """
+        import netaddr
+        wanted = {str(netaddr.IPAddress(ip)) for ip in ips}
+        released = []
+        for version in (4, 6):
+            for key, _ in self._leaves(paths.assignments_dir(version)):
+                parsed = paths.parse_claim_key(key)
+                if parsed is None:
+                    continue
+                try:
+                    ip = str(netaddr.IPAddress(parsed[1]))
+                except (netaddr.AddrFormatError, ValueError):
+                    continue
+                if ip in wanted and self._delete(key):
+                    released.append((parsed[0], ip))
+        return sorted(released)
+
+    @_translate_errors
+    def dump_tree(self, prefix):
+        """(key, value) of every leaf under prefix, sorted; [] if absent."""
+        return sorted(self._leaves(prefix))
+
 
 def _key_tuple(ep_key):
     return (ep_key.hostname, ep_key.orchestrator_id, ep_key.workload_id, ep_key.endpoint_id)
+
+
+# -- agent: this host's VXLAN tunnel endpoint (our extension) ---------------------
+# Plain functions on a DatastoreClient (kept apart from the class above so the
+# CLI's methods and these agent writes do not collide in edits).
+
+@_translate_errors
+def write_host_vxlan(client, hostname, tunnel):
+    """Record ``tunnel`` (a model.VxlanTunnel) as ``hostname``'s VXLAN endpoint."""
+    client.etcd.write(paths.host_vxlan(hostname), tunnel.to_json())
+
+
+@_translate_errors
+def remove_host_vxlan(client, hostname):
+    """Delete ``hostname``'s VXLAN record; False if there was none."""
+    return client._delete(paths.host_vxlan(hostname))

@@ -127,10 +127,10 @@ class EtcdConnection:
             try:
                 result = getattr(self._client(index), method)(*args, **kwargs)
             except etcd.EtcdConnectionFailed as exc:
-                failures.append(self.settings.endpoints[index].url)
                 # A watch that simply timed out is not a dead endpoint.
                 if isinstance(exc, etcd.EtcdWatchTimedOut):
                     raise
+                failures.append(self.settings.endpoints[index].url + _failure_hint(exc))
                 continue
             self._current = index
             return result
@@ -151,6 +151,16 @@ class EtcdConnection:
         return [endpoint.url for endpoint in self.settings.endpoints]
 
 
+def _failure_hint(exc):
+    """A short reason for a failed request when it is not simply 'nobody listens'."""
+    text = repr(getattr(exc, "cause", None)) + str(exc)
+    if "SSL" in text or "certificate" in text.lower():
+        return " (TLS handshake failed: check ETCD_CA_CERT_FILE, ETCD_CERT_FILE and ETCD_KEY_FILE)"
+    if "FileNotFoundError" in text or "No such file" in text:
+        return " (a TLS certificate or key file does not exist)"
+    return ""
+
+
 def connect(env, timeout=DEFAULT_TIMEOUT):
     """Build (without contacting etcd) a connection from an environment mapping."""
     return EtcdConnection(parse_settings(env), timeout=timeout)
@@ -168,7 +178,10 @@ def _build_client(settings, endpoint, timeout):
     client = etcd.Client(**kwargs)
     # NOTE: urllib3 retries a failed connect three times by default, which
     # multiplies the wait for an unreachable member; we fail over instead.
-    client.http.connection_pool_kw["retries"] = urllib3.Retry(total=None, connect=0, read=0, redirect=5, status=0)
+    # other=0 as well: with total=None, an unlimited "other" budget retries a
+    # TLS handshake failure (e.g. a rejected client certificate) forever.
+    client.http.connection_pool_kw["retries"] = urllib3.Retry(
+        total=None, connect=0, read=0, redirect=5, status=0, other=0)
     return client
 
 

@@ -75,6 +75,13 @@ def endpoint_key(hostname, orchestrator_id, workload_id, endpoint_id):
     return "%s/endpoint/%s" % (workload_dir(hostname, orchestrator_id, workload_id), endpoint_id)
 
 
+def workload_name_key(hostname, orchestrator_id, workload_id):
+    """Our extension: the workload's name (a Docker container name), so that
+    ``container remove <name>`` finds it even when Docker no longer does.
+    A leaf beside ``endpoint/``; readers of endpoint keys never see it."""
+    return workload_dir(hostname, orchestrator_id, workload_id) + "/name"
+
+
 ENDPOINT_KEY_RE = re.compile(
     r"^/calico/v1/host/(?P<hostname>[^/]+)/workload/(?P<orchestrator_id>[^/]+)/"
     r"(?P<workload_id>[^/]+)/endpoint/(?P<endpoint_id>[^/]+)$")
@@ -87,6 +94,10 @@ def parse_endpoint_key(key):
         return None
     return (match.group("hostname"), match.group("orchestrator_id"),
             match.group("workload_id"), match.group("endpoint_id"))
+
+
+def felix_host_dir(hostname):
+    return "%s/%s" % (FELIX_STATUS_DIR, hostname)
 
 
 def felix_status(hostname):
@@ -148,6 +159,36 @@ def claim_key(pool_cidr, ip):
     return "%s/%s" % (claims_dir(pool_cidr), ip)
 
 
+CLAIMS_DIR_RE = re.compile(r"^/calico/v1/ipam/v[46]/assignment/(?P<cidr>[0-9a-fA-F.:]+-\d+)$")
+
+
+def parse_claims_dir(key):
+    """-> pool CIDR string of an assignment directory key, or None."""
+    match = CLAIMS_DIR_RE.match(key)
+    if not match:
+        return None
+    address, prefix = match.group("cidr").rsplit("-", 1)
+    return "%s/%s" % (address, prefix)
+
+
+def assignments_dir(version):
+    """Root of every pool's claims of one IP version."""
+    return "%s/v%d/assignment" % (IPAM_DIR, version)
+
+
+CLAIM_KEY_RE = re.compile(
+    r"^/calico/v1/ipam/v[46]/assignment/(?P<cidr>[0-9a-fA-F.:]+-\d+)/(?P<ip>[0-9a-fA-F.:]+)$")
+
+
+def parse_claim_key(key):
+    """-> (pool CIDR, IP string) or None."""
+    match = CLAIM_KEY_RE.match(key)
+    if not match:
+        return None
+    address, prefix = match.group("cidr").rsplit("-", 1)
+    return "%s/%s" % (address, prefix), match.group("ip")
+
+
 # -- BGP -----------------------------------------------------------------------
 
 def global_peers_dir(version):
@@ -178,3 +219,31 @@ def host_peers_dir(hostname, version):
 def host_peer(hostname, ip):
     version = 6 if ":" in str(ip) else 4
     return "%s/%s" % (host_peers_dir(hostname, version), ip)
+
+
+# -- parsers for the BGP tree and host records (used by the agent's BIRD/tunnel components) --
+
+BGP_HOST_KEY_RE = re.compile(r"^/calico/bgp/v1/host/(?P<hostname>[^/]+)/(?P<field>ip_addr_v4|ip_addr_v6|as_num)$")
+BGP_PEER_KEY_RE = re.compile(
+    r"^/calico/bgp/v1/(?:global|host/(?P<hostname>[^/]+))/peer_v(?P<version>[46])/(?P<ip>[^/]+)$")
+HOST_VXLAN_KEY_RE = re.compile(r"^/calico/v1/host/(?P<hostname>[^/]+)/vxlan$")
+
+
+def parse_bgp_host_key(key):
+    """-> (hostname, 'ip_addr_v4'|'ip_addr_v6'|'as_num') or None."""
+    match = BGP_HOST_KEY_RE.match(key)
+    return (match.group("hostname"), match.group("field")) if match else None
+
+
+def parse_bgp_peer_key(key):
+    """-> (hostname or None for a global peer, version, ip) or None."""
+    match = BGP_PEER_KEY_RE.match(key)
+    if not match:
+        return None
+    return match.group("hostname"), int(match.group("version")), match.group("ip")
+
+
+def parse_host_vxlan_key(key):
+    """-> hostname or None."""
+    match = HOST_VXLAN_KEY_RE.match(key)
+    return match.group("hostname") if match else None

@@ -1,0 +1,136 @@
+"""
+Usage:
+  calicoctl endpoint show [--host=<HOSTNAME>] [--orchestrator=<ORCHESTRATOR_ID>]
+    [--workload=<WORKLOAD_ID>] [--endpoint=<ENDPOINT_ID>] [--detailed]
+  calicoctl endpoint <ENDPOINT_ID> profile (append|remove|set) [--host=<HOSTNAME>]
+    [--orchestrator=<ORCHESTRATOR_ID>] [--workload=<WORKLOAD_ID>] [<PROFILES>...]
+  calicoctl endpoint <ENDPOINT_ID> profile show [--host=<HOSTNAME>]
+    [--orchestrator=<ORCHESTRATOR_ID>] [--workload=<WORKLOAD_ID>]
+
+Description:
+  Show endpoints (a workload's network interfaces, on any host) and the
+  profiles applied to them. Profiles are evaluated in the order given;
+  append adds at the end, set replaces the whole list (an empty list
+  leaves the endpoint with no policy, so all its traffic is dropped).
+  An endpoint ID is normally unique; when it is not, pick one with the
+  filters --host, --orchestrator and --workload.
+
+Options:
+  --host=<HOSTNAME>                  Only endpoints on this host.
+  --orchestrator=<ORCHESTRATOR_ID>   Only endpoints of this orchestrator.
+  --workload=<WORKLOAD_ID>           Only endpoints of this workload.
+  --endpoint=<ENDPOINT_ID>           Only the endpoint with this ID.
+  --detailed                         One row per endpoint.
+"""
+from dataclasses import replace
+
+from calicoctl import validate
+from calicoctl.cli import parse
+from calicoctl.cli.output import render_table
+from calicoctl.errors import NotFound, ValidationError
+from calicoctl.ops import policy
+
+
+def run(argv, ctx):
+    args = parse(__doc__, argv)
+    filters = parse_filters(args)
+    if args["show"] and not args["profile"]:
+        return show_endpoints(ctx, filters, args["--endpoint"], args["--detailed"])
+    endpoint_id = validate.parse_name(args["<ENDPOINT_ID>"], "endpoint ID")
+    if args["show"]:
+        return show_profiles(ctx, endpoint_id, filters)
+    return edit_profiles(ctx, endpoint_id, filters, args)
+
+
+def parse_filters(args):
+    """--host/--orchestrator/--workload -> keyword arguments for the datastore (pure)."""
+    filters = {}
+    for option, keyword, what in (("--host", "hostname", "hostname"),
+                                  ("--orchestrator", "orchestrator_id", "orchestrator ID"),
+                                  ("--workload", "workload_id", "workload ID")):
+        if args.get(option) is not None:
+            filters[keyword] = validate.parse_name(args[option], what)
+    return filters
+
+
+def show_endpoints(ctx, filters, endpoint_id, detailed):
+    if endpoint_id is not None:
+        validate.parse_name(endpoint_id, "endpoint ID")
+    endpoints = ctx.datastore.list_endpoints(endpoint_id=endpoint_id, **filters)
+    if detailed:
+        rows = [[ep.key.hostname, ep.key.orchestrator_id, ep.key.workload_id, ep.key.endpoint_id,
+                 "\n".join(ep.ipv4_nets + ep.ipv6_nets), ep.mac or "", ",".join(ep.profile_ids), ep.state]
+                for ep in endpoints]
+        ctx.out(render_table(["Hostname", "Orchestrator ID", "Workload ID", "Endpoint ID",
+                              "Addresses", "MAC", "Profiles", "State"], rows))
+    else:
+        ctx.out(render_table(["Hostname", "Orchestrator ID", "Number of Workloads", "Number of Endpoints"],
+                             calculate_summary_rows(endpoints)))
+    ctx.out()
+    return 0
+
+
+def calculate_summary_rows(endpoints):
+    """One row per (host, orchestrator): workload and endpoint counts (pure)."""
+    groups = {}
+    for ep in endpoints:
+        workloads, count = groups.setdefault((ep.key.hostname, ep.key.orchestrator_id), (set(), [0]))
+        workloads.add(ep.key.workload_id)
+        count[0] += 1
+    return [[host, orch, len(workloads), count[0]]
+            for (host, orch), (workloads, count) in sorted(groups.items())]
+
+
+def show_profiles(ctx, endpoint_id, filters):
+    endpoint = ctx.datastore.get_endpoint(endpoint_id, **filters)
+    if not endpoint.profile_ids:
+        ctx.out("Endpoint %s has no profiles." % endpoint_id)
+        return 0
+    # Listed in evaluation order, not sorted: the order decides.
+    ctx.out(render_table(["Name"], [[name] for name in endpoint.profile_ids]))
+    return 0
+
+
+def edit_profiles(ctx, endpoint_id, filters, args):
+    names = policy.check_profile_names(args["<PROFILES>"])
+    if not names and not args["set"]:
+        raise ValidationError("Name at least one profile to %s." % ("append" if args["append"] else "remove"))
+    datastore = ctx.datastore
+    for name in names:
+        if not datastore.profile_exists(name):
+            raise NotFound("Profile %s not found." % name)
+    endpoint = datastore.get_endpoint(endpoint_id, **filters)
+    outcome = {}
+
+    def apply(current):
+        if args["append"]:
+            change = policy.calculate_profiles_append(current.profile_ids, names)
+        elif args["remove"]:
+            change = policy.calculate_profiles_remove(current.profile_ids, names, endpoint_id)
+        else:
+            change = policy.calculate_profiles_set(current.profile_ids, names)
+        outcome["change"] = change
+        return replace(current, profile_ids=change.profile_ids) if change.changed else current
+    datastore.update_endpoint(endpoint.key, apply)
+    ctx.out(render_profile_change(endpoint_id, args, outcome["change"]))
+    return 0
+
+
+def render_profile_change(endpoint_id, args, change):
+    """The confirmation line for append/remove/set (pure)."""
+    def plural(items):
+        return "profile%s %s" % ("s" if len(items) > 1 else "", ", ".join(items))
+    if args["append"]:
+        if not change.added:
+            return "Endpoint %s already has %s; nothing to do." % (endpoint_id, plural(change.already))
+        text = "Appended %s to endpoint %s." % (plural(change.added), endpoint_id)
+        if change.already:
+            text += " (%s already there.)" % ", ".join(change.already)
+        return text
+    if args["remove"]:
+        return "Removed %s from endpoint %s." % (plural(change.removed), endpoint_id)
+    if not change.changed:
+        return "Endpoint %s already has exactly these profiles; nothing to do." % endpoint_id
+    if not change.profile_ids:
+        return "Endpoint %s now has no profiles (all its traffic is dropped)." % endpoint_id
+    return "Set the profiles of endpoint %s to %s." % (endpoint_id, ", ".join(change.profile_ids))

@@ -1,0 +1,163 @@
+"""How calicoctl reaches etcd: clusters with failover, TLS, and etcd being down."""
+import json
+import os
+import signal
+import time
+
+import pytest
+
+from tests.functional.clitools import assert_one_line_error, run_cli, run_cli_process
+from tests.harness.etcd import EtcdServer, cluster_env, make_tls_material, start_cluster, stop_all
+from tests.harness.util import free_port
+
+
+# -- a 3-member cluster with one member stopped ------------------------------------------
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    members = start_cluster(str(tmp_path_factory.mktemp("cluster")), size=3)
+    yield members
+    stop_all(members)
+
+
+def test_cluster_with_first_member_stopped(cluster):
+    stopped = cluster[0]
+    # The stopped member comes first in ETCD_ENDPOINTS: every request must fail over.
+    env = cluster_env(cluster)
+    stopped.stop()
+    try:
+        result = run_cli_process(env, "profile add CLUSTERED")
+        assert result.rc == 0, result.err
+        assert result.out.strip() == "Created profile CLUSTERED."
+        assert run_cli(env, "profile CLUSTERED tag add T").rc == 0
+        assert run_cli(env, "profile CLUSTERED rule add inbound --at=1 deny tcp to ports 22").rc == 0
+        assert run_cli(env, "pool add 10.20.0.0/16").rc == 0
+        # What was written is there on a live member.
+        client = cluster[1].client()
+        assert json.loads(client.read("/calico/v1/policy/profile/CLUSTERED/tags").value) == ["CLUSTERED", "T"]
+        rules = json.loads(client.read("/calico/v1/policy/profile/CLUSTERED/rules").value)
+        assert rules["inbound_rules"][0] == {"action": "deny", "protocol": "tcp", "dst_ports": [22]}
+        assert "10.20.0.0/16" in run_cli(env, "pool show").out
+    finally:
+        stopped.start()
+
+
+def test_cluster_endpoint_order_does_not_matter(cluster):
+    env = {"ETCD_ENDPOINTS": ",".join(m.url for m in reversed(cluster))}
+    cluster[2].stop()
+    try:
+        result = run_cli(env, "profile add REORDERED")
+        assert result.rc == 0, result.err
+        assert "REORDERED" in run_cli(env, "profile show").out
+    finally:
+        cluster[2].start()
+
+
+def test_all_members_down_names_every_endpoint():
+    ports = [free_port() for _ in range(3)]
+    env = {"ETCD_ENDPOINTS": ",".join("http://127.0.0.1:%d" % port for port in ports)}
+    started = time.monotonic()
+    result = run_cli_process(env, "profile show")
+    assert time.monotonic() - started < 5
+    line = assert_one_line_error(result, rc=3)
+    for port in ports:
+        assert "127.0.0.1:%d" % port in line
+
+
+# -- TLS ---------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def tls_etcd(tmp_path_factory):
+    base = tmp_path_factory.mktemp("tls")
+    material = make_tls_material(str(base / "pki"))
+    server = EtcdServer(str(base / "data"), tls=material).start()
+    yield server
+    server.stop()
+
+
+def test_tls_commands_work(tls_etcd):
+    env = tls_etcd.env
+    assert env["ETCD_SCHEME"] == "https"
+    result = run_cli_process(env, "profile add SECURE")
+    assert result.rc == 0, result.err
+    assert run_cli(env, "bgp peer add 10.0.0.5 as 64512").rc == 0
+    assert "SECURE" in run_cli(env, "profile show").out
+    assert json.loads(tls_etcd.client().read("/calico/v1/policy/profile/SECURE/tags").value) == ["SECURE"]
+
+
+def test_tls_through_endpoints_list(tls_etcd):
+    env = dict(tls_etcd.env)
+    del env["ETCD_SCHEME"]
+    env["ETCD_ENDPOINTS"] = "https://127.0.0.1:%d,%s" % (free_port(), tls_etcd.url)
+    result = run_cli(env, "profile add SECURE2")
+    assert result.rc == 0, result.err
+
+
+def test_tls_without_client_certificate_fails_cleanly(tls_etcd):
+    env = {"ETCD_AUTHORITY": tls_etcd.authority, "ETCD_SCHEME": "https",
+           "ETCD_CA_CERT_FILE": tls_etcd.tls.ca_cert}
+    line = assert_one_line_error(run_cli(env, "profile show"), rc=3)
+    assert tls_etcd.url in line and "TLS handshake failed" in line
+
+
+def test_plain_http_to_tls_etcd_fails_cleanly(tls_etcd):
+    result = run_cli({"ETCD_AUTHORITY": tls_etcd.authority}, "profile show")
+    assert result.rc in (1, 3)
+    assert_one_line_error(result, rc=result.rc)
+
+
+# -- etcd down, bad settings ---------------------------------------------------------------------
+
+def test_etcd_down_exit_3_fast_one_line(tmp_path):
+    server = EtcdServer(str(tmp_path / "data")).start()
+    env = {"ETCD_AUTHORITY": server.authority}
+    assert run_cli(env, "profile add BEFORE").rc == 0
+    server.stop()
+    for argv in ("profile add X", "profile show", "endpoint E profile append A", "pool add 10.0.0.0/8",
+                 "bgp node-mesh off", "profile P rule update"):
+        started = time.monotonic()
+        result = run_cli_process(env, argv, stdin='{"id": "P", "inbound_rules": [], "outbound_rules": []}')
+        elapsed = time.monotonic() - started
+        line = assert_one_line_error(result, rc=3)
+        assert server.authority in line, line
+        assert elapsed < 5, "%s took %.1f s" % (argv, elapsed)
+        assert result.out == ""
+
+
+def test_hung_etcd_exit_3_within_5_seconds(tmp_path):
+    """etcd accepts connections but never answers (SIGSTOP): a timeout, not a hang."""
+    server = EtcdServer(str(tmp_path / "data")).start()
+    env = {"ETCD_AUTHORITY": server.authority}
+    os.kill(server.pid, signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        result = run_cli_process(env, "profile show")
+        elapsed = time.monotonic() - started
+    finally:
+        os.kill(server.pid, signal.SIGCONT)
+        server.stop()
+    line = assert_one_line_error(result, rc=3)
+    assert server.authority in line
+    assert elapsed < 5, "took %.1f s" % elapsed
+
+
+def test_default_authority_is_named_when_nothing_listens():
+    # Nothing is configured: the default 127.0.0.1:2379 is tried and named.
+    result = run_cli({}, "profile show")
+    if result.rc == 0:
+        pytest.skip("an etcd really listens on 127.0.0.1:2379 here")
+    line = assert_one_line_error(result, rc=3)
+    assert "127.0.0.1:2379" in line
+
+
+@pytest.mark.parametrize("env", [
+    {"ETCD_AUTHORITY": "localhost"},
+    {"ETCD_AUTHORITY": "localhost:99999"},
+    {"ETCD_AUTHORITY": "http://127.0.0.1:2379"},
+    {"ETCD_SCHEME": "gopher"},
+    {"ETCD_ENDPOINTS": "127.0.0.1:2379"},
+])
+def test_bad_settings_exit_1(env):
+    result = run_cli_process(env, "profile show")
+    line = assert_one_line_error(result, rc=1)
+    assert "ETCD_" in line

@@ -1,0 +1,59 @@
+"""
+Usage:
+  calicoctl container <CONTAINER> ip (add|remove) <IP> [--interface=<INTERFACE>]
+  calicoctl container <CONTAINER> endpoint-id show
+  calicoctl container add <CONTAINER> <IP> [--interface=<INTERFACE>]
+  calicoctl container remove <CONTAINER>
+
+Description:
+  Add or remove Calico networking for Docker containers on this host, and
+  manage their IP addresses. <CONTAINER> is a container name or (short) ID.
+  Every command except endpoint-id show must run as root.
+
+Options:
+  --interface=<INTERFACE>  The name of the interface inside the container
+                           [default: eth1]
+"""
+from calicoctl.cli import parse
+
+
+def run(argv, ctx):
+    args = parse(__doc__, argv)
+    from calicoctl.ops import container as ops
+
+    container = args["<CONTAINER>"]
+    if args["endpoint-id"]:
+        for endpoint_id in ops.find_endpoint_ids(ctx.datastore, ctx.docker, ctx.hostname, container):
+            ctx.out(endpoint_id)
+        return 0
+
+    ctx.require_root()
+    if args["ip"]:
+        if args["add"]:
+            result = ops.add_ip(ctx.datastore, ctx.docker, ctx.hostname, container, args["<IP>"],
+                                args["--interface"])
+            if result.changed:
+                ctx.out("IP %s added to container %s." % (result.ip, container))
+            else:
+                ctx.out("IP %s is already on container %s; nothing to do." % (result.ip, container))
+        else:
+            result = ops.remove_ip(ctx.datastore, ctx.docker, ctx.hostname, container, args["<IP>"],
+                                   args["--interface"])
+            if result.note:
+                ctx.out("IP %s is not on container %s; %s." % (result.ip, container, result.note))
+            else:
+                ctx.out("IP %s removed from container %s." % (result.ip, container))
+        return 0
+
+    if args["add"]:
+        result = ops.add_container(ctx.datastore, ctx.docker, ctx.hostname, container, args["<IP>"],
+                                   args["--interface"])
+        ip = (result.endpoint.ipv4_nets + result.endpoint.ipv6_nets)[0].split("/")[0]
+        ctx.out("Container %s has Calico networking: %s on %s, endpoint %s."
+                % (container, ip, result.interface, result.endpoint.endpoint_id))
+        return 0
+
+    result = ops.remove_container(ctx.datastore, ctx.docker, ctx.hostname, container)
+    released = " (released %s)" % ", ".join(result.released) if result.released else ""
+    ctx.out("Removed Calico networking from container %s%s." % (container, released))
+    return 0

@@ -1,0 +1,151 @@
+"""Docker, through docker-py: the only module that imports it.
+
+calicoctl asks Docker one thing: which container is this name or (short)
+ID, what is its full ID, is it running, and which process holds its
+network namespace. ``DockerAdapter.inspect`` answers with a small
+``ContainerInfo``; everything else about Docker stays out of the project.
+
+The client follows ``DOCKER_HOST`` (and ``DOCKER_TLS_VERIFY`` /
+``DOCKER_CERT_PATH``) from the environment it is given, and pins an API
+version so docker-py does not spend a round trip asking the daemon for one.
+docker-py's exceptions become ours: an unknown container is NotFound, a
+daemon we cannot reach is DockerUnavailable (exit 3), a socket we may not
+open says how to fix it (exit 2).
+"""
+import contextlib
+from dataclasses import dataclass
+
+from calicoctl.errors import (DockerError, DockerUnavailable, NotFound, NotRoot,
+                              ValidationError)
+
+# Every daemon since Docker 1.12 speaks 1.24, and current ones still accept
+# it; the fields we read have not changed since.
+API_VERSION = "1.24"
+TIMEOUT = 30
+DEFAULT_HOST = "unix:///var/run/docker.sock"
+
+
+class DockerPermissionDenied(NotRoot):
+    """The Docker socket exists but we may not open it."""
+
+
+@dataclass(frozen=True)
+class ContainerInfo:
+    id: str                   # the full 64-hex-digit ID
+    name: str                 # without Docker's leading '/'
+    pid: int                  # 0 when not running
+    running: bool
+    network_mode: str         # 'default', 'bridge', 'host', 'none', 'container:<id>', ...
+
+    @property
+    def netns_path(self):
+        """Where the container's network namespace can be opened (running only)."""
+        return "/proc/%d/ns/net" % self.pid
+
+    @property
+    def host_networked(self):
+        return self.network_mode == "host"
+
+    @property
+    def shares_netns(self):
+        """True if it uses another container's network namespace."""
+        return self.network_mode.startswith("container:")
+
+
+def parse_container_info(data):
+    """Pure: docker's inspect JSON (a dict) -> ContainerInfo."""
+    state = data.get("State") or {}
+    host_config = data.get("HostConfig") or {}
+    running = bool(state.get("Running")) and not state.get("Paused", False) \
+        and not state.get("Restarting", False)
+    return ContainerInfo(id=data["Id"], name=(data.get("Name") or "").lstrip("/"),
+                         pid=int(state.get("Pid") or 0), running=running,
+                         network_mode=host_config.get("NetworkMode") or "default")
+
+
+def _find_os_error(exc, depth=0):
+    """The OSError buried in a requests/urllib3 exception chain, if any."""
+    if exc is None or depth > 8:
+        return None
+    if isinstance(exc, OSError) and exc.errno is not None:
+        return exc
+    for inner in list(getattr(exc, "args", ())) + [exc.__cause__, exc.__context__,
+                                                   getattr(exc, "reason", None)]:
+        if isinstance(inner, BaseException):
+            found = _find_os_error(inner, depth + 1)
+            if found is not None:
+                return found
+    return None
+
+
+class DockerAdapter:
+    """A lazily connected docker-py client for one environment."""
+
+    def __init__(self, env):
+        self.env = dict(env)
+        self.host = self.env.get("DOCKER_HOST") or DEFAULT_HOST
+        """Where the daemon is expected (for messages)."""
+        self._client = None
+
+    def _api(self):
+        if self._client is None:
+            import docker
+            from docker.utils import kwargs_from_env
+            try:
+                kwargs = kwargs_from_env(environment=self.env)
+                kwargs.setdefault("base_url", DEFAULT_HOST)
+                self._client = docker.APIClient(version=API_VERSION, timeout=TIMEOUT, **kwargs)
+            except docker.errors.DockerException as exc:
+                raise ValidationError("Invalid Docker settings (DOCKER_HOST=%s): %s" % (self.host, exc))
+        return self._client
+
+    def inspect(self, name_or_id):
+        """ContainerInfo for a container name or (short) ID on this host."""
+        if not name_or_id or "/" in name_or_id.lstrip("/"):
+            raise ValidationError("Invalid container name or ID %r." % (name_or_id,))
+        import docker
+        api = self._api()
+        try:
+            with self._translated("inspect %s" % name_or_id):
+                data = api.inspect_container(name_or_id)
+        except docker.errors.NotFound:
+            raise NotFound("Container %s not found." % name_or_id) from None
+        return parse_container_info(data)
+
+    def server_api_version(self):
+        """The daemon's API version string, e.g. '1.41' (checksystem)."""
+        api = self._api()
+        with self._translated("answer the version request"):
+            return str(api.version(api_version=False).get("ApiVersion", ""))
+
+    @contextlib.contextmanager
+    def _translated(self, what):
+        """docker-py / requests exceptions -> ours (docker.errors.NotFound passes through)."""
+        import docker
+        import requests
+        try:
+            yield
+        except docker.errors.NotFound:
+            raise
+        except docker.errors.APIError as exc:
+            raise DockerError("Docker refused to %s: %s" % (what, exc.explanation or exc)) from None
+        except requests.exceptions.Timeout:
+            raise DockerUnavailable("Docker at %s did not answer within %d s."
+                                    % (self.host, TIMEOUT)) from None
+        except (requests.exceptions.ConnectionError, docker.errors.DockerException, OSError) as exc:
+            raise self._connection_error(exc) from None
+
+    def _connection_error(self, exc):
+        cause = _find_os_error(exc)
+        if isinstance(cause, PermissionError):
+            return DockerPermissionDenied(
+                "Permission denied on the Docker socket (%s): run as root, or as a member "
+                "of the docker group." % self.host)
+        return DockerUnavailable("Cannot reach Docker at %s: is the daemon running? (%s)"
+                                 % (self.host, cause.strerror if cause is not None and cause.strerror
+                                    else type(exc).__name__))
+
+    def close(self):
+        if self._client is not None:
+            self._client.close()
+            self._client = None

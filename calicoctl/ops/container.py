@@ -1,0 +1,577 @@
+"""Container networking: give a Docker container a Calico interface, and take it away.
+
+Workflows for ``calicoctl container ...`` (reference.md §1.2, decisions.md
+"Containers"). Each takes its collaborators (a DatastoreClient, a
+DockerAdapter, the hostname) and returns a result; only the CLI prints.
+
+What ``add_container`` leaves behind when it succeeds:
+
+- an IP claim in etcd (create-only, so two hosts racing for one address
+  cannot both win), its value naming the owner ``<host>/docker/<id>``;
+- a veth pair: ``cali`` + 11 characters of the endpoint ID on the host, its
+  peer created directly inside the container's namespace with the
+  requested name; inside, the address as /32 (/128), a link route to the
+  host's IP and the default route via it; on the host side proxy ARP
+  (proxy NDP and a proxy entry for the gateway with IPv6) and a scope-link
+  route per workload IP;
+- the endpoint JSON of the reference, and beside it the container's name
+  (``paths.workload_name_key``) so ``remove`` works after ``docker rm``.
+
+Nothing half-done
+~~~~~~~~~~~~~~~~~
+Every step that changes something pushes its undo onto a ``_Rollback``; any
+failure (including Ctrl-C) runs them newest first and re-raises. The claim
+is first made with a TTL and only made permanent once the kernel work is
+done: if etcd vanishes mid-way, the undo cannot reach it, but the claim
+then expires by itself. A claim that outlives a failed run (etcd came back
+before the TTL ran out) is owned by the same container, so a retry adopts it
+instead of calling the address taken. The endpoint key is written last, so
+an agent watching etcd never sees an endpoint whose interface is not ready.
+
+``remove_container`` deletes the veth first (traffic stops), then releases
+the claims (compare-and-delete on the owner), then the workload's record;
+a retry after a failure at any point picks up where the last one stopped.
+It finds the workload in etcd first (full ID, recorded name, ID prefix), and
+asks Docker only when etcd does not know the name (e.g. after a rename).
+
+Every workflow also takes ``host_netns`` (the namespace that plays the host:
+None, the caller's own, for the CLI; a simulated host's for in-process
+tests) and ``progress``, called with the name of each finished step (tests
+use it to break things mid-way).
+"""
+import os
+import uuid
+from dataclasses import dataclass
+from typing import Optional, Tuple
+
+from calicoctl import model, validate
+from calicoctl.datastore import paths
+from calicoctl.errors import AlreadyExists, CalicoError, Conflict, NotFound, ValidationError
+
+ORCHESTRATOR = paths.DEFAULT_ORCHESTRATOR
+DEFAULT_INTERFACE = "eth1"
+VETH_PREFIX = "cali"
+# Long enough for any sane run (the claimed-but-unconfirmed window is the
+# kernel work: milliseconds), short enough that a crash frees the address soon.
+CLAIM_TTL = 30
+IFNAMSIZ = 15
+
+
+# -- pure decisions ------------------------------------------------------------
+
+def calculate_veth_name(endpoint_id):
+    """Host-side interface name: 'cali' + the first 11 characters of the ID (15 in all)."""
+    return VETH_PREFIX + endpoint_id[:11]
+
+
+def parse_interface_name(name):
+    """A container interface name the kernel accepts: 1-15 chars, no '/', ':' or blanks."""
+    if (not isinstance(name, str) or not 0 < len(name) <= IFNAMSIZ or name in (".", "..")
+            or any(ch in name for ch in "/:") or any(ch.isspace() for ch in name)):
+        raise ValidationError("Invalid interface name %r: use 1-15 characters, without '/', ':' "
+                              "or spaces." % (name,))
+    return name
+
+
+def render_claim_owner(hostname, workload_id):
+    """The value of an IP claim: which workload on which host holds it."""
+    return "%s/%s/%s" % (hostname, ORCHESTRATOR, workload_id)
+
+
+def calculate_host_net(ip):
+    """'10.0.0.1' -> '10.0.0.1/32'; IPv6 -> /128."""
+    return "%s/%d" % (ip, 128 if ip.version == 6 else 32)
+
+
+def default_route(version):
+    return "::/0" if version == 6 else "default"
+
+
+def select_workloads(workloads, query):
+    """Which of a host's workloads does the user mean by ``query``?
+
+    Docker's own order: the full ID, then the exact name, then an ID prefix.
+    Returns every candidate at the first level that matched (several means
+    ambiguous), or [] if none did.
+    """
+    query = query.lstrip("/")
+    exact = [w for w in workloads if w.workload_id == query]
+    if exact:
+        return exact
+    named = [w for w in workloads if w.name == query]
+    if named:
+        return named
+    return [w for w in workloads if w.workload_id.startswith(query)] if query else []
+
+
+def calculate_endpoint_with_ip(endpoint, ip, gateway):
+    """The endpoint with ``ip`` added (and the gateway of its version set, if unset)."""
+    net = calculate_host_net(ip)
+    if net in endpoint.nets(ip.version):
+        raise Conflict("IP %s is already on endpoint %s." % (ip, endpoint.endpoint_id))
+    nets_field = "ipv%d_nets" % ip.version
+    gateway_field = "ipv%d_gateway" % ip.version
+    changes = {nets_field: endpoint.nets(ip.version) + (net,)}
+    if getattr(endpoint, gateway_field) is None:
+        changes[gateway_field] = gateway
+    return _replace(endpoint, **changes)
+
+
+def calculate_endpoint_without_ip(endpoint, ip):
+    net = calculate_host_net(ip)
+    nets_field = "ipv%d_nets" % ip.version
+    return _replace(endpoint, **{nets_field: tuple(n for n in endpoint.nets(ip.version) if n != net)})
+
+
+def _replace(endpoint, **changes):
+    from dataclasses import replace
+    return replace(endpoint, **changes)
+
+
+# -- results ------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class AddResult:
+    container: "object"              # host.docker.ContainerInfo
+    endpoint: model.Endpoint
+    interface: str
+
+
+@dataclass(frozen=True)
+class RemoveResult:
+    workload: model.Workload
+    released: Tuple[str, ...] = ()
+    deleted_interfaces: Tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class IPChangeResult:
+    workload_id: str
+    ip: str
+    changed: bool                    # False: nothing to do (already so)
+    endpoint: Optional[model.Endpoint] = None
+    note: Optional[str] = None
+
+
+# -- rollback -------------------------------------------------------------------------
+
+class _Rollback:
+    """Undo actions, run newest first when the workflow fails."""
+
+    def __init__(self):
+        self._actions = []
+
+    def push(self, description, action):
+        self._actions.append((description, action))
+
+    def run(self):
+        """Run every undo; return a description of each one that failed."""
+        failures = []
+        while self._actions:
+            description, action = self._actions.pop()
+            try:
+                action()
+            except Exception as exc:  # keep undoing the rest regardless
+                failures.append("could not %s: %s" % (description, str(exc).rstrip(".")))
+        return failures
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is None:
+            self._actions = []
+            return False
+        failures = self.run()
+        if failures and isinstance(exc, CalicoError):
+            exc.args = ("%s (%s)" % (str(exc).rstrip("."), "; ".join(failures)),)
+        return False
+
+
+def _step(progress, name):
+    """Report a finished step to an observer (tests use this to break things mid-way)."""
+    if progress is not None:
+        progress(name)
+
+
+# -- shared checks ------------------------------------------------------------------------
+
+def _require_networkable(info, query):
+    if not info.running:
+        raise Conflict("Container %s is not running." % query)
+    if info.host_networked:
+        raise Conflict("Container %s uses the host's network namespace; Calico cannot add "
+                       "an interface to it." % query)
+    if info.shares_netns:
+        raise Conflict("Container %s shares the network namespace of %s; add Calico networking "
+                       "to that container instead." % (query, info.network_mode.split(":", 1)[1]))
+
+
+def _require_pool(datastore, ip):
+    pool = datastore.pool_for_ip(ip)
+    if pool is None:
+        raise ValidationError("IP %s is not in any configured IPv%d pool (see "
+                              "`calicoctl pool show`)." % (ip, ip.version))
+    return pool
+
+
+def _require_host_ip(datastore, hostname, version):
+    gateway = datastore.get_host_ip(hostname, version)
+    if gateway is None:
+        hint = "calicoctl node --ip6=<IPv6>" if version == 6 else "calicoctl node"
+        raise NotFound("Host %s has no IPv%d address recorded in etcd (%s): run `%s` first."
+                       % (hostname, version, paths.host_ip_addr(hostname, version), hint))
+    return gateway
+
+
+def _claim(datastore, pool, ip, owner, rollback):
+    """Claim ip for owner (with a TTL); adopt a leftover claim of the same owner."""
+    if datastore.claim_ip(pool.cidr, str(ip), owner=owner, ttl=CLAIM_TTL):
+        rollback.push("release the claim on %s" % ip,
+                      lambda: datastore.release_ip(pool.cidr, str(ip), owner=owner))
+        return
+    if datastore.get_claim(pool.cidr, str(ip)) == owner:
+        return   # ours, from an earlier run that failed before it could release it
+    raise Conflict("IP %s is already assigned in pool %s." % (ip, pool.cidr))
+
+
+def _confirm_claim(datastore, pool, ip, owner):
+    if not datastore.confirm_claim(pool.cidr, str(ip), owner):
+        raise Conflict("IP %s was claimed by someone else meanwhile." % ip)
+
+
+def _container_netns_error(exc, query):
+    from calicoctl.host import netlink
+    if isinstance(exc, netlink.NamespaceNotFound):
+        return Conflict("Container %s stopped while its networking was being set up." % query)
+    return exc
+
+
+def _resolve_workload(datastore, docker, hostname, query):
+    """The workload the user means, from etcd first (so it works after
+    ``docker rm`` and needs no Docker round trip), else by asking Docker
+    for the container's ID. None if neither knows it."""
+    workloads = datastore.list_workloads(hostname, ORCHESTRATOR)
+    candidates = select_workloads(workloads, query)
+    if len(candidates) == 1:
+        return candidates[0]
+    try:
+        info = docker.inspect(query)
+    except NotFound:
+        if candidates:
+            raise Conflict("%s matches several containers: %s; give a longer ID."
+                           % (query, ", ".join(sorted(w.workload_id[:12] for w in candidates))))
+        return None
+    for workload in workloads:
+        if workload.workload_id == info.id:
+            return workload
+    return None
+
+
+def _require_workload(datastore, docker, hostname, query):
+    workload = _resolve_workload(datastore, docker, hostname, query)
+    if workload is None:
+        raise NotFound("Container %s has no Calico networking on host %s." % (query, hostname))
+    return workload
+
+
+# -- kernel steps -------------------------------------------------------------------------
+
+def _ensure_host_side(host, host_netns, link, ips, gateway6=None):
+    """Host end of a workload veth: up, proxy ARP/NDP, a scope-link route per IP."""
+    from calicoctl.host import netlink
+    host.set_link_up(link.index)
+    netlink.write_sysctl("net/ipv4/conf/%s/proxy_arp" % link.name, 1, host_netns)
+    netlink.write_sysctl("net/ipv4/neigh/%s/proxy_delay" % link.name, 0, host_netns)
+    if any(ip.version == 6 for ip in ips):
+        _ensure_host_side_v6(host, host_netns, link, gateway6)
+    for ip in ips:
+        host.replace_route(calculate_host_net(ip), link.index, scope_link=True)
+
+
+def _ensure_host_side_v6(host, host_netns, link, gateway6):
+    from calicoctl.host import netlink
+    netlink.write_sysctl("net/ipv6/conf/%s/proxy_ndp" % link.name, 1, host_netns)
+    netlink.write_sysctl("net/ipv6/neigh/%s/proxy_delay" % link.name, 0, host_netns)
+    if gateway6:
+        # The gateway is the host's own address, not on this link: answer the
+        # container's neighbour solicitations for it.
+        host.add_proxy_neighbour(gateway6, link.index)
+
+
+def _enable_ipv6(netns, interface):
+    """IPv6 on our interface inside the container, without duplicate address detection.
+
+    Docker turns IPv6 off by default in containers whose networks have none
+    (``--net=none`` always), and new interfaces inherit that. DAD would keep
+    the link-local addresses, and so neighbour discovery, unusable for a
+    second or two; on a point-to-point veth there is nobody to clash with.
+    """
+    from calicoctl.host import netlink
+    netlink.write_sysctl("net/ipv6/conf/%s/accept_dad" % interface, 0, netns)
+    netlink.write_sysctl("net/ipv6/conf/%s/disable_ipv6" % interface, 0, netns)
+
+
+def _ensure_gateway_routes(cont, link, gateway):
+    """Inside the container: a link route to the gateway, then the default route via it."""
+    version = 6 if ":" in gateway else 4
+    cont.replace_route("%s/%d" % (gateway, 128 if version == 6 else 32), link.index, scope_link=True)
+    cont.replace_route(default_route(version), link.index, gateway=gateway)
+
+
+def _find_container_link(cont, host_link, interface):
+    """The container's end of our veth: ``interface`` if it is our peer, else
+    whichever interface is (the user may have added it under another name)."""
+    if host_link is None:
+        return None
+    named = cont.find_link(interface) if interface else None
+    if named is not None and named.peer_index == host_link.index:
+        return named
+    for link in cont.list_links():
+        if link.peer_index == host_link.index and link.kind == "veth":
+            return link
+    return None
+
+
+# -- workflows ---------------------------------------------------------------------------
+
+def add_container(datastore, docker, hostname, container, ip_text, interface=DEFAULT_INTERFACE,
+                  host_netns=None, progress=None):
+    """Give a running container a Calico interface with one IP; returns AddResult."""
+    from calicoctl.host import netlink
+    ip = validate.parse_ip(ip_text)
+    interface = parse_interface_name(interface)
+    info = docker.inspect(container)
+    _require_networkable(info, container)
+    if datastore.list_endpoints(hostname, ORCHESTRATOR, info.id):
+        raise AlreadyExists("Container %s already has Calico networking." % container)
+    pool = _require_pool(datastore, ip)
+    gateway = _require_host_ip(datastore, hostname, ip.version)
+    _step(progress, "checked")
+
+    endpoint_id = uuid.uuid1().hex
+    veth = calculate_veth_name(endpoint_id)
+    owner = render_claim_owner(hostname, info.id)
+    try:
+        with netlink.Session(host_netns) as host, netlink.Session(info.netns_path) as cont:
+            if cont.find_link(interface) is not None:
+                raise Conflict("Container %s already has an interface named %s; choose another "
+                               "with --interface." % (container, interface))
+            with _Rollback() as rollback:
+                _claim(datastore, pool, ip, owner, rollback)
+                _step(progress, "claimed")
+                try:
+                    host.create_veth(veth, interface, peer_netns=info.netns_path)
+                except netlink.AlreadyPresent:
+                    raise Conflict("Cannot create interface %s in container %s: the name is taken (in "
+                                   "the container or, as %s, on the host)." % (interface, container, veth))
+                rollback.push("delete interface %s" % veth, lambda: netlink.delete_link(veth, host_netns))
+                _step(progress, "veth")
+
+                link = cont.get_link(interface)
+                if ip.version == 6:
+                    _enable_ipv6(info.netns_path, interface)
+                    netlink.write_sysctl("net/ipv6/conf/%s/accept_dad" % veth, 0, host_netns)
+                cont.set_link_up(link.index)
+                cont.add_address(link.index, ip)
+                _ensure_gateway_routes(cont, link, gateway)
+                host_link = host.get_link(veth)
+                _ensure_host_side(host, host_netns, host_link, [ip], gateway if ip.version == 6 else None)
+                _step(progress, "configured")
+                # Our open socket kept its namespace alive; if the container
+                # died meanwhile the interface dies as soon as we let go.
+                if not os.path.exists(info.netns_path):
+                    raise Conflict("Container %s stopped while its networking was being set up."
+                                   % container)
+
+                _confirm_claim(datastore, pool, ip, owner)
+                _step(progress, "confirmed")
+                endpoint = model.Endpoint(
+                    key=model.EndpointKey(hostname, ORCHESTRATOR, info.id, endpoint_id),
+                    name=veth, mac=link.mac, state="active", profile_ids=(),
+                    ipv4_nets=(calculate_host_net(ip),) if ip.version == 4 else (),
+                    ipv6_nets=(calculate_host_net(ip),) if ip.version == 6 else (),
+                    ipv4_gateway=gateway if ip.version == 4 else None,
+                    ipv6_gateway=gateway if ip.version == 6 else None)
+                datastore.write_workload_name(hostname, ORCHESTRATOR, info.id, info.name)
+                rollback.push("remove the name record of %s" % container,
+                              lambda: datastore.remove_workload_name(hostname, ORCHESTRATOR, info.id))
+                _step(progress, "named")
+                datastore.write_endpoint(endpoint, create_only=True)
+                _step(progress, "written")
+    except netlink.NetlinkError as exc:
+        raise _container_netns_error(exc, container)
+    return AddResult(container=info, endpoint=endpoint, interface=interface)
+
+
+def remove_container(datastore, docker, hostname, container, host_netns=None, progress=None):
+    """Take Calico networking away from a container (known to Docker or not)."""
+    from calicoctl.host import netlink
+    workload = _require_workload(datastore, docker, hostname, container)
+    owner = render_claim_owner(hostname, workload.workload_id)
+    deleted = []
+    with netlink.Session(host_netns) as host:
+        for endpoint in workload.endpoints:
+            if host.delete_link(endpoint.name):
+                deleted.append(endpoint.name)
+    _step(progress, "veth")
+    released = []
+    for endpoint in workload.endpoints:
+        for address in endpoint.addresses():
+            if _release_anywhere(datastore, validate.parse_ip(address), owner):
+                released.append(address)
+    _step(progress, "released")
+    datastore.remove_workload(hostname, ORCHESTRATOR, workload.workload_id)
+    return RemoveResult(workload=workload, released=tuple(released), deleted_interfaces=tuple(deleted))
+
+
+def _release_anywhere(datastore, ip, owner, allow_anonymous=True):
+    """Release ip's claim in whichever pool directory holds it (a pool may have
+    been deleted since the claim was made). Anonymous claims (the reference's)
+    are released only when the caller knows the IP is this workload's."""
+    import netaddr
+    released = False
+    for cidr in datastore.list_claim_pools(ip.version):
+        if ip in netaddr.IPNetwork(cidr):
+            released = datastore.release_ip(cidr, str(ip), owner=owner,
+                                            allow_anonymous=allow_anonymous) or released
+    return released
+
+
+def add_ip(datastore, docker, hostname, container, ip_text, interface=DEFAULT_INTERFACE,
+           host_netns=None, progress=None):
+    """Add one more IP to a container that already has Calico networking."""
+    from calicoctl.host import netlink
+    ip = validate.parse_ip(ip_text)
+    interface = parse_interface_name(interface)
+    info = docker.inspect(container)
+    _require_networkable(info, container)
+    endpoints = datastore.list_endpoints(hostname, ORCHESTRATOR, info.id)
+    if not endpoints:
+        raise NotFound("Container %s has no Calico networking; add it first with "
+                       "`calicoctl container add %s <IP>`." % (container, container))
+    pool = _require_pool(datastore, ip)
+    owner = render_claim_owner(hostname, info.id)
+    try:
+        with netlink.Session(host_netns) as host, netlink.Session(info.netns_path) as cont:
+            endpoint, host_link, link = None, None, None
+            for candidate in endpoints:
+                host_link = host.find_link(candidate.name)
+                link = _find_container_link(cont, host_link, interface)
+                if link is not None and (link.name == interface or len(endpoints) == 1):
+                    endpoint = candidate
+                    break
+            if endpoint is None:
+                raise NotFound("Container %s has no Calico interface named %s." % (container, interface))
+            if calculate_host_net(ip) in endpoint.nets(ip.version):
+                return IPChangeResult(info.id, str(ip), changed=False, endpoint=endpoint)
+            gateway = getattr(endpoint, "ipv%d_gateway" % ip.version) \
+                or _require_host_ip(datastore, hostname, ip.version)
+            new_gateway = getattr(endpoint, "ipv%d_gateway" % ip.version) is None
+            _step(progress, "checked")
+
+            with _Rollback() as rollback:
+                _claim(datastore, pool, ip, owner, rollback)
+                _step(progress, "claimed")
+                if ip.version == 6 and not endpoint.ipv6_nets:
+                    _enable_ipv6(info.netns_path, link.name)
+                try:
+                    cont.add_address(link.index, ip)
+                    rollback.push("remove %s from the container" % ip,
+                                  lambda: cont.delete_address(link.index, ip))
+                except netlink.AlreadyPresent:
+                    pass   # a leftover of an earlier attempt; now it is wanted
+                if new_gateway:
+                    _ensure_gateway_routes(cont, link, gateway)
+                    rollback.push("remove the IPv%d default route" % ip.version,
+                                  lambda: cont.delete_route(default_route(ip.version), link.index))
+                if ip.version == 6 and not endpoint.ipv6_nets:
+                    _ensure_host_side_v6(host, host_netns, host_link, gateway)
+                host.replace_route(calculate_host_net(ip), host_link.index, scope_link=True)
+                rollback.push("remove the host route to %s" % ip,
+                              lambda: host.delete_route(calculate_host_net(ip), host_link.index))
+                _step(progress, "configured")
+                _confirm_claim(datastore, pool, ip, owner)
+                updated = datastore.update_endpoint(
+                    endpoint.key, lambda current: calculate_endpoint_with_ip(current, ip, gateway))
+                _step(progress, "written")
+    except netlink.NetlinkError as exc:
+        raise _container_netns_error(exc, container)
+    return IPChangeResult(info.id, str(ip), changed=True, endpoint=updated)
+
+
+def remove_ip(datastore, docker, hostname, container, ip_text, interface=DEFAULT_INTERFACE,
+              host_netns=None, progress=None):
+    """Take one IP away from a container's Calico endpoint and release it."""
+    from calicoctl.host import netlink
+    ip = validate.parse_ip(ip_text)
+    interface = parse_interface_name(interface)
+    workload = _require_workload(datastore, docker, hostname, container)
+    owner = render_claim_owner(hostname, workload.workload_id)
+    net = calculate_host_net(ip)
+    holders = [ep for ep in workload.endpoints if net in ep.nets(ip.version)]
+    if not holders:
+        # A claim left by a failed earlier run is still ours to give back.
+        if _release_anywhere(datastore, ip, owner, allow_anonymous=False):
+            return IPChangeResult(workload.workload_id, str(ip), changed=True,
+                                  note="released a leftover claim")
+        raise NotFound("IP %s is not on container %s." % (ip, container))
+    endpoint = holders[0]
+    netns_path = _running_netns(docker, workload.workload_id)
+    _step(progress, "checked")
+
+    try:
+        with _Rollback() as rollback:
+            updated = datastore.update_endpoint(endpoint.key,
+                                                lambda current: calculate_endpoint_without_ip(current, ip))
+            rollback.push("put %s back on the endpoint" % ip,
+                          lambda: datastore.update_endpoint(endpoint.key,
+                                                            lambda current: _readd(current, ip)))
+            _step(progress, "updated")
+            with netlink.Session(host_netns) as host:
+                host_link = host.find_link(endpoint.name)
+                if netns_path is not None and host_link is not None:
+                    with netlink.Session(netns_path) as cont:
+                        link = _find_container_link(cont, host_link, interface)
+                        if link is not None and cont.delete_address(link.index, ip):
+                            rollback.push("put %s back in the container" % ip,
+                                          lambda: _restore_address(netns_path, link.index, ip))
+                _step(progress, "address")
+                if host_link is not None:
+                    host.delete_route(net, host_link.index)
+            _step(progress, "kernel")
+    except netlink.NetlinkError as exc:
+        raise _container_netns_error(exc, container)
+    # Last, and outside the rollback: if this fails the IP is already gone
+    # from the container, and a retry gives back the leftover claim.
+    _release_anywhere(datastore, ip, owner)
+    return IPChangeResult(workload.workload_id, str(ip), changed=True, endpoint=updated)
+
+
+def _restore_address(netns, index, ip):
+    from calicoctl.host import netlink
+    with netlink.Session(netns) as session:
+        session.add_address(index, ip)
+
+
+def _readd(endpoint, ip):
+    if calculate_host_net(ip) in endpoint.nets(ip.version):
+        return endpoint
+    return calculate_endpoint_with_ip(endpoint, ip, getattr(endpoint, "ipv%d_gateway" % ip.version))
+
+
+def _running_netns(docker, workload_id):
+    """The container's namespace path if Docker knows it and it runs, else None."""
+    try:
+        info = docker.inspect(workload_id)
+    except NotFound:
+        return None
+    return info.netns_path if info.running and not info.host_networked else None
+
+
+def find_endpoint_ids(datastore, docker, hostname, container):
+    """IDs of the container's endpoints on this host (NotFound if it has none)."""
+    workload = _require_workload(datastore, docker, hostname, container)
+    if not workload.endpoints:
+        raise NotFound("Container %s has no Calico endpoint." % container)
+    return [endpoint.endpoint_id for endpoint in workload.endpoints]

@@ -31,7 +31,7 @@ import socket
 from dataclasses import dataclass
 from typing import Optional
 
-from calicoctl.errors import HostNetworkError, NotRoot
+from calicoctl.errors import CalicoError, HostNetworkError, NotRoot
 
 CLONE_NEWNET = 0x40000000
 IFF_UP = 0x1
@@ -436,6 +436,19 @@ class Session:
                                    scope=msg["scope"], version=version, protocol=msg["proto"]))
         return found
 
+    def route_source(self, destination):
+        """The source address the kernel would use to reach destination, or None."""
+        try:
+            with _translated("Cannot look up the route to %s %s" % (destination, self._where)):
+                msgs = self._ipr.route("get", dst=str(destination))
+        except CalicoError:
+            return None
+        for msg in msgs:
+            source = msg.get_attr("RTA_PREFSRC")
+            if source:
+                return source
+        return None
+
     # -- neighbours ----------------------------------------------------------------
 
     def add_proxy_neighbour(self, ip, index):
@@ -651,39 +664,118 @@ def delete_fdb_entry(session, mac, dst_ip, index):
     return True
 
 
-# -- link events (added for the node agent: calicoctl.agent.routes) ----------------
+# -- link events and cheap listings (added for the node agent: calicoctl.agent.routes) --
+
+RTMGRP_LINK = 0x1
+NETLINK_ROUTE = 0
+
 
 class LinkMonitor:
-    """rtnetlink link notifications (interfaces appearing, going up or away).
+    """Notices rtnetlink link notifications (interfaces appearing, changing, going).
 
-    Opened in the caller's network namespace (or ``netns``). ``wait`` blocks
-    up to ``timeout`` seconds and returns the names of interfaces that
-    changed (possibly empty). Close it when done.
+    A plain AF_NETLINK socket subscribed to RTMGRP_LINK: the messages are
+    only drained, never parsed (parsing tens of thousands of them with
+    pyroute2 would cost seconds); callers list the interfaces afterwards.
+    ``wait`` blocks up to ``timeout`` seconds and returns True if anything
+    arrived (or the socket overflowed, which means a lot arrived).
     """
 
     def __init__(self, netns=None):
-        from pyroute2 import IPRoute
-        from pyroute2.netlink.rtnl import RTMGRP_LINK
-        with entered_netns(netns), _translated("Cannot open a netlink link monitor"):
-            self._ipr = IPRoute()
-            self._ipr.bind(groups=RTMGRP_LINK)
+        with entered_netns(netns):
+            try:
+                self._sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE)
+                self._sock.bind((0, RTMGRP_LINK))
+            except OSError as exc:
+                raise translate_error(exc, "Cannot open a netlink link monitor") from None
+        self._sock.setblocking(False)
 
     def fileno(self):
-        return self._ipr.fileno()
+        return self._sock.fileno()
 
     def wait(self, timeout):
         import select
-        if self._ipr is None:
-            return []
-        readable, _, _ = select.select([self._ipr], [], [], timeout)
+        if self._sock is None:
+            return False
+        readable, _, _ = select.select([self._sock], [], [], timeout)
         if not readable:
-            return []
-        with _translated("Cannot read link notifications"):
-            messages = self._ipr.get()
-        return [msg.get_attr("IFLA_IFNAME") for msg in messages
-                if msg.get("event") in ("RTM_NEWLINK", "RTM_DELLINK")]
+            return False
+        while True:
+            try:
+                if not self._sock.recv(1 << 20):
+                    return True
+            except BlockingIOError:
+                return True
+            except OSError as exc:
+                if exc.errno == errno.ENOBUFS:      # overflowed: plenty changed
+                    continue
+                raise translate_error(exc, "Cannot read link notifications") from None
 
     def close(self):
-        if self._ipr is not None:
-            self._ipr.close()
-            self._ipr = None
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+
+
+def list_interface_indexes(netns=None):
+    """{name: ifindex} of every interface, fast (if_nameindex, no attribute parsing)."""
+    with entered_netns(netns):
+        try:
+            return {name: index for index, name in socket.if_nameindex()}
+        except OSError as exc:
+            raise translate_error(exc, "Cannot list interfaces") from None
+
+
+SIOCGIFFLAGS = 0x8913
+
+
+class InterfaceFlags:
+    """IFF_UP of interfaces by name with the SIOCGIFFLAGS ioctl: microseconds
+    each, where a netlink query parsed by pyroute2 costs a millisecond."""
+
+    def __init__(self, netns=None):
+        with entered_netns(netns):
+            self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+
+    def is_up(self, name):
+        """True if ``name`` exists and is up; False if it is down or absent."""
+        import fcntl
+        import struct
+        try:
+            request = struct.pack("16sH14x", name.encode()[:15], 0)
+            answer = fcntl.ioctl(self._sock.fileno(), SIOCGIFFLAGS, request)
+        except OSError:
+            return False
+        return bool(struct.unpack("16sH14x", answer)[1] & IFF_UP)
+
+    def close(self):
+        self._sock.close()
+
+
+@dataclass(frozen=True)
+class RouteEntry:
+    """A main-table route as the kernel reports it, without interface names
+    (resolving names costs a full link dump)."""
+    dst: str                      # CIDR, e.g. "10.0.0.5/32"
+    ifindex: Optional[int]
+    gateway: Optional[str]
+    protocol: int
+    version: int
+
+
+def list_route_entries(version=4, netns=None, protocol=None):
+    """Main-table routes with a destination, optionally only of one protocol."""
+    with Session(netns) as session:
+        with _translated("Cannot list routes %s" % session._where):
+            msgs = session._ipr.route("dump", family=_family(version))
+        found = []
+        for msg in msgs:
+            table = msg.get_attr("RTA_TABLE") or msg["table"]
+            if table != RT_TABLE_MAIN or (protocol is not None and msg["proto"] != protocol):
+                continue
+            address = msg.get_attr("RTA_DST")
+            if address is None:
+                continue
+            found.append(RouteEntry(dst="%s/%d" % (address, msg["dst_len"]), ifindex=msg.get_attr("RTA_OIF"),
+                                    gateway=msg.get_attr("RTA_GATEWAY"), protocol=msg["proto"],
+                                    version=version))
+        return found

@@ -1,0 +1,422 @@
+"""The node agent's policy dataplane: convergence, cold start, cost of a change, data plane.
+
+Two simulated hosts (tests/harness) on one simulated LAN with etcd inside
+the LAN; the real ``calico-agent`` runs inside each. "small" carries two
+workloads (A, B) and at most 100 endpoints; "large" the same two workloads
+plus 10,000 bulk endpoints. Workloads are network namespaces with ``cali*``
+veths (what ``calicoctl container add`` leaves, without Docker's cost);
+bulk endpoints are etcd entries for the host, first without interfaces
+(the agent programs their chains all the same), later with a veth pair
+each. The machine is noisy (other work shifts timings by tens of percent
+from minute to minute), so every small-vs-large comparison alternates
+between the two hosts run by run, and both sides see the same noise.
+
+a. Policy convergence (small host): A (profile Q1) cannot reach B (profile
+   P1); ``calicoctl endpoint <A> profile append P1`` inside the host; the
+   figure is the time from that command returning to the first echo reply
+   A gets (a prober in A sends an echo request every millisecond). Median
+   of RUNS; absolute target 100 ms (shown as the ratio to 100 ms). Also
+   shown: from the command's start, and from an etcd write of the same
+   change made by the bench (what the agent alone costs; the command
+   usually returns after the first reply).
+b. Cold start (large host): 1,000 and 10,000 endpoints in etcd, empty
+   iptables/ipsets; from starting ``calico-agent`` to its status file saying
+   in_sync (everything programmed). Absolute target: 10,000 in under 5 s.
+   Also: a restart after SIGKILL with the chains already in the kernel (the
+   diff path), and a cold start once all 10,000 have interfaces.
+c. Cost of a change: the host's P profile gains "allow icmp" (so A, outside
+   P's tag, may now ping B), written to etcd by the bench; from the write to
+   the first echo reply. Median of RUNS on the large host (10,000 endpoints
+   using P) divided by the same on the small one (100). Target: at most 2.
+   Measured twice: bulk endpoints without interfaces, then with a veth pair
+   each, so all 10,000 sit in the dispatch trees (nf_tables re-validates
+   every chain reachable from INPUT/FORWARD at each commit: this is the
+   part that grows).
+d. Data plane: iperf3 TCP throughput from A to B (2 s) on the large host
+   with its 10,000 endpoints dispatched, divided by the same on the small
+   host once only A and B are left there; best of 5 each, alternating (and
+   the median of the five per-round ratios). Target: at least 0.9 (shown as its
+   inverse, target <= 1.11).
+"""
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+RUNS = int(os.environ.get("BENCH_AGENT_RUNS", "11"))
+BULK = int(os.environ.get("BENCH_AGENT_ENDPOINTS", "10000"))
+IPERF_ROUNDS = 5
+RUN_DIR = "/run/calico"
+LOG_DIR = "/var/log/calico"
+
+PROBER = r"""
+import os, select, socket, struct, sys, time
+
+def checksum(data):
+    total = sum(struct.unpack("!%dH" % (len(data) // 2), data))
+    total = (total >> 16) + (total & 0xffff)
+    total += total >> 16
+    return ~total & 0xffff
+
+target, limit = sys.argv[1], float(sys.argv[2])
+sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+ident = os.getpid() & 0xffff
+print("ready", flush=True)
+deadline = time.time() + limit
+seq = 0
+while time.time() < deadline:
+    seq = (seq + 1) & 0xffff
+    header = struct.pack("!BBHHH", 8, 0, 0, ident, seq) + b"calico-bench...."
+    packet = struct.pack("!BBHHH", 8, 0, checksum(header), ident, seq) + b"calico-bench...."
+    sock.sendto(packet, (target, 0))
+    until = time.time() + 0.001
+    while True:
+        left = until - time.time()
+        if left <= 0:
+            break
+        if not select.select([sock], [], [], left)[0]:
+            break
+        data = sock.recv(2048)
+        offset = (data[0] & 0x0f) * 4
+        kind, _, _, got_ident, _ = struct.unpack("!BBHHH", data[offset:offset + 8])
+        if kind == 0 and got_ident == ident:
+            print("%.6f" % time.time(), flush=True)
+            sys.exit(0)
+print("timeout", flush=True)
+"""
+
+
+def endpoint_json(interface, ip, profiles, gateway, mac="02:00:00:00:00:01"):
+    return json.dumps({"state": "active", "name": interface, "mac": mac, "profile_ids": list(profiles),
+                       "ipv4_nets": ["%s/32" % ip], "ipv6_nets": [], "ipv4_gateway": gateway,
+                       "ipv6_gateway": None})
+
+
+def bulk_suffix(n):
+    return ("%032x" % (n * 7919 + 1))[-11:]
+
+
+def bulk_ip(site_number, n):
+    return "10.%d.%d.%d" % (128 + site_number, n // 250, n % 250 + 1)
+
+
+class Site:
+    """One simulated host with its agent, workloads A and B, and bulk endpoints."""
+
+    def __init__(self, bench, number, name, ip):
+        from tests.harness.simhost import SimHost
+        self.bench = bench
+        self.number = number
+        self.name = name
+        self.ip = ip
+        self.host = SimHost(name, ip, bench.lan).start()
+        self.agent = None
+        self.bulk = 0
+        self.p = "P%d" % number
+        self.q = "Q%d" % number
+        self.a = self.b = None
+        self.a_key = None
+
+    @property
+    def paths(self):
+        return self.bench.paths
+
+    # -- etcd ---------------------------------------------------------------------------
+    def setup(self):
+        client = self.bench.client
+        for name in (self.p, self.q):
+            client.write(self.paths.profile_rules(name), json.dumps(
+                {"id": name, "inbound_rules": [{"action": "allow", "src_tag": name},
+                                               {"action": "allow", "protocol": "tcp", "dst_ports": [5201]}],
+                 "outbound_rules": [{"action": "allow"}]}))
+            client.write(self.paths.profile_tags(name), json.dumps([name]))
+        self.a = self.make_workload("w%da" % self.number, "10.%d.0.1" % (120 + self.number), [self.q])
+        self.b = self.make_workload("w%db" % self.number, "10.%d.0.2" % (120 + self.number), [self.p])
+        return self
+
+    def make_workload(self, name, ip, profiles):
+        from tests.system.multihost import NetnsWorkload
+        workload = NetnsWorkload(self.host, name, ip).create()
+        mac = workload.run(["cat", "/sys/class/net/eth1/address"]).stdout.strip()
+        key = self.paths.endpoint_key(self.name, "docker", "wl-" + name, "ep-" + name)
+        self.bench.client.write(key, endpoint_json(workload.interface, ip, profiles, self.ip, mac=mac))
+        if self.a_key is None:
+            self.a_key = key
+        return workload
+
+    def bulk_key(self, n):
+        return self.paths.endpoint_key(self.name, "bulk", "w%05d" % n, "%032x" % (n * 7919 + 1))
+
+    def add_bulk(self, total):
+        """Bulk endpoints (no interface) for this host up to ``total``, all in profile P."""
+        items = [(self.bulk_key(n), endpoint_json("cali" + bulk_suffix(n), bulk_ip(self.number, n),
+                                                  [self.p], self.ip))
+                 for n in range(self.bulk, total)]
+        self.bench.write_many(items)
+        self.bulk = total
+
+    def delete_bulk(self):
+        self.bench.client.delete(self.paths.orchestrator_dir(self.name, "bulk"), recursive=True, dir=True)
+        self.bulk = 0
+
+    def make_bulk_veths(self):
+        """A veth pair per bulk endpoint (both ends in the host, left down:
+        dummy interfaces do not exist on this kernel)."""
+        lines = ["link add cali%s type veth peer name t%s" % (bulk_suffix(n), bulk_suffix(n))
+                 for n in range(self.bulk)]
+        result = self.host.run(["ip", "-batch", "-"], input="\n".join(lines) + "\n", cwd="/", timeout=600)
+        if result.returncode != 0:
+            raise RuntimeError("creating veths failed: %s" % result.stderr.strip()[:300])
+
+    def wait_dispatched(self, n, present=True, timeout=240):
+        """Until bulk endpoint ``n`` has (or no longer has) a dispatch entry."""
+        needle = "-o cali%s -g felix-to-%s" % (bulk_suffix(n), bulk_suffix(n))
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            saved = self.host.run(["iptables-nft-save", "-t", "filter"], cwd="/", timeout=120).stdout
+            if (needle in saved) == present:
+                return
+            time.sleep(1)
+        raise RuntimeError("%s: dispatch entry of bulk endpoint %d still %s"
+                           % (self.name, n, "absent" if present else "there"))
+
+    def wait_chain(self, name, timeout=120):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.host.run(["iptables-nft", "-S", name], cwd="/").returncode == 0:
+                return
+            time.sleep(0.2)
+        raise RuntimeError("%s: chain %s never appeared" % (self.name, name))
+
+    def calicoctl(self, *args):
+        started = time.time()
+        result = self.host.run(["calicoctl"] + list(args), env=self.bench.etcd.env, cwd="/", timeout=120)
+        if result.returncode != 0:
+            raise RuntimeError("calicoctl %s: %s" % (" ".join(args), result.stderr.strip()))
+        return started, time.time()
+
+    # -- the agent -----------------------------------------------------------------------
+    def clean_kernel(self):
+        self.host.run(["sh", "-c", "for t in iptables-nft ip6tables-nft; do $t -F; $t -X; done; "
+                                   "ipset destroy; rm -f %s/agent-status.json" % RUN_DIR], cwd="/")
+
+    def status(self):
+        try:
+            return json.loads(self.host.run(["cat", RUN_DIR + "/agent-status.json"], cwd="/").stdout)
+        except ValueError:
+            return None
+
+    def start_agent(self, timeout=180):
+        """Start the agent; seconds until it reports in sync."""
+        started = time.monotonic()
+        self.agent = self.host.popen(["calico-agent", "--hostname=%s" % self.name, "--log-dir=%s" % LOG_DIR,
+                                      "--run-dir=%s" % RUN_DIR], env=self.bench.etcd.env, cwd="/",
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        while time.monotonic() - started < timeout:
+            status = self.status()
+            if status and status.get("pid") == self.agent.pid and status.get("in_sync"):
+                return time.monotonic() - started
+            if self.agent.poll() is not None:
+                raise RuntimeError("%s: the agent exited with %s" % (self.name, self.agent.returncode))
+            time.sleep(0.02)
+        raise RuntimeError("%s: the agent did not sync within %.0f s" % (self.name, timeout))
+
+    def stop_agent(self, sig=signal.SIGTERM):
+        if self.agent is not None and self.agent.poll() is None:
+            self.agent.send_signal(sig)
+            self.agent.wait(timeout=30)
+        self.agent = None
+
+    # -- traffic ----------------------------------------------------------------------------
+    def probe(self, limit=10.0):
+        """A prober in A pinging B; ``wait()`` gives the wall-clock time of the first reply."""
+        process = self.host.popen(["ip", "netns", "exec", self.a.name, sys.executable, "-c", PROBER,
+                                   self.b.ip, str(limit)], cwd="/", stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True)
+        if process.stdout.readline().strip() != "ready":
+            raise RuntimeError("prober failed: %s" % process.stderr.read())
+
+        class Handle:
+            def wait(self_inner):
+                line = process.stdout.readline().strip()
+                process.wait(timeout=limit + 5)
+                return float(line) if line and line != "timeout" else None
+        return Handle()
+
+    def reachable(self, limit=0.3):
+        return self.probe(limit).wait() is not None
+
+    def converge(self, change, undo):
+        """(ms from the change's end, ms from its start) to A's first reply from B."""
+        if self.reachable():
+            raise RuntimeError("%s: reachable before the change" % self.name)
+        handle = self.probe()
+        started, done = change()
+        reply = handle.wait()
+        if reply is None:
+            raise RuntimeError("%s: no reply within the prober's limit" % self.name)
+        undo()
+        deadline = time.monotonic() + 10
+        while self.reachable():
+            if time.monotonic() > deadline:
+                raise RuntimeError("%s: still reachable after undoing the change" % self.name)
+        return (reply - done) * 1000, (reply - started) * 1000
+
+    def profile_change(self):
+        """ms from writing "allow icmp" into P's rules to the first reply."""
+        client = self.bench.client
+        key = self.paths.profile_rules(self.p)
+        plain = client.read(key).value
+        icmp = json.loads(plain)
+        icmp["inbound_rules"].append({"action": "allow", "protocol": "icmp"})
+        return self.converge(lambda: self.bench.write(key, json.dumps(icmp)),
+                             lambda: self.bench.write(key, plain))[1]
+
+    def iperf(self):
+        server = self.host.popen(["ip", "netns", "exec", self.b.name, "iperf3", "-s", "-1"], cwd="/",
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(0.3)
+        try:
+            result = self.a.run(["iperf3", "-c", self.b.ip, "-t", "2", "-J"], timeout=30)
+            return json.loads(result.stdout)["end"]["sum_received"]["bits_per_second"] / 1e9
+        finally:
+            server.wait(timeout=10)
+
+
+class Bench:
+    def __init__(self, workdir):
+        from calicoctl.datastore import paths
+        from tests.harness.simhost import Lan
+        from tests.system.multihost import LanEtcdServer
+        self.paths = paths
+        self.lan = Lan(name="calico-bench-agent").create()
+        self.etcd = LanEtcdServer(self.lan, os.path.join(workdir, "etcd", "data")).start()
+        self.client = self.etcd.client()
+        self.small = Site(self, 1, "bench-small", "172.17.8.40").setup()
+        self.large = Site(self, 2, "bench-large", "172.17.8.41").setup()
+
+    def close(self):
+        for site in (self.small, self.large):
+            site.stop_agent(signal.SIGKILL)
+            site.host.stop()
+        self.etcd.stop()
+        self.lan.destroy()
+
+    def write(self, key, value):
+        """One etcd write from the bench process: (started, done) wall-clock."""
+        started = time.time()
+        self.client.write(key, value)
+        return started, time.time()
+
+    def write_many(self, items):
+        """Write (key, value) pairs from inside the LAN with a few threads."""
+        writer = ("import json, sys, threading, etcd\n"
+                  "host, port = sys.argv[1].rsplit(':', 1)\n"
+                  "items = json.load(sys.stdin)\n"
+                  "def write(part):\n"
+                  "    client = etcd.Client(host=host, port=int(port))\n"
+                  "    for key, value in part:\n"
+                  "        client.write(key, value)\n"
+                  "parts = [items[i::8] for i in range(8)]\n"
+                  "threads = [threading.Thread(target=write, args=(p,)) for p in parts]\n"
+                  "for t in threads: t.start()\n"
+                  "for t in threads: t.join()\n")
+        result = self.lan.run([sys.executable, "-c", writer, self.etcd.authority],
+                              input=json.dumps(list(items)), cwd="/", timeout=600)
+        if result.returncode != 0:
+            raise RuntimeError("bulk write failed: %s" % result.stderr.strip())
+
+    def alternate(self, measure, runs):
+        """{site: [values]}: ``measure(site)`` on small, large, small, large, ..."""
+        values = {self.small: [], self.large: []}
+        for _ in range(runs):
+            for site in (self.small, self.large):
+                values[site].append(measure(site))
+        return values[self.small], values[self.large]
+
+
+def run(report):
+    workdir = tempfile.mkdtemp(prefix="calico-bench-agent-")
+    bench = None
+    try:
+        bench = Bench(workdir)
+        small, large = bench.small, bench.large
+        small.start_agent()
+
+        # a. policy convergence on the small host (A and B only)
+        a_id = small.a_key.rsplit("/", 1)[-1]
+        results = [small.converge(lambda: small.calicoctl("endpoint", a_id, "profile", "append", small.p),
+                                  lambda: small.calicoctl("endpoint", a_id, "profile", "remove", small.p))
+                   for _ in range(RUNS)]
+        report("a. profile append returned -> first allowed ping", statistics.median(max(0.0, r[0]) for r in results),
+               "ms", "absolute target", 100.0, target=1.0)
+        report("   (median of %d; reply before the command exited in %d runs)"
+               % (RUNS, sum(1 for r in results if r[0] <= 0)), "", "")
+        report("   calicoctl started -> first allowed ping", statistics.median(r[1] for r in results), "ms")
+        plain = bench.client.read(small.a_key).value
+        joined = json.loads(plain)
+        joined["profile_ids"] = [small.q, small.p]
+        writes = [small.converge(lambda: bench.write(small.a_key, json.dumps(joined)),
+                                 lambda: bench.write(small.a_key, plain))[1] for _ in range(RUNS)]
+        report("   etcd write of the same change -> first ping", statistics.median(writes), "ms",
+               "absolute target", 100.0, target=1.0)
+
+        # b. cold start on the large host: 1,000 then 10,000 endpoints
+        large.add_bulk(1000)
+        cold_1k = large.start_agent()
+        large.stop_agent()
+        large.add_bulk(BULK)
+        large.clean_kernel()
+        cold_10k = large.start_agent()
+        large.stop_agent(signal.SIGKILL)
+        warm_10k = large.start_agent()
+        report("b. cold start, %d endpoints" % BULK, cold_10k, "s", "absolute target", 5.0, target=1.0)
+        report("b. cold start, %d endpoints" % BULK, cold_10k, "s", "cold start, 1000 endpoints", cold_1k)
+        report("   restart after SIGKILL, %d in the kernel" % BULK, warm_10k, "s",
+               "cold start, %d endpoints" % BULK, cold_10k)
+
+        # c. cost of a change: 100 endpoints (small) vs 10,002 (large), alternating
+        small.add_bulk(98)
+        small.wait_chain("felix-to-" + bulk_suffix(97))
+        c_small, c_large = bench.alternate(Site.profile_change, RUNS)
+        report("c. profile rules write -> ping, %d endpoints" % (BULK + 2), statistics.median(c_large), "ms",
+               "same with 100 endpoints", statistics.median(c_small), target=2.0)
+        report("   fastest of %d, same comparison" % RUNS, min(c_large), "ms",
+               "fastest with 100 endpoints", min(c_small))
+
+        # The same with an interface per bulk endpoint: all dispatched.
+        started = time.monotonic()
+        for site in (small, large):
+            site.make_bulk_veths()
+        small.wait_dispatched(97)
+        large.wait_dispatched(BULK - 1)
+        report("   (veths made and dispatched in %.0f s)" % (time.monotonic() - started), "", "")
+        c_small_if, c_large_if = bench.alternate(Site.profile_change, RUNS)
+        report("c. same, %d endpoints with interfaces" % BULK, statistics.median(c_large_if), "ms",
+               "same with 100 with interfaces", statistics.median(c_small_if), target=2.0)
+
+        # d. throughput: A -> B next to 10,000 dispatched endpoints vs A and B alone
+        small.delete_bulk()
+        small.wait_dispatched(97, present=False)
+        d_small, d_large = bench.alternate(Site.iperf, IPERF_ROUNDS)
+        report("d. iperf3 A->B, only A and B (inverse ratio)", max(d_small), "Gbit/s",
+               "with %d endpoints dispatched" % BULK, max(d_large), target=1 / 0.9)
+        report("   throughput ratio with/without, best of %d" % IPERF_ROUNDS,
+               "%.2f" % (max(d_large) / max(d_small)), "(target >= 0.90)")
+        report("   median of the per-round ratios",
+               "%.2f" % statistics.median(big / alone for big, alone in zip(d_large, d_small)), "")
+
+        large.stop_agent()
+        large.clean_kernel()
+        cold_if = large.start_agent()
+        report("b. cold start, %d endpoints with interfaces" % BULK, cold_if, "s", "absolute target", 5.0,
+               target=1.0)
+    finally:
+        if bench is not None:
+            bench.close()
+        shutil.rmtree(workdir, ignore_errors=True)

@@ -1,0 +1,415 @@
+"""calico-agent: the node agent's entry point and composition root.
+
+Usage: calico-agent [--hostname=<H>] [--log-dir=<DIR>] [--run-dir=<DIR>]
+
+Builds everything (config, etcd connections, components) and runs the main
+loop in the foreground:
+
+- an ``EtcdWatcher`` thread turns etcd into Snapshot / Update / Lost events
+  on a queue; components may queue work too (``Component.start(wake)``);
+- the loop takes whatever is queued (so a burst becomes one cycle), feeds it
+  to every component, then flushes each once; about once a second it calls
+  ``tick``;
+- after each successful (re)sync and every ``status_interval`` seconds it
+  reports ``{"pid", "started", "time", "in_sync", "last_sync",
+  "local_endpoints"}`` to ``<run-dir>/agent-status.json`` and (from a
+  thread, so a dead etcd never stalls the loop) to
+  ``/calico/felix/v1/host/<hostname>/status`` with a 30 s TTL.
+
+Robustness: the loop keeps a mirror of every etcd leaf it has seen. If a
+component raises (a bug, or the kernel surprising us), the error is logged
+and every component is re-fed the mirror as a fresh snapshot, which makes
+the dataplane re-read the kernel and repair it; the agent does not exit.
+While etcd is unreachable the dataplane is left alone and ``in_sync`` is
+false; when etcd answers again a new snapshot resynchronises everything.
+
+SIGTERM / SIGINT: close the components (BIRD is stopped; iptables, ipsets
+and routes stay) and exit 0.
+"""
+import argparse
+import gc
+import json
+import logging
+import os
+import queue
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass
+
+LOG = logging.getLogger("calicoctl.agent")
+
+PID_FILE = "agent.pid"
+STATUS_FILE = "agent-status.json"
+LOG_FILE = "agent.log"
+AGENT_MARKERS = ("calicoctl.agent", "calico-agent")
+TICK_INTERVAL = 1.0
+RESYNC_BACKOFF = 5.0
+SLOW_CALL = 0.25          # component calls slower than this are logged
+
+
+@dataclass(frozen=True)
+class Wake:
+    """Work a component queued for the main loop."""
+    function: object
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(prog="calico-agent",
+                                     description="Calico node agent: programs this host from etcd.")
+    parser.add_argument("--hostname", default=None,
+                        help="this host's name (default: $CALICO_HOSTNAME or the system hostname)")
+    parser.add_argument("--log-dir", default=None, help="directory for agent.log (default /var/log/calico)")
+    parser.add_argument("--run-dir", default=None,
+                        help="directory for the pid and status files (default /var/run/calico)")
+    return parser.parse_args(argv)
+
+
+def setup_logging(log_dir, level="INFO"):
+    """Log to <log_dir>/agent.log (``level``) and stderr (WARNING). Returns the log path or None."""
+    root = logging.getLogger()
+    root.setLevel(getattr(logging, level.upper(), logging.INFO))
+    formatter = logging.Formatter("%(asctime)s.%(msecs)03d [%(levelname)s] %(name)s %(process)d: %(message)s",
+                                  "%Y-%m-%d %H:%M:%S")
+    console = logging.StreamHandler(sys.stderr)
+    console.setLevel(logging.WARNING)
+    console.setFormatter(formatter)
+    root.addHandler(console)
+    path = os.path.join(log_dir, LOG_FILE)
+    try:
+        os.makedirs(log_dir, exist_ok=True)
+        handler = logging.FileHandler(path)
+    except OSError as exc:
+        LOG.warning("Cannot write %s (%s); logging to stderr only", path, exc)
+        return None
+    handler.setFormatter(formatter)
+    root.addHandler(handler)
+    for each in (console, handler):
+        each.addFilter(_quiet_libraries)
+    return path
+
+
+NOISY_LIBRARIES = ("pyroute2", "urllib3", "asyncio", "etcd")
+
+
+def _quiet_libraries(record):
+    """Drop libraries' debug/info output (every netlink message, every HTTP
+    request), which would drown ours at DEBUG."""
+    return record.levelno >= logging.WARNING or not record.name.startswith(NOISY_LIBRARIES)
+
+
+def write_file_atomically(path, text):
+    temp = "%s.%d.tmp" % (path, os.getpid())
+    with open(temp, "w") as handle:
+        handle.write(text)
+    os.replace(temp, path)
+
+
+def read_pid(path):
+    try:
+        with open(path) as handle:
+            return int(handle.read().strip() or 0) or None
+    except (OSError, ValueError):
+        return None
+
+
+def is_agent_process(pid):
+    """True if ``pid`` is an agent sharing our mount and network namespaces
+    (so the same run dir and the same dataplane: a real conflict). A pid
+    reused by an agent of another simulated host does not count."""
+    try:
+        with open("/proc/%d/cmdline" % pid, "rb") as handle:
+            args = handle.read().decode("utf-8", "replace").split("\0")
+        for kind in ("mnt", "net"):
+            if os.stat("/proc/%d/ns/%s" % (pid, kind)).st_ino != os.stat("/proc/self/ns/%s" % kind).st_ino:
+                return False
+    except OSError:
+        return False
+    return any(marker in arg for arg in args for marker in AGENT_MARKERS)
+
+
+class StatusReporter:
+    """Writes the status file at once and the etcd key from a thread."""
+
+    def __init__(self, config, connection_factory):
+        self.config = config
+        self.path = os.path.join(config.run_dir, STATUS_FILE)
+        self._connection_factory = connection_factory
+        self._latest = None
+        self._event = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="status-reporter", daemon=True)
+
+    def start(self):
+        self._thread.start()
+
+    def stop(self):
+        self._stop.set()
+        self._event.set()
+
+    def report(self, status):
+        text = json.dumps(status)
+        try:
+            write_file_atomically(self.path, text)
+        except OSError as exc:
+            LOG.warning("Cannot write %s: %s", self.path, exc)
+        self._latest = text
+        self._event.set()
+
+    def _run(self):
+        from calicoctl.datastore import paths
+        connection = None
+        while not self._stop.is_set():
+            self._event.wait()
+            self._event.clear()
+            if self._stop.is_set():
+                return
+            text = self._latest
+            try:
+                if connection is None:
+                    connection = self._connection_factory()
+                connection.write(paths.felix_status(self.config.hostname), text, ttl=self.config.status_ttl)
+            except Exception as exc:  # noqa: BLE001 - any etcd failure: try at the next report
+                LOG.info("Cannot report status to etcd: %s", exc)
+                connection = None
+
+
+class Agent:
+    """The main loop (see the module docstring)."""
+
+    def __init__(self, config, components, watcher_factory, reporter):
+        self.config = config
+        self.components = components
+        self.queue = queue.Queue()
+        self.watcher = watcher_factory(self.queue.put)
+        self.reporter = reporter
+        self.started = time.time()
+        self.in_sync = False
+        self.last_sync = None
+        self.items = {}
+        """Mirror of every etcd leaf seen (key -> value), for local resyncs."""
+        self._stopping = threading.Event()
+        self._have_snapshot = False
+        self._resync_due = None
+
+    def wake(self, function):
+        self.queue.put(Wake(function))
+
+    def request_stop(self, *_):
+        self._stopping.set()
+
+    def run(self):
+        for component in self.components:
+            component.start(self.wake)
+        self.watcher.start()
+        self.report()
+        next_tick = next_status = time.monotonic()
+        try:
+            while not self._stopping.is_set():
+                now = time.monotonic()
+                timeout = max(0.0, min(next_tick, next_status) - now, 0.0)
+                batch = self._take_batch(min(timeout, 0.5))
+                if batch:
+                    self._handle(batch)
+                if self._resync_due is not None and time.monotonic() >= self._resync_due:
+                    self._resync_from_mirror("retrying after an error")
+                now = time.monotonic()
+                if now >= next_tick:
+                    next_tick = now + TICK_INTERVAL
+                    if self._have_snapshot:
+                        self._call_all("tick", now)
+                if now >= next_status:
+                    next_status = now + self.config.status_interval
+                    self.report()
+        finally:
+            self.watcher.stop()
+            for component in self.components:
+                try:
+                    component.close()
+                except Exception:  # noqa: BLE001 - closing must reach every component
+                    LOG.exception("Error closing %s", type(component).__name__)
+            self.reporter.stop()
+        LOG.info("Agent stopped")
+        return 0
+
+    def _take_batch(self, timeout):
+        try:
+            first = self.queue.get(timeout=timeout) if timeout > 0 else self.queue.get_nowait()
+        except queue.Empty:
+            return []
+        batch = [first]
+        while True:
+            try:
+                batch.append(self.queue.get_nowait())
+            except queue.Empty:
+                return batch
+
+    def _handle(self, batch):
+        from calicoctl.agent.watcher import Lost, Snapshot, Update
+        # A snapshot replaces everything before it in the batch.
+        last_snapshot = max((i for i, item in enumerate(batch) if isinstance(item, Snapshot)), default=None)
+        synced = False
+        fed = False
+        for position, item in enumerate(batch):
+            if isinstance(item, Update):
+                if last_snapshot is not None and position < last_snapshot:
+                    continue
+                self._mirror(item.key, item.value)
+                if self._have_snapshot:
+                    self._call_all("on_update", item.key, item.value)
+                    fed = True
+            elif isinstance(item, Snapshot):
+                if position != last_snapshot:
+                    continue
+                self.items = dict(item.items)
+                self._have_snapshot = True
+                self._call_all("on_snapshot", dict(item.items))
+                synced = fed = True
+            elif isinstance(item, Lost):
+                if self.in_sync:
+                    self.in_sync = False
+                    self.report()
+            elif isinstance(item, Wake):
+                try:
+                    item.function()
+                except Exception:  # noqa: BLE001 - a component's bug must not stop the agent
+                    LOG.exception("Error in queued work")
+                fed = True
+        if not (fed and self._have_snapshot):
+            return
+        started = time.monotonic()
+        ok = self._call_all("flush")
+        LOG.debug("Cycle of %d events flushed in %.1f ms", len(batch), (time.monotonic() - started) * 1000)
+        if synced:
+            if ok:
+                self.in_sync = True
+                self.last_sync = time.time()
+                LOG.info("In sync with etcd (%d keys)", len(self.items))
+                self.report()
+                # The indexes built from the snapshot live until the next
+                # one: keep them out of the collector's way (long pauses
+                # with tens of thousands of endpoints).
+                gc.collect()
+                gc.freeze()
+            else:
+                self.in_sync = False
+
+    def _mirror(self, key, value):
+        if value is None:
+            self.items.pop(key, None)
+            prefix = key.rstrip("/") + "/"
+            for leaf in [k for k in self.items if k.startswith(prefix)]:
+                del self.items[leaf]
+        else:
+            self.items[key] = value
+
+    def _call_all(self, method, *args):
+        """Call ``method`` on every component; False (and a resync later) on any error."""
+        ok = True
+        for component in self.components:
+            started = time.monotonic()
+            try:
+                getattr(component, method)(*args)
+                elapsed = time.monotonic() - started
+                if elapsed > SLOW_CALL and method != "on_snapshot":
+                    LOG.info("%s.%s took %.0f ms", type(component).__name__, method, elapsed * 1000)
+                elif elapsed > 0.02:
+                    LOG.debug("%s.%s took %.1f ms", type(component).__name__, method, elapsed * 1000)
+            except Exception:  # noqa: BLE001 - see module docstring: log, then resync
+                LOG.exception("%s.%s failed; will resynchronise", type(component).__name__, method)
+                ok = False
+        if not ok and self._resync_due is None:
+            # A bad update: resynchronise at once; anything else (a flush or
+            # tick that failed) may fail again, so not more than every few seconds.
+            delay = 0.0 if method == "on_update" else RESYNC_BACKOFF
+            self._resync_due = time.monotonic() + delay
+        return ok
+
+    def _resync_from_mirror(self, reason):
+        LOG.warning("Resynchronising every component from the last known etcd state (%s)", reason)
+        self._resync_due = None
+        if not self._have_snapshot:
+            return
+        self._call_all("on_snapshot", dict(self.items))
+        if self._call_all("flush"):
+            self.in_sync = True
+            self.last_sync = time.time()
+            self.report()
+
+    def report(self):
+        local = 0
+        for component in self.components:
+            try:
+                local += int(component.status().get("local_endpoints", 0))
+            except Exception:  # noqa: BLE001 - status must never break the loop
+                pass
+        self.reporter.report({"pid": os.getpid(), "started": self.started, "time": time.time(),
+                              "in_sync": self.in_sync, "last_sync": self.last_sync,
+                              "local_endpoints": local})
+
+
+def main(argv=None, env=None):
+    """Run the agent; returns the process exit status."""
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    env = os.environ if env is None else env
+    from calicoctl.agent.config import AgentConfig, describe
+    from calicoctl.errors import CalicoError
+    try:
+        config = AgentConfig.from_environment(env, hostname=args.hostname, log_dir=args.log_dir,
+                                              run_dir=args.run_dir)
+    except CalicoError as exc:
+        sys.stderr.write("%s\n" % exc)
+        return exc.exit_code
+    if os.geteuid() != 0:
+        sys.stderr.write("calico-agent must run as root.\n")
+        return 2
+    setup_logging(config.log_dir, config.log_level)
+    try:
+        os.makedirs(config.run_dir, exist_ok=True)
+    except OSError as exc:
+        LOG.error("Cannot create %s: %s", config.run_dir, exc)
+        return 1
+    from calicoctl.datastore import etcdconn
+    try:
+        etcdconn.parse_settings(env)
+    except CalicoError as exc:
+        LOG.error("%s", exc)
+        return exc.exit_code
+    pid_path = os.path.join(config.run_dir, PID_FILE)
+    other = read_pid(pid_path)
+    if other and other != os.getpid() and is_agent_process(other):
+        LOG.error("Another agent (pid %d) is running for %s; not starting.", other, config.run_dir)
+        return 1
+    write_file_atomically(pid_path, "%d\n" % os.getpid())
+    LOG.info("Starting calico-agent %s (pid %d): %s", _version(), os.getpid(), describe(config))
+
+    from calicoctl.agent.components import build_components
+    from calicoctl.agent.watcher import EtcdWatcher
+
+    def watcher_factory(emit):
+        return EtcdWatcher(etcdconn.connect(env), emit, watch_timeout=config.watch_timeout,
+                           retry_interval=config.etcd_retry_interval)
+
+    reporter = StatusReporter(config, lambda: etcdconn.connect(env))
+    reporter.start()
+    agent = Agent(config, build_components(config), watcher_factory, reporter)
+    signal.signal(signal.SIGTERM, agent.request_stop)
+    signal.signal(signal.SIGINT, agent.request_stop)
+    try:
+        return agent.run()
+    finally:
+        if read_pid(pid_path) == os.getpid():
+            try:
+                os.unlink(pid_path)
+            except OSError:
+                pass
+
+
+def _version():
+    from calicoctl import __version__
+    return __version__
+
+
+if __name__ == "__main__":
+    sys.exit(main())

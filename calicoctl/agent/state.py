@@ -1,0 +1,527 @@
+"""Pure indexes over the etcd data the agent enforces.
+
+``PolicyIndex`` takes etcd leaves one at a time (``apply``) and keeps:
+every endpoint in the cluster (tags need them all), profiles' rules and
+tags, the config that shapes the dataplane, and derived indexes: which
+endpoints are local and get chains (by interface name), which profiles
+those use, and, for every tag, how many endpoint addresses of each family
+carry it. Bad data is logged and treated as absent.
+
+It also records what changed since the dataplane last asked
+(``take_changes``), at the granularity the dataplane re-renders: interface
+names, profile names and (tag, version, address) triples. So a change costs
+time in proportion to what it touches, not to the size of the cluster.
+
+``LocalEndpoints`` is the small version the routes component needs: only
+this host's endpoints, by interface name.
+"""
+import ipaddress
+import logging
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from calicoctl import model
+from calicoctl.agent import rules as rules_mod
+from calicoctl.datastore import paths
+from calicoctl.errors import ValidationError
+
+LOG = logging.getLogger(__name__)
+
+DEFAULT_INTERFACE_PREFIX = "cali"
+CONFIG_NAMES = ("InterfacePrefix", "DefaultEndpointToHostAction")
+
+
+@dataclass
+class Changes:
+    """What changed since the last ``take_changes``."""
+    ifaces: set = field(default_factory=set)
+    """Local interface names whose endpoint (or its absence) changed."""
+    profiles: set = field(default_factory=set)
+    """Profiles whose rules changed or which became used / unused locally."""
+    tag_ips: dict = field(default_factory=lambda: defaultdict(set))
+    """(tag, version) -> addresses whose membership may have changed."""
+    tags: set = field(default_factory=set)
+    """Tags whose membership changed wholesale (a profile's tag list)."""
+    config: bool = False
+    """InterfacePrefix or DefaultEndpointToHostAction changed."""
+
+    def __bool__(self):
+        return bool(self.ifaces or self.profiles or self.tag_ips or self.tags or self.config)
+
+
+def _normalise_ip(text):
+    if "." in text and ":" not in text:
+        return text          # IPv4 from the model is already canonical
+    return ipaddress.ip_address(text).compressed
+
+
+def _endpoint_addresses(endpoint, version):
+    return tuple(_normalise_ip(address) for address in endpoint.addresses(version))
+
+
+class _Config:
+    """The two config values the dataplane depends on, host over global."""
+
+    def __init__(self, hostname):
+        self.hostname = hostname
+        self.values = {}
+        """etcd key -> value for every config key we track."""
+        self._keys = {name: (paths.host_config(hostname, name), paths.global_config(name))
+                      for name in CONFIG_NAMES}
+        self._all_keys = frozenset(key for keys in self._keys.values() for key in keys)
+
+    def keys_for(self, name):
+        return self._keys[name]
+
+    def get(self, name):
+        for key in self.keys_for(name):
+            value = self.values.get(key)
+            if value not in (None, ""):
+                return value
+        return None
+
+    def is_config_key(self, key):
+        return key in self._all_keys
+
+    @property
+    def interface_prefix(self):
+        value = self.get("InterfacePrefix")
+        if value is None:
+            return DEFAULT_INTERFACE_PREFIX
+        if not value.isascii() or not all(c.isalnum() or c in "_.-" for c in value) \
+                or not 1 <= len(value) <= 12:
+            LOG.warning("Ignoring invalid InterfacePrefix %r; using %r.", value, DEFAULT_INTERFACE_PREFIX)
+            return DEFAULT_INTERFACE_PREFIX
+        return value
+
+    @property
+    def host_action(self):
+        value = self.get("DefaultEndpointToHostAction")
+        if value is None:
+            return rules_mod.DEFAULT_HOST_ACTION
+        if value.upper() not in rules_mod.HOST_ACTIONS:
+            LOG.warning("Ignoring invalid DefaultEndpointToHostAction %r; using %s.", value,
+                        rules_mod.DEFAULT_HOST_ACTION)
+            return rules_mod.DEFAULT_HOST_ACTION
+        return value.upper()
+
+
+class EndpointParser:
+    """``parse_endpoint`` remembering the last result per key.
+
+    The policy index and the routes index read the same endpoint leaves;
+    sharing one parser (built by the composition root) parses each value
+    once. Endpoints are frozen, so sharing them is safe.
+    """
+
+    def __init__(self):
+        self._cache = {}
+        """etcd key -> (value, result) of the last parse."""
+
+    def __call__(self, key, value):
+        if value is None:
+            self._cache.pop(key, None)
+            return parse_endpoint(key, None)
+        cached = self._cache.get(key)
+        if cached is not None and cached[0] == value:
+            return cached[1]
+        result = parse_endpoint(key, value)
+        if result is not None:
+            self._cache[key] = (value, result)
+        return result
+
+
+def parse_endpoint(key, value, what="endpoint"):
+    """(EndpointKey, Endpoint or None) for an endpoint leaf; None if not one."""
+    parts = paths.parse_endpoint_key(key)
+    if parts is None:
+        return None
+    ep_key = model.EndpointKey(*parts)
+    if value is None:
+        return ep_key, None
+    try:
+        return ep_key, model.Endpoint.from_json(ep_key, value)
+    except ValidationError as exc:
+        LOG.warning("Ignoring invalid %s at %s: %s", what, key, exc)
+        return ep_key, None
+
+
+class PolicyIndex:
+    """Everything the policy dataplane derives its chains and sets from."""
+
+    def __init__(self, hostname, parser=None):
+        self.hostname = hostname
+        self._parse = parser or parse_endpoint
+        self.reset()
+
+    def reset(self):
+        self.config = _Config(self.hostname)
+        self.endpoints = {}
+        """etcd key -> Endpoint (valid ones, every host)."""
+        self.rules = {}
+        """profile -> Rules, or None when the rules key holds bad data."""
+        self.tags = {}
+        """profile -> tuple of tags (valid ones)."""
+        self._profile_keys = set()
+        """etcd keys of profile rules/tags leaves we have seen (valid or not)."""
+        self._members = defaultdict(set)
+        """profile -> etcd keys of endpoints (every host) listing it."""
+        self._tag_counts = defaultdict(lambda: defaultdict(int))
+        """(tag, version) -> address -> number of (endpoint, profile) carrying it."""
+        self._iface_claims = defaultdict(set)
+        """local interface name -> etcd keys of local endpoints naming it."""
+        self.local = {}
+        """local interface name -> (etcd key, Endpoint) of endpoints that get chains."""
+        self._users = defaultdict(set)
+        """profile -> local interface names whose endpoint uses it."""
+        self.changes = Changes(config=True)
+
+    # -- queries -----------------------------------------------------------------------
+    @property
+    def interface_prefix(self):
+        return self.config.interface_prefix
+
+    @property
+    def host_action(self):
+        return self.config.host_action
+
+    def profile_rules(self, profile):
+        return self.rules.get(profile)
+
+    def used_profiles(self):
+        return set(self._users)
+
+    def is_used(self, profile):
+        return profile in self._users
+
+    def tag_members(self, tag, version):
+        return {ip for ip, count in self._tag_counts.get((tag, version), {}).items() if count > 0}
+
+    def tag_has(self, tag, version, ip):
+        counts = self._tag_counts.get((tag, version))
+        return bool(counts and counts.get(ip, 0) > 0)
+
+    def local_endpoint(self, iface):
+        entry = self.local.get(iface)
+        return entry[1] if entry else None
+
+    def take_changes(self):
+        changes, self.changes = self.changes, Changes()
+        return changes
+
+    # -- updates -----------------------------------------------------------------------
+    def apply_snapshot(self, items):
+        """Replace everything with ``items`` (key -> value)."""
+        self.reset()
+        # Config first: the interface prefix decides which endpoints are usable.
+        for key, value in items.items():
+            if self.config.is_config_key(key):
+                self.config.values[key] = value
+        for key, value in items.items():
+            if not self.config.is_config_key(key):
+                self.apply(key, value)
+
+    def apply(self, key, value):
+        """One etcd leaf set (value) or deleted (None; also whole directories)."""
+        if self.config.is_config_key(key):
+            self._set_config(key, value)
+            return
+        parsed = self._parse(key, value)
+        if parsed is not None:
+            self._set_endpoint(key, parsed[0], parsed[1])
+            return
+        profile_key = paths.parse_profile_key(key)
+        if profile_key is not None:
+            name, kind = profile_key
+            if kind == "rules":
+                self._set_rules(key, name, value)
+            else:
+                self._set_tags(key, name, value)
+            return
+        if value is None:
+            self._delete_tree(key)
+
+    def _delete_tree(self, key):
+        prefix = key.rstrip("/") + "/"
+        for leaf in [k for k in self.endpoints if k.startswith(prefix)]:
+            self.apply(leaf, None)
+        for leaf in [k for k in self._profile_keys if k.startswith(prefix)]:
+            self.apply(leaf, None)
+        for leaf in [k for k in self.config.values if k.startswith(prefix)]:
+            self._set_config(leaf, None)
+
+    def _set_config(self, key, value):
+        before = (self.config.interface_prefix, self.config.host_action)
+        if value is None:
+            self.config.values.pop(key, None)
+        else:
+            self.config.values[key] = value
+        after = (self.config.interface_prefix, self.config.host_action)
+        if after != before:
+            self.changes.config = True
+            if after[0] != before[0]:
+                self._reclaim_all_interfaces()
+
+    # -- endpoints ---------------------------------------------------------------------
+    def _set_endpoint(self, key, ep_key, endpoint):
+        old = self.endpoints.get(key)
+        if old == endpoint:
+            return
+        if old is not None:
+            self._count_tags(old, -1)
+            for profile in set(old.profile_ids):
+                members = self._members.get(profile)
+                if members is not None:
+                    members.discard(key)
+                    if not members:
+                        del self._members[profile]
+        if endpoint is None:
+            self.endpoints.pop(key, None)
+        else:
+            self.endpoints[key] = endpoint
+            self._count_tags(endpoint, +1)
+            for profile in set(endpoint.profile_ids):
+                self._members[profile].add(key)
+        if ep_key.hostname == self.hostname:
+            self._update_local(key, old, endpoint)
+
+    def _count_tags(self, endpoint, delta):
+        tags = set()
+        for profile in set(endpoint.profile_ids):
+            tags.update(self.tags.get(profile, ()))
+        if not tags:
+            return
+        # One count per (profile carrying the tag): an address stays while
+        # any of its profiles still carries the tag.
+        for version in (4, 6):
+            addresses = _endpoint_addresses(endpoint, version)
+            if not addresses:
+                continue
+            for profile in set(endpoint.profile_ids):
+                for tag in self.tags.get(profile, ()):
+                    counts = self._tag_counts[(tag, version)]
+                    dirty = self.changes.tag_ips[(tag, version)]
+                    for address in addresses:
+                        counts[address] += delta
+                        if counts[address] <= 0:
+                            del counts[address]
+                        dirty.add(address)
+                    if not counts:
+                        del self._tag_counts[(tag, version)]
+
+    def _usable_interface(self, endpoint):
+        """The endpoint's interface name if it should get chains, else None."""
+        if endpoint is None or endpoint.state != "active" or not endpoint.profile_ids:
+            return None
+        if rules_mod.validate_interface_name(endpoint.name, self.interface_prefix) is None:
+            LOG.warning("Endpoint %s: interface name %r does not fit prefix %r; it gets no chains.",
+                        endpoint.endpoint_id, endpoint.name, self.interface_prefix)
+            return None
+        return endpoint.name
+
+    def _update_local(self, key, old, new):
+        old_iface = old.name if old is not None else None
+        if old_iface is not None:
+            claims = self._iface_claims.get(old_iface)
+            if claims is not None:
+                claims.discard(key)
+                if not claims:
+                    del self._iface_claims[old_iface]
+        if new is not None:
+            self._iface_claims[new.name].add(key)
+        for iface in {old_iface, new.name if new is not None else None} - {None}:
+            self._reclaim_interface(iface)
+
+    def _reclaim_interface(self, iface):
+        """Recompute which endpoint (if any) owns ``iface`` and note changes."""
+        claims = self._iface_claims.get(iface)
+        entry = None
+        if claims:
+            if len(claims) > 1:
+                LOG.warning("Interface %s is claimed by several endpoints (%s); using the first.",
+                            iface, ", ".join(sorted(claims)))
+            for key in sorted(claims):
+                endpoint = self.endpoints.get(key)
+                if self._usable_interface(endpoint) == iface:
+                    entry = (key, endpoint)
+                    break
+        previous = self.local.get(iface)
+        if previous == entry:
+            return
+        old_profiles = set(previous[1].profile_ids) if previous else set()
+        new_profiles = set(entry[1].profile_ids) if entry else set()
+        if entry is None:
+            del self.local[iface]
+        else:
+            self.local[iface] = entry
+        self.changes.ifaces.add(iface)
+        for profile in old_profiles - new_profiles:
+            users = self._users.get(profile)
+            if users is not None:
+                users.discard(iface)
+                if not users:
+                    del self._users[profile]
+                    self.changes.profiles.add(profile)
+        for profile in new_profiles - old_profiles:
+            if profile not in self._users:
+                self.changes.profiles.add(profile)
+            self._users[profile].add(iface)
+
+    def _reclaim_all_interfaces(self):
+        for iface in list(self.local):
+            self._reclaim_interface(iface)
+        for iface in list(self._iface_claims):
+            self._reclaim_interface(iface)
+
+    # -- profiles ----------------------------------------------------------------------
+    def _set_rules(self, key, name, value):
+        if value is None:
+            self._profile_keys.discard(key)
+            if name not in self.rules:
+                return
+            del self.rules[name]
+        else:
+            self._profile_keys.add(key)
+            try:
+                parsed = model.Rules.from_json(value)
+            except ValidationError as exc:
+                LOG.warning("Profile %s: invalid rules (%s); its chains will drop everything.", name, exc)
+                parsed = None
+            if name in self.rules and self.rules[name] == parsed:
+                return
+            self.rules[name] = parsed
+        self.changes.profiles.add(name)
+
+    def _set_tags(self, key, name, value):
+        if value is None:
+            self._profile_keys.discard(key)
+            tags = ()
+        else:
+            self._profile_keys.add(key)
+            try:
+                tags = model.parse_tags_json(value)
+            except ValidationError as exc:
+                LOG.warning("Profile %s: invalid tags (%s); treating it as untagged.", name, exc)
+                tags = ()
+        old = self.tags.get(name, ())
+        if old == tags:
+            return
+        # Withdraw every member's contribution under the old tags, then add
+        # it back under the new ones.
+        members = [self.endpoints[k] for k in self._members.get(name, ()) if k in self.endpoints]
+        for endpoint in members:
+            self._count_profile_tags(endpoint, old, -1)
+        if tags:
+            self.tags[name] = tags
+        else:
+            self.tags.pop(name, None)
+        for endpoint in members:
+            self._count_profile_tags(endpoint, tags, +1)
+
+    def _count_profile_tags(self, endpoint, tags, delta):
+        for version in (4, 6):
+            addresses = _endpoint_addresses(endpoint, version)
+            for tag in tags:
+                counts = self._tag_counts[(tag, version)]
+                dirty = self.changes.tag_ips[(tag, version)]
+                for address in addresses:
+                    counts[address] += delta
+                    if counts[address] <= 0:
+                        del counts[address]
+                    dirty.add(address)
+                if not counts:
+                    del self._tag_counts[(tag, version)]
+
+
+class LocalEndpoints:
+    """This host's endpoints by interface name, plus the interface prefix."""
+
+    def __init__(self, hostname, parser=None):
+        self.hostname = hostname
+        self._parse = parser or parse_endpoint
+        self.reset()
+
+    def reset(self):
+        self.config = _Config(self.hostname)
+        self.endpoints = {}
+        """etcd key -> Endpoint of this host's valid endpoints."""
+        self._claims = defaultdict(set)
+        """interface name -> etcd keys of endpoints naming it."""
+        self.changed = set()
+        """Interface names whose endpoint changed since ``take_changed``."""
+        self.resynced = True
+
+    @property
+    def interface_prefix(self):
+        return self.config.interface_prefix
+
+    def apply_snapshot(self, items):
+        self.reset()
+        for key, value in items.items():
+            self.apply(key, value)
+        self.resynced = True
+
+    def apply(self, key, value):
+        if self.config.is_config_key(key):
+            before = self.config.interface_prefix
+            if value is None:
+                self.config.values.pop(key, None)
+            else:
+                self.config.values[key] = value
+            if self.config.interface_prefix != before:
+                self.changed.update(self._claims)
+            return
+        prefix = paths.host_workloads_dir(self.hostname) + "/"
+        if not (key + "/").startswith(prefix) and not prefix.startswith(key.rstrip("/") + "/"):
+            return
+        parsed = self._parse(key, value)
+        if parsed is not None:
+            ep_key, endpoint = parsed
+            if ep_key.hostname != self.hostname:
+                return
+            old = self.endpoints.get(key)
+            if old == endpoint:
+                return
+            if old is not None:
+                self.changed.add(old.name)
+                claims = self._claims.get(old.name)
+                if claims is not None:
+                    claims.discard(key)
+                    if not claims:
+                        del self._claims[old.name]
+            if endpoint is None:
+                self.endpoints.pop(key, None)
+            else:
+                self.endpoints[key] = endpoint
+                self._claims[endpoint.name].add(key)
+                self.changed.add(endpoint.name)
+            return
+        if value is None:
+            dir_prefix = key.rstrip("/") + "/"
+            for leaf in [k for k in self.endpoints if k.startswith(dir_prefix)]:
+                self.apply(leaf, None)
+            for leaf in [k for k in self.config.values if k.startswith(dir_prefix)]:
+                self.apply(leaf, None)
+
+    def take_changed(self):
+        changed, self.changed = self.changed, set()
+        resynced, self.resynced = self.resynced, False
+        return changed, resynced
+
+    def endpoint_for(self, iface):
+        """The active endpoint owning ``iface`` (first key wins a clash), or None."""
+        for key in sorted(self._claims.get(iface, ())):
+            endpoint = self.endpoints[key]
+            if endpoint.state == "active" and \
+                    rules_mod.validate_interface_name(iface, self.interface_prefix) is not None:
+                return endpoint
+        return None
+
+    def by_interface(self):
+        """{interface name: Endpoint} of every active endpoint."""
+        found = {}
+        for iface in self._claims:
+            endpoint = self.endpoint_for(iface)
+            if endpoint is not None:
+                found[iface] = endpoint
+        return found

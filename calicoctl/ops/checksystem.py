@@ -1,0 +1,224 @@
+"""Does this host have what Calico needs? Find out by trying it.
+
+The reference looked for modules in /proc/modules and called modprobe
+(reference.md §1.8). A kernel may have everything built in and no modprobe
+at all (measurements.md), so each feature is tested by using it, briefly,
+in the caller's network namespace: an ip(6)tables chain in the filter table,
+an ipset of each family, a rule with the ``set`` match, a veth pair. Every
+probe removes what it created, even when a later step fails.
+
+Forwarding sysctls are read from /proc/sys (per network namespace) and,
+with ``fix``, switched on.
+
+``run_checks`` returns CheckResults; it never prints and never raises for a
+failed check, so ``calicoctl node`` can show the same results as warnings.
+"""
+import secrets
+import shutil
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+from calicoctl.errors import CalicoError, ValidationError
+from calicoctl.host.run import run_status
+
+BACKENDS = ("nft", "legacy")
+OTHER_TOOLS = ("ipset", "bird", "birdc")
+FORWARDING_SYSCTLS = (("net.ipv4.ip_forward", 4), ("net.ipv6.conf.all.forwarding", 6))
+MIN_DOCKER_API = (1, 16)
+PROBE_PREFIX = "cali-chk-"
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """One check's outcome.
+
+    :ivar name: what was checked (short, e.g. "ip6tables filter table").
+    :ivar ok: True when the host passes (possibly after a fix).
+    :ivar message: the problem (or, when ok, what was found).
+    :ivar fixed: True when ``fix`` changed the host to make it pass.
+    """
+    name: str
+    ok: bool
+    message: str = ""
+    fixed: bool = False
+
+
+# -- pure ----------------------------------------------------------------------
+
+def parse_api_version(text):
+    """'1.41' -> (1, 41); None if it is not a version."""
+    try:
+        major, minor = str(text).split(".")[:2]
+        return int(major), int(minor)
+    except (ValueError, AttributeError):
+        return None
+
+
+def calculate_exit_ok(results):
+    return all(result.ok for result in results)
+
+
+# -- probes ----------------------------------------------------------------------
+
+def calculate_iptables_binaries(backend):
+    """{ip version: iptables binary} of the backend the agent programs."""
+    return {4: "iptables-%s" % backend, 6: "ip6tables-%s" % backend}
+
+
+def calculate_required_tools(backend):
+    tools = []
+    for binary in calculate_iptables_binaries(backend).values():
+        tools += [binary, binary + "-restore", binary + "-save"]
+    return tools + list(OTHER_TOOLS)
+
+
+def check_tools(backend="nft", which=shutil.which):
+    required = calculate_required_tools(backend)
+    missing = [tool for tool in required if which(tool) is None]
+    if missing:
+        return CheckResult("tools", False, "Not installed (not found on PATH): %s." % ", ".join(missing))
+    return CheckResult("tools", True, "All of %s found." % ", ".join(required))
+
+
+def _first_line(text):
+    lines = (text or "").strip().splitlines()
+    return lines[-1] if lines else "no output"
+
+
+def probe_iptables(binary, version):
+    """Create a chain in the filter table, match an ipset in it, remove both.
+
+    Returns (filter result, set-match result); the second is None when the
+    first failed (nothing to put a rule in).
+    """
+    label = "%s filter table" % binary
+    if shutil.which(binary) is None:
+        return CheckResult(label, False, "%s is not installed." % binary), None
+    chain = PROBE_PREFIX + secrets.token_hex(4)
+    code, _, err = run_status([binary, "-w", "5", "-t", "filter", "-N", chain])
+    if code != 0:
+        return CheckResult(label, False, "Cannot create a chain in the IPv%d filter table: %s"
+                           % (version, _first_line(err))), None
+    try:
+        filter_result = CheckResult(label, True, "IPv%d filter table usable." % version)
+        set_result = _probe_set_match(binary, version, chain)
+    finally:
+        run_status([binary, "-w", "5", "-t", "filter", "-F", chain])
+        run_status([binary, "-w", "5", "-t", "filter", "-X", chain])
+    return filter_result, set_result
+
+
+def _probe_set_match(binary, version, chain):
+    label = "%s set match" % binary
+    if shutil.which("ipset") is None:
+        return CheckResult(label, False, "Cannot test the set match: ipset is not installed.")
+    name = PROBE_PREFIX + secrets.token_hex(4)
+    family = "inet" if version == 4 else "inet6"
+    code, _, err = run_status(["ipset", "create", name, "hash:ip", "family", family])
+    if code != 0:
+        return CheckResult(label, False, "Cannot test the set match: no ipset: %s" % _first_line(err))
+    try:
+        code, _, err = run_status([binary, "-w", "5", "-t", "filter", "-A", chain,
+                                   "-m", "set", "--match-set", name, "src", "-j", "RETURN"])
+        if code != 0:
+            return CheckResult(label, False, "The kernel rejects rules with the set match (xt_set): %s"
+                               % _first_line(err))
+        return CheckResult(label, True, "IPv%d rules can match ipsets." % version)
+    finally:
+        run_status([binary, "-w", "5", "-t", "filter", "-F", chain])
+        run_status(["ipset", "destroy", name])
+
+
+def probe_ipset():
+    """Create and destroy a hash:ip set of each family."""
+    if shutil.which("ipset") is None:
+        return CheckResult("ipset hash:ip", False, "ipset is not installed.")
+    for family in ("inet", "inet6"):
+        name = PROBE_PREFIX + secrets.token_hex(4)
+        code, _, err = run_status(["ipset", "create", name, "hash:ip", "family", family])
+        if code != 0:
+            return CheckResult("ipset hash:ip", False, "Cannot create a hash:ip ipset (family %s): %s"
+                               % (family, _first_line(err)))
+        run_status(["ipset", "destroy", name])
+    return CheckResult("ipset hash:ip", True, "hash:ip sets (IPv4 and IPv6) can be created.")
+
+
+def probe_veth():
+    """Create and delete a veth pair."""
+    from calicoctl.host import netlink
+    name = "calichk" + secrets.token_hex(3)
+    try:
+        with netlink.Session() as session:
+            session.create_veth(name, name + "p")
+            session.delete_link(name)
+    except CalicoError as exc:
+        return CheckResult("veth", False, "Cannot create a veth pair: %s" % exc)
+    return CheckResult("veth", True, "veth pairs can be created.")
+
+
+def check_forwarding(fix):
+    from calicoctl.host import sysctl
+    results = []
+    for name, version in FORWARDING_SYSCTLS:
+        label = "IPv%d forwarding" % version
+        value = sysctl.read(name.replace(".", "/"))
+        if value is None:
+            results.append(CheckResult(label, False, "%s does not exist (IPv%d disabled in this kernel?)."
+                                       % (name, version)))
+            continue
+        if value == "1":
+            results.append(CheckResult(label, True, "%s = 1." % name))
+            continue
+        if not fix:
+            results.append(CheckResult(label, False, "IPv%d forwarding is disabled (%s = %s); "
+                                       "run calicoctl checksystem --fix to enable it."
+                                       % (version, name, value)))
+            continue
+        try:
+            sysctl.write(name.replace(".", "/"), "1")
+        except CalicoError as exc:
+            results.append(CheckResult(label, False, "Could not enable %s: %s" % (name, exc)))
+            continue
+        if sysctl.read(name.replace(".", "/")) == "1":
+            results.append(CheckResult(label, True, "Enabled %s." % name, fixed=True))
+        else:
+            results.append(CheckResult(label, False, "Could not enable %s." % name))
+    return results
+
+
+def check_docker(docker_version):
+    """``docker_version()`` returns the daemon's API version or raises CalicoError."""
+    try:
+        version_text = docker_version()
+    except CalicoError as exc:
+        return CheckResult("Docker", False, "Docker is not reachable: %s" % exc)
+    version = parse_api_version(version_text)
+    if version is None:
+        return CheckResult("Docker", False, "Docker reported an unreadable API version %r." % (version_text,))
+    if version < MIN_DOCKER_API:
+        return CheckResult("Docker", False, "Docker API version %s is too old: %d.%d or newer needed."
+                           % (version_text, MIN_DOCKER_API[0], MIN_DOCKER_API[1]))
+    return CheckResult("Docker", True, "Docker answers (API version %s)." % version_text)
+
+
+def run_checks(fix=False, docker_version: Optional[Callable[[], str]] = None, backend="nft"):
+    """Every check, in order; Docker is skipped when ``docker_version`` is None.
+
+    ``backend`` is the iptables backend the agent programs ("nft" or
+    "legacy", CALICO_AGENT_IPTABLES_BACKEND): its binaries are the ones tried.
+    """
+    if backend not in BACKENDS:
+        raise ValidationError("Invalid iptables backend %r: expected nft or legacy." % (backend,))
+    results = [check_tools(backend)]
+    for version, binary in sorted(calculate_iptables_binaries(backend).items()):
+        filter_result, set_result = probe_iptables(binary, version)
+        results.append(filter_result)
+        if set_result is not None:
+            results.append(set_result)
+    results.append(probe_ipset())
+    results.append(probe_veth())
+    results.extend(check_forwarding(fix))
+    if docker_version is not None:
+        results.append(check_docker(docker_version))
+    return results
+

@@ -1,0 +1,360 @@
+"""Node lifecycle: register this host in etcd, start and stop its agent.
+
+``calicoctl node`` (reference.md §1.1, decisions.md "Running the node"):
+choose the host's IP, write the global defaults and this host's keys, then
+start ``calico-agent`` as a host daemon and wait until it reports that its
+dataplane matches etcd. ``node stop`` stops the agent by pid and removes
+the host's keys; with ``--force`` also its endpoints, releasing their IP
+claims (the reference leaked them, calicoctl#519).
+
+Workflows take their collaborators (datastore, environment, a ``report``
+callback for progress) as arguments and return what happened; the CLI
+prints. ``calculate_``/``choose_`` functions are pure.
+"""
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import List, Optional, Tuple
+
+from calicoctl import model
+from calicoctl.errors import AgentError, Conflict
+from calicoctl.host import daemon
+from calicoctl.ops import status as status_ops
+
+DEFAULT_LOG_DIR = "/var/log/calico"
+RUN_DIR = status_ops.RUN_DIR
+DEFAULT_POOLS = {4: "192.168.0.0/16", 6: "fd80:24e2:f998:72d6::/64"}
+INTERFACE_PREFIX = "cali"
+SYNC_TIMEOUT = 30.0
+STOP_TIMEOUT = 15.0
+# The agent's stdout/stderr (tracebacks, anything before its logging is up);
+# it writes its own log to agent.log next to it.
+CONSOLE_LOG = "agent-console.log"
+# Interfaces whose addresses never identify the host to other hosts.
+EXCLUDED_INTERFACE_PREFIXES = ("lo", "docker", INTERFACE_PREFIX, "veth", "vxlan.calico", "tunl")
+
+
+@dataclass(frozen=True)
+class NodeSettings:
+    hostname: str
+    ip: str
+    ip6: Optional[str] = None
+    as_num: Optional[int] = None
+    log_dir: str = DEFAULT_LOG_DIR
+    run_dir: str = RUN_DIR
+
+
+@dataclass(frozen=True)
+class InterfaceAddress:
+    """One address on a local interface.
+
+    :ivar default_route: the interface carries a default route of that IP version.
+    """
+    ifname: str
+    address: str
+    version: int
+    default_route: bool = False
+
+
+@dataclass(frozen=True)
+class RegisterResult:
+    created_pools: Tuple[str, ...]
+    previous_ip: Optional[str]       # another IP registered under this hostname
+
+
+@dataclass(frozen=True)
+class StartResult:
+    pid: int
+    status: status_ops.AgentStatus
+    seconds: float
+
+
+@dataclass
+class StopResult:
+    agent_pid: Optional[int] = None
+    agent_outcome: str = "not running"     # "stopped", "killed", "gone", "not running"
+    endpoints_removed: List[str] = field(default_factory=list)
+    claims_released: List[Tuple[str, str]] = field(default_factory=list)
+
+
+# -- pure decisions ------------------------------------------------------------------
+
+def _is_usable(address):
+    import ipaddress
+    ip = ipaddress.ip_address(address.address)
+    if ip.is_loopback or ip.is_link_local or ip.is_multicast or ip.is_unspecified:
+        return False
+    return not address.ifname.startswith(EXCLUDED_INTERFACE_PREFIXES)
+
+
+def choose_host_ip(addresses, version=4, route_source=None):
+    """The address that best identifies this host to its peers, or None.
+
+    Never loopback, link-local, docker0 or a workload interface. In order:
+    the source address this host uses to reach etcd (``route_source``: the
+    network the cluster shares, even where the default route points
+    elsewhere, e.g. a Vagrant VM whose default route is a NAT interface with
+    the same address on every VM); then an address on the interface with the
+    default route; then the first in kernel order.
+    """
+    candidates = [a for a in addresses if a.version == version and _is_usable(a)]
+    for candidate in candidates:
+        if route_source is not None and candidate.address == route_source:
+            return candidate
+    for candidate in candidates:
+        if candidate.default_route:
+            return candidate
+    return candidates[0] if candidates else None
+
+
+def calculate_address_warnings(ip, ip6, addresses):
+    """Warnings for a given --ip/--ip6 that no local interface holds."""
+    import ipaddress
+    local = {str(ipaddress.ip_address(a.address)) for a in addresses}
+    warnings = []
+    for flag, value in (("--ip", ip), ("--ip6", ip6)):
+        if value and str(ipaddress.ip_address(value)) not in local:
+            warnings.append("WARNING: %s=%s is not an address of any interface on this host; "
+                            "other hosts may not reach it." % (flag, value))
+    return warnings
+
+
+def calculate_missing_pools(existing_pools):
+    """Default pools to create: one per IP version that has none."""
+    versions = {pool.version for pool in existing_pools}
+    return [model.IPPool(cidr=DEFAULT_POOLS[v]) for v in (4, 6) if v not in versions]
+
+
+def calculate_agent_command(settings, python=None):
+    """The agent's command line (same Python environment as this calicoctl)."""
+    return [python or sys.executable, "-m", "calicoctl.agent",
+            "--hostname=%s" % settings.hostname,
+            "--log-dir=%s" % settings.log_dir,
+            "--run-dir=%s" % settings.run_dir]
+
+
+def calculate_agent_environment(env):
+    """``env`` plus a PYTHONPATH that finds this calicoctl package even when
+    it is not installed (the agent runs from ``/``)."""
+    import calicoctl
+    package_root = os.path.dirname(os.path.dirname(os.path.abspath(calicoctl.__file__)))
+    result = dict(env)
+    parts = [p for p in result.get("PYTHONPATH", "").split(os.pathsep) if p]
+    if package_root not in parts:
+        parts.insert(0, package_root)
+    result["PYTHONPATH"] = os.pathsep.join(parts)
+    return result
+
+
+def calculate_foreground_exit(returncode, signals_received):
+    """Exit status of ``calicoctl node --detach=false`` from the agent's."""
+    import signal
+    if signals_received and returncode in (0, -signal.SIGTERM, -signal.SIGINT):
+        return 0
+    if returncode < 0:
+        return 128 - returncode
+    return returncode
+
+
+def is_in_sync_for(status, pid):
+    return status is not None and status.pid == pid and status.in_sync
+
+
+# -- host facts (I/O) --------------------------------------------------------------
+
+def read_interface_addresses():
+    """Every address on this host's interfaces, in kernel order."""
+    from calicoctl.host import netlink
+    with netlink.Session() as session:
+        defaults = {version: {route.ifname for route in session.list_routes(version)
+                              if route.dst == "default"}
+                    for version in (4, 6)}
+        return [InterfaceAddress(ifname=info.ifname, address=info.ip, version=info.version,
+                                 default_route=info.ifname in defaults[info.version])
+                for info in session.list_addresses() if info.ifname and info.ip]
+
+
+def read_route_source(destination):
+    """The local address used to reach destination (an IP string), or None."""
+    from calicoctl.host import netlink
+    with netlink.Session() as session:
+        return session.route_source(destination)
+
+
+# -- registration ----------------------------------------------------------------
+
+def register_node(datastore, settings):
+    """Write the global defaults and this host's keys; return what changed.
+
+    Order as in the reference: default pools, global config and BGP
+    defaults, Ready, then the host's own keys.
+    """
+    previous_ip = datastore.get_host_ip(settings.hostname, 4)
+    created = []
+    for pool in calculate_missing_pools(datastore.list_pools()):
+        datastore.write_pool(pool)
+        created.append(pool.cidr)
+    datastore.ensure_global_config("InterfacePrefix", INTERFACE_PREFIX)
+    datastore.ensure_bgp_defaults()
+    datastore.set_ready(True)
+    datastore.register_host(settings.hostname, settings.ip, settings.ip6, settings.as_num)
+    return RegisterResult(created_pools=tuple(created),
+                          previous_ip=previous_ip if previous_ip and previous_ip != settings.ip else None)
+
+
+# -- the agent -------------------------------------------------------------------
+
+def find_running_agent(run_dir=RUN_DIR):
+    return status_ops.read_running_agent_pid(run_dir)
+
+
+def _console_log(settings):
+    return os.path.join(settings.log_dir, CONSOLE_LOG)
+
+
+def _last_log_line(path):
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            handle.seek(max(0, handle.tell() - 4096))
+            lines = handle.read().decode("utf-8", "replace").strip().splitlines()
+    except OSError:
+        return None
+    return lines[-1] if lines else None
+
+
+def _agent_failure(settings, what, exited):
+    """AgentError quoting the most telling log line.
+
+    A crash ends with its traceback in the console log; a hang is best
+    explained by the last thing the agent logged.
+    """
+    logs = [os.path.join(settings.log_dir, "agent.log"), _console_log(settings)]
+    if exited:
+        logs.reverse()
+    for path in logs:
+        line = _last_log_line(path)
+        if line:
+            return AgentError("%s; last log line (%s): %s" % (what, path, line))
+    return AgentError("%s; see %s." % (what, " and ".join(logs)))
+
+
+def start_agent(settings, env, report=None, timeout=SYNC_TIMEOUT, command=None):
+    """Start the agent detached and wait until it reports in sync.
+
+    ``report(seconds_waited)`` is called about once a second while waiting.
+    On failure or timeout the half-started agent is stopped and AgentError
+    raised. ``command`` replaces the agent's command line (tests).
+    """
+    os.makedirs(settings.log_dir, exist_ok=True)
+    os.makedirs(settings.run_dir, exist_ok=True)
+    pid_file = status_ops.agent_pid_file(settings.run_dir)
+    started = time.monotonic()
+    # A Ctrl-C or SIGTERM while we wait must not leave a half-started agent.
+    with daemon.forward_signals() as forwarder:
+        agent = daemon.start_detached(command or calculate_agent_command(settings), _console_log(settings),
+                                      pid_file, env=calculate_agent_environment(env))
+        forwarder.attach(agent)
+        try:
+            return _wait_in_sync(settings, agent, forwarder, started, report, timeout)
+        except BaseException:
+            if agent.exit_code() is None:
+                daemon.stop_process(agent.pid, timeout=STOP_TIMEOUT, popen=agent.popen)
+            daemon.remove_pid_file(pid_file, agent.pid)
+            raise
+
+
+def _wait_in_sync(settings, agent, forwarder, started, report, timeout):
+    next_report = started + 1.0
+    while True:
+        status = status_ops.read_local_status(settings.run_dir)
+        if is_in_sync_for(status, agent.pid):
+            return StartResult(pid=agent.pid, status=status, seconds=time.monotonic() - started)
+        if forwarder.received:
+            agent.popen.wait()
+            raise AgentError("Interrupted while waiting for the agent to sync; it was stopped.")
+        code = agent.exit_code()
+        if code is not None:
+            raise _agent_failure(settings, "The agent exited with code %d while starting" % code, True)
+        now = time.monotonic()
+        if now - started >= timeout:
+            raise _agent_failure(settings, "The agent did not report in sync within %d s, so it was "
+                                 "stopped (is etcd reachable from the agent?)" % timeout, False)
+        if report is not None and now >= next_report:
+            report(now - started)
+            next_report += 1.0
+        time.sleep(0.05)
+
+
+def run_agent_foreground(settings, env, on_synced=None, timeout=SYNC_TIMEOUT, command=None):
+    """Run the agent attached; return calicoctl's exit status when it ends.
+
+    SIGTERM/SIGINT to us are passed to the agent, whose clean exit is then
+    success. ``on_synced(status)`` is called once it first reports in sync,
+    ``on_synced(None)`` if that has not happened within ``timeout`` (it keeps
+    running: under systemd a slow etcd is not a reason to quit).
+    """
+    os.makedirs(settings.log_dir, exist_ok=True)
+    os.makedirs(settings.run_dir, exist_ok=True)
+    pid_file = status_ops.agent_pid_file(settings.run_dir)
+    agent = None
+    try:
+        with daemon.forward_signals() as forwarder:
+            agent = daemon.start_foreground(command or calculate_agent_command(settings), pid_file,
+                                            env=calculate_agent_environment(env))
+            forwarder.attach(agent)
+            started = time.monotonic()
+            announced = False
+            while agent.exit_code() is None and not announced and not forwarder.received:
+                status = status_ops.read_local_status(settings.run_dir)
+                if is_in_sync_for(status, agent.pid):
+                    announced = True
+                    if on_synced is not None:
+                        on_synced(status)
+                elif time.monotonic() - started >= timeout:
+                    announced = True
+                    if on_synced is not None:
+                        on_synced(None)
+                else:
+                    time.sleep(0.05)
+            returncode = agent.popen.wait()
+            return calculate_foreground_exit(returncode, forwarder.received)
+    finally:
+        if agent is not None:
+            if agent.exit_code() is None:       # we are unwinding on an error
+                daemon.stop_process(agent.pid, timeout=STOP_TIMEOUT, popen=agent.popen)
+            daemon.remove_pid_file(pid_file, agent.pid)
+
+
+def stop_agent(run_dir=RUN_DIR, timeout=STOP_TIMEOUT):
+    """Stop this host's agent if it runs: (pid or None, outcome)."""
+    pid = find_running_agent(run_dir)
+    if pid is None:
+        return None, "not running"
+    outcome = daemon.stop_process(pid, timeout=timeout)
+    daemon.remove_pid_file(status_ops.agent_pid_file(run_dir), pid)
+    return pid, outcome
+
+
+# -- stop ------------------------------------------------------------------------
+
+def stop_node(datastore, hostname, force=False, run_dir=RUN_DIR, timeout=STOP_TIMEOUT):
+    """Stop the agent and remove this host from etcd.
+
+    Refuses (Conflict) while the host has endpoints, unless ``force``: then
+    the endpoints go too and their IP claims are released.
+    """
+    endpoints = datastore.list_endpoints(hostname=hostname)
+    if endpoints and not force:
+        raise Conflict("This host still has %d endpoint(s); remove them with 'calicoctl container "
+                       "remove' first, or use 'calicoctl node stop --force' to delete them and "
+                       "release their addresses." % len(endpoints))
+    result = StopResult()
+    result.agent_pid, result.agent_outcome = stop_agent(run_dir, timeout)
+    addresses = [address for endpoint in endpoints for address in endpoint.addresses()]
+    if addresses:
+        result.claims_released = datastore.release_claims(addresses)
+    result.endpoints_removed = [endpoint.endpoint_id for endpoint in endpoints]
+    datastore.remove_host(hostname)
+    return result

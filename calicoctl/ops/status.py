@@ -1,0 +1,264 @@
+"""What the node agent and BIRD say about this host (``calicoctl status``).
+
+The agent reports itself twice (brief, "Agent contracts"): a JSON file in
+its run dir and the same JSON under ``/calico/felix/v1/host/<h>/status`` with
+a 30 s TTL. The file tells us about the local process even when etcd is
+down; the key tells us etcd still hears from it. BGP sessions come from
+``birdc show protocols``, keeping only the protocols our BIRD config names
+``Mesh_*``, ``Global_*`` and ``Node_*`` (reference.md §1.7, §4).
+
+Parsing and rendering are pure; the ``read_``/``query_`` functions do I/O.
+"""
+import json
+import os
+import re
+import time
+from dataclasses import dataclass
+from typing import Optional
+
+from calicoctl.host import daemon
+
+RUN_DIR = "/var/run/calico"
+AGENT_PID_FILE = "agent.pid"
+AGENT_STATUS_FILE = "agent-status.json"
+BIRD_SOCKET = "bird.ctl"
+# Arguments that identify an agent process in /proc/<pid>/cmdline.
+AGENT_MARKERS = ("calicoctl.agent", "calico-agent")
+
+# The agent reports every 10 s; three missed reports mean trouble.
+STALE_REPORT = 30.0
+
+PEER_TYPES = (("Mesh_", "node-to-node mesh"), ("Node_", "node specific"), ("Global_", "global"))
+
+
+@dataclass(frozen=True)
+class AgentStatus:
+    """The agent's own report (the JSON contract in the brief)."""
+    pid: int
+    started: float
+    time: float
+    in_sync: bool
+    last_sync: Optional[float] = None
+    local_endpoints: int = 0
+
+
+@dataclass(frozen=True)
+class AgentState:
+    """What we know about this host's agent.
+
+    :ivar pid: pid of a live agent process (from the pid file), else None.
+    :ivar local: its status file, if it names a live agent.
+    :ivar reported: the status key in etcd (None: absent or expired).
+    """
+    pid: Optional[int]
+    local: Optional[AgentStatus] = None
+    reported: Optional[AgentStatus] = None
+
+    @property
+    def running(self):
+        return self.pid is not None
+
+
+@dataclass(frozen=True)
+class BgpPeerRow:
+    address: str
+    peer_type: str
+    state: str
+    since: str
+    info: str
+
+    @property
+    def version(self):
+        return 6 if ":" in self.address else 4
+
+
+# -- pure --------------------------------------------------------------------
+
+def parse_agent_status(text):
+    """The agent's status JSON -> AgentStatus, or None if it is not one."""
+    try:
+        data = json.loads(text)
+    except (TypeError, ValueError):
+        return None
+    if not isinstance(data, dict):
+        return None
+    try:
+        pid = data["pid"]
+        if isinstance(pid, bool) or not isinstance(pid, int):
+            return None
+        last_sync = data.get("last_sync")
+        return AgentStatus(pid=pid, started=float(data["started"]), time=float(data["time"]),
+                           in_sync=data.get("in_sync") is True,
+                           last_sync=float(last_sync) if last_sync is not None else None,
+                           local_endpoints=int(data.get("local_endpoints") or 0))
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def peer_address_from_protocol(name):
+    """``Mesh_10_0_0_2`` -> ``10.0.0.2``; ``Node_fd00__2`` -> ``fd00::2``; else None."""
+    import ipaddress
+    for prefix, _ in PEER_TYPES:
+        if name.startswith(prefix):
+            suffix = name[len(prefix):]
+            for separator in (".", ":"):
+                try:
+                    return str(ipaddress.ip_address(suffix.replace("_", separator)))
+                except ValueError:
+                    continue
+            return None
+    return None
+
+
+def peer_type_from_protocol(name):
+    for prefix, description in PEER_TYPES:
+        if name.startswith(prefix):
+            return description
+    return None
+
+
+_DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_TIME_RE = re.compile(r"^\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?$")
+
+
+def parse_bird_protocols(text):
+    """``birdc show protocols`` output -> [BgpPeerRow] for our BGP protocols.
+
+    Returns None when there is no header row (not a protocol table: the
+    caller shows BIRD's raw output instead, as the reference did).
+    """
+    lines = text.splitlines()
+    for index, line in enumerate(lines):
+        words = line.lower().split()
+        if words[:4] == ["name", "proto", "table", "state"]:
+            body = lines[index + 1:]
+            break
+    else:
+        return None
+    rows = []
+    for line in body:
+        words = line.split()
+        if len(words) < 4:
+            continue
+        name, _proto, _table, state = words[:4]
+        address = peer_address_from_protocol(name)
+        if address is None:
+            continue
+        rest = words[4:]
+        since_words = []
+        # "Since" is a time, a date, or both, depending on BIRD's timeformat.
+        while rest and len(since_words) < 2 and (_DATE_RE.match(rest[0]) or _TIME_RE.match(rest[0])):
+            since_words.append(rest.pop(0))
+        rows.append(BgpPeerRow(address=address, peer_type=peer_type_from_protocol(name),
+                               state=state, since=" ".join(since_words), info=" ".join(rest)))
+    return rows
+
+
+def describe_duration(seconds):
+    """72 -> '1m 12s'; 3700 -> '1h 1m'; 90000 -> '1d 1h'."""
+    seconds = max(0, int(seconds))
+    days, seconds = divmod(seconds, 86400)
+    hours, seconds = divmod(seconds, 3600)
+    minutes, seconds = divmod(seconds, 60)
+    if days:
+        return "%dd %dh" % (days, hours)
+    if hours:
+        return "%dh %dm" % (hours, minutes)
+    if minutes:
+        return "%dm %ds" % (minutes, seconds)
+    return "%ds" % seconds
+
+
+def render_agent_summary(state, now, hostname):
+    """Lines describing the agent (pure)."""
+    if not state.running:
+        lines = ["calico-agent is not running on %s." % hostname]
+        if state.reported is not None:
+            lines.append("etcd still holds a status for it from %s ago (it expires within 30 s)."
+                         % describe_duration(now - state.reported.time))
+        return lines
+    status = state.local if state.local is not None else state.reported
+    if status is None:
+        return ["calico-agent is running on %s (pid %d) but has not reported yet." % (hostname, state.pid)]
+    lines = ["calico-agent is running on %s (pid %d), up %s." % (
+        hostname, state.pid, describe_duration(now - status.started))]
+    if status.in_sync:
+        sync = "in sync with etcd"
+    else:
+        sync = "NOT in sync with etcd"
+    if status.last_sync is not None:
+        sync += ", last full sync %s ago" % describe_duration(now - status.last_sync)
+    lines.append("Dataplane: %s; %d local endpoint(s); last report %s ago." % (
+        sync, status.local_endpoints, describe_duration(now - status.time)))
+    if now - status.time > STALE_REPORT:
+        lines.append("WARNING: the agent has not reported for %s (it reports every 10 s): is it hung?"
+                     % describe_duration(now - status.time))
+    elif state.reported is None:
+        lines.append("WARNING: etcd holds no live status for this agent (it cannot reach etcd?).")
+    return lines
+
+
+# -- I/O -----------------------------------------------------------------------
+
+def agent_pid_file(run_dir=RUN_DIR):
+    return os.path.join(run_dir, AGENT_PID_FILE)
+
+
+def agent_status_file(run_dir=RUN_DIR):
+    return os.path.join(run_dir, AGENT_STATUS_FILE)
+
+
+def read_running_agent_pid(run_dir=RUN_DIR):
+    """The pid of this host's live agent, or None (stale pid files are ignored)."""
+    pid = daemon.read_pid_file(agent_pid_file(run_dir))
+    if pid is not None and daemon.process_matches(pid, AGENT_MARKERS):
+        return pid
+    return None
+
+
+def read_local_status(run_dir=RUN_DIR):
+    """The agent's status file, or None."""
+    try:
+        with open(agent_status_file(run_dir)) as handle:
+            return parse_agent_status(handle.read())
+    except OSError:
+        return None
+
+
+def read_agent_state(datastore, hostname, run_dir=RUN_DIR):
+    """AgentState from the pid file, the status file and (if given) etcd.
+
+    ``datastore`` may be None to skip etcd; etcd errors propagate.
+    """
+    pid = read_running_agent_pid(run_dir)
+    local = read_local_status(run_dir)
+    if local is not None and local.pid != pid:
+        local = None          # a dead agent's last words
+    reported = None
+    if datastore is not None:
+        text = datastore.get_agent_status(hostname)
+        reported = parse_agent_status(text) if text else None
+    return AgentState(pid=pid, local=local, reported=reported)
+
+
+def query_bird_protocols(run_dir=RUN_DIR):
+    """(rows or None, raw text, error or None) from ``birdc show protocols``.
+
+    ``error`` says why BIRD could not be asked (not running, no birdc).
+    """
+    from calicoctl.host.run import run_status
+    socket_path = os.path.join(run_dir, BIRD_SOCKET)
+    if not os.path.exists(socket_path):
+        return None, "", "BIRD is not running (no control socket %s)." % socket_path
+    code, out, err = run_status(["birdc", "-s", socket_path, "show", "protocols"], timeout=10)
+    if code == 127:
+        return None, "", "birdc is not installed, so BGP status is unknown."
+    if code != 0:
+        detail = (err or out).strip().splitlines()
+        return None, out, "BIRD is not answering on %s: %s" % (
+            socket_path, detail[-1] if detail else "exit %d" % code)
+    return parse_bird_protocols(out), out, None
+
+
+def now():
+    return time.time()

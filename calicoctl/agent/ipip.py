@@ -1,0 +1,119 @@
+"""IP-in-IP between hosts for ``--ipip`` pools (reference.md §3.7), where the kernel has it.
+
+With an IPv4 pool marked ``ipip``: ``tunl0`` is brought up and, for every
+endpoint on another host, each IPv4 network inside an IPIP pool is routed
+``via <that host's IPv4> dev tunl0 onlink``. The reference had BIRD install
+those routes (a patched BIRD's ``krt_tunnel``); stock BIRD 2 cannot, so the
+agent programs them itself, exactly like the VXLAN routes, and BIRD's
+kernel export leaves IPIP pools alone (bird.py).
+
+Kernels without IPIP (this machine's: no ``tunl0``, no modules to load) are
+detected by trying to create the device, once. Then the pool is logged
+once and left to BGP, which routes its addresses unencapsulated -- fine on
+a flat LAN, and what the reference did with IPIP off.
+"""
+import logging
+import time
+
+from calicoctl.agent.component import Component
+from calicoctl.agent.tunnels import TunnelIndex, calculate_remote_routes
+from calicoctl.errors import CalicoError
+
+LOG = logging.getLogger(__name__)
+
+DEVICE = "tunl0"
+RESYNC_INTERVAL = 60.0
+RETRY_INTERVAL = 2.0
+
+
+class IpipManager(Component):
+    """Routes remote workloads of IPIP pools over ``tunl0`` when the kernel can.
+
+    :ivar supported: None until first needed, then whether the kernel has IPIP.
+    """
+
+    def __init__(self, config):
+        self.hostname = config.hostname
+        self.index = TunnelIndex()
+        self.supported = None
+        self.unsupported_reason = None
+        self._dirty = True
+        self._next_resync = time.monotonic() + RESYNC_INTERVAL
+
+    def has_ipip_pools(self):
+        return bool(self.index.pools_where(lambda pool: bool(pool.ipip)))
+
+    def routes_itself(self):
+        """True when IPIP pools exist and this kernel carries them (probes once)."""
+        return self.has_ipip_pools() and self.probe()
+
+    def probe(self):
+        """Whether the kernel has IPIP: try to bring tunl0 up, once."""
+        if self.supported is None:
+            from calicoctl.host import netlink
+            try:
+                with netlink.Session() as session:
+                    netlink.create_ipip(session, DEVICE)
+                self.supported = True
+            except CalicoError as exc:
+                self.supported = False
+                self.unsupported_reason = str(exc)
+                LOG.warning("IPIP: this kernel has no IP-in-IP (%s); IPIP pools are routed "
+                            "by BGP without encapsulation", exc)
+        return self.supported
+
+    # -- Component interface -------------------------------------------------------
+    def on_snapshot(self, items):
+        self.index.load(items)
+        self._dirty = True
+
+    def on_update(self, key, value):
+        changed = self.index.update(key, value)
+        if changed == {TunnelIndex.ENDPOINTS} and not self.has_ipip_pools():
+            return          # endpoint churn matters only with an IPIP pool
+        if changed:
+            self._dirty = True
+
+    def flush(self):
+        if not self._dirty:
+            return
+        self._dirty = False
+        try:
+            self.apply()
+        except CalicoError as exc:
+            LOG.error("IPIP: could not apply the dataplane, retrying: %s", exc)
+            self._dirty = True
+            self._next_resync = time.monotonic() + RETRY_INTERVAL
+
+    def tick(self, now):
+        if time.monotonic() >= self._next_resync:
+            self._next_resync = time.monotonic() + RESYNC_INTERVAL
+            self._dirty = True
+            self.flush()
+
+    def close(self):
+        pass
+
+    # -- effects -------------------------------------------------------------------
+    def apply(self):
+        from calicoctl.host import netlink
+        pools = self.index.pools_where(lambda pool: bool(pool.ipip))
+        if pools and not self.probe():
+            return
+        if not pools and not self.supported:
+            return          # never needed (or impossible): nothing of ours to clean
+        routes = calculate_remote_routes(self.hostname, pools, self.index.endpoint_list(),
+                                         self.index.host_ips)
+        with netlink.Session() as session:
+            link = session.find_link(DEVICE)
+            if link is None:
+                if not routes:
+                    return
+                link = netlink.create_ipip(session, DEVICE)
+            current = netlink.list_device_routes(session, link.index)
+            for dst in current:
+                if dst not in routes:
+                    session.delete_route(dst, index=link.index)
+            for dst, gateway in routes.items():
+                if current.get(dst) != gateway:
+                    netlink.replace_onlink_route(session, dst, gateway, link.index)

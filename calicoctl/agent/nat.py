@@ -1,0 +1,163 @@
+"""NAT-outgoing for ``--nat-outgoing`` pools (reference.md §3.3, nat table, IPv4).
+
+Traffic from an address in a masquerade pool to anywhere outside *all*
+pools leaves the host with the host's address (MASQUERADE); traffic between
+pools never is rewritten. Two ``hash:net`` ipsets hold the CIDRs, so the
+rule stays one line however many pools there are:
+
+    -A calico-nat-outgoing -m set --match-set calico-masq-pools src
+        -m set ! --match-set calico-all-pools dst -j MASQUERADE
+
+and ``POSTROUTING`` jumps to ``calico-nat-outgoing`` (first rule). Sets are
+refilled atomically (fill a temporary set, swap); iptables changes go in
+one ``iptables-restore --noflush`` batch that touches only our chain and
+our one jump. With no masquerade pool left, the jump, the chain and both
+sets are removed.
+"""
+import logging
+import time
+
+from calicoctl.agent.component import Component
+from calicoctl.agent.tunnels import TunnelIndex
+from calicoctl.datastore import paths
+from calicoctl.errors import CalicoError
+
+LOG = logging.getLogger(__name__)
+
+CHAIN = "calico-nat-outgoing"
+MASQ_SET = "calico-masq-pools"
+ALL_SET = "calico-all-pools"
+RESYNC_INTERVAL = 60.0
+RETRY_INTERVAL = 2.0
+
+
+# -- pure ----------------------------------------------------------------------------
+
+def calculate_nat_sets(pools):
+    """(masquerade CIDRs, all CIDRs) of the IPv4 pools, or None when nothing
+    is masqueraded (pure)."""
+    v4 = sorted(pool.cidr for pool in pools if pool.version == 4)
+    masq = sorted(pool.cidr for pool in pools if pool.version == 4 and pool.masquerade)
+    if not masq:
+        return None
+    return tuple(masq), tuple(v4)
+
+
+def render_ipset_restore(masq, all_pools):
+    """``ipset restore`` input refilling both sets atomically (pure)."""
+    lines = []
+    for name, members in ((MASQ_SET, masq), (ALL_SET, all_pools)):
+        temp = name + "-tmp"
+        lines += ["create %s hash:net family inet -exist" % name,
+                  "create %s hash:net family inet -exist" % temp,
+                  "flush %s" % temp]
+        lines += ["add %s %s" % (temp, cidr) for cidr in members]
+        lines += ["swap %s %s" % (temp, name), "destroy %s" % temp]
+    return "\n".join(lines) + "\n"
+
+
+RULE = ("-m set --match-set %s src -m set ! --match-set %s dst -j MASQUERADE" % (MASQ_SET, ALL_SET))
+JUMP = "-j %s" % CHAIN
+
+
+def render_nat_restore(chains, active):
+    """``iptables-restore --noflush`` input for the nat table (pure).
+
+    :param chains: {chain: [rule, ...]} of the nat table now (rules as
+        printed after ``-A <chain>``).
+    :param active: whether the masquerade rule should exist.
+    :return: the input text, or None if nothing needs doing.
+    """
+    has_chain = CHAIN in chains
+    hooked = JUMP in chains.get("POSTROUTING", [])
+    if active:
+        if has_chain and hooked and chains[CHAIN] == [RULE]:
+            return None
+        lines = ["*nat", ":%s - [0:0]" % CHAIN, "-F %s" % CHAIN, "-A %s %s" % (CHAIN, RULE)]
+        if not hooked:
+            lines.append("-I POSTROUTING 1 %s" % JUMP)
+    else:
+        if not has_chain and not hooked:
+            return None
+        lines = ["*nat"]
+        if hooked:
+            lines.append("-D POSTROUTING %s" % JUMP)
+        if has_chain:
+            lines += ["-F %s" % CHAIN, "-X %s" % CHAIN]
+    return "\n".join(lines + ["COMMIT"]) + "\n"
+
+
+# -- effects ---------------------------------------------------------------------------
+
+class NatOutgoing(Component):
+    """Keeps the masquerade rule and its ipsets in line with the pools."""
+
+    def __init__(self, config, ipset="ipset"):
+        self.index = TunnelIndex()
+        # The same iptables back end as the policy dataplane: rules of both
+        # kinds in one namespace would be two rule sets nobody sees at once.
+        self._backend = getattr(config, "iptables_backend", "nft")
+        self._ipset = ipset
+        self._applied = "unknown"
+        """The (masq, all) sets last applied, None for "removed"."""
+        self._dirty = True
+        self._next_resync = time.monotonic() + RESYNC_INTERVAL
+
+    def on_snapshot(self, items):
+        self.index.load({key: value for key, value in items.items() if paths.parse_pool_key(key)})
+        self._dirty = True
+
+    def on_update(self, key, value):
+        # Only pools matter here; deletions may be of a directory holding some.
+        if value is not None and paths.parse_pool_key(key) is None:
+            return
+        if self.index.update(key, value):
+            self._dirty = True
+
+    def flush(self):
+        if not self._dirty:
+            return
+        self._dirty = False
+        wanted = calculate_nat_sets(self.index.pools.values())
+        try:
+            self.apply(wanted)
+        except CalicoError as exc:
+            LOG.error("NAT-outgoing: could not apply, retrying: %s", exc)
+            self._dirty = True
+            self._applied = "unknown"
+            self._next_resync = time.monotonic() + RETRY_INTERVAL
+
+    def tick(self, now):
+        if time.monotonic() >= self._next_resync:
+            # Someone may have flushed the nat table: check again now and then.
+            self._next_resync = time.monotonic() + RESYNC_INTERVAL
+            self._applied = "unknown"
+            self._dirty = True
+            self.flush()
+
+    def close(self):
+        pass
+
+    def apply(self, wanted):
+        from calicoctl.host.iptables import IptablesTable
+        from calicoctl.host.run import run, run_status
+        if wanted == self._applied:
+            return
+        table = IptablesTable(4, "nat", backend=self._backend)
+        chains = table.read()
+        if wanted is not None:
+            run([self._ipset, "restore"], input_text=render_ipset_restore(*wanted), timeout=30)
+            text = render_nat_restore(chains, True)
+            if text:
+                table.restore(text)
+            LOG.info("NAT-outgoing: masquerading %s to outside %s", ", ".join(wanted[0]),
+                     ", ".join(wanted[1]))
+        else:
+            text = render_nat_restore(chains, False)
+            if text:
+                table.restore(text)
+                LOG.info("NAT-outgoing: no masquerade pool left; rule removed")
+            for name in (MASQ_SET, ALL_SET):
+                # Absent already is fine; the rule no longer references them.
+                run_status([self._ipset, "destroy", name], timeout=30)
+        self._applied = wanted

@@ -1,0 +1,209 @@
+"""What the tunnel components (VXLAN, IPIP) need to know, kept from the key stream.
+
+``TunnelIndex`` keeps, from the etcd leaves the agent feeds every component:
+the IP pools, every host's IPv4 address, every host's VXLAN record, and the
+IPv4 networks of every endpoint. ``calculate_remote_routes`` (pure) turns
+that into the routes a tunnel must carry: for every endpoint on another
+host, each of its IPv4 networks inside a chosen kind of pool, routed to
+that host's tunnel address.
+
+Only IPv4: VXLAN here runs over the IPv4 LAN, and the kernel cannot route
+an IPv6 destination via an IPv4 next hop; IPIP is IPv4 only by definition.
+"""
+import logging
+from dataclasses import dataclass
+from typing import Dict, Optional, Tuple
+
+from calicoctl import model, validate
+from calicoctl.datastore import paths
+from calicoctl.errors import ValidationError
+
+LOG = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RemoteEndpoint:
+    hostname: str
+    nets: Tuple[str, ...]       # IPv4 CIDRs
+
+
+class TunnelIndex:
+    """Pools, host addresses, VXLAN records and endpoint networks, by key.
+
+    ``load`` replaces everything from a snapshot; ``update`` applies one key
+    (None value: deleted, a directory takes its contents along) and returns
+    the set of kinds of data that changed (``POOLS``, ``HOSTS``, ``VTEPS``,
+    ``ENDPOINTS``; empty when nothing did), so a component can ignore, say,
+    endpoint churn while it has no pool that needs endpoints.
+
+    Endpoints are kept as their JSON text and parsed only when asked for
+    (``endpoint_list``): every agent sees every endpoint of the cluster, and
+    most have no tunnel pool at all.
+    """
+
+    POOLS, HOSTS, VTEPS, ENDPOINTS = "pools", "hosts", "vteps", "endpoints"
+
+    def __init__(self):
+        self.pools = {}
+        """pool key -> model.IPPool"""
+        self.host_ips = {}
+        """hostname -> IPv4 address (from /calico/bgp/v1/host/<h>/ip_addr_v4)"""
+        self.vteps = {}
+        """hostname -> model.VxlanTunnel"""
+        self._endpoint_text = {}
+        """endpoint key -> its JSON text, as etcd has it"""
+        self._endpoints = {}
+        """endpoint key -> RemoteEndpoint (or None: invalid), parsed on demand"""
+
+    def load(self, items):
+        self.pools, self.host_ips, self.vteps = {}, {}, {}
+        self._endpoint_text, self._endpoints = {}, {}
+        for key, value in items.items():
+            self.update(key, value)
+
+    def update(self, key, value):
+        if value is None:
+            return self._delete(key)
+        if paths.parse_endpoint_key(key) is not None:
+            if self._endpoint_text.get(key) == value:
+                return set()
+            self._endpoint_text[key] = value
+            self._endpoints.pop(key, None)
+            return {self.ENDPOINTS}
+        if paths.parse_pool_key(key) is not None:
+            return self._set(self.pools, key, _parse_pool(value), self.POOLS)
+        host_field = paths.parse_bgp_host_key(key)
+        if host_field is not None:
+            if host_field[1] != "ip_addr_v4":
+                return set()
+            return self._set(self.host_ips, host_field[0], _parse_ipv4(value), self.HOSTS)
+        hostname = paths.parse_host_vxlan_key(key)
+        if hostname is not None:
+            return self._set(self.vteps, hostname, _parse_vtep(value), self.VTEPS)
+        return set()
+
+    @staticmethod
+    def _set(table, key, parsed, kind):
+        """Store ``parsed`` (None: drop the entry); {kind} if the table changed."""
+        if parsed is None:
+            return {kind} if table.pop(key, None) is not None else set()
+        if table.get(key) == parsed:
+            return set()
+        table[key] = parsed
+        return {kind}
+
+    def _delete(self, key):
+        changed = set()
+        prefix = key.rstrip("/") + "/"
+        for table, kind in ((self.pools, self.POOLS), (self._endpoint_text, self.ENDPOINTS)):
+            for existing in [k for k in table if k == key or k.startswith(prefix)]:
+                del table[existing]
+                self._endpoints.pop(existing, None)
+                changed.add(kind)
+        # Host-keyed tables: a deleted host directory (or any ancestor) drops the host.
+        for table, key_of, kind in ((self.host_ips, lambda h: paths.host_ip_addr(h, 4), self.HOSTS),
+                                    (self.vteps, paths.host_vxlan, self.VTEPS)):
+            for hostname in list(table):
+                leaf = key_of(hostname)
+                if leaf == key or leaf.startswith(prefix):
+                    del table[hostname]
+                    changed.add(kind)
+        return changed
+
+    def endpoint_list(self):
+        """Every valid endpoint as a RemoteEndpoint (parsing what is new)."""
+        found = []
+        for key, text in self._endpoint_text.items():
+            if key not in self._endpoints:
+                self._endpoints[key] = _parse_endpoint(paths.parse_endpoint_key(key), text)
+            if self._endpoints[key] is not None:
+                found.append(self._endpoints[key])
+        return found
+
+    def pools_where(self, predicate, version=4):
+        return tuple(sorted((pool for pool in self.pools.values()
+                             if pool.version == version and predicate(pool)),
+                            key=lambda pool: pool.cidr))
+
+
+def _parse_endpoint(parts, value):
+    try:
+        endpoint = model.Endpoint.from_json(model.EndpointKey(*parts), value)
+    except ValidationError:
+        return None
+    return RemoteEndpoint(hostname=parts[0], nets=tuple(endpoint.ipv4_nets))
+
+
+def _parse_pool(value):
+    try:
+        return model.IPPool.from_json(value)
+    except ValidationError:
+        return None
+
+
+def _parse_ipv4(value):
+    if not value:
+        return None
+    try:
+        return str(validate.parse_ip(value.strip(), 4))
+    except (ValidationError, AttributeError):
+        return None
+
+
+def _parse_vtep(value):
+    try:
+        return model.VxlanTunnel.from_json(value)
+    except ValidationError:
+        return None
+
+
+def calculate_remote_routes(hostname, pools, endpoints, gateways):
+    """Routes for other hosts' workloads inside ``pools`` (pure).
+
+    :param pools: the IPPools whose addresses the tunnel carries.
+    :param endpoints: iterable of RemoteEndpoint (any host; ours are skipped).
+    :param gateways: hostname -> the tunnel next hop of that host; hosts
+        without one get no routes (their workloads are unreachable this way).
+    :return: {CIDR: gateway}
+    """
+    import netaddr
+    networks = [netaddr.IPNetwork(pool.cidr) for pool in pools]
+    routes = {}
+    if not networks:
+        return routes
+    for endpoint in endpoints:
+        if endpoint.hostname == hostname:
+            continue
+        gateway = gateways.get(endpoint.hostname)
+        if gateway is None:
+            continue
+        for net in endpoint.nets:
+            cidr = netaddr.IPNetwork(net)
+            if any(cidr in network for network in networks):
+                routes[str(cidr)] = gateway
+    return routes
+
+
+@dataclass(frozen=True)
+class VxlanPlan:
+    """What the VXLAN device and its tables should hold (pure result)."""
+    wanted: bool                          # any VXLAN pool, and our own address known
+    local_ip: Optional[str]
+    routes: Dict[str, str]                # CIDR -> remote VTEP IP
+    neighbours: Dict[str, str]            # remote VTEP IP -> its device MAC
+    fdb: Dict[str, str]                   # remote device MAC -> remote VTEP IP
+
+
+def calculate_vxlan_plan(hostname, index, vni):
+    """The VXLAN state this host should have, from a TunnelIndex (pure)."""
+    pools = index.pools_where(lambda pool: pool.vxlan)
+    local_ip = index.host_ips.get(hostname)
+    if not pools or local_ip is None:
+        return VxlanPlan(wanted=False, local_ip=local_ip, routes={}, neighbours={}, fdb={})
+    remote = {host: vtep for host, vtep in index.vteps.items()
+              if host != hostname and vtep.vni == vni and vtep.ip != local_ip}
+    routes = calculate_remote_routes(hostname, pools, index.endpoint_list(),
+                                     {host: vtep.ip for host, vtep in remote.items()})
+    neighbours = {vtep.ip: vtep.mac for vtep in remote.values()}
+    fdb = {vtep.mac: vtep.ip for vtep in remote.values()}
+    return VxlanPlan(wanted=True, local_ip=local_ip, routes=routes, neighbours=neighbours, fdb=fdb)

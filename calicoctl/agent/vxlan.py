@@ -1,0 +1,197 @@
+"""VXLAN between hosts for ``--vxlan`` pools (our extension; later Calico did the same).
+
+Why: the kernel here has no IPIP, and a pool whose traffic is encapsulated
+keeps working where the LAN cannot route workload addresses (or BGP is
+off). The agent programs everything itself from etcd; BIRD is not involved
+(its kernel export leaves VXLAN pools alone, see bird.py).
+
+Per host, when any IPv4 VXLAN pool exists:
+
+- one device ``vxlan.calico``: VNI 4096, UDP port 4789, outer source the
+  host's own IPv4 address, no MAC learning, MTU 50 below the LAN device's;
+- its record in etcd at ``/calico/v1/host/<h>/vxlan``:
+  ``{"ip": <host IPv4>, "mac": <device MAC>, "vni": 4096}``.
+
+  The tunnel address is the host's own IPv4 address; the device itself
+  carries no address. Other hosts route to it with ``onlink`` (it is not
+  on any subnet of the device) and resolve it with a permanent neighbour
+  entry, so no address has to be allocated from a pool and nothing about
+  it can clash. Traffic the host itself sends into the tunnel leaves with
+  its LAN address as source, which the far side routes back normally.
+
+- for every endpoint on another host, each IPv4 network inside a VXLAN
+  pool: ``<net> via <that host's IP> dev vxlan.calico onlink``, a permanent
+  neighbour ``<that host's IP> lladdr <its device MAC>`` and an FDB entry
+  ``<its device MAC> dst <that host's IP>``. Whatever else is on the device
+  (routes, neighbours, FDB entries) is removed: the device is ours.
+
+No VXLAN pool left: the device (and with it all its routes) and the etcd
+record are removed.
+"""
+import logging
+import time
+
+from calicoctl.agent.component import Component
+from calicoctl.agent.tunnels import TunnelIndex, calculate_vxlan_plan
+from calicoctl.errors import CalicoError
+
+LOG = logging.getLogger(__name__)
+
+DEVICE = "vxlan.calico"
+VNI = 4096
+PORT = 4789
+OVERHEAD = 50            # outer IPv4 + UDP + VXLAN + inner Ethernet headers
+DEFAULT_MTU = 1450
+RESYNC_INTERVAL = 60.0   # re-check the kernel against etcd now and then
+RETRY_INTERVAL = 2.0     # after a failed apply
+
+
+class VxlanManager(Component):
+    """Keeps ``vxlan.calico`` and its routes/neighbours/FDB as etcd says.
+
+    :param config: the AgentConfig (hostname).
+    :param datastore: a DatastoreClient, to publish this host's record; if
+        None one is built from the environment when first needed.
+    """
+
+    def __init__(self, config, datastore=None):
+        self.hostname = config.hostname
+        self._datastore = datastore
+        self.index = TunnelIndex()
+        self._dirty = True
+        self._next_resync = time.monotonic() + RESYNC_INTERVAL
+        self._device_absent = False
+        """True once we know there is no device (so no netlink call is needed)."""
+
+    # -- Component interface -------------------------------------------------------
+    def on_snapshot(self, items):
+        self.index.load(items)
+        self._dirty = True
+
+    def on_update(self, key, value):
+        changed = self.index.update(key, value)
+        if changed == {TunnelIndex.ENDPOINTS} and not self._has_vxlan_pools():
+            return          # endpoint churn matters only with a VXLAN pool
+        if changed:
+            self._dirty = True
+
+    def _has_vxlan_pools(self):
+        return bool(self.index.pools_where(lambda pool: pool.vxlan))
+
+    def flush(self):
+        if not self._dirty:
+            return
+        self._dirty = False
+        try:
+            self.apply()
+        except CalicoError as exc:
+            LOG.error("VXLAN: could not apply the dataplane, retrying: %s", exc)
+            self._dirty = True
+            self._next_resync = time.monotonic() + RETRY_INTERVAL
+
+    def tick(self, now):
+        if time.monotonic() >= self._next_resync:
+            self._next_resync = time.monotonic() + RESYNC_INTERVAL
+            self._device_absent = False      # check the kernel again
+            self._dirty = True
+            self.flush()
+
+    def close(self):
+        pass     # the dataplane stays as it is while the agent is down
+
+    # -- effects -------------------------------------------------------------------
+    def apply(self):
+        """Make the kernel (and our etcd record) match the index."""
+        from calicoctl.host import netlink
+        plan = calculate_vxlan_plan(self.hostname, self.index, VNI)
+        if not plan.wanted:
+            if not self._device_absent:
+                with netlink.Session() as session:
+                    if session.delete_link(DEVICE):
+                        LOG.info("VXLAN: no VXLAN pool any more; removed %s", DEVICE)
+                self._device_absent = True
+            self._unpublish()
+            return
+        self._device_absent = False
+        with netlink.Session() as session:
+            link = self._ensure_device(session, netlink, plan.local_ip)
+            self._publish(plan.local_ip, link.mac)
+            self._sync_table(
+                "FDB entry", plan.fdb, netlink.list_fdb_entries(session, link.index),
+                lambda mac, ip: netlink.replace_fdb_entry(session, mac, ip, link.index),
+                lambda mac, ip: netlink.delete_fdb_entry(session, mac, ip, link.index))
+            self._sync_table(
+                "neighbour", plan.neighbours, netlink.list_neighbours(session, link.index),
+                lambda ip, mac: netlink.replace_permanent_neighbour(session, ip, mac, link.index),
+                lambda ip, mac: netlink.delete_neighbour(session, ip, link.index))
+            self._sync_table(
+                "route", plan.routes, netlink.list_device_routes(session, link.index),
+                lambda dst, gw: netlink.replace_onlink_route(session, dst, gw, link.index),
+                lambda dst, gw: session.delete_route(dst, index=link.index))
+
+    def _ensure_device(self, session, netlink, local_ip):
+        info = netlink.find_vxlan(session, DEVICE)
+        if info is not None and (info.vni, info.port, info.local, info.learning) != (VNI, PORT, local_ip, False):
+            LOG.info("VXLAN: %s has other settings (vni %s, port %s, local %s); recreating it",
+                     DEVICE, info.vni, info.port, info.local)
+            session.delete_link(DEVICE)
+            info = None
+        mtu = _lan_mtu(session, local_ip) - OVERHEAD
+        if info is None:
+            link = netlink.create_vxlan(session, DEVICE, VNI, PORT, local_ip, mtu=mtu)
+            LOG.info("VXLAN: created %s (vni %d, local %s, mac %s, mtu %d)",
+                     DEVICE, VNI, local_ip, link.mac, mtu)
+            return link
+        link = info.link
+        if link.mtu != mtu:
+            netlink.set_link_mtu(session, link.index, mtu)
+        if not link.up:
+            session.set_link_up(link.index)
+        return link
+
+    @staticmethod
+    def _sync_table(what, wanted, current, replace, delete):
+        """Make a kernel table (dict) equal ``wanted``: delete extras, set the rest."""
+        for key, value in current.items():
+            if key not in wanted:
+                delete(key, value)
+                LOG.debug("VXLAN: removed %s %s", what, key)
+        for key, value in wanted.items():
+            if current.get(key) != value:
+                replace(key, value)
+                LOG.debug("VXLAN: set %s %s -> %s", what, key, value)
+
+    def _datastore_client(self):
+        if self._datastore is None:
+            import os
+            from calicoctl.datastore import etcdconn
+            from calicoctl.datastore.client import DatastoreClient
+            self._datastore = DatastoreClient(etcdconn.connect(os.environ))
+        return self._datastore
+
+    def _publish(self, local_ip, mac):
+        from calicoctl import model
+        from calicoctl.datastore.client import write_host_vxlan
+        tunnel = model.VxlanTunnel(ip=local_ip, mac=mac.lower(), vni=VNI)
+        if self.index.vteps.get(self.hostname) == tunnel:
+            return
+        write_host_vxlan(self._datastore_client(), self.hostname, tunnel)
+        # The watch will echo it back; remember it now so we do not write twice.
+        self.index.vteps[self.hostname] = tunnel
+        LOG.info("VXLAN: published %s", tunnel.to_json())
+
+    def _unpublish(self):
+        from calicoctl.datastore.client import remove_host_vxlan
+        if self.hostname in self.index.vteps:
+            remove_host_vxlan(self._datastore_client(), self.hostname)
+            del self.index.vteps[self.hostname]
+
+
+def _lan_mtu(session, local_ip):
+    """MTU of the interface holding ``local_ip`` (the tunnel's underlay)."""
+    for address in session.list_addresses(version=4):
+        if address.ip == local_ip:
+            link = session.find_link(address.ifname)
+            if link is not None and link.mtu:
+                return link.mtu
+    return DEFAULT_MTU + OVERHEAD

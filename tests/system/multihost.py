@@ -1,0 +1,205 @@
+"""Helpers for the multi-host tests and the multi-host benchmark.
+
+- ``LanEtcdServer``: an etcd running inside a Lan's namespace on the
+  gateway address (where the simulated hosts reach it, as calico-01's etcd
+  is reached in the seed), published to the test process on loopback.
+- ``NetnsWorkload``: a workload without Docker: a named network namespace
+  inside a SimHost with a ``cali*`` veth, addressed and routed the way
+  ``calicoctl container add`` does it. Cheap enough to make hundreds.
+- ``ping``/``wait_until``: traffic checks that only ever target addresses
+  inside namespaces the tests made.
+
+No pytest import, so bench/ can use this module too.
+"""
+import subprocess
+import time
+
+from tests.harness.etcd import EtcdServer, make_client
+from tests.harness.util import free_port
+
+
+class LanEtcdServer:
+    """etcd inside ``lan`` on ``lan.gateway:<port>``.
+
+    :ivar authority: what simulated hosts use (``ETCD_AUTHORITY``).
+    :ivar local_authority: the same etcd from the test process (forwarded).
+    """
+
+    def __init__(self, lan, data_dir, port=None):
+        self.lan = lan
+        self.server = EtcdServer(data_dir, host=lan.gateway, client_port=port or free_port(),
+                                 peer_port=free_port(), runner=lan)
+        self._forward = None
+
+    def start(self):
+        self.server.start()
+        self._forward = self.lan.publish(self.server.client_port, host=self.lan.gateway)
+        return self
+
+    @property
+    def authority(self):
+        return self.server.authority
+
+    @property
+    def env(self):
+        return {"ETCD_AUTHORITY": self.authority}
+
+    @property
+    def local_authority(self):
+        return self._forward.authority
+
+    def client(self, **kwargs):
+        return make_client(self.local_authority, **kwargs)
+
+    def wipe(self, prefix="/calico"):
+        import etcd
+        try:
+            self.client().delete(prefix, recursive=True)
+        except etcd.EtcdKeyNotFound:
+            pass
+
+    def stop(self):
+        if self._forward is not None:
+            self._forward.stop()
+            self._forward = None
+        self.server.stop()
+
+
+class NetnsWorkload:
+    """A workload as a named netns in ``host`` with veth ``cali<name>``/``eth1``.
+
+    Addressing like ``calicoctl container add``: ``<ip>/32`` on eth1, a
+    link route to the host's IP and the default route via it; on the host,
+    proxy ARP on the veth and ``<ip> dev cali<name>``.
+    """
+
+    def __init__(self, host, name, ip, host_ip=None, ip6=None):
+        self.host = host
+        self.name = name
+        self.ip = ip
+        self.ip6 = ip6
+        self.host_ip = host_ip or host.ip
+        self.interface = ("cali" + name)[:15]
+
+    def create(self, route=True):
+        script = [
+            "ip netns add {n}",
+            "ip link add {i} type veth peer name eth1 netns {n}",
+            "ip link set {i} up",
+            "echo 1 > /proc/sys/net/ipv4/conf/{i}/proxy_arp",
+            "echo 0 > /proc/sys/net/ipv4/neigh/{i}/proxy_delay",
+            "ip netns exec {n} ip link set lo up",
+            "ip netns exec {n} ip link set eth1 up",
+            "ip netns exec {n} ip addr add {ip}/32 dev eth1",
+            "ip netns exec {n} ip route add {gw} dev eth1 scope link",
+            "ip netns exec {n} ip route add default via {gw} dev eth1",
+        ]
+        if route:
+            script.append("ip route replace {ip} dev {i}")
+        if self.ip6:
+            # As for IPv4, the host answers for its own address on the veth (proxy NDP).
+            script += [
+                "echo 1 > /proc/sys/net/ipv6/conf/{i}/proxy_ndp",
+                "ip -6 neigh add proxy {gw6} dev {i}",
+                "ip netns exec {n} ip -6 addr add {ip6}/128 dev eth1 nodad",
+                "ip netns exec {n} ip -6 route add {gw6} dev eth1",
+                "ip netns exec {n} ip -6 route add default via {gw6} dev eth1",
+            ]
+            if route:
+                script.append("ip -6 route replace {ip6} dev {i}")
+        self.host_sh("\n".join(script).format(n=self.name, i=self.interface, ip=self.ip,
+                                              gw=self.host_ip, ip6=self.ip6, gw6=self.host.ip6))
+        return self
+
+    def host_sh(self, script):
+        result = self.host.run(["sh", "-ec", script], cwd="/", timeout=30)
+        if result.returncode != 0:
+            raise RuntimeError("%s: %s" % (self.host.name, (result.stderr or result.stdout).strip()))
+        return result.stdout
+
+    def run(self, args, timeout=30, input=None):
+        return self.host.run(["ip", "netns", "exec", self.name] + list(args), cwd="/",
+                             timeout=timeout, input=input)
+
+    def ping(self, ip, count=1, wait=1):
+        result = self.run(["busybox", "ping", "-c", str(count), "-W", str(wait), ip],
+                          timeout=count * wait + 10)
+        return result.returncode == 0
+
+    def endpoint_json(self, profiles=()):
+        import json
+        return json.dumps({"state": "active", "name": self.interface, "mac": None,
+                           "profile_ids": list(profiles), "ipv4_nets": ["%s/32" % self.ip],
+                           "ipv6_nets": [], "ipv4_gateway": self.host_ip, "ipv6_gateway": None})
+
+    def delete(self):
+        self.host.run(["sh", "-c", "ip link del %s; ip netns del %s" % (self.interface, self.name)],
+                      cwd="/")
+
+
+def wait_until(predicate, timeout=20.0, interval=0.2, message="condition"):
+    """Poll ``predicate`` until truthy; return its value or raise AssertionError."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError("%s not reached within %.0f s" % (message, timeout))
+        time.sleep(interval)
+
+
+def routes(host, version=4):
+    """``ip route`` lines inside ``host``."""
+    return host.run(["ip", "-%d" % version, "route"], cwd="/").stdout.splitlines()
+
+
+def route_to(host, dst, version=4):
+    """The ``ip route`` line for exactly ``dst`` in ``host``, or None."""
+    for line in routes(host, version):
+        if line.split()[0] == dst:
+            return line
+    return None
+
+
+def bird_protocols(host, socket_path):
+    """``birdc show protocols`` inside ``host`` as parsed rows (list of dicts)."""
+    from calicoctl.agent.bird import parse_bird_protocols
+    result = host.run(["birdc", "-s", socket_path, "show", "protocols"], cwd="/", timeout=10)
+    return parse_bird_protocols(result.stdout)
+
+
+def tcp_peer_address(listener_host, listen_ip, port, connect, timeout=10.0, netns_of_pid=None):
+    """Start a one-connection TCP server in ``listener_host`` (a Lan, SimHost
+    or NetnsWorkload; with ``netns_of_pid``, in that process's network
+    namespace, e.g. a container's) on listen_ip:port, call ``connect()``
+    (which must make one connection to it), and return the peer address the
+    server saw (or None if nobody connected in time)."""
+    import sys
+    server_code = (
+        "import socket,sys\n"
+        "s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
+        "s.bind((sys.argv[1], int(sys.argv[2]))); s.listen(1); s.settimeout(float(sys.argv[3]))\n"
+        "print('listening', flush=True)\n"
+        "try:\n    c, a = s.accept(); print(a[0], flush=True)\nexcept OSError:\n    print('none', flush=True)\n")
+    args = [sys.executable, "-c", server_code, listen_ip, str(port), str(timeout)]
+    if isinstance(listener_host, NetnsWorkload):
+        args = ["ip", "netns", "exec", listener_host.name] + args
+        runner = listener_host.host
+    else:
+        runner = listener_host
+    if netns_of_pid is not None:
+        args = ["nsenter", "-t", str(netns_of_pid), "-n", "--"] + args
+    process = runner.popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           cwd="/")
+    try:
+        first = process.stdout.readline().strip()
+        if first != "listening":
+            raise RuntimeError("listener failed: %s %s" % (first, process.stderr.read()))
+        connect()
+        answer = process.stdout.readline().strip()
+        return None if answer in ("", "none") else answer
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait()

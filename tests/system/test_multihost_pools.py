@@ -1,0 +1,93 @@
+"""Pool options across hosts, checked by traffic: ``--vxlan`` (without BGP),
+``--ipip`` (where the kernel has it) and ``--nat-outgoing``."""
+import pytest
+
+from tests.system.multihost import route_to, tcp_peer_address, wait_until
+
+
+@pytest.fixture(scope="module")
+def pair(make_cluster):
+    cluster = make_cluster()
+    h1 = cluster.add_host("calico-01", "172.17.8.101")
+    h2 = cluster.add_host("calico-02", "172.17.8.102")
+    cluster.calicoctl(h1, "profile", "add", "POOLS")
+    return cluster, h1, h2
+
+
+def test_vxlan_pool_works_without_bgp(pair):
+    cluster, h1, h2 = pair
+    cluster.calicoctl(h1, "pool", "add", "10.65.0.0/16", "--vxlan")
+    cluster.calicoctl(h1, "bgp", "node-mesh", "off")
+    try:
+        v1 = cluster.add_workload(h1, "V1", "10.65.0.1", ["POOLS"])
+        v2 = cluster.add_workload(h2, "V2", "10.65.0.2", ["POOLS"])
+        cluster.assert_connectivity([v1, v2])
+        for host, far in ((h1, "10.65.0.2"), (h2, "10.65.0.1")):
+            line = route_to(host, far)
+            assert "dev vxlan.calico" in line and "onlink" in line and "proto bird" not in line
+        # No BGP session at all: the tunnel alone carries the traffic.
+        assert cluster.status_peers(h1) == {}
+    finally:
+        cluster.calicoctl(h1, "bgp", "node-mesh", "on")
+
+
+def kernel_has_ipip(host):
+    """Whether ``tunl0`` exists or can be made in ``host``; and the kernel's answer."""
+    if host.run(["ip", "link", "show", "tunl0"], cwd="/").returncode == 0:
+        return True, ""
+    probe = host.run(["ip", "link", "add", "tunl0", "type", "ipip"], cwd="/")
+    return probe.returncode == 0, (probe.stderr or probe.stdout).strip().splitlines()[-1:]
+
+
+def test_ipip_pool_traffic_goes_through_tunl0(pair):
+    cluster, h1, h2 = pair
+    supported, detail = kernel_has_ipip(h1)
+    if not supported:
+        pytest.skip("this kernel has no IP-in-IP (ip link add tunl0 type ipip: %s); IPIP pools "
+                    "are routed by BGP without encapsulation here" % " ".join(detail))
+    cluster.calicoctl(h1, "pool", "add", "10.67.0.0/16", "--ipip")
+    i1 = cluster.add_workload(h1, "I1", "10.67.0.1", ["POOLS"])
+    i2 = cluster.add_workload(h2, "I2", "10.67.0.2", ["POOLS"])
+    cluster.assert_connectivity([i1, i2])
+    assert "dev tunl0" in route_to(h1, "10.67.0.2")
+
+
+def test_ipip_pool_without_kernel_support_is_routed_by_bgp(pair):
+    cluster, h1, h2 = pair
+    supported, _ = kernel_has_ipip(h1)
+    if supported:
+        pytest.skip("this kernel has IP-in-IP; the fallback does not apply")
+    cluster.calicoctl(h1, "pool", "add", "10.69.0.0/16", "--ipip")
+    f1 = cluster.add_workload(h1, "F1", "10.69.0.1", ["POOLS"])
+    f2 = cluster.add_workload(h2, "F2", "10.69.0.2", ["POOLS"])
+    cluster.assert_connectivity([f1, f2])
+    line = route_to(h1, "10.69.0.2")
+    assert "via 172.17.8.102 dev eth0" in line and "proto bird" in line
+    log = h1.run(["cat", "/var/log/calico/agent.log"], cwd="/").stdout
+    assert "this kernel has no IP-in-IP" in log
+
+
+def test_nat_outgoing_pool_reaches_outside_with_the_host_address(pair):
+    cluster, h1, h2 = pair
+    cluster.calicoctl(h1, "pool", "add", "10.66.0.0/16", "--nat-outgoing")
+    n1 = cluster.add_workload(h1, "N1", "10.66.0.1", ["POOLS"])
+    lan = cluster.lan
+
+    def connect(port):
+        return lambda: n1.container.exec_run(["sh", "-c", "echo hi | nc -w 1 %s %d" % (lan.gateway, port)])
+
+    # The LAN gateway is outside every pool and has no route to 10.66/16:
+    # only NAT lets the workload talk to it, and it sees calico-01's address.
+    seen = wait_until(lambda: tcp_peer_address(lan, lan.gateway, 7101, connect(7101), timeout=3),
+                      20, message="a connection from the workload")
+    assert seen == h1.ip
+
+    # Between pools nothing is rewritten: a workload on calico-02 sees 10.66.0.1.
+    other = cluster.add_workload(h2, "N2", "192.168.3.2", ["POOLS"])
+    cluster.assert_connectivity([n1, other])
+    other.container.reload()
+    pid = other.container.attrs["State"]["Pid"]
+    seen = tcp_peer_address(h2, "192.168.3.2", 7102,
+                            lambda: n1.container.exec_run(["sh", "-c", "echo hi | nc -w 1 192.168.3.2 7102"]),
+                            timeout=5, netns_of_pid=pid)
+    assert seen == "10.66.0.1"

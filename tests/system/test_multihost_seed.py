@@ -1,0 +1,65 @@
+"""The seed demonstration's 5x5 matrix across two simulated hosts (shared/seed-demo.md).
+
+calico-01 runs workloads A, B, C and calico-02 runs D and E; A, C and E
+share PROF_A_C_E, B and D each have a profile of their own. With the
+default profile rules (members accept traffic from members), A, C and E
+reach each other -- across hosts, over the BGP routes BIRD installs -- and
+B and D reach nobody and nobody reaches them.
+"""
+import pytest
+
+from tests.system.multihost import route_to, wait_until
+
+PROFILES = {"A": "PROF_A_C_E", "B": "PROF_B", "C": "PROF_A_C_E", "D": "PROF_D", "E": "PROF_A_C_E"}
+
+
+@pytest.fixture(scope="module")
+def seed(make_cluster):
+    cluster = make_cluster()
+    h1 = cluster.add_host("calico-01", "172.17.8.101")
+    h2 = cluster.add_host("calico-02", "172.17.8.102")
+    for profile in sorted(set(PROFILES.values())):
+        cluster.calicoctl(h1, "profile", "add", profile)
+    workloads = {}
+    for number, letter in enumerate("ABCDE", 1):
+        host = h1 if letter in "ABC" else h2
+        workloads[letter] = cluster.add_workload(host, letter, "192.168.0.%d" % number,
+                                                 [PROFILES[letter]])
+    return cluster, workloads
+
+
+def test_seed_matrix_across_two_hosts(seed):
+    cluster, w = seed
+    cluster.assert_connectivity([w["A"], w["C"], w["E"]], cut=[w["B"], w["D"]])
+
+
+def test_cross_host_routes_come_from_bgp(seed):
+    cluster, w = seed
+    h1, h2 = cluster.hosts["calico-01"], cluster.hosts["calico-02"]
+    to_e = route_to(h1, "192.168.0.5")
+    assert to_e is not None and "via 172.17.8.102" in to_e and "proto bird" in to_e
+    to_a = route_to(h2, "192.168.0.1")
+    assert to_a is not None and "via 172.17.8.101" in to_a and "proto bird" in to_a
+    # A local workload's route is the agent's device route, not BGP's.
+    assert "proto bird" not in route_to(h1, "192.168.0.1")
+
+
+def test_status_shows_each_host_the_other_as_an_established_mesh_peer(seed):
+    cluster, _ = seed
+    for host, other in (("calico-01", "172.17.8.102"), ("calico-02", "172.17.8.101")):
+        peers = cluster.status_peers(cluster.hosts[host])
+        assert set(peers) == {other}
+        peer_type, state, info = peers[other]
+        assert peer_type == "node-to-node mesh" and state == "up" and info.startswith("Established")
+
+
+def test_node_stop_stops_bird_and_the_peers_drop_its_routes(seed):
+    # Last in this module: it takes calico-02 down.
+    cluster, w = seed
+    h1, h2 = cluster.hosts["calico-01"], cluster.hosts["calico-02"]
+    bird_pid = cluster.bird_pid(h2)
+    assert bird_pid and h2.run(["kill", "-0", str(bird_pid)], cwd="/").returncode == 0
+    cluster.calicoctl(h2, "node", "stop", "--force")
+    assert h2.run(["kill", "-0", str(bird_pid)], cwd="/").returncode != 0
+    wait_until(lambda: route_to(h1, "192.168.0.5") is None, 15, message="calico-01 dropping E's route")
+    assert cluster.status_peers(h1) == {}

@@ -1,0 +1,249 @@
+"""The pure half of calicoctl.agent.bird: etcd leaves -> BirdInputs -> BIRD 2 text.
+
+The rendered text is also handed to the real ``bird -p`` (parse only, no
+daemon, no kernel) when BIRD is installed, so a syntax slip fails here.
+"""
+import json
+import shutil
+import subprocess
+
+import pytest
+
+from calicoctl.agent import bird
+from calicoctl.datastore import paths
+
+
+def host_items(hostname, ip4, ip6=None, as_num=None):
+    items = {paths.host_ip_addr(hostname, 4): ip4,
+             paths.host_ip_addr(hostname, 6): ip6 or ""}
+    if as_num is not None:
+        items[paths.host_as_num(hostname)] = str(as_num)
+    return items
+
+
+def pool_items(*pools):
+    return {paths.pool_key(pool["cidr"]): json.dumps(pool) for pool in pools}
+
+
+def peer_json(ip, as_num):
+    return json.dumps({"ip": ip, "as_num": as_num})
+
+
+def two_hosts(**extra):
+    items = {}
+    items.update(host_items("calico-01", "172.17.8.101"))
+    items.update(host_items("calico-02", "172.17.8.102"))
+    items.update(pool_items({"cidr": "192.168.0.0/16"}))
+    items[paths.BGP_GLOBAL_AS] = "64511"
+    items[paths.BGP_NODE_MESH] = json.dumps({"enabled": True})
+    items.update(extra)
+    return items
+
+
+def names(inputs):
+    return [spec.protocol_name for spec in inputs.peers]
+
+
+# -- calculate_bird_inputs -------------------------------------------------------
+
+def test_no_ipv4_address_means_no_config():
+    assert bird.calculate_bird_inputs(two_hosts(), "calico-03") is None
+    items = two_hosts()
+    items[paths.host_ip_addr("calico-01", 4)] = ""
+    assert bird.calculate_bird_inputs(items, "calico-01") is None
+
+
+def test_mesh_peers_every_other_host_with_its_as():
+    items = two_hosts()
+    items.update(host_items("calico-03", "172.17.8.103", as_num=64600))
+    inputs = bird.calculate_bird_inputs(items, "calico-01")
+    assert inputs.router_id == "172.17.8.101"
+    assert inputs.local_as == 64511
+    assert [(s.kind, s.ip, s.as_num) for s in inputs.peers] == [
+        ("Mesh", "172.17.8.102", 64511), ("Mesh", "172.17.8.103", 64600)]
+    assert names(inputs) == ["Mesh_172_17_8_102", "Mesh_172_17_8_103"]
+
+
+def test_as_number_precedence_host_then_global_then_default():
+    items = two_hosts()
+    assert bird.calculate_bird_inputs(items, "calico-01").local_as == 64511
+    items[paths.BGP_GLOBAL_AS] = "65000"
+    assert bird.calculate_bird_inputs(items, "calico-01").local_as == 65000
+    assert bird.calculate_bird_inputs(items, "calico-01").peers[0].as_num == 65000
+    items[paths.host_as_num("calico-01")] = "64999"
+    assert bird.calculate_bird_inputs(items, "calico-01").local_as == 64999
+    del items[paths.BGP_GLOBAL_AS]
+    items[paths.host_as_num("calico-01")] = "not-a-number"
+    assert bird.calculate_bird_inputs(items, "calico-01").local_as == 64511
+
+
+def test_mesh_off_leaves_only_configured_peers():
+    items = two_hosts()
+    items[paths.BGP_NODE_MESH] = json.dumps({"enabled": False})
+    assert bird.calculate_bird_inputs(items, "calico-01").peers == ()
+    items[paths.host_peer("calico-01", "172.17.8.102")] = peer_json("172.17.8.102", 64513)
+    items[paths.host_peer("calico-02", "172.17.8.101")] = peer_json("172.17.8.101", 64513)
+    items[paths.global_peer("10.0.0.1")] = peer_json("10.0.0.1", 65001)
+    inputs = bird.calculate_bird_inputs(items, "calico-01")
+    assert [(s.kind, s.ip, s.as_num) for s in inputs.peers] == [
+        ("Node", "172.17.8.102", 64513), ("Global", "10.0.0.1", 65001)]
+
+
+def test_missing_or_bad_mesh_setting_means_on():
+    items = two_hosts()
+    del items[paths.BGP_NODE_MESH]
+    assert names(bird.calculate_bird_inputs(items, "calico-01")) == ["Mesh_172_17_8_102"]
+    items[paths.BGP_NODE_MESH] = "{broken"
+    assert names(bird.calculate_bird_inputs(items, "calico-01")) == ["Mesh_172_17_8_102"]
+
+
+def test_one_session_per_address_node_beats_global_beats_mesh():
+    items = two_hosts()
+    items[paths.global_peer("172.17.8.102")] = peer_json("172.17.8.102", 64512)
+    inputs = bird.calculate_bird_inputs(items, "calico-01")
+    assert [(s.kind, s.as_num) for s in inputs.peers] == [("Global", 64512)]
+    items[paths.host_peer("calico-01", "172.17.8.102")] = peer_json("172.17.8.102", 64513)
+    inputs = bird.calculate_bird_inputs(items, "calico-01")
+    assert [(s.kind, s.as_num) for s in inputs.peers] == [("Node", 64513)]
+
+
+def test_global_peer_naming_this_host_is_kept():
+    # The reference showed such a session as Idle; users see it is pointless.
+    items = two_hosts()
+    items[paths.BGP_NODE_MESH] = json.dumps({"enabled": False})
+    items[paths.global_peer("172.17.8.101")] = peer_json("172.17.8.101", 64511)
+    assert names(bird.calculate_bird_inputs(items, "calico-01")) == ["Global_172_17_8_101"]
+
+
+def test_ipv6_sessions_only_with_an_ipv6_address_here():
+    items = two_hosts()
+    items.update(host_items("calico-02", "172.17.8.102", ip6="fd00::102"))
+    items[paths.global_peer("fd00::99")] = peer_json("fd00::99", 65002)
+    inputs = bird.calculate_bird_inputs(items, "calico-01")
+    assert inputs.ipv6 is None
+    assert names(inputs) == ["Mesh_172_17_8_102"]
+    items.update(host_items("calico-01", "172.17.8.101", ip6="fd00::101"))
+    inputs = bird.calculate_bird_inputs(items, "calico-01")
+    assert inputs.ipv6 == "fd00::101"
+    assert names(inputs) == ["Mesh_172_17_8_102", "Global_fd00__99", "Mesh_fd00__102"]
+
+
+def test_invalid_peers_and_pools_are_ignored():
+    items = two_hosts()
+    items[paths.global_peer("10.0.0.1")] = "{not json"
+    items[paths.global_peer("10.0.0.2")] = peer_json("10.0.0.2", "abc")
+    # A v6 address filed under peer_v4 is not a v4 peer.
+    items[paths.global_peers_dir(4) + "/fd00::5"] = peer_json("fd00::5", 65000)
+    items[paths.pool_key("10.9.0.0/16")] = "nonsense"
+    inputs = bird.calculate_bird_inputs(items, "calico-01")
+    assert names(inputs) == ["Mesh_172_17_8_102"]
+    assert inputs.pools_v4 == ("192.168.0.0/16",)
+
+
+def test_pools_split_by_family_and_tunnelled_ones_marked():
+    items = two_hosts(**{})
+    items.update(pool_items({"cidr": "10.10.0.0/16", "vxlan": True},
+                            {"cidr": "10.20.0.0/16", "ipip": "tunl0"},
+                            {"cidr": "fd80::/64"}))
+    inputs = bird.calculate_bird_inputs(items, "calico-01")
+    assert inputs.pools_v4 == ("10.10.0.0/16", "10.20.0.0/16", "192.168.0.0/16")
+    assert inputs.pools_v6 == ("fd80::/64",)
+    assert inputs.tunnelled_v4 == ("10.10.0.0/16",)
+    inputs = bird.calculate_bird_inputs(items, "calico-01", ipip_tunnelled=True)
+    assert inputs.tunnelled_v4 == ("10.10.0.0/16", "10.20.0.0/16")
+
+
+def test_relevant_keys():
+    assert bird.is_relevant_key(paths.BGP_NODE_MESH)
+    assert bird.is_relevant_key(paths.pool_key("10.0.0.0/8"))
+    assert bird.is_relevant_key(paths.global_config("InterfacePrefix"))
+    assert not bird.is_relevant_key(paths.endpoint_key("h", "docker", "w", "e"))
+    assert not bird.is_relevant_key(paths.profile_rules("P"))
+
+
+# -- render_bird_config -------------------------------------------------------------
+
+def render(items, hostname="calico-01", **kwargs):
+    return bird.render_bird_config(bird.calculate_bird_inputs(items, hostname, **kwargs))
+
+
+def test_render_is_deterministic():
+    items = two_hosts()
+    items.update(host_items("calico-03", "172.17.8.103"))
+    reordered = dict(reversed(list(items.items())))
+    assert render(items) == render(reordered)
+
+
+def test_render_mesh_config_essentials():
+    text = render(two_hosts())
+    assert "router id 172.17.8.101;" in text
+    assert "local 172.17.8.101 as 64511;" in text
+    assert "protocol bgp Mesh_172_17_8_102 from calico_v4 {\n  neighbor 172.17.8.102 as 64511;\n}" in text
+    assert "next hop self;" in text
+    assert "learn;" in text
+    assert 'interface -"cali*", -"vxlan.calico", -"tunl0", "*";' in text
+    assert "if net ~ [ 192.168.0.0/16+ ] then {" in text
+    assert "template bgp calico_v6" not in text
+
+
+def test_render_without_pools_exports_nothing():
+    items = two_hosts()
+    del items[paths.pool_key("192.168.0.0/16")]
+    text = render(items)
+    export_filter = text.split("filter calico_bgp_v4 {", 1)[1].split("}", 1)[0]
+    assert export_filter.strip() == "reject;"
+
+
+def test_render_tunnelled_pools_kept_out_of_the_kernel():
+    items = two_hosts()
+    items.update(pool_items({"cidr": "10.10.0.0/16", "vxlan": True}))
+    text = render(items)
+    kernel_filter = text.split("filter calico_kernel_v4 {", 1)[1].split("}", 1)[0]
+    assert "if net ~ [ 10.10.0.0/16+ ] then reject;" in kernel_filter
+    assert "192.168" not in kernel_filter
+
+
+def test_render_interface_prefix_from_config():
+    items = two_hosts()
+    items[paths.global_config("InterfacePrefix")] = "tap"
+    text = render(items)
+    assert 'ifname ~ "tap*"' in text and '-"tap*"' in text
+
+
+BIRD = shutil.which("bird")
+
+
+@pytest.mark.skipif(BIRD is None, reason="bird (Debian bird2) is not installed")
+@pytest.mark.parametrize("case", ["mesh", "no-pools", "v6-and-peers", "mesh-off-tunnels"])
+def test_bird_accepts_the_rendered_config(case, tmp_path):
+    items = two_hosts()
+    if case == "no-pools":
+        del items[paths.pool_key("192.168.0.0/16")]
+    elif case == "v6-and-peers":
+        items.update(host_items("calico-01", "172.17.8.101", ip6="fd00::101", as_num=64600))
+        items.update(host_items("calico-02", "172.17.8.102", ip6="fd00::102"))
+        items.update(pool_items({"cidr": "fd80:24e2:f998:72d6::/64"}))
+        items[paths.global_peer("fd00::99")] = peer_json("fd00::99", 65002)
+        items[paths.host_peer("calico-01", "10.0.0.1")] = peer_json("10.0.0.1", 4200000000)
+    elif case == "mesh-off-tunnels":
+        items[paths.BGP_NODE_MESH] = json.dumps({"enabled": False})
+        items.update(pool_items({"cidr": "10.10.0.0/16", "vxlan": True},
+                                {"cidr": "10.20.0.0/16", "ipip": "tunl0", "masquerade": True}))
+    path = tmp_path / "bird.cfg"
+    path.write_text(render(items, ipip_tunnelled=True))
+    result = subprocess.run([BIRD, "-p", "-c", str(path)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr + path.read_text()
+
+
+def test_parse_bird_protocols():
+    text = (
+        "BIRD 2.0.12 ready.\n"
+        "Name       Proto      Table      State  Since         Info\n"
+        "device1    Device     ---        up     20:40:41.535  \n"
+        "Mesh_172_17_8_102 BGP        ---        up     20:40:42.300  Established   \n"
+        "Global_172_17_8_101 BGP        ---        start  20:40:46.682  Idle          BGP Error: Bad BGP identifier\n")
+    rows = bird.parse_bird_protocols(text)
+    assert [r["name"] for r in rows] == ["device1", "Mesh_172_17_8_102", "Global_172_17_8_101"]
+    assert rows[1]["state"] == "up" and rows[1]["info"] == "Established"
+    assert rows[2]["since"] == "20:40:46.682"
+    assert rows[2]["info"] == "Idle BGP Error: Bad BGP identifier"

@@ -8,8 +8,8 @@ these to and from etcd, the agent and the CLI consume them.
 refuse bad input and the agent can treat bad data as absent.
 """
 import json
-from dataclasses import dataclass, field, replace
-from typing import List, Optional, Union
+from dataclasses import dataclass, replace
+from typing import Optional, Union
 
 from calicoctl.errors import ValidationError
 from calicoctl import validate

@@ -18,6 +18,14 @@ component in an unknown state.
 """
 
 
+import logging
+import time
+
+from calicoctl.errors import CalicoError
+
+LOG = logging.getLogger(__name__)
+
+
 class Component:
     """Base class: every method is optional to override."""
 
@@ -51,3 +59,51 @@ class Component:
     def status(self):
         """Optional figures merged into the agent's status report (a dict)."""
         return {}
+
+
+class ReconcilingComponent(Component):
+    """A component that re-applies its whole desired state when anything changed.
+
+    Subclasses call ``mark_dirty()`` from ``on_snapshot``/``on_update`` and
+    implement ``apply()``; this class runs it once per cycle, retries soon
+    after a failure, and re-applies every ``resync_interval`` seconds anyway
+    (someone may have flushed a table or deleted a device behind our back).
+    ``forget_kernel_state()`` is the hook to drop any cache of what is
+    programmed before such a periodic or retried apply.
+    """
+
+    label = "component"
+    resync_interval = 60.0
+    retry_interval = 2.0
+
+    def __init__(self):
+        self._dirty = True
+        self._next_resync = time.monotonic() + self.resync_interval
+
+    def mark_dirty(self):
+        self._dirty = True
+
+    def apply(self):
+        raise NotImplementedError
+
+    def forget_kernel_state(self):
+        """Drop cached knowledge of the kernel, so the next apply checks it."""
+
+    def flush(self):
+        if not self._dirty:
+            return
+        self._dirty = False
+        try:
+            self.apply()
+        except CalicoError as exc:
+            LOG.error("%s: could not apply the dataplane, retrying: %s", self.label, exc)
+            self._dirty = True
+            self.forget_kernel_state()
+            self._next_resync = time.monotonic() + self.retry_interval
+
+    def tick(self, now):
+        if time.monotonic() >= self._next_resync:
+            self._next_resync = time.monotonic() + self.resync_interval
+            self.forget_kernel_state()
+            self._dirty = True
+            self.flush()

@@ -13,9 +13,8 @@ once and left to BGP, which routes its addresses unencapsulated -- fine on
 a flat LAN, and what the reference did with IPIP off.
 """
 import logging
-import time
 
-from calicoctl.agent.component import Component
+from calicoctl.agent.component import ReconcilingComponent
 from calicoctl.agent.tunnels import TunnelIndex, calculate_remote_routes
 from calicoctl.errors import CalicoError
 
@@ -26,19 +25,22 @@ RESYNC_INTERVAL = 60.0
 RETRY_INTERVAL = 2.0
 
 
-class IpipManager(Component):
+class IpipManager(ReconcilingComponent):
     """Routes remote workloads of IPIP pools over ``tunl0`` when the kernel can.
 
     :ivar supported: None until first needed, then whether the kernel has IPIP.
     """
 
+    label = "IPIP"
+    resync_interval = RESYNC_INTERVAL
+    retry_interval = RETRY_INTERVAL
+
     def __init__(self, config):
+        super().__init__()
         self.hostname = config.hostname
         self.index = TunnelIndex()
         self.supported = None
         self.unsupported_reason = None
-        self._dirty = True
-        self._next_resync = time.monotonic() + RESYNC_INTERVAL
 
     def has_ipip_pools(self):
         return bool(self.index.pools_where(lambda pool: bool(pool.ipip)))
@@ -65,34 +67,14 @@ class IpipManager(Component):
     # -- Component interface -------------------------------------------------------
     def on_snapshot(self, items):
         self.index.load(items)
-        self._dirty = True
+        self.mark_dirty()
 
     def on_update(self, key, value):
         changed = self.index.update(key, value)
         if changed == {TunnelIndex.ENDPOINTS} and not self.has_ipip_pools():
             return          # endpoint churn matters only with an IPIP pool
         if changed:
-            self._dirty = True
-
-    def flush(self):
-        if not self._dirty:
-            return
-        self._dirty = False
-        try:
-            self.apply()
-        except CalicoError as exc:
-            LOG.error("IPIP: could not apply the dataplane, retrying: %s", exc)
-            self._dirty = True
-            self._next_resync = time.monotonic() + RETRY_INTERVAL
-
-    def tick(self, now):
-        if time.monotonic() >= self._next_resync:
-            self._next_resync = time.monotonic() + RESYNC_INTERVAL
-            self._dirty = True
-            self.flush()
-
-    def close(self):
-        pass
+            self.mark_dirty()
 
     # -- effects -------------------------------------------------------------------
     def apply(self):

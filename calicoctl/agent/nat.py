@@ -15,12 +15,10 @@ our one jump. With no masquerade pool left, the jump, the chain and both
 sets are removed.
 """
 import logging
-import time
 
-from calicoctl.agent.component import Component
+from calicoctl.agent.component import ReconcilingComponent
 from calicoctl.agent.tunnels import TunnelIndex
 from calicoctl.datastore import paths
-from calicoctl.errors import CalicoError
 
 LOG = logging.getLogger(__name__)
 
@@ -89,10 +87,15 @@ def render_nat_restore(chains, active):
 
 # -- effects ---------------------------------------------------------------------------
 
-class NatOutgoing(Component):
+class NatOutgoing(ReconcilingComponent):
     """Keeps the masquerade rule and its ipsets in line with the pools."""
 
+    label = "NAT-outgoing"
+    resync_interval = RESYNC_INTERVAL
+    retry_interval = RETRY_INTERVAL
+
     def __init__(self, config, ipset="ipset"):
+        super().__init__()
         self.index = TunnelIndex()
         # The same iptables back end as the policy dataplane: rules of both
         # kinds in one namespace would be two rule sets nobody sees at once.
@@ -100,45 +103,26 @@ class NatOutgoing(Component):
         self._ipset = ipset
         self._applied = "unknown"
         """The (masq, all) sets last applied, None for "removed"."""
-        self._dirty = True
-        self._next_resync = time.monotonic() + RESYNC_INTERVAL
 
     def on_snapshot(self, items):
         self.index.load({key: value for key, value in items.items() if paths.parse_pool_key(key)})
-        self._dirty = True
+        self.mark_dirty()
 
     def on_update(self, key, value):
         # Only pools matter here; deletions may be of a directory holding some.
         if value is not None and paths.parse_pool_key(key) is None:
             return
         if self.index.update(key, value):
-            self._dirty = True
+            self.mark_dirty()
 
-    def flush(self):
-        if not self._dirty:
-            return
-        self._dirty = False
-        wanted = calculate_nat_sets(self.index.pools.values())
-        try:
-            self.apply(wanted)
-        except CalicoError as exc:
-            LOG.error("NAT-outgoing: could not apply, retrying: %s", exc)
-            self._dirty = True
-            self._applied = "unknown"
-            self._next_resync = time.monotonic() + RETRY_INTERVAL
+    def forget_kernel_state(self):
+        # Someone may have flushed the nat table: check it again.
+        self._applied = "unknown"
 
-    def tick(self, now):
-        if time.monotonic() >= self._next_resync:
-            # Someone may have flushed the nat table: check again now and then.
-            self._next_resync = time.monotonic() + RESYNC_INTERVAL
-            self._applied = "unknown"
-            self._dirty = True
-            self.flush()
+    def apply(self):
+        self.apply_sets(calculate_nat_sets(self.index.pools.values()))
 
-    def close(self):
-        pass
-
-    def apply(self, wanted):
+    def apply_sets(self, wanted):
         from calicoctl.host.iptables import IptablesTable
         from calicoctl.host.run import run, run_status
         if wanted == self._applied:

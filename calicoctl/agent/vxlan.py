@@ -29,11 +29,9 @@ No VXLAN pool left: the device (and with it all its routes) and the etcd
 record are removed.
 """
 import logging
-import time
 
-from calicoctl.agent.component import Component
+from calicoctl.agent.component import ReconcilingComponent
 from calicoctl.agent.tunnels import TunnelIndex, calculate_vxlan_plan
-from calicoctl.errors import CalicoError
 
 LOG = logging.getLogger(__name__)
 
@@ -46,7 +44,7 @@ RESYNC_INTERVAL = 60.0   # re-check the kernel against etcd now and then
 RETRY_INTERVAL = 2.0     # after a failed apply
 
 
-class VxlanManager(Component):
+class VxlanManager(ReconcilingComponent):
     """Keeps ``vxlan.calico`` and its routes/neighbours/FDB as etcd says.
 
     :param config: the AgentConfig (hostname).
@@ -54,50 +52,35 @@ class VxlanManager(Component):
         None one is built from the environment when first needed.
     """
 
+    label = "VXLAN"
+    resync_interval = RESYNC_INTERVAL
+    retry_interval = RETRY_INTERVAL
+
     def __init__(self, config, datastore=None):
         self.hostname = config.hostname
         self._datastore = datastore
+        super().__init__()
         self.index = TunnelIndex()
-        self._dirty = True
-        self._next_resync = time.monotonic() + RESYNC_INTERVAL
         self._device_absent = False
         """True once we know there is no device (so no netlink call is needed)."""
 
     # -- Component interface -------------------------------------------------------
     def on_snapshot(self, items):
         self.index.load(items)
-        self._dirty = True
+        self.mark_dirty()
 
     def on_update(self, key, value):
         changed = self.index.update(key, value)
         if changed == {TunnelIndex.ENDPOINTS} and not self._has_vxlan_pools():
             return          # endpoint churn matters only with a VXLAN pool
         if changed:
-            self._dirty = True
+            self.mark_dirty()
 
     def _has_vxlan_pools(self):
         return bool(self.index.pools_where(lambda pool: pool.vxlan))
 
-    def flush(self):
-        if not self._dirty:
-            return
-        self._dirty = False
-        try:
-            self.apply()
-        except CalicoError as exc:
-            LOG.error("VXLAN: could not apply the dataplane, retrying: %s", exc)
-            self._dirty = True
-            self._next_resync = time.monotonic() + RETRY_INTERVAL
-
-    def tick(self, now):
-        if time.monotonic() >= self._next_resync:
-            self._next_resync = time.monotonic() + RESYNC_INTERVAL
-            self._device_absent = False      # check the kernel again
-            self._dirty = True
-            self.flush()
-
-    def close(self):
-        pass     # the dataplane stays as it is while the agent is down
+    def forget_kernel_state(self):
+        self._device_absent = False      # check the kernel again
 
     # -- effects -------------------------------------------------------------------
     def apply(self):

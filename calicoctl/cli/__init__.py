@@ -5,7 +5,6 @@ module (start-up time matters: decisions.md), runs it and maps errors to
 exit codes. It never exits the process; ``calicoctl.__main__`` does.
 """
 import importlib
-import sys
 import traceback
 
 from calicoctl.errors import CalicoError, ExitCode

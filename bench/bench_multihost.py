@@ -35,6 +35,7 @@ import time
 HOSTS = int(os.environ.get("BENCH_HOSTS", "10"))
 WORKLOADS = int(os.environ.get("BENCH_WORKLOADS", "20"))
 POOL = "10.100.0.0/16"
+ABSOLUTE_TARGET_B = 10.0      # seconds, issue 5
 TARGET_RATIO = 2.0
 TIMEOUT = 120.0
 
@@ -260,7 +261,10 @@ def run(report):
         registered = bench.register([w for i in range(HOSTS) for w in fleet[i]])
         calico_b = bench.wait_routes(full, registered)
         report("%d hosts x %d workloads: every route everywhere" % (HOSTS, WORKLOADS), calico_b, "s",
-               "bare BIRD, routes added by hand", ref_b, target=TARGET_RATIO)
+               "absolute target (issue 5)", ABSOLUTE_TARGET_B, target=1.0)
+        # What the agent adds on top of BGP itself; no target, for the record.
+        report("%d hosts x %d workloads: every route everywhere" % (HOSTS, WORKLOADS), calico_b, "s",
+               "bare BIRD, routes added by hand", ref_b)
     finally:
         if bench is not None:
             bench.close()

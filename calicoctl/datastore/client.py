@@ -81,6 +81,20 @@ class DatastoreClient:
             return []
         return [(node.key, node.value) for node in result.leaves if not node.dir and node.key]
 
+    def _valid_models(self, directories, from_json, key_filter=None):
+        """Models parsed from the leaves of directories; malformed ones are skipped
+        (data another writer got wrong must not break listing the rest)."""
+        found = []
+        for directory in directories:
+            for key, value in self._leaves(directory):
+                if key_filter is not None and key_filter(key) is None:
+                    continue
+                try:
+                    found.append(from_json(value))
+                except ValidationError:
+                    continue
+        return found
+
     @_translate_errors
     def update_value(self, key, compute, create=False):
         """Compare-and-swap read-modify-write.
@@ -324,15 +338,8 @@ class DatastoreClient:
 
     @_translate_errors
     def list_pools(self, version=None):
-        pools = []
-        for v in ((4, 6) if version is None else (version,)):
-            for key, value in self._leaves(paths.pools_dir(v)):
-                if paths.parse_pool_key(key) is None:
-                    continue
-                try:
-                    pools.append(model.IPPool.from_json(value))
-                except ValidationError:
-                    continue
+        pools = self._valid_models([paths.pools_dir(v) for v in _versions(version)],
+                                   model.IPPool.from_json, key_filter=paths.parse_pool_key)
         import netaddr
         pools.sort(key=lambda pool: (pool.version, netaddr.IPNetwork(pool.cidr)))
         return pools
@@ -492,14 +499,9 @@ class DatastoreClient:
     @_translate_errors
     def list_bgp_peers(self, hostname=None, version=None):
         """Global peers (hostname None) or one host's peers, sorted by IP."""
-        peers = []
-        for v in ((4, 6) if version is None else (version,)):
-            directory = paths.global_peers_dir(v) if hostname is None else paths.host_peers_dir(hostname, v)
-            for _, value in self._leaves(directory):
-                try:
-                    peers.append(model.BGPPeer.from_json(value))
-                except ValidationError:
-                    continue
+        directories = [paths.global_peers_dir(v) if hostname is None else paths.host_peers_dir(hostname, v)
+                       for v in _versions(version)]
+        peers = self._valid_models(directories, model.BGPPeer.from_json)
         import netaddr
         peers.sort(key=lambda peer: (peer.version, netaddr.IPAddress(peer.ip)))
         return peers
@@ -604,6 +606,11 @@ class DatastoreClient:
     def dump_tree(self, prefix):
         """(key, value) of every leaf under prefix, sorted; [] if absent."""
         return sorted(self._leaves(prefix))
+
+
+def _versions(version):
+    """The IP versions a ``version`` filter (None = both) stands for."""
+    return (4, 6) if version is None else (version,)
 
 
 def _key_tuple(ep_key):

@@ -8,22 +8,16 @@ these to and from etcd, the agent and the CLI consume them.
 refuse bad input and the agent can treat bad data as absent.
 """
 import json
-from dataclasses import dataclass, replace
-from typing import Optional, Union
+from dataclasses import dataclass
+from typing import Optional
 
 from calicoctl.errors import ValidationError
 from calicoctl import validate
+# Profile rules have their own module (what Felix accepts when reading them,
+# what calicoctl writes); they are models of etcd data like the rest.
+from calicoctl.rulemodel import Rule, Rules, StoredRule, StoredRules  # noqa: F401
 
-ACTIONS = ("allow", "deny")
-NAMED_PROTOCOLS = ("tcp", "udp", "icmp", "icmpv6", "sctp", "udplite")
-PORT_PROTOCOLS = ("tcp", "udp", "udplite", "sctp")
 ENDPOINT_STATES = ("active", "inactive")
-
-# The order keys appear in when a rule is written back as JSON.
-RULE_KEYS = ("action", "protocol", "ip_version", "icmp_type", "icmp_code",
-             "src_tag", "src_net", "src_ports", "dst_tag", "dst_net", "dst_ports")
-
-Port = Union[int, str]
 
 
 def _load_json(text, what):
@@ -31,173 +25,6 @@ def _load_json(text, what):
         return json.loads(text)
     except (TypeError, ValueError) as exc:
         raise ValidationError("Invalid JSON for %s: %s" % (what, exc))
-
-
-@dataclass(frozen=True)
-class Rule:
-    """One policy rule; unset fields match anything."""
-    action: str = "allow"
-    protocol: Optional[Union[str, int]] = None
-    ip_version: Optional[int] = None
-    icmp_type: Optional[int] = None
-    icmp_code: Optional[int] = None
-    src_tag: Optional[str] = None
-    src_net: Optional[str] = None
-    src_ports: Optional[tuple] = None
-    dst_tag: Optional[str] = None
-    dst_net: Optional[str] = None
-    dst_ports: Optional[tuple] = None
-
-    def __post_init__(self):
-        self.validate()
-
-    def validate(self):
-        if self.action not in ACTIONS:
-            raise ValidationError("Invalid rule action %r: expected allow or deny." % (self.action,))
-        protocol = self.protocol
-        if protocol is not None:
-            if isinstance(protocol, bool) or not (
-                    protocol in NAMED_PROTOCOLS or (isinstance(protocol, int) and 1 <= protocol <= 255)):
-                raise ValidationError(
-                    "Invalid protocol %r: expected one of %s or a number 1-255."
-                    % (protocol, ", ".join(NAMED_PROTOCOLS)))
-        if self.ip_version not in (None, 4, 6):
-            raise ValidationError("Invalid ip_version %r: expected 4 or 6." % (self.ip_version,))
-        for tag in (self.src_tag, self.dst_tag):
-            if tag is not None:
-                validate.parse_name(tag, "tag")
-        for net in (self.src_net, self.dst_net):
-            if net is not None:
-                parsed = validate.parse_cidr(net)
-                if self.ip_version is not None and parsed.version != self.ip_version:
-                    raise ValidationError("CIDR %s does not match ip_version %d." % (net, self.ip_version))
-        for ports in (self.src_ports, self.dst_ports):
-            if ports is not None:
-                if protocol not in PORT_PROTOCOLS:
-                    raise ValidationError(
-                        "Ports are only valid with protocol tcp, udp, udplite or sctp (got %s)." % (protocol,))
-                if not ports:
-                    raise ValidationError("Invalid ports: the list is empty.")
-                for port in ports:
-                    validate.parse_port_item(port)
-        if self.icmp_type is not None:
-            if protocol not in ("icmp", "icmpv6", 1, 58):
-                raise ValidationError("icmp_type is only valid with protocol icmp or icmpv6.")
-            validate.parse_icmp_value(self.icmp_type, "ICMP type")
-        if self.icmp_code is not None:
-            if self.icmp_type is None:
-                raise ValidationError("icmp_code needs an icmp_type.")
-            validate.parse_icmp_value(self.icmp_code, "ICMP code")
-
-    @classmethod
-    def from_dict(cls, data):
-        if not isinstance(data, dict):
-            raise ValidationError("Invalid rule %r: expected a JSON object." % (data,))
-        unknown = set(data) - set(RULE_KEYS)
-        if unknown:
-            raise ValidationError("Invalid rule: unknown field(s) %s." % ", ".join(sorted(unknown)))
-        values = {key: value for key, value in data.items() if value is not None}
-        for key in ("src_ports", "dst_ports"):
-            if key in values:
-                if not isinstance(values[key], list):
-                    raise ValidationError("Invalid rule: %s must be a list." % key)
-                values[key] = tuple(validate.parse_port_item(p) for p in values[key])
-        for key in ("icmp_type", "icmp_code", "ip_version"):
-            if key in values and (isinstance(values[key], bool) or not isinstance(values[key], int)):
-                raise ValidationError("Invalid rule: %s must be an integer." % key)
-        for key in ("src_tag", "dst_tag", "src_net", "dst_net", "action"):
-            if key in values and not isinstance(values[key], str):
-                raise ValidationError("Invalid rule: %s must be a string." % key)
-        if "src_net" in values:
-            values["src_net"] = str(validate.parse_cidr(values["src_net"]))
-        if "dst_net" in values:
-            values["dst_net"] = str(validate.parse_cidr(values["dst_net"]))
-        return cls(**values)
-
-    def to_dict(self):
-        result = {}
-        for key in RULE_KEYS:
-            value = getattr(self, key)
-            if value is not None:
-                result[key] = list(value) if key.endswith("_ports") else value
-        return result
-
-    def describe(self):
-        """Human-readable form used by ``rule show`` (pure)."""
-        words = [self.action]
-        if self.protocol is not None:
-            words.append(str(self.protocol))
-        if self.icmp_type is not None:
-            words += ["type", str(self.icmp_type)]
-            if self.icmp_code is not None:
-                words += ["code", str(self.icmp_code)]
-        for direction, ports, tag, net in (("from", self.src_ports, self.src_tag, self.src_net),
-                                           ("to", self.dst_ports, self.dst_tag, self.dst_net)):
-            parts = []
-            if ports:
-                parts += ["ports", ",".join(str(p) for p in ports)]
-            if tag:
-                parts += ["tag", tag]
-            if net:
-                parts += ["cidr", net]
-            if parts:
-                words += [direction] + parts
-        if self.ip_version is not None:
-            words += ["(IPv%d only)" % self.ip_version]
-        return " ".join(words)
-
-
-@dataclass(frozen=True)
-class Rules:
-    """A profile's inbound and outbound rule lists, evaluated in order."""
-    id: str
-    inbound_rules: tuple = ()
-    outbound_rules: tuple = ()
-
-    @classmethod
-    def default_for(cls, profile_name):
-        """New profiles: members accept traffic from members, may send anywhere."""
-        return cls(id=profile_name,
-                   inbound_rules=(Rule(action="allow", src_tag=profile_name),),
-                   outbound_rules=(Rule(action="allow"),))
-
-    @classmethod
-    def from_json(cls, text, expected_id=None):
-        data = _load_json(text, "rules")
-        if not isinstance(data, dict):
-            raise ValidationError("Invalid rules: expected a JSON object.")
-        unknown = set(data) - {"id", "inbound_rules", "outbound_rules"}
-        if unknown:
-            raise ValidationError("Invalid rules: unknown field(s) %s." % ", ".join(sorted(unknown)))
-        profile_id = data.get("id")
-        if expected_id is not None and profile_id != expected_id:
-            raise ValidationError("Rules id %r does not match profile name %r." % (profile_id, expected_id))
-        validate.parse_name(profile_id, "profile name")
-        lists = {}
-        for key in ("inbound_rules", "outbound_rules"):
-            value = data.get(key, [])
-            if not isinstance(value, list):
-                raise ValidationError("Invalid rules: %s must be a list." % key)
-            converted = []
-            for index, item in enumerate(value, 1):
-                try:
-                    converted.append(Rule.from_dict(item))
-                except ValidationError as exc:
-                    raise ValidationError("%s %d: %s" % (key.replace("_", " ").rstrip("s"), index, exc))
-            lists[key] = tuple(converted)
-        return cls(id=profile_id, **lists)
-
-    def to_dict(self):
-        return {"id": self.id,
-                "inbound_rules": [r.to_dict() for r in self.inbound_rules],
-                "outbound_rules": [r.to_dict() for r in self.outbound_rules]}
-
-    def to_json(self, indent=None):
-        return json.dumps(self.to_dict(), indent=indent)
-
-    def with_rules(self, direction, rules):
-        """Copy with one direction ('inbound'|'outbound') replaced."""
-        return replace(self, **{direction + "_rules": tuple(rules)})
 
 
 def parse_tags_json(text):

@@ -85,7 +85,7 @@ def parse_as_number(value):
 
 
 def parse_port_list(text):
-    """'80,443,1000:2000' (or 1000-2000) -> [80, 443, '1000:2000']."""
+    """'80,443,1000:2000' (or 1000-2000) -> [80, 443, '1000:2000']; '8080:8080' -> [8080]."""
     items = []
     if not isinstance(text, str) or not text:
         raise ValidationError("Invalid ports %r: expected a comma-separated list of ports or ranges." % (text,))
@@ -95,7 +95,12 @@ def parse_port_list(text):
 
 
 def parse_port_item(item, source=None):
-    """One port (int) or range ('lo:hi'); accepts ints and 'a:b'/'a-b' strings."""
+    """One port (int) or range ('lo:hi'); accepts ints and 'a:b'/'a-b' strings.
+
+    A range of one port becomes that port: Felix accepts a range only when
+    its start is below its end (projectcalico/felix calico/common.py,
+    validate_rule_port), and one rule it rejects drops the whole profile.
+    """
     shown = source if source is not None else item
     error = ValidationError(
         "Invalid ports %r: expected a comma-separated list of ports (0-65535) or ranges lo:hi." % (shown,))
@@ -118,15 +123,17 @@ def parse_port_item(item, source=None):
     high = int(match.group(2))
     if low > 65535 or high > 65535 or low > high:
         raise error
-    return "%d:%d" % (low, high)
+    return low if low == high else "%d:%d" % (low, high)
 
 
-def parse_icmp_value(value, what="ICMP type"):
-    """ICMP type/code: 0..254 (the kernel cannot match 255)."""
+def parse_icmp_value(value, what="ICMP type", highest=254):
+    """ICMP type 0..254 (the kernel reads type 255 as "any type", so Felix
+    cannot match it); pass highest=255 for a code."""
+    error = ValidationError("Invalid %s %r: expected an integer from 0 to %d." % (what, value, highest))
     try:
         number = _parse_digits(value)
     except ValueError:
-        raise ValidationError("Invalid %s %r: expected an integer from 0 to 254." % (what, value))
-    if not 0 <= number <= 254:
-        raise ValidationError("Invalid %s %r: expected an integer from 0 to 254." % (what, value))
+        raise error
+    if not 0 <= number <= highest:
+        raise error
     return number

@@ -70,6 +70,8 @@ import ipaddress
 from dataclasses import dataclass
 from typing import Callable
 
+from calicoctl.rulemodel import ICMP_FAMILY
+
 # -- marks (bits of skb->mark we own; other bits are left alone) -----------------
 ACCEPT_MARK = 0x1000000
 SRC_TAG_MARK = 0x2000000
@@ -113,10 +115,8 @@ DEFAULT_HOST_ACTION = "RETURN"
 # Protocols iptables-save prints by name (nft keeps a built-in table and
 # /etc/protocols for the rest); numbers not listed here are written as
 # numbers, and a restart rewrites such a chain once.
-PROTOCOL_NAMES = {1: "icmp", 6: "tcp", 17: "udp", 58: "ipv6-icmp", 132: "sctp", 136: "udplite",
+PROTOCOL_NAMES = {1: "icmp", 6: "tcp", 17: "udp", 33: "dccp", 58: "ipv6-icmp", 132: "sctp", 136: "udplite",
                   47: "gre", 50: "esp", 51: "ah"}
-PROTOCOL_NUMBERS = {"icmp": 1, "tcp": 6, "udp": 17, "icmpv6": 58, "sctp": 132, "udplite": 136}
-ICMP_FAMILY = {1: 4, 58: 6}   # protocol number -> the only family it exists in
 
 # ICMPv6 a workload needs to reach its host with (neighbour discovery, MLD,
 # router solicitation): accepted before policy, as Felix did.
@@ -232,14 +232,6 @@ TagResolver = Callable[[str, int, str], TagPlacement]
 """resolve(tag, version, side 's'|'d') -> TagPlacement."""
 
 
-def _protocol_number(protocol):
-    if protocol is None:
-        return None
-    if isinstance(protocol, int):
-        return protocol
-    return PROTOCOL_NUMBERS.get(protocol)
-
-
 def _render_protocol(number):
     return PROTOCOL_NAMES.get(number, str(number))
 
@@ -266,7 +258,7 @@ def applies_to_family(rule, version):
     for net in (rule.src_net, rule.dst_net):
         if net is not None and cidr_version(net) != version:
             return False
-    family = ICMP_FAMILY.get(_protocol_number(rule.protocol))
+    family = ICMP_FAMILY.get(rule.protocol_number)
     if family is not None and family != version:
         return False
     return True
@@ -275,17 +267,21 @@ def applies_to_family(rule, version):
 def render_rule(rule, version, resolve_tag):
     """One policy rule -> list of iptables rule strings (without ``-A chain``).
 
-    Returns [] when the rule does not apply to this family.
+    Returns [] when the rule does not apply to this family. A rule Felix
+    accepts but iptables cannot express becomes a DROP of everything, in
+    its place (``Rule.drop_reason``), as Felix programs it.
     """
     if not applies_to_family(rule, version):
         return []
+    if rule.drop_reason is not None:
+        return [render_comment("Unexpressible rule: %s" % rule.drop_reason) + " -j DROP"]
     target = "-g " + CHAIN_ALLOW if rule.action == "allow" else "-j DROP"
     head = []
     if rule.src_net is not None:
         head += ["-s", render_cidr(rule.src_net)]
     if rule.dst_net is not None:
         head += ["-d", render_cidr(rule.dst_net)]
-    number = _protocol_number(rule.protocol)
+    number = rule.protocol_number
     if number is not None:
         head += ["-p", _render_protocol(number)]
     matches = []

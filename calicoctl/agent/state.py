@@ -382,11 +382,12 @@ class PolicyIndex:
             del self.rules[name]
         else:
             self._profile_keys.add(key)
-            try:
-                parsed = model.Rules.from_json(value)
-            except ValidationError as exc:
-                LOG.warning("Profile %s: invalid rules (%s); its chains will drop everything.", name, exc)
-                parsed = None
+            stored = model.StoredRules.read(name, value)
+            parsed = stored.rules
+            if parsed is None:
+                # As Felix: one rule it rejects makes the whole rules object absent.
+                LOG.warning("Profile %s: invalid rules, which Felix rejects (%s); its chains will drop "
+                            "everything.", name, "; ".join(stored.problems))
             if name in self.rules and self.rules[name] == parsed:
                 return
             self.rules[name] = parsed

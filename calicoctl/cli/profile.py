@@ -42,7 +42,11 @@ Description:
   written.
 
   Ports are a comma-separated list of ports and ranges, e.g. 22,80:90.
-  ICMP type and code are numbers from 0 to 254.
+  ICMP types are numbers from 0 to 254, codes from 0 to 255.
+
+  rule show marks rules that Felix rejects (written by another tool):
+  one of them makes the agent drop all traffic of the profile's
+  endpoints. rule remove --at and rule update can repair them.
 
 Options:
   --detailed       Also list the endpoints that use each profile.
@@ -50,7 +54,7 @@ Options:
   --at=<POSITION>  1-based position of the rule: where to insert it
                    (default: after the last rule), or which one to remove.
 """
-from calicoctl import model, validate
+from calicoctl import model, rulemodel, validate
 from calicoctl.cli import UsageExit, parse
 from calicoctl.cli.output import render_table
 from calicoctl.errors import Conflict, NotFound, ValidationError
@@ -172,7 +176,7 @@ def raise_in_use(name, endpoint_ids):
 def run_tag_command(ctx, name, args):
     datastore = ctx.datastore
     if args["show"]:
-        for tag in datastore.get_profile(name).tags:
+        for tag in datastore.get_profile_tags(name):
             ctx.out(tag)
         return 0
     tag = validate.parse_name(args["<TAG>"], "tag")
@@ -199,7 +203,7 @@ def run_rule_command(ctx, name, args):
     if args["show"]:
         return show_rules(ctx, name)
     if args["json"]:
-        ctx.out(ctx.datastore.get_profile(name).rules.to_json(indent=2))
+        ctx.out(ctx.datastore.get_profile_rules(name).pretty_text())
         ctx.out()
         return 0
     if args["update"]:
@@ -207,38 +211,53 @@ def run_rule_command(ctx, name, args):
     direction = "inbound" if args["inbound"] else "outbound"
     position = policy.parse_position(args["--at"]) if args["--at"] is not None else None
     if args["add"]:
-        rule = policy.check_rule_coherent(parse_rule_args(args))
-        return add_rule(ctx, name, direction, rule, position)
+        return add_rule(ctx, name, direction, parse_rule_args(args).check_writable(), position)
     if position is not None:
         return remove_rule_at(ctx, name, direction, position)
-    return remove_rule_matching(ctx, name, direction, policy.check_rule_coherent(parse_rule_args(args)))
+    return remove_rule_matching(ctx, name, direction, parse_rule_args(args).check_writable())
 
 
 def show_rules(ctx, name):
-    rules = ctx.datastore.get_profile(name).rules
-    for title, rule_list in (("Inbound rules:", rules.inbound_rules),
-                             ("Outbound rules:", rules.outbound_rules)):
-        ctx.out(title)
-        for index, rule in enumerate(rule_list, 1):
-            ctx.out(" %3d %s" % (index, rule.describe()))
+    stored = ctx.datastore.get_profile_rules(name)
+    if not stored.accepted:
+        ctx.out(render_rejection(stored))
+    for direction in rulemodel.DIRECTIONS:
+        ctx.out("%s rules:" % direction.capitalize())
+        if direction in stored.unreadable:
+            ctx.out("     (unreadable: %s)" % stored.problems[0])
+        for index, entry in enumerate(stored.entries(direction), 1):
+            ctx.out(" %3d %s" % (index, entry.describe()))
     return 0
 
 
-def _edit_rules(ctx, name, direction, calculate):
-    """CAS-edit one direction's rule list; calculate(tuple) -> RuleChange."""
+def render_rejection(stored):
+    """The warning ``rule show`` starts with when Felix rejects the rules (pure)."""
+    return ("Felix rejects these rules (%s), so the agent drops all traffic of this profile's endpoints; "
+            "fix them with 'rule remove --at' or 'rule update'." % "; ".join(stored.problems))
+
+
+def _edit_rules(ctx, name, direction, calculate, refuse_rejected=False):
+    """CAS-edit one direction's rule list, leaving every other stored rule as
+    it was; calculate(tuple of StoredRule) -> RuleChange. Returns (change, now stored)."""
     outcome = {}
 
-    def apply(rules):
-        change = calculate(getattr(rules, direction + "_rules"))
+    def apply(stored):
+        stored.check_editable(direction)
+        if refuse_rejected and not stored.accepted:
+            raise ValidationError("Felix rejects the rules of profile %s (%s); fix them with 'rule remove --at' "
+                                  "or 'rule update' first." % (name, "; ".join(stored.problems)))
+        change = calculate(stored.entries(direction))
         outcome["change"] = change
-        return rules.with_rules(direction, change.rules) if change.changed else rules
-    ctx.datastore.update_profile_rules(name, apply)
-    return outcome["change"]
+        return stored.replaced(direction, change.rules) if change.changed else stored.text
+    now = ctx.datastore.update_profile_rules(name, apply)
+    return outcome["change"], now
 
 
 def add_rule(ctx, name, direction, rule, position):
-    change = _edit_rules(ctx, name, direction,
-                         lambda rules: policy.calculate_rule_insert(rules, rule, position, direction))
+    change, _ = _edit_rules(ctx, name, direction,
+                            lambda entries: policy.calculate_rule_insert(entries, model.StoredRule.of(rule),
+                                                                         position, direction),
+                            refuse_rejected=True)
     if change.changed:
         ctx.out("Added %s rule %d to profile %s: %s" % (direction, change.position, name, rule.describe()))
     else:
@@ -247,29 +266,38 @@ def add_rule(ctx, name, direction, rule, position):
 
 
 def remove_rule_at(ctx, name, direction, position):
-    change = _edit_rules(ctx, name, direction,
-                         lambda rules: policy.calculate_rule_remove_at(rules, position, direction))
+    change, now = _edit_rules(ctx, name, direction,
+                              lambda entries: policy.calculate_rule_remove_at(entries, position, direction))
     ctx.out("Removed %s rule %d from profile %s: %s" % (direction, position, name, change.rule.describe()))
+    _say_if_still_rejected(ctx, now)
     return 0
 
 
 def remove_rule_matching(ctx, name, direction, rule):
-    change = _edit_rules(ctx, name, direction,
-                         lambda rules: policy.calculate_rule_remove_match(rules, rule, direction))
+    change, now = _edit_rules(ctx, name, direction,
+                              lambda entries: policy.calculate_rule_remove_match(entries, model.StoredRule.of(rule),
+                                                                                 direction))
     ctx.out("Removed %s rule %d from profile %s: %s" % (direction, change.position, name, rule.describe()))
+    _say_if_still_rejected(ctx, now)
     return 0
+
+
+def _say_if_still_rejected(ctx, stored):
+    if not stored.accepted:
+        ctx.out(render_rejection(stored))
 
 
 def update_rules(ctx, name):
     text = ctx.stdin.read()
     if not text.strip():
         raise ValidationError("No rules JSON on stdin (expected the format 'rule json' prints).")
-    new_rules = policy.check_rules_coherent(model.Rules.from_json(text, expected_id=name))
+    new_rules = model.Rules.from_user_json(text, name)
     changed = {}
 
     def replace(old):
-        changed["value"] = old != new_rules
-        return new_rules
+        # Whatever is stored (even what Felix rejects) is replaced.
+        changed["value"] = old.rules != new_rules
+        return new_rules.to_json() if changed["value"] else old.text
     ctx.datastore.update_profile_rules(name, replace)
     if changed["value"]:
         ctx.out("Updated the rules of profile %s (%d inbound, %d outbound)."
@@ -291,7 +319,7 @@ def parse_rule_args(args):
     if args.get("<ICMPTYPE>") is not None:
         values["icmp_type"] = validate.parse_icmp_value(args["<ICMPTYPE>"], "ICMP type")
     if args.get("<ICMPCODE>") is not None:
-        values["icmp_code"] = validate.parse_icmp_value(args["<ICMPCODE>"], "ICMP code")
+        values["icmp_code"] = validate.parse_icmp_value(args["<ICMPCODE>"], "ICMP code", highest=255)
     for side in ("src", "dst"):
         upper = side.upper()
         if args.get("<%sPORTS>" % upper) is not None:

@@ -178,16 +178,22 @@ class DatastoreClient:
         return True
 
     @_translate_errors
-    def get_profile(self, name):
-        """Profile with tags and rules; NotFound if absent."""
+    def get_profile_tags(self, name):
+        """A profile's tags; NotFound if the profile is absent."""
+        tags_text = self._read_profile(name).get(paths.profile_tags(name))
+        return model.parse_tags_json(tags_text) if tags_text else ()
+
+    @_translate_errors
+    def get_profile_rules(self, name):
+        """A profile's rules as stored (model.StoredRules, with Felix's
+        verdict); NotFound if the profile is absent."""
+        return model.StoredRules.read(name, self._read_profile(name).get(paths.profile_rules(name)))
+
+    def _read_profile(self, name):
         values = dict(self._leaves(paths.profile_dir(name)))
         if not values and not self._exists(paths.profile_dir(name)):
             raise NotFound("Profile %s not found." % name)
-        tags_text = values.get(paths.profile_tags(name))
-        rules_text = values.get(paths.profile_rules(name))
-        tags = model.parse_tags_json(tags_text) if tags_text else ()
-        rules = model.Rules.from_json(rules_text) if rules_text else model.Rules(id=name)
-        return model.Profile(name=name, tags=tags, rules=rules)
+        return values
 
     @_translate_errors
     def remove_profile(self, name):
@@ -205,14 +211,13 @@ class DatastoreClient:
         return model.parse_tags_json(self.update_value(paths.profile_tags(name), apply, create=True))
 
     def update_profile_rules(self, name, compute):
-        """CAS-update a profile's rules: compute(Rules) -> Rules."""
+        """CAS-update a profile's rules: compute(StoredRules) -> the JSON text
+        to store (its ``text`` to leave it alone). Returns the StoredRules now stored."""
         self._require_profile(name)
 
         def apply(old):
-            rules = model.Rules.from_json(old) if old else model.Rules(id=name)
-            new_rules = compute(rules)
-            return old if new_rules == rules and old is not None else new_rules.to_json()
-        return model.Rules.from_json(self.update_value(paths.profile_rules(name), apply, create=True))
+            return compute(model.StoredRules.read(name, old))
+        return model.StoredRules.read(name, self.update_value(paths.profile_rules(name), apply, create=True))
 
     def _require_profile(self, name):
         if not self.profile_exists(name):

@@ -16,8 +16,6 @@ from typing import Optional
 from calicoctl import validate
 from calicoctl.errors import Conflict, NotFound, ValidationError
 
-DIRECTIONS = ("inbound", "outbound")
-
 
 # -- rule lists -------------------------------------------------------------------
 
@@ -34,7 +32,7 @@ class RuleChange:
     rules: tuple            # the new list (unchanged when nothing was done)
     position: int           # 1-based position of the rule added / removed / found
     changed: bool
-    rule: object = None     # the rule concerned (model.Rule)
+    rule: object = None     # the rule concerned (a model.StoredRule, like the list's items)
 
 
 def calculate_rule_insert(rules, rule, position=None, direction="inbound"):
@@ -75,37 +73,6 @@ def calculate_rule_remove_match(rules, rule, direction="inbound"):
         raise NotFound("No %s rule '%s' to remove." % (direction, rule.describe()))
     index = rules.index(rule)
     return RuleChange(rules[:index] + rules[index + 1:], index + 1, True, rule)
-
-
-def check_rule_coherent(rule):
-    """Refuse rules that are valid field by field but can never match.
-
-    Felix would silently skip them, so the user would never learn why a
-    rule has no effect.
-    """
-    import netaddr
-    versions = set()
-    for net in (rule.src_net, rule.dst_net):
-        if net is not None:
-            versions.add(netaddr.IPNetwork(net).version)
-    if len(versions) > 1:
-        raise ValidationError("Rule mixes an IPv4 and an IPv6 CIDR; it could never match.")
-    if rule.protocol == "icmp" and 6 in versions:
-        raise ValidationError("icmp rules match IPv4 only; use icmpv6 with an IPv6 CIDR.")
-    if rule.protocol == "icmpv6" and 4 in versions:
-        raise ValidationError("icmpv6 rules match IPv6 only; use icmp with an IPv4 CIDR.")
-    return rule
-
-
-def check_rules_coherent(rules):
-    """check_rule_coherent for every rule of a model.Rules, naming the culprit."""
-    for direction in DIRECTIONS:
-        for index, rule in enumerate(getattr(rules, direction + "_rules"), 1):
-            try:
-                check_rule_coherent(rule)
-            except ValidationError as exc:
-                raise ValidationError("%s rule %d: %s" % (direction, index, exc))
-    return rules
 
 
 # -- tags -------------------------------------------------------------------------

@@ -257,7 +257,8 @@ def test_add_imports_only_what_it_needs(seeded, host1, make_container):
     assert {"docker", "pyroute2", "etcd", "netaddr", "docopt"} <= top
     ours = {name for name in modules if name.startswith("calicoctl.")}
     assert ours == {"calicoctl.cli", "calicoctl.cli.context", "calicoctl.cli.container", "calicoctl.errors",
-                    "calicoctl.validate", "calicoctl.model", "calicoctl.ops", "calicoctl.ops.container",
+                    "calicoctl.validate", "calicoctl.model", "calicoctl.rulemodel", "calicoctl.ops",
+                    "calicoctl.ops.container",
                     "calicoctl.datastore", "calicoctl.datastore.paths", "calicoctl.datastore.etcdconn",
                     "calicoctl.datastore.client", "calicoctl.host", "calicoctl.host.netlink",
                     "calicoctl.host.docker"}

@@ -15,6 +15,7 @@ import pytest
 from calicoctl.datastore import paths
 from tests.harness.simhost import SimHost
 from tests.harness.util import wait_for
+from tests.rule_cases import CASES, stored_rules
 from tests.system.multihost import NetnsWorkload
 
 HOSTNAME = "dp-agent"
@@ -115,6 +116,47 @@ def test_status_pid_file_and_clean_stop(agent, host, lan_etcd):
     assert agent.stop(signal.SIGTERM) == 0
     assert "-j felix-FORWARD" in chains(host)          # the dataplane stays
     assert host.run(["test", "-e", RUN_DIR + "/agent.pid"], cwd="/").returncode != 0
+
+
+def chain_rules(save_text):
+    """{chain: [rule text]} of an iptables-save dump (declared chains included)."""
+    found = {}
+    for line in save_text.splitlines():
+        if line.startswith(":"):
+            found.setdefault(line[1:].split()[0], [])
+        elif line.startswith("-A "):
+            chain, _, rule = line[3:].partition(" ")
+            found.setdefault(chain, []).append(rule)
+    return found
+
+
+def test_every_rule_case_is_enforced_as_felix_reads_it(agent, host, lan_etcd):
+    """Each case of tests/rule_cases.py, stored as another tool would, in its
+    own profile: accepted rules are programmed as Felix means them (numeric
+    protocols, empty port lists, DROP for what iptables cannot express), a
+    rejected one turns its whole profile into a DROP and is logged."""
+    names = {"r%02d" % n: case for n, case in enumerate(CASES)}
+    for name, case in names.items():
+        put(lan_etcd, paths.profile_rules(name), json.dumps(stored_rules(name, case.rule)))
+    put(lan_etcd, ep_key("cases"), endpoint_json("calicases", "10.70.3.1", profiles=sorted(names)))
+
+    def programmed():
+        v4 = chain_rules(chains(host))
+        v6 = chain_rules(host.run(["ip6tables-nft-save", "-t", "filter"], cwd="/").stdout)
+        return all("felix-p-%s-i" % name in v4 and "felix-p-%s-i" % name in v6 for name in names) and (v4, v6)
+    v4, v6 = wait_for(programmed, timeout=20, message="a profile chain for every case")
+    for name, case in names.items():
+        drop = ['-m comment --comment "No valid rules for profile %s" -j DROP' % name]
+        inbound, outbound = "felix-p-%s-i" % name, "felix-p-%s-o" % name
+        if case.accepted:
+            expected = (list(case.v4), list(case.v6), ["-g felix-ALLOW"])
+        else:
+            expected = (drop, drop, drop)
+        assert (v4[inbound], v6[inbound], v4[outbound]) == expected, case.id
+    log = agent.log()
+    for name, case in names.items():
+        assert ("Profile %s: invalid rules" % name in log) is (not case.accepted), case.id
+    assert "Traceback" not in log and agent.process.poll() is None
 
 
 def _read(lan_etcd, key):

@@ -166,6 +166,33 @@ def test_port_rules(w):
     assert not ping(w.a, w.b)
 
 
+def test_numeric_protocol_rule_written_by_another_tool(w):
+    """Felix reads protocol "6" as tcp: so does the agent. The same rule with
+    a one-port range "8080:8080", which Felix rejects, shuts the profile;
+    ``rule update`` repairs it."""
+    ctl(w, "profile", "add", "SVC")
+    ctl(w, "profile", "add", "CLIENT")
+
+    def store_inbound(rule):
+        w.client.write(paths.profile_rules("SVC"), json.dumps(
+            {"id": "SVC", "inbound_rules": [rule], "outbound_rules": [{"action": "allow"}]}))
+    store_inbound({"action": "allow", "protocol": "6", "dst_ports": [PORT]})
+    ctl(w, "endpoint", w.b.endpoint_id, "profile", "set", "SVC")
+    ctl(w, "endpoint", w.a.endpoint_id, "profile", "set", "CLIENT")
+    eventually(lambda: tcp(w.a, w.b, PORT), "protocol 6 letting TCP in on the port")
+    assert not tcp(w.a, w.b, OTHER_PORT) and not ping(w.a, w.b)
+    assert "allow protocol 6 to ports %d" % PORT in ctl(w, "profile", "SVC", "rule", "show").stdout
+    store_inbound({"action": "allow", "protocol": "6", "dst_ports": ["%d:%d" % (PORT, PORT)]})
+    eventually(lambda: not tcp(w.a, w.b, PORT), "a rule Felix rejects closing the profile")
+    assert "Felix rejects these rules" in ctl(w, "profile", "SVC", "rule", "show").stdout
+    text = ctl(w, "profile", "SVC", "rule", "json").stdout
+    w.cluster.calicoctl(w.host, "profile", "SVC", "rule", "update", input=text)
+    assert json.loads(w.client.read(paths.profile_rules("SVC")).value)["inbound_rules"] == [
+        {"action": "allow", "protocol": 6, "dst_ports": [PORT]}]
+    eventually(lambda: tcp(w.a, w.b, PORT), "the rule repaired by rule update")
+    assert not tcp(w.a, w.b, OTHER_PORT)
+
+
 def test_deny_rules_and_rule_order(w):
     ctl(w, "profile", "add", "P")
     for load in (w.a, w.b, w.c):

@@ -86,31 +86,6 @@ def test_remove_matching_missing_refused():
     assert "allow icmp type 8" in str(error.value)
 
 
-# -- coherence -----------------------------------------------------------------------
-
-@pytest.mark.parametrize("rule", [
-    model.Rule(src_net="10.0.0.0/8", dst_net="fd00::/8"),
-    model.Rule(protocol="icmp", dst_net="fd00::/8"),
-    model.Rule(protocol="icmpv6", src_net="10.0.0.0/8"),
-])
-def test_incoherent_rules_refused(rule):
-    with pytest.raises(ValidationError):
-        policy.check_rule_coherent(rule)
-
-
-def test_coherent_rules_pass():
-    for rule in (A, B, C, model.Rule(src_net="fd00::/8", dst_net="fd01::/16", protocol="icmpv6")):
-        assert policy.check_rule_coherent(rule) is rule
-
-
-def test_rules_coherence_names_the_rule():
-    rules = model.Rules(id="P", inbound_rules=(A,), outbound_rules=(A, model.Rule(protocol="icmp",
-                                                                                  src_net="fd00::/8")))
-    with pytest.raises(ValidationError) as error:
-        policy.check_rules_coherent(rules)
-    assert "outbound rule 2" in str(error.value)
-
-
 # -- tags ------------------------------------------------------------------------------
 
 def test_tags():

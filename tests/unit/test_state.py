@@ -106,6 +106,17 @@ def test_bad_rules_are_kept_as_none_so_the_profile_drops(index):
     assert "A" in index.rules and index.profile_rules("A") is None
 
 
+def test_rules_are_read_as_felix_reads_them(index, caplog):
+    # Accepted though unusual: a protocol number as a string, no id, no action.
+    index.apply(paths.profile_rules("A"), json.dumps({"inbound_rules": [{"protocol": "6", "dst_ports": [80]}]}))
+    assert index.profile_rules("A").inbound_rules[0].protocol_number == 6
+    assert index.profile_rules("A").outbound_rules == ()
+    # A one-port range Felix rejects: the profile's rules count as absent, and the log says why.
+    index.apply(paths.profile_rules("A"), rules_json("A", [{"protocol": "tcp", "dst_ports": ["80:80"]}]))
+    assert index.profile_rules("A") is None
+    assert 'inbound rule 1: dst_ports: port range "80:80"' in caplog.text
+
+
 def test_unchanged_rules_report_nothing(index):
     index.apply(paths.profile_rules("A"), rules_json("A"))
     index.take_changes()

@@ -81,7 +81,10 @@ def test_as_numbers_refused(text):
     ("1000-2000", ["1000:2000"]),
     ("22,80:90,443", [22, "80:90", 443]),
     ("0,65535", [0, 65535]),
-    ("5:5", ["5:5"]),
+    # One-port ranges become the port: Felix accepts a range only when start < end.
+    ("5:5", [5]),
+    ("8080:8080", [8080]),
+    ("53-53", [53]),
 ])
 def test_port_lists_accepted(text, expected):
     assert validate.parse_port_list(text) == expected
@@ -94,7 +97,7 @@ def test_port_lists_refused(text):
         validate.parse_port_list(text)
 
 
-@pytest.mark.parametrize("item,expected", [(80, 80), ("80", 80), ("1:2", "1:2"), ("1-2", "1:2")])
+@pytest.mark.parametrize("item,expected", [(80, 80), ("80", 80), ("1:2", "1:2"), ("1-2", "1:2"), ("80:80", 80)])
 def test_port_items_from_json(item, expected):
     assert validate.parse_port_item(item) == expected
 
@@ -113,5 +116,12 @@ def test_icmp_values_accepted(text, expected):
 @pytest.mark.parametrize("text", ["255", "-1", "x", "", "+8", "1_0", True])
 def test_icmp_values_refused(text):
     with pytest.raises(ValidationError) as error:
-        validate.parse_icmp_value(text, "ICMP code")
-    assert "ICMP code" in str(error.value)
+        validate.parse_icmp_value(text, "ICMP type")
+    assert "ICMP type" in str(error.value)
+
+
+def test_icmp_codes_go_up_to_255():
+    assert validate.parse_icmp_value("255", "ICMP code", highest=255) == 255
+    with pytest.raises(ValidationError) as error:
+        validate.parse_icmp_value("256", "ICMP code", highest=255)
+    assert "ICMP code" in str(error.value) and "0 to 255" in str(error.value)

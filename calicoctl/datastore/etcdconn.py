@@ -11,14 +11,19 @@ the client is built (a network round trip before the first command, and a
 failure if the first member is down). Instead we keep one plain client per
 configured endpoint and move to the next one when a request cannot connect.
 """
+import ipaddress
 import logging
+import re
 from dataclasses import dataclass
 from typing import Optional, Tuple
 from urllib.parse import urlsplit
 
+from calicoctl import validate
 from calicoctl.errors import DatastoreUnavailable, ValidationError
 
 DEFAULT_AUTHORITY = "127.0.0.1:2379"
+# One part of a host name: letters, digits and inner hyphens (and underscores).
+HOST_LABEL_RE = re.compile(r"^[A-Za-z0-9_](?:[A-Za-z0-9_-]*[A-Za-z0-9_])?\Z")
 # Short enough that "etcd is down" is reported within seconds; watches pass
 # their own, longer timeout per call.
 DEFAULT_TIMEOUT = 2.0
@@ -67,31 +72,74 @@ def parse_settings(env):
 
 
 def _parse_authority(text, scheme):
-    error = ValidationError("Invalid ETCD_AUTHORITY %r: expected host:port, e.g. 127.0.0.1:2379." % text)
+    def error(reason):
+        return ValidationError("Invalid ETCD_AUTHORITY %r: %s." % (text, reason))
     if text.startswith("["):          # [v6addr]:port
         host, _, rest = text[1:].partition("]")
         if not rest.startswith(":"):
-            raise error
+            raise error("expected host:port, e.g. 127.0.0.1:2379")
         port_text = rest[1:]
+        bracketed = True
     else:
         if text.count(":") != 1:
-            raise error
+            raise error("expected host:port, e.g. 127.0.0.1:2379")
         host, port_text = text.split(":")
-    if not host or not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
-        raise error
-    return EtcdEndpoint(scheme, host, int(port_text))
+        bracketed = False
+    if not validate.DIGITS_RE.match(port_text) or not 1 <= int(port_text) <= 65535:
+        raise error("the port must be a number from 1 to 65535")
+    return EtcdEndpoint(scheme, _check_host(host, bracketed, error), int(port_text))
 
 
 def _parse_url(text):
-    error = ValidationError("Invalid etcd endpoint %r in ETCD_ENDPOINTS: expected a URL like http://10.0.0.1:2379." % text)
+    def error(reason):
+        return ValidationError("Invalid etcd endpoint %r in ETCD_ENDPOINTS: %s." % (text, reason))
+    shape = "expected a URL like http://10.0.0.1:2379"
     try:
         parts = urlsplit(text)
+    except ValueError:                # e.g. brackets around something that is not IPv6
+        raise error(shape)
+    try:
         port = parts.port
     except ValueError:
-        raise error
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise error
-    return EtcdEndpoint(parts.scheme, parts.hostname, port or 2379)
+        raise error("the port must be a number from 1 to 65535")
+    # Anything but scheme://host[:port] (a path, "?", "#", user@) would be
+    # silently dropped by the client, which would then dial something else.
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.path not in ("", "/") \
+            or parts.query or parts.fragment or "#" in text or "?" in text or "@" in parts.netloc:
+        raise error(shape)
+    if port is not None and not 1 <= port <= 65535:
+        raise error("the port must be a number from 1 to 65535")
+    bracketed = parts.netloc.startswith("[")
+    return EtcdEndpoint(parts.scheme, _check_host(parts.hostname, bracketed, error), port or 2379)
+
+
+def _check_host(host, bracketed, error):
+    """``host`` if it is an IP address or a name DNS allows, else raise
+    ``error(reason)``; an IPv6 address only in brackets."""
+    if bracketed:
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise error("[%s] is not an IPv6 address" % host)
+        return host
+    if not host:
+        raise error("the host is missing")
+    labels = host[:-1].split(".") if host.endswith(".") else host.split(".")
+    if all(label.isdigit() for label in labels):
+        try:
+            ipaddress.IPv4Address(host)
+        except ValueError:
+            raise error("%s is not an IPv4 address" % host)
+        return host
+    if len(host.rstrip(".")) > 253:
+        raise error("the host name is longer than the 253 characters DNS allows")
+    for label in labels:
+        if not label or len(label) > 63:
+            raise error("each dot-separated part of a host name must have 1 to 63 characters")
+        # Underscores are not DNS but /etc/hosts and container names use them.
+        if not HOST_LABEL_RE.match(label):
+            raise error("the host name %r has characters a host name cannot have" % host)
+    return host
 
 
 def describe(settings):

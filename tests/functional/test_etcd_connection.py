@@ -156,6 +156,14 @@ def test_default_authority_is_named_when_nothing_listens():
     {"ETCD_AUTHORITY": "http://127.0.0.1:2379"},
     {"ETCD_SCHEME": "gopher"},
     {"ETCD_ENDPOINTS": "127.0.0.1:2379"},
+    # Malformed hosts are bad input, not an unreachable etcd (exit 3).
+    {"ETCD_AUTHORITY": "exa#mple:2379"},
+    {"ETCD_AUTHORITY": "a" * 64 + ".example.com:2379"},
+    {"ETCD_AUTHORITY": ".".join(["a" * 63] * 4) + ":2379"},
+    {"ETCD_AUTHORITY": "[not-v6]:2379"},
+    {"ETCD_ENDPOINTS": "http://exa#mple:2379"},
+    {"ETCD_ENDPOINTS": "http://127.0.0.1:0"},
+    {"ETCD_ENDPOINTS": "http://bad_host!:2379"},
 ])
 def test_bad_settings_exit_1(env):
     result = run_cli_process(env, "profile show")

@@ -243,3 +243,48 @@ def test_endpoints_list_wins_over_authority():
 def test_bad_etcd_settings_refused(env):
     with pytest.raises(ValidationError):
         etcdconn.parse_settings(env)
+
+
+LONGEST_NAME = ".".join(["a" * 63, "b" * 63, "c" * 63, "d" * 61])      # 253 characters
+
+
+@pytest.mark.parametrize("authority,url", [
+    ("etcd.example.com:4001", "http://etcd.example.com:4001"),
+    ("etcd_1:2379", "http://etcd_1:2379"),                  # container names have underscores
+    ("etcd.:2379", "http://etcd.:2379"),
+    ("[fd00::1]:2379", "http://[fd00::1]:2379"),
+    (LONGEST_NAME + ":2379", "http://%s:2379" % LONGEST_NAME),
+    ("a" * 63 + ":1", "http://%s:1" % ("a" * 63)),
+])
+def test_good_etcd_hosts(authority, url):
+    assert [e.url for e in etcdconn.parse_settings({"ETCD_AUTHORITY": authority}).endpoints] == [url]
+
+
+@pytest.mark.parametrize("variable,value,reason", [
+    ("ETCD_AUTHORITY", "exa#mple:2379", "characters a host name cannot have"),
+    ("ETCD_AUTHORITY", "etcd host:2379", "characters a host name cannot have"),
+    ("ETCD_AUTHORITY", "-etcd:2379", "characters a host name cannot have"),
+    ("ETCD_AUTHORITY", "ëtcd:2379", "characters a host name cannot have"),
+    ("ETCD_AUTHORITY", "h%s:2379", "characters a host name cannot have"),
+    ("ETCD_AUTHORITY", "a..b:2379", "1 to 63 characters"),
+    ("ETCD_AUTHORITY", "a" * 64 + ":2379", "1 to 63 characters"),
+    ("ETCD_AUTHORITY", LONGEST_NAME + "d:2379", "253 characters"),
+    ("ETCD_AUTHORITY", "10.0.0.256:2379", "not an IPv4 address"),
+    ("ETCD_AUTHORITY", "[etcd]:2379", "not an IPv6 address"),
+    ("ETCD_AUTHORITY", "etcd:70000", "1 to 65535"),
+    ("ETCD_AUTHORITY", "etcd:+1", "1 to 65535"),
+    ("ETCD_AUTHORITY", "fd00::1:2379", "host:port"),
+    ("ETCD_ENDPOINTS", "http://exa#mple:2379", "expected a URL"),
+    ("ETCD_ENDPOINTS", "http://etcd:2379/v2", "expected a URL"),
+    ("ETCD_ENDPOINTS", "http://user@etcd:2379", "expected a URL"),
+    ("ETCD_ENDPOINTS", "http://etcd:2379?x=1", "expected a URL"),
+    ("ETCD_ENDPOINTS", "http://[fd00::zz]:2379", "expected a URL"),
+    ("ETCD_ENDPOINTS", "http://etcd:0", "1 to 65535"),
+    ("ETCD_ENDPOINTS", "http://etcd:99999", "1 to 65535"),
+    ("ETCD_ENDPOINTS", "http://10.0.0.1:2379,http://e%tcd:2379", "characters a host name cannot have"),
+    ("ETCD_ENDPOINTS", "https://" + "a" * 64 + ":2379", "1 to 63 characters"),
+])
+def test_malformed_etcd_hosts_and_ports_name_the_variable(variable, value, reason):
+    with pytest.raises(ValidationError) as error:
+        etcdconn.parse_settings({variable: value})
+    assert variable in str(error.value) and reason in str(error.value)

@@ -410,15 +410,6 @@ class BGPPeer:
 
 
 @dataclass(frozen=True)
-class HostInfo:
-    """What ``calicoctl node`` records for a host."""
-    hostname: str
-    ipv4: Optional[str] = None
-    ipv6: Optional[str] = None
-    as_num: Optional[int] = None
-
-
-@dataclass(frozen=True)
 class VxlanTunnel:
     """Our extension: a host's VXLAN tunnel endpoint, at /calico/v1/host/<h>/vxlan.
 

@@ -18,8 +18,9 @@ from calicoctl.errors import ValidationError
 DEFAULT_LOG_DIR = "/var/log/calico"
 DEFAULT_RUN_DIR = "/var/run/calico"
 
-# Environment variables that tune the agent (name -> (field, parser)).
-# Read only by ``from_environment``, i.e. in the composition root.
+# Environment variables that tune the agent: variable -> AgentConfig field,
+# whose type (int, float or str) parses the value. Read only by
+# ``from_environment``, i.e. in the composition root.
 ENV_TUNABLES = {
     "CALICO_AGENT_TAG_IPSETS": "tag_ipset_budget",
     "CALICO_AGENT_IPTABLES_BACKEND": "iptables_backend",

@@ -53,17 +53,6 @@ class WorkloadNetwork:
     ipv6_gateway: object = None
 
 
-def calculate_desired(endpoints_by_iface):
-    """{iface: WorkloadNetwork} from {iface: Endpoint} (pure)."""
-    desired = {}
-    for iface, endpoint in endpoints_by_iface.items():
-        desired[iface] = WorkloadNetwork(iface=iface,
-                                         ipv4=tuple(sorted(endpoint.addresses(4))),
-                                         ipv6=tuple(sorted(endpoint.addresses(6))),
-                                         ipv6_gateway=endpoint.ipv6_gateway)
-    return desired
-
-
 def calculate_stale_routes(routes, desired, prefix, boot_protocol=RTPROT_BOOT):
     """Routes (anything with dst, gateway, ifname, protocol) to delete: host routes we would have made
     on a workload interface that no endpoint wants there (pure)."""

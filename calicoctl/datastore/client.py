@@ -129,11 +129,6 @@ class DatastoreClient:
     # -- readiness and config --------------------------------------------------
 
     @_translate_errors
-    def ping(self):
-        """Raise DatastoreUnavailable unless etcd answers."""
-        self._exists(paths.READY)
-
-    @_translate_errors
     def set_ready(self, ready=True):
         self.etcd.write(paths.READY, "true" if ready else "false")
 
@@ -145,10 +140,6 @@ class DatastoreClient:
             self.etcd.write(paths.global_config(name), value, prevExist=False)
         except etcd.EtcdAlreadyExist:
             pass
-
-    @_translate_errors
-    def get_global_config(self, name):
-        return self._get(paths.global_config(name))
 
     # -- profiles ---------------------------------------------------------------
 
@@ -282,15 +273,6 @@ class DatastoreClient:
             updated = compute(endpoint)
             return old if updated == endpoint else updated.to_json()
         return model.Endpoint.from_json(ep_key, self.update_value(key, apply))
-
-    @_translate_errors
-    def remove_endpoint(self, ep_key):
-        """Delete an endpoint and, when it was the last, its workload dir."""
-        removed = self._delete(paths.endpoint_key(*_key_tuple(ep_key)))
-        workload = paths.workload_dir(ep_key.hostname, ep_key.orchestrator_id, ep_key.workload_id)
-        if not self._leaves(workload):
-            self._delete(workload, recursive=True)
-        return removed
 
     # -- workloads (per host, per orchestrator) ---------------------------------
 
@@ -528,20 +510,6 @@ class DatastoreClient:
             return str(validate.parse_ip(value, version))
         except ValidationError:
             return None
-
-    @_translate_errors
-    def list_hostnames(self):
-        names = set()
-        for directory in (paths.HOSTS_DIR, paths.BGP_HOSTS_DIR):
-            import etcd
-            try:
-                result = self.etcd.read(directory)
-            except etcd.EtcdKeyNotFound:
-                continue
-            for node in result.children:
-                if node.key and node.key != directory:
-                    names.add(node.key.rsplit("/", 1)[-1])
-        return sorted(names)
 
     # -- host registration and agent status (calicoctl node / status) ------------
 

@@ -146,10 +146,6 @@ class EtcdConnection:
     def delete(self, key, **kwargs):
         return self._call("delete", key, **kwargs)
 
-    @property
-    def endpoint_urls(self):
-        return [endpoint.url for endpoint in self.settings.endpoints]
-
 
 def _failure_hint(exc):
     """A short reason for a failed request when it is not simply 'nobody listens'."""

@@ -156,19 +156,6 @@ def process_matches(pid, markers):
     return any(marker in arg for arg in process_cmdline(pid) for marker in markers)
 
 
-def process_start_time(pid):
-    """Seconds since the epoch at which ``pid`` started, or None."""
-    try:
-        with open("/proc/%d/stat" % pid) as handle:
-            fields = handle.read().rsplit(")", 1)[1].split()
-        with open("/proc/stat") as handle:
-            boot = next(int(line.split()[1]) for line in handle if line.startswith("btime "))
-    except (OSError, IndexError, StopIteration, ValueError):
-        return None
-    # Field 22 of stat (starttime) is the 20th after the command name.
-    return boot + int(fields[19]) / os.sysconf("SC_CLK_TCK")
-
-
 def send_signal(pid, signum):
     """Signal ``pid``; False if it no longer exists."""
     try:

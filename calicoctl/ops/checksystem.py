@@ -54,10 +54,6 @@ def parse_api_version(text):
         return None
 
 
-def calculate_exit_ok(results):
-    return all(result.ok for result in results)
-
-
 # -- probes ----------------------------------------------------------------------
 
 def calculate_iptables_binaries(backend):

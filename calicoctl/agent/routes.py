@@ -22,7 +22,7 @@ are never touched.
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from calicoctl.agent.component import Component
 from calicoctl.agent.state import LocalEndpoints
@@ -33,15 +33,6 @@ LOG = logging.getLogger(__name__)
 
 
 RTPROT_BOOT = 3
-
-
-@dataclass(frozen=True)
-class RouteView:
-    """The parts of a route the staleness check looks at."""
-    dst: str
-    gateway: object
-    ifname: object
-    protocol: int
 
 
 @dataclass(frozen=True)
@@ -274,12 +265,11 @@ class WorkloadRoutes(Component):
             self._programmed[iface] = (index, want)
         if self._full:
             self._full = False
-            from calicoctl.host import netlink
             names = {index: name for name, index in links.items()}
             for version in (4, 6):
-                entries = netlink.list_route_entries(version, self.netns, protocol=RTPROT_BOOT)
-                routes = [RouteView(entry.dst, entry.gateway, names.get(entry.ifindex), entry.protocol)
-                          for entry in entries]
+                # Interface names from our own listing: cheaper than the kernel's link dump.
+                routes = [replace(route, ifname=names.get(route.ifindex))
+                          for route in session.list_routes(version, protocol=RTPROT_BOOT, names=False)]
                 wanted = {route.ifname: want_for(route.ifname) for route in routes
                           if route.ifname and route.ifname.startswith(prefix)}
                 wanted = {name: want for name, want in wanted.items() if want is not None}

@@ -19,9 +19,8 @@ errno values become named subclasses of HostNetworkError (or NotRoot for
 EPERM), so callers can tell "already there" from "gone" without looking at
 numbers, and the user reads one sentence instead of a traceback.
 
-Sysctls live here too, because writing ``/proc/sys/net/...`` for another
-namespace needs the same setns dance (the kernel picks the namespace of the
-writing thread when the file is opened).
+Sysctls use the same setns helper (``entered_netns``) from
+``calicoctl.host.sysctl``.
 """
 import contextlib
 import errno
@@ -164,38 +163,6 @@ def entered_netns(netns):
         os.close(target)
 
 
-# -- sysctls --------------------------------------------------------------------
-
-def write_sysctl(name, value, netns=None):
-    """Set a sysctl such as ``net/ipv4/conf/cali0/proxy_arp`` inside ``netns``.
-
-    ``name`` uses slashes (interface names may contain dots).
-    """
-    path = "/proc/sys/" + name
-    with entered_netns(netns):
-        try:
-            with open(path, "w") as handle:
-                handle.write(str(value))
-        except FileNotFoundError:
-            raise NotPresent("Cannot set %s: no such setting (is the interface gone?)." % name,
-                             errno.ENOENT) from None
-        except PermissionError:
-            raise NetlinkPermissionDenied("Cannot set %s: permission denied (run as root)." % name) from None
-        except OSError as exc:
-            raise NetlinkError("Cannot set %s: %s." % (name, exc.strerror), exc.errno) from None
-
-
-def read_sysctl(name, netns=None):
-    """The value of a sysctl (slash form) inside ``netns``, stripped; None if absent."""
-    path = "/proc/sys/" + name
-    with entered_netns(netns):
-        try:
-            with open(path) as handle:
-                return handle.read().strip()
-        except FileNotFoundError:
-            return None
-
-
 # -- what we read back -----------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -219,12 +186,14 @@ class AddressInfo:
 
 @dataclass(frozen=True)
 class RouteInfo:
+    """A main-table route as the kernel reports it."""
     dst: str                      # "default" or CIDR, e.g. "10.0.0.5/32"
     gateway: Optional[str]
-    ifname: Optional[str]
+    ifname: Optional[str]         # None when listed without names (or the link is gone)
     scope: int
     version: int
     protocol: int
+    ifindex: Optional[int] = None
 
 
 def _link_info(msg):
@@ -416,9 +385,16 @@ class Session:
             return False
         return True
 
-    def list_routes(self, version=4):
-        """Routes of the main table for one IP version."""
-        links = {link.index: link.name for link in self.list_links()}
+    def list_routes(self, version=4, ifindex=None, protocol=None, names=True):
+        """Routes of the main table for one IP version.
+
+        ``ifindex`` keeps only the routes out of that interface, ``protocol``
+        only those of that routing protocol (e.g. RTPROT_BOOT). Resolving
+        interface names costs a full link dump, which an agent with
+        thousands of interfaces avoids with ``names=False`` (``ifname`` is
+        then None; ``ifindex`` is always set).
+        """
+        links = {link.index: link.name for link in self.list_links()} if names else {}
         found = []
         with _translated("Cannot list routes %s" % self._where):
             msgs = self._ipr.route("dump", family=_family(version))
@@ -426,14 +402,17 @@ class Session:
             table = msg.get_attr("RTA_TABLE") or msg["table"]
             if table != RT_TABLE_MAIN:
                 continue
+            oif = msg.get_attr("RTA_OIF")
+            if (ifindex is not None and oif != ifindex) or (protocol is not None and msg["proto"] != protocol):
+                continue
             address = msg.get_attr("RTA_DST")
             if address is None and msg["dst_len"] == 0:
                 dst = "default"
             else:
                 dst = "%s/%d" % (address, msg["dst_len"])
-            found.append(RouteInfo(dst=dst, gateway=msg.get_attr("RTA_GATEWAY"),
-                                   ifname=links.get(msg.get_attr("RTA_OIF")),
-                                   scope=msg["scope"], version=version, protocol=msg["proto"]))
+            found.append(RouteInfo(dst=dst, gateway=msg.get_attr("RTA_GATEWAY"), ifname=links.get(oif),
+                                   scope=msg["scope"], version=version, protocol=msg["proto"],
+                                   ifindex=oif))
         return found
 
     def route_source(self, destination):
@@ -581,19 +560,11 @@ def set_link_mtu(session, index, mtu):
 
 
 def list_device_routes(session, index, version=4):
-    """{dst CIDR: gateway or None} of the main table's routes out of ``index``."""
-    found = {}
-    with _translated("Cannot list routes %s" % session._where):
-        msgs = session._ipr.route("dump", family=_family(version))
-    for msg in msgs:
-        table = msg.get_attr("RTA_TABLE") or msg["table"]
-        if table != RT_TABLE_MAIN or msg.get_attr("RTA_OIF") != index:
-            continue
-        address = msg.get_attr("RTA_DST")
-        if address is None:
-            continue
-        found["%s/%d" % (address, msg["dst_len"])] = msg.get_attr("RTA_GATEWAY")
-    return found
+    """{dst CIDR: gateway or None} of the main table's routes out of ``index``
+    (a default route there is not ours to manage, so it is left out)."""
+    return {route.dst: route.gateway
+            for route in session.list_routes(version, ifindex=index, names=False)
+            if route.dst != "default"}
 
 
 def replace_onlink_route(session, dst, gateway, index):
@@ -749,33 +720,3 @@ class InterfaceFlags:
 
     def close(self):
         self._sock.close()
-
-
-@dataclass(frozen=True)
-class RouteEntry:
-    """A main-table route as the kernel reports it, without interface names
-    (resolving names costs a full link dump)."""
-    dst: str                      # CIDR, e.g. "10.0.0.5/32"
-    ifindex: Optional[int]
-    gateway: Optional[str]
-    protocol: int
-    version: int
-
-
-def list_route_entries(version=4, netns=None, protocol=None):
-    """Main-table routes with a destination, optionally only of one protocol."""
-    with Session(netns) as session:
-        with _translated("Cannot list routes %s" % session._where):
-            msgs = session._ipr.route("dump", family=_family(version))
-        found = []
-        for msg in msgs:
-            table = msg.get_attr("RTA_TABLE") or msg["table"]
-            if table != RT_TABLE_MAIN or (protocol is not None and msg["proto"] != protocol):
-                continue
-            address = msg.get_attr("RTA_DST")
-            if address is None:
-                continue
-            found.append(RouteEntry(dst="%s/%d" % (address, msg["dst_len"]), ifindex=msg.get_attr("RTA_OIF"),
-                                    gateway=msg.get_attr("RTA_GATEWAY"), protocol=msg["proto"],
-                                    version=version))
-        return found

@@ -279,10 +279,10 @@ def _require_workload(datastore, docker, hostname, query):
 
 def _ensure_host_side(host, host_netns, link, ips, gateway6=None):
     """Host end of a workload veth: up, proxy ARP/NDP, a scope-link route per IP."""
-    from calicoctl.host import netlink
+    from calicoctl.host import sysctl
     host.set_link_up(link.index)
-    netlink.write_sysctl("net/ipv4/conf/%s/proxy_arp" % link.name, 1, host_netns)
-    netlink.write_sysctl("net/ipv4/neigh/%s/proxy_delay" % link.name, 0, host_netns)
+    sysctl.write("net/ipv4/conf/%s/proxy_arp" % link.name, 1, host_netns)
+    sysctl.write("net/ipv4/neigh/%s/proxy_delay" % link.name, 0, host_netns)
     if any(ip.version == 6 for ip in ips):
         _ensure_host_side_v6(host, host_netns, link, gateway6)
     for ip in ips:
@@ -290,9 +290,9 @@ def _ensure_host_side(host, host_netns, link, ips, gateway6=None):
 
 
 def _ensure_host_side_v6(host, host_netns, link, gateway6):
-    from calicoctl.host import netlink
-    netlink.write_sysctl("net/ipv6/conf/%s/proxy_ndp" % link.name, 1, host_netns)
-    netlink.write_sysctl("net/ipv6/neigh/%s/proxy_delay" % link.name, 0, host_netns)
+    from calicoctl.host import sysctl
+    sysctl.write("net/ipv6/conf/%s/proxy_ndp" % link.name, 1, host_netns)
+    sysctl.write("net/ipv6/neigh/%s/proxy_delay" % link.name, 0, host_netns)
     if gateway6:
         # The gateway is the host's own address, not on this link: answer the
         # container's neighbour solicitations for it.
@@ -307,9 +307,9 @@ def _enable_ipv6(netns, interface):
     the link-local addresses, and so neighbour discovery, unusable for a
     second or two; on a point-to-point veth there is nobody to clash with.
     """
-    from calicoctl.host import netlink
-    netlink.write_sysctl("net/ipv6/conf/%s/accept_dad" % interface, 0, netns)
-    netlink.write_sysctl("net/ipv6/conf/%s/disable_ipv6" % interface, 0, netns)
+    from calicoctl.host import sysctl
+    sysctl.write("net/ipv6/conf/%s/accept_dad" % interface, 0, netns)
+    sysctl.write("net/ipv6/conf/%s/disable_ipv6" % interface, 0, netns)
 
 
 def _ensure_gateway_routes(cont, link, gateway):
@@ -338,7 +338,7 @@ def _find_container_link(cont, host_link, interface):
 def add_container(datastore, docker, hostname, container, ip_text, interface=DEFAULT_INTERFACE,
                   host_netns=None, progress=None):
     """Give a running container a Calico interface with one IP; returns AddResult."""
-    from calicoctl.host import netlink
+    from calicoctl.host import netlink, sysctl
     ip = validate.parse_ip(ip_text)
     interface = parse_interface_name(interface)
     info = docker.inspect(container)
@@ -371,7 +371,7 @@ def add_container(datastore, docker, hostname, container, ip_text, interface=DEF
                 link = cont.get_link(interface)
                 if ip.version == 6:
                     _enable_ipv6(info.netns_path, interface)
-                    netlink.write_sysctl("net/ipv6/conf/%s/accept_dad" % veth, 0, host_netns)
+                    sysctl.write("net/ipv6/conf/%s/accept_dad" % veth, 0, host_netns)
                 cont.set_link_up(link.index)
                 cont.add_address(link.index, ip)
                 _ensure_gateway_routes(cont, link, gateway)

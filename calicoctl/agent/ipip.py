@@ -55,7 +55,7 @@ class IpipManager(ReconcilingComponent):
             from calicoctl.host import netlink
             try:
                 with netlink.Session() as session:
-                    netlink.create_ipip(session, DEVICE)
+                    session.create_ipip(DEVICE)
                 self.supported = True
             except CalicoError as exc:
                 self.supported = False
@@ -91,11 +91,11 @@ class IpipManager(ReconcilingComponent):
             if link is None:
                 if not routes:
                     return
-                link = netlink.create_ipip(session, DEVICE)
-            current = netlink.list_device_routes(session, link.index)
+                link = session.create_ipip(DEVICE)
+            current = session.list_device_routes(link.index)
             for dst in current:
                 if dst not in routes:
                     session.delete_route(dst, index=link.index)
             for dst, gateway in routes.items():
                 if current.get(dst) != gateway:
-                    netlink.replace_onlink_route(session, dst, gateway, link.index)
+                    session.replace_onlink_route(dst, gateway, link.index)

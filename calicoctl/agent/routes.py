@@ -28,11 +28,9 @@ from calicoctl.agent.component import Component
 from calicoctl.agent.state import LocalEndpoints
 from calicoctl.errors import CalicoError
 from calicoctl.host import sysctl
+from calicoctl.host.netlink import RTPROT_BOOT
 
 LOG = logging.getLogger(__name__)
-
-
-RTPROT_BOOT = 3
 
 
 @dataclass(frozen=True)

@@ -260,7 +260,10 @@ def test_add_imports_only_what_it_needs(seeded, host1, make_container):
                     "calicoctl.validate", "calicoctl.model", "calicoctl.ops", "calicoctl.ops.container",
                     "calicoctl.datastore", "calicoctl.datastore.paths", "calicoctl.datastore.etcdconn",
                     "calicoctl.datastore.client", "calicoctl.host", "calicoctl.host.netlink",
-                    "calicoctl.host.sysctl", "calicoctl.host.docker"}
+                    "calicoctl.host.netlink.errors", "calicoctl.host.netlink.links",
+                    "calicoctl.host.netlink.monitor", "calicoctl.host.netlink.netns",
+                    "calicoctl.host.netlink.routing", "calicoctl.host.netlink.session",
+                    "calicoctl.host.netlink.tunnels", "calicoctl.host.sysctl", "calicoctl.host.docker"}
     # `endpoint-id show` resolved from etcd loads neither docker-py nor pyroute2.
     script = ("import sys\nfrom calicoctl.cli import main\n"
               "rc = main(['container', %r, 'endpoint-id', 'show'])\n"

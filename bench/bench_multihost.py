@@ -147,7 +147,7 @@ class Bench:
 
     # -- reference: bare BIRD ---------------------------------------------------------
     def bird_config(self, index):
-        from calicoctl.agent.bird import BgpPeerSpec, BirdInputs, render_bird_config
+        from calicoctl.agent.bird_config import BgpPeerSpec, BirdInputs, render_bird_config
         peers = tuple(BgpPeerSpec("Mesh", host_ip(i), 64511) for i in range(HOSTS) if i != index)
         return render_bird_config(BirdInputs(
             hostname=self.hosts[index].name, router_id=host_ip(index), ipv6=None, local_as=64511,
@@ -164,11 +164,11 @@ class Bench:
                                        stdout=log, stderr=subprocess.STDOUT, cwd="/")
 
     def established(self, index):
-        from calicoctl.agent.bird import parse_bird_protocols
+        from calicoctl.host.bird import parse_protocols
         socket = os.path.join(self.workdir, "bird-%d" % index, "bird.ctl")
-        rows = parse_bird_protocols(self.hosts[index].run(["birdc", "-s", socket, "show", "protocols"],
-                                                          cwd="/").stdout)
-        return sum(1 for row in rows if row["name"].startswith("Mesh_") and row["info"].startswith("Established"))
+        rows = parse_protocols(self.hosts[index].run(["birdc", "-s", socket, "show", "protocols"],
+                                                     cwd="/").stdout) or []
+        return sum(1 for row in rows if row.name.startswith("Mesh_") and row.info.startswith("Established"))
 
     @staticmethod
     def stop(process):

@@ -163,10 +163,10 @@ def route_to(host, dst, version=4):
 
 
 def bird_protocols(host, socket_path):
-    """``birdc show protocols`` inside ``host`` as parsed rows (list of dicts)."""
-    from calicoctl.agent.bird import parse_bird_protocols
+    """``birdc show protocols`` inside ``host`` as parsed rows (host.bird.ProtocolRow)."""
+    from calicoctl.host.bird import parse_protocols
     result = host.run(["birdc", "-s", socket_path, "show", "protocols"], cwd="/", timeout=10)
-    return parse_bird_protocols(result.stdout)
+    return parse_protocols(result.stdout) or []
 
 
 def tcp_peer_address(listener_host, listen_ip, port, connect, timeout=10.0, netns_of_pid=None):

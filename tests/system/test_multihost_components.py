@@ -124,13 +124,13 @@ def test_bgp_mesh_peers_restart_and_stop(clean, tmp_path):
                    message="route to w1 on calico-02")
         assert "proto bird" in route_to(h1, "192.168.0.2")
         assert w1.ping("192.168.0.2") and w2.ping("192.168.0.1")
-        rows = {row["name"]: row for row in bird_protocols(h1, b1.socket_path)}
-        assert rows["Mesh_172_17_8_102"]["info"].startswith("Established")
+        rows = {row.name: row for row in bird_protocols(h1, b1.socket_path)}
+        assert rows["Mesh_172_17_8_102"].info.startswith("Established")
         # IPv6 over its own sessions, next hop the peer's IPv6 address.
         wait_until(lambda: "via fd00:8::102" in (route_to(h1, "fd80::2", version=6) or ""), 20,
                    message="IPv6 route to w2 on calico-01")
-        rows = {row["name"]: row for row in bird_protocols(h1, b1.socket_path)}
-        assert rows["Mesh_fd00_8__102"]["info"].startswith("Established")
+        rows = {row.name: row for row in bird_protocols(h1, b1.socket_path)}
+        assert rows["Mesh_fd00_8__102"].info.startswith("Established")
         # (The first packets may wait for neighbour discovery on three links.)
         wait_until(lambda: w1.ping("fd80::2") and w2.ping("fd80::1"), 10, message="IPv6 pings")
 
@@ -147,8 +147,8 @@ def test_bgp_mesh_peers_restart_and_stop(clean, tmp_path):
                   json.dumps({"ip": "172.17.8.101", "as_num": 64511}), birds)
         wait_until(lambda: route_to(h1, "192.168.0.2") is not None, 20, message="route back")
         assert w1.ping("192.168.0.2")
-        rows = {row["name"]: row for row in bird_protocols(h1, b1.socket_path)}
-        assert rows["Node_172_17_8_102"]["info"].startswith("Established")
+        rows = {row.name: row for row in bird_protocols(h1, b1.socket_path)}
+        assert rows["Node_172_17_8_102"].info.startswith("Established")
 
         # BIRD killed: the next tick starts a new one, and the routes return.
         old_pid = b1.pid
@@ -295,7 +295,7 @@ def test_a_restarted_agent_adopts_the_running_bird_and_reloads_it(clean):
         # A change is applied by reloading that BIRD, not by restarting it.
         rig.write(paths.BGP_NODE_MESH, json.dumps({"enabled": False}), [(h1, second)])
         assert second.pid == pid
-        names = [row["name"] for row in bird_protocols(h1, second.socket_path)]
+        names = [row.name for row in bird_protocols(h1, second.socket_path)]
         assert not any(name.startswith("Mesh_") for name in names)
     finally:
         in_host(h1, second.close)

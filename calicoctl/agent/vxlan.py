@@ -48,15 +48,14 @@ class VxlanManager(ReconcilingComponent):
     """Keeps ``vxlan.calico`` and its routes/neighbours/FDB as etcd says.
 
     :param config: the AgentConfig (hostname).
-    :param datastore: a DatastoreClient, to publish this host's record; if
-        None one is built from the environment when first needed.
+    :param datastore: a DatastoreClient, to publish this host's record.
     """
 
     label = "VXLAN"
     resync_interval = RESYNC_INTERVAL
     retry_interval = RETRY_INTERVAL
 
-    def __init__(self, config, datastore=None):
+    def __init__(self, config, datastore):
         self.hostname = config.hostname
         self._datastore = datastore
         super().__init__()
@@ -144,21 +143,13 @@ class VxlanManager(ReconcilingComponent):
                 replace(key, value)
                 LOG.debug("VXLAN: set %s %s -> %s", what, key, value)
 
-    def _datastore_client(self):
-        if self._datastore is None:
-            import os
-            from calicoctl.datastore import etcdconn
-            from calicoctl.datastore.client import DatastoreClient
-            self._datastore = DatastoreClient(etcdconn.connect(os.environ))
-        return self._datastore
-
     def _publish(self, local_ip, mac):
         from calicoctl import model
         from calicoctl.datastore.client import write_host_vxlan
         tunnel = model.VxlanTunnel(ip=local_ip, mac=mac.lower(), vni=VNI)
         if self.index.vteps.get(self.hostname) == tunnel:
             return
-        write_host_vxlan(self._datastore_client(), self.hostname, tunnel)
+        write_host_vxlan(self._datastore, self.hostname, tunnel)
         # The watch will echo it back; remember it now so we do not write twice.
         self.index.vteps[self.hostname] = tunnel
         LOG.info("VXLAN: published %s", tunnel.to_json())
@@ -166,7 +157,7 @@ class VxlanManager(ReconcilingComponent):
     def _unpublish(self):
         from calicoctl.datastore.client import remove_host_vxlan
         if self.hostname in self.index.vteps:
-            remove_host_vxlan(self._datastore_client(), self.hostname)
+            remove_host_vxlan(self._datastore, self.hostname)
             del self.index.vteps[self.hostname]
 
 

@@ -22,7 +22,7 @@ from calicoctl.agent.vxlan import DEVICE, VNI, VxlanManager
 from calicoctl.datastore import paths
 from calicoctl.host import netlink
 from tests.harness.simhost import Lan, SimHost
-from tests.harness.util import pid_alive
+from tests.harness.util import netns_inode, pid_alive, pids_in_netns
 from tests.system.multihost import (LanEtcdServer, NetnsWorkload, bird_protocols, route_to,
                                     tcp_peer_address, wait_until)
 
@@ -79,6 +79,20 @@ def in_host(host, action):
     """Run ``action()`` with this thread in ``host``'s network namespace."""
     with netlink.entered_netns(host.netns_path):
         return action()
+
+
+def birds_in(host):
+    """PIDs of the BIRDs in ``host``'s network namespace. (Simulated hosts
+    share the PID namespace, so pgrep would count other tests' BIRDs too.)"""
+    found = []
+    for pid in pids_in_netns(netns_inode(host.pid)):
+        try:
+            with open("/proc/%d/comm" % pid) as handle:
+                if handle.read().strip() == "bird":
+                    found.append(pid)
+        except OSError:
+            continue
+    return found
 
 
 def start(host, component, items):
@@ -205,7 +219,7 @@ def test_vxlan_pool_carries_traffic_without_bgp(clean):
         assert line is not None and "via 172.17.8.102 dev %s" % DEVICE in line and "onlink" in line
         assert workloads[0].ping("10.65.0.2") and workloads[1].ping("10.65.0.1")
         # No BGP anywhere: the only route to the far workload is the tunnel's.
-        assert h1.run(["pgrep", "-x", "bird"]).returncode != 0
+        assert birds_in(h1) == [] and birds_in(h2) == []
 
         # The far endpoint goes: its route goes.
         rig.write(endpoint_keys[1], None, managers)
@@ -291,7 +305,7 @@ def test_a_restarted_agent_adopts_the_running_bird_and_reloads_it(clean):
     second = start(h1, BirdManager(rig.config(h1)), rig.items())
     try:
         assert second.pid == pid and second.running
-        assert h1.run(["pgrep", "-c", "-x", "bird"]).stdout.strip() == "1"
+        assert len(birds_in(h1)) == 1
         # A change is applied by reloading that BIRD, not by restarting it.
         rig.write(paths.BGP_NODE_MESH, json.dumps({"enabled": False}), [(h1, second)])
         assert second.pid == pid

@@ -145,19 +145,17 @@ class VxlanManager(ReconcilingComponent):
 
     def _publish(self, local_ip, mac):
         from calicoctl import model
-        from calicoctl.datastore.client import write_host_vxlan
         tunnel = model.VxlanTunnel(ip=local_ip, mac=mac.lower(), vni=VNI)
         if self.index.vteps.get(self.hostname) == tunnel:
             return
-        write_host_vxlan(self._datastore, self.hostname, tunnel)
+        self._datastore.write_host_vxlan(self.hostname, tunnel)
         # The watch will echo it back; remember it now so we do not write twice.
         self.index.vteps[self.hostname] = tunnel
         LOG.info("VXLAN: published %s", tunnel.to_json())
 
     def _unpublish(self):
-        from calicoctl.datastore.client import remove_host_vxlan
         if self.hostname in self.index.vteps:
-            remove_host_vxlan(self._datastore, self.hostname)
+            self._datastore.remove_host_vxlan(self.hostname)
             del self.index.vteps[self.hostname]
 
 

@@ -258,6 +258,7 @@ def test_add_imports_only_what_it_needs(seeded, host1, make_container):
     ours = {name for name in modules if name.startswith("calicoctl.")}
     assert ours == {"calicoctl.cli", "calicoctl.cli.context", "calicoctl.cli.container", "calicoctl.errors",
                     "calicoctl.validate", "calicoctl.model", "calicoctl.ops", "calicoctl.ops.container",
+                    "calicoctl.ops.container_logic", "calicoctl.ops.interfaces", "calicoctl.ops.rollback",
                     "calicoctl.datastore", "calicoctl.datastore.paths", "calicoctl.datastore.etcdconn",
                     "calicoctl.datastore.client", "calicoctl.datastore.store", "calicoctl.datastore.profiles",
                     "calicoctl.datastore.workloads", "calicoctl.datastore.ipam", "calicoctl.datastore.hosts",

@@ -2,6 +2,7 @@
 
 - External systems are reached only through ``calicoctl/host/``: no other
   module imports subprocess, pyroute2 or docker-py.
+- No module in ``calicoctl/`` is longer than about 550 lines.
 """
 import ast
 import os
@@ -11,6 +12,10 @@ from tests.harness.util import REPO_ROOT
 PACKAGE = os.path.join(REPO_ROOT, "calicoctl")
 SEAM = os.path.join(PACKAGE, "host")
 SEAM_ONLY = {"subprocess", "pyroute2", "docker"}
+MAX_MODULE_LINES = 560
+# Issue 10 part B splits these two; the test fails once either is short
+# enough, so the list cannot outlive its reason.
+OVERSIZE_PENDING = {"calicoctl/agent/dataplane.py", "calicoctl/agent/rules.py"}
 
 
 def python_files(root):
@@ -50,3 +55,12 @@ def test_subprocess_pyroute2_and_docker_only_under_host():
             offenders[os.path.relpath(path, REPO_ROOT)] = sorted(found)
     assert offenders == {}, "import these only in calicoctl/host/: %s" % offenders
 
+
+def test_modules_stay_short():
+    long_ones = set()
+    for path in python_files(PACKAGE):
+        with open(path) as handle:
+            if sum(1 for _ in handle) > MAX_MODULE_LINES:
+                long_ones.add(os.path.relpath(path, REPO_ROOT))
+    assert long_ones - OVERSIZE_PENDING == set(), "split these by concern"
+    assert OVERSIZE_PENDING - long_ones == set(), "short enough now: drop them from OVERSIZE_PENDING"

@@ -51,7 +51,7 @@ def workload_ip(host_index, number):
 class Bench:
     def __init__(self, workdir):
         from tests.harness.simhost import Lan, SimHost
-        from tests.system.multihost import LanEtcdServer
+        from tests.harness.multihost import LanEtcdServer
         self.workdir = workdir
         self.lan = Lan(name="calico-bench-mh").create()
         self.etcd = LanEtcdServer(self.lan, os.path.join(workdir, "etcd", "data")).start()
@@ -69,7 +69,7 @@ class Bench:
     # -- workloads --------------------------------------------------------------------
     def make_workloads(self, index, count, first=0):
         """veth + netns for ``count`` workloads of host ``index``, in one shell script."""
-        from tests.system.multihost import NetnsWorkload
+        from tests.harness.multihost import NetnsWorkload
         host = self.hosts[index]
         made = [NetnsWorkload(host, "b%dw%d" % (index, n), workload_ip(index, n))
                 for n in range(first, first + count)]

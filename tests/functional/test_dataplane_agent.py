@@ -15,7 +15,7 @@ import pytest
 from calicoctl.datastore import paths
 from tests.harness.simhost import SimHost
 from tests.harness.util import wait_for
-from tests.system.multihost import NetnsWorkload
+from tests.harness.multihost import NetnsWorkload
 
 HOSTNAME = "dp-agent"
 HOST_IP = "172.17.8.62"

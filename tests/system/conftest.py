@@ -19,7 +19,8 @@ import uuid
 import pytest
 
 from tests.harness.simhost import Lan, SimHost
-from tests.system.multihost import LanEtcdServer, wait_until
+from tests.harness.multihost import LanEtcdServer
+from tests.harness.util import wait_for
 
 CONTAINER_LABEL = "calico-system-test"
 
@@ -126,7 +127,7 @@ class Cluster:
     # -- connectivity --------------------------------------------------------------------
     def wait_ping(self, source, ip, timeout=30.0):
         """Wait until ``source`` reaches ``ip`` (BGP and policy converge)."""
-        wait_until(lambda: source.ping(ip), timeout=timeout, interval=0.2,
+        wait_for(lambda: source.ping(ip), timeout=timeout, interval=0.2,
                    message="%s reaching %s" % (source.name, ip))
 
     def connectivity(self, pairs):
@@ -155,8 +156,8 @@ class Cluster:
                     pending.discard(pair)
             return not pending
         try:
-            wait_until(converged, timeout=timeout, interval=0.1, message="full connectivity")
-        except AssertionError:
+            wait_for(converged, timeout=timeout, interval=0.1, message="full connectivity")
+        except TimeoutError:
             raise AssertionError("still unreachable after %.0f s: %s" % (
                 timeout, sorted("%s -> %s" % (a.name, b.name) for a, b in pending)))
         everyone = list(reach) + list(cut)

@@ -22,9 +22,9 @@ from calicoctl.agent.vxlan import DEVICE, VNI, VxlanManager
 from calicoctl.datastore import paths
 from calicoctl.host import netlink
 from tests.harness.simhost import Lan, SimHost
-from tests.harness.util import netns_inode, pid_alive, pids_in_netns
-from tests.system.multihost import (LanEtcdServer, NetnsWorkload, bird_protocols, route_to,
-                                    tcp_peer_address, wait_until)
+from tests.harness.util import netns_inode, pid_alive, pids_in_netns, wait_for
+from tests.harness.multihost import (LanEtcdServer, NetnsWorkload, bird_protocols, route_to,
+                                    tcp_peer_address)
 
 pytestmark = pytest.mark.usefixtures("root_required")
 
@@ -132,25 +132,25 @@ def test_bgp_mesh_peers_restart_and_stop(clean, tmp_path):
         assert b1.running and b2.running
 
         # Mesh: each host learns the other's workload route, via the peer.
-        wait_until(lambda: "via 172.17.8.102" in (route_to(h1, "192.168.0.2") or ""), 20,
+        wait_for(lambda: "via 172.17.8.102" in (route_to(h1, "192.168.0.2") or ""), 20,
                    message="route to w2 on calico-01")
-        wait_until(lambda: "via 172.17.8.101" in (route_to(h2, "192.168.0.1") or ""), 20,
+        wait_for(lambda: "via 172.17.8.101" in (route_to(h2, "192.168.0.1") or ""), 20,
                    message="route to w1 on calico-02")
         assert "proto bird" in route_to(h1, "192.168.0.2")
         assert w1.ping("192.168.0.2") and w2.ping("192.168.0.1")
         rows = {row.name: row for row in bird_protocols(h1, b1.socket_path)}
         assert rows["Mesh_172_17_8_102"].info.startswith("Established")
         # IPv6 over its own sessions, next hop the peer's IPv6 address.
-        wait_until(lambda: "via fd00:8::102" in (route_to(h1, "fd80::2", version=6) or ""), 20,
+        wait_for(lambda: "via fd00:8::102" in (route_to(h1, "fd80::2", version=6) or ""), 20,
                    message="IPv6 route to w2 on calico-01")
         rows = {row.name: row for row in bird_protocols(h1, b1.socket_path)}
         assert rows["Mesh_fd00_8__102"].info.startswith("Established")
         # (The first packets may wait for neighbour discovery on three links.)
-        wait_until(lambda: w1.ping("fd80::2") and w2.ping("fd80::1"), 10, message="IPv6 pings")
+        wait_for(lambda: w1.ping("fd80::2") and w2.ping("fd80::1"), 10, message="IPv6 pings")
 
         # Mesh off: sessions go, routes go, traffic stops.
         rig.write(paths.BGP_NODE_MESH, json.dumps({"enabled": False}), birds)
-        wait_until(lambda: route_to(h1, "192.168.0.2") is None, 15, message="route withdrawn")
+        wait_for(lambda: route_to(h1, "192.168.0.2") is None, 15, message="route withdrawn")
         assert not w1.ping("192.168.0.2")
         assert "Mesh_172_17_8_102" not in open(b1.config_path).read()
 
@@ -159,7 +159,7 @@ def test_bgp_mesh_peers_restart_and_stop(clean, tmp_path):
                   json.dumps({"ip": "172.17.8.102", "as_num": 64511}), birds)
         rig.write(paths.host_peer("calico-02", "172.17.8.101"),
                   json.dumps({"ip": "172.17.8.101", "as_num": 64511}), birds)
-        wait_until(lambda: route_to(h1, "192.168.0.2") is not None, 20, message="route back")
+        wait_for(lambda: route_to(h1, "192.168.0.2") is not None, 20, message="route back")
         assert w1.ping("192.168.0.2")
         rows = {row.name: row for row in bird_protocols(h1, b1.socket_path)}
         assert rows["Node_172_17_8_102"].info.startswith("Established")
@@ -167,12 +167,12 @@ def test_bgp_mesh_peers_restart_and_stop(clean, tmp_path):
         # BIRD killed: the next tick starts a new one, and the routes return.
         old_pid = b1.pid
         os.kill(old_pid, signal.SIGKILL)
-        wait_until(lambda: not b1.running, 5, message="BIRD dead")
-        wait_until(lambda: route_to(h2, "192.168.0.1") is None, 15,
+        wait_for(lambda: not b1.running, 5, message="BIRD dead")
+        wait_for(lambda: route_to(h2, "192.168.0.1") is None, 15,
                    message="calico-02 dropping calico-01's routes")
         in_host(h1, lambda: b1.tick(time.monotonic()))
         assert b1.running and b1.pid != old_pid and b1.restarts == 1
-        wait_until(lambda: route_to(h2, "192.168.0.1") is not None, 20, message="routes after restart")
+        wait_for(lambda: route_to(h2, "192.168.0.1") is not None, 20, message="routes after restart")
         assert w2.ping("192.168.0.1")
     finally:
         for host, manager in birds:

@@ -6,13 +6,12 @@
 - ``NetnsWorkload``: a workload without Docker: a named network namespace
   inside a SimHost with a ``cali*`` veth, addressed and routed the way
   ``calicoctl container add`` does it. Cheap enough to make hundreds.
-- ``ping``/``wait_until``: traffic checks that only ever target addresses
-  inside namespaces the tests made.
+- ``route_to``, ``bird_protocols``, ``tcp_peer_address``: checks that only
+  ever target addresses inside namespaces the tests made.
 
 No pytest import, so bench/ can use this module too.
 """
 import subprocess
-import time
 
 from tests.harness.etcd import EtcdServer, make_client
 from tests.harness.util import free_port
@@ -135,18 +134,6 @@ class NetnsWorkload:
     def delete(self):
         self.host.run(["sh", "-c", "ip link del %s; ip netns del %s" % (self.interface, self.name)],
                       cwd="/")
-
-
-def wait_until(predicate, timeout=20.0, interval=0.2, message="condition"):
-    """Poll ``predicate`` until truthy; return its value or raise AssertionError."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError("%s not reached within %.0f s" % (message, timeout))
-        time.sleep(interval)
 
 
 def routes(host, version=4):

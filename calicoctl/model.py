@@ -1,7 +1,7 @@
 """Typed models of what Calico keeps in etcd.
 
 Plain data with validation and a JSON round trip that reads and writes the
-reference's JSON (reference.md §2). No I/O here: the datastore client moves
+original's JSON (docs/etcd-layout.md). No I/O here: the datastore client moves
 these to and from etcd, the agent and the CLI consume them.
 
 ``from_json`` raises ValidationError for anything malformed, so the CLI can

@@ -1,6 +1,6 @@
 """``make demo``: the seed demonstration, command for command, on two simulated hosts.
 
-What it does (shared/seed-demo.md is the script it follows):
+What it does (``SEED_STEPS`` below are the demonstration's commands):
 
 1. Makes sure Docker runs (starting a private dockerd if none answers) and
    that a ``busybox`` image exists (built locally from Debian's busybox).

@@ -39,7 +39,7 @@ class AgentConfig:
     log_level: str = "INFO"
     """Level of agent.log (DEBUG adds per-cycle timings)."""
 
-    # -- status reporting (brief: "Agent contracts") -------------------------------
+    # -- status reporting (docs/etcd-layout.md, "Agent status") --------------------
     status_interval: float = 10.0
     """Seconds between status reports while nothing else happens."""
     status_ttl: int = 30

@@ -1,8 +1,8 @@
-"""IP-in-IP between hosts for ``--ipip`` pools (reference.md §3.7), where the kernel has it.
+"""IP-in-IP between hosts for ``--ipip`` pools, where the kernel has it (docs/decisions.md, "IP-in-IP").
 
 With an IPv4 pool marked ``ipip``: ``tunl0`` is brought up and, for every
 endpoint on another host, each IPv4 network inside an IPIP pool is routed
-``via <that host's IPv4> dev tunl0 onlink``. The reference had BIRD install
+``via <that host's IPv4> dev tunl0 onlink``. The original had BIRD install
 those routes (a patched BIRD's ``krt_tunnel``); stock BIRD 2 cannot, so the
 agent programs them itself, exactly like the VXLAN routes, and BIRD's
 kernel export leaves IPIP pools alone (bird.py).
@@ -10,7 +10,7 @@ kernel export leaves IPIP pools alone (bird.py).
 Kernels without IPIP (this machine's: no ``tunl0``, no modules to load) are
 detected by trying to create the device, once. Then the pool is logged
 once and left to BGP, which routes its addresses unencapsulated -- fine on
-a flat LAN, and what the reference did with IPIP off.
+a flat LAN, and what the original did with IPIP off.
 """
 import logging
 

@@ -1,4 +1,4 @@
-"""NAT-outgoing for ``--nat-outgoing`` pools (reference.md §3.3, nat table, IPv4).
+"""NAT-outgoing for ``--nat-outgoing`` pools (nat table, IPv4; docs/decisions.md, "NAT-outgoing").
 
 Traffic from an address in a masquerade pool to anywhere outside *all*
 pools leaves the host with the host's address (MASQUERADE); traffic between

@@ -4,7 +4,7 @@ For each active local endpoint whose interface exists and is up: a device
 route (scope link) per workload address, ``proxy_arp`` with ``proxy_delay``
 0 for IPv4 (the workload's gateway is the host's own address, answered by
 proxy ARP), ``proxy_ndp`` plus a proxy neighbour entry for its IPv6 gateway
-(reference.md §3.6, decisions.md "Containers"). BIRD learns these routes
+(docs/decisions.md, "Containers"). BIRD learns these routes
 and advertises them to other hosts.
 
 An endpoint can arrive before its interface (etcd first, veth later, or a

@@ -7,8 +7,8 @@ what lets the dataplane diff the kernel's state against ours after a restart
 and rewrite only what differs (a rule we spell differently is merely
 rewritten once, never wrong).
 
-Layout (for each IP family; Felix's model, reference.md §3.3)
-~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
+Layout (for each IP family; Felix's model, docs/decisions.md "Policy dataplane")
+~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
 
 ``INPUT -j felix-INPUT`` and ``FORWARD -j felix-FORWARD`` are the only rules
 we put in built-in chains. ``felix-FORWARD`` drops invalid and accepts
@@ -17,7 +17,7 @@ a workload through ``felix-FROM-ENDPOINT`` (its outbound policy) and to a
 workload through ``felix-TO-ENDPOINT`` (inbound policy), and accepts what
 survives. ``felix-INPUT`` does the same for traffic from a workload to the
 host itself: outbound policy, then ``DefaultEndpointToHostAction`` (our
-default RETURN: the host's own INPUT rules decide; decisions.md).
+default RETURN: the host's own INPUT rules decide; same section).
 
 Dispatch: a tree, not a list
 ~~~~~~~~~~~~~~~~~~~~~~~~~~~~

@@ -1,7 +1,8 @@
 """Command-line front end: top-level parsing and dispatch.
 
 ``main(argv, env)`` parses the command word, imports only that command's
-module (start-up time matters: decisions.md), runs it and maps errors to
+module (start-up time matters: docs/decisions.md, "A fast command line"),
+runs it and maps errors to
 exit codes. It never exits the process; ``calicoctl.__main__`` does.
 """
 import importlib

@@ -1,6 +1,6 @@
 """Connecting to etcd: endpoints from the environment, TLS, failover.
 
-Environment (decisions.md "Identity and connection"):
+Environment (docs/decisions.md, "Identity and connection"):
 - ``ETCD_ENDPOINTS``: comma-separated URLs of cluster members; or
 - ``ETCD_AUTHORITY``: ``host:port`` (default ``127.0.0.1:2379``), with
   ``ETCD_SCHEME`` (``http`` or ``https``);

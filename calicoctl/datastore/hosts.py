@@ -97,7 +97,7 @@ class HostStore(EtcdStore):
 
     @translate_errors
     def register_host(self, hostname, ip, ip6=None, as_num=None):
-        """Write the keys ``calicoctl node`` owns for a host (reference.md §1.1 step 9).
+        """Write the keys ``calicoctl node`` owns for a host (docs/etcd-layout.md, "Written by calicoctl node").
 
         ``ip6`` None stores "" (no IPv6); ``as_num`` None deletes the per-host
         AS so the global default applies.

@@ -1,7 +1,7 @@
 """Host daemons: start one detached, run one in the foreground, stop one by pid.
 
 ``calicoctl node`` runs the agent as a plain host process instead of the
-reference's ``calico/node`` container (decisions.md "Running the node"), so
+original's ``calico/node`` container (docs/decisions.md, "Running the node"), so
 the supervision Docker used to give us lives here:
 
 - a detached daemon gets a new session (no controlling terminal, not hit

@@ -1,7 +1,7 @@
 """Container networking: give a Docker container a Calico interface, and take it away.
 
-Workflows for ``calicoctl container ...`` (reference.md §1.2, decisions.md
-"Containers"). Each takes its collaborators (a DatastoreClient, a
+Workflows for ``calicoctl container ...`` (docs/decisions.md, "Containers"
+and "IP address claims"). Each takes its collaborators (a DatastoreClient, a
 DockerAdapter, the hostname) and returns a result; only the CLI prints.
 
 What ``add_container`` leaves behind when it succeeds:

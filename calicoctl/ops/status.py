@@ -1,11 +1,11 @@
 """What the node agent and BIRD say about this host (``calicoctl status``).
 
-The agent reports itself twice (brief, "Agent contracts"): a JSON file in
+The agent reports itself twice (docs/etcd-layout.md, "Agent status"): a JSON file in
 its run dir and the same JSON under ``/calico/felix/v1/host/<h>/status`` with
 a 30 s TTL. The file tells us about the local process even when etcd is
 down; the key tells us etcd still hears from it. BGP sessions come from
 ``birdc show protocols``, keeping only the protocols our BIRD config names
-``Mesh_*``, ``Global_*`` and ``Node_*`` (reference.md §1.7, §4).
+``Mesh_*``, ``Global_*`` and ``Node_*`` (docs/decisions.md, "Status").
 
 Parsing and rendering are pure; the ``read_``/``query_`` functions do I/O.
 """
@@ -32,7 +32,7 @@ PEER_TYPES = (("Mesh_", "node-to-node mesh"), ("Node_", "node specific"), ("Glob
 
 @dataclass(frozen=True)
 class AgentStatus:
-    """The agent's own report (the JSON contract in the brief)."""
+    """The agent's own report (its JSON: docs/etcd-layout.md, "Agent status")."""
     pid: int
     started: float
     time: float

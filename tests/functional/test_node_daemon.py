@@ -2,7 +2,7 @@
 
 The start/wait/stop logic of calicoctl.ops.node and calicoctl.host.daemon,
 run against real processes: small stand-in agents that follow the agent's
-status contract (brief, "Agent contracts") and misbehave on purpose --
+status contract (docs/etcd-layout.md, "Agent status") and misbehave on purpose --
 exit at once, never sync, report another pid, ignore SIGTERM. The real
 agent behind the real CLI is tested in test_node_cli.py.
 

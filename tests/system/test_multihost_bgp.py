@@ -1,5 +1,5 @@
 """BGP between three simulated hosts: the full mesh, mesh off, node peers,
-global peers, and BIRD supervision (reference.md §5 tests 13, 14 and §4).
+global peers, and BIRD supervision (docs/decisions.md, "BGP").
 
 One cluster for the module; each test leaves BGP configured as it found it
 (mesh on, no explicit peers).

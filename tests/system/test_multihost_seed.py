@@ -1,4 +1,4 @@
-"""The seed demonstration's 5x5 matrix across two simulated hosts (shared/seed-demo.md).
+"""The seed demonstration's 5x5 matrix across two simulated hosts (the one ``make demo`` runs).
 
 calico-01 runs workloads A, B, C and calico-02 runs D and E; A, C and E
 share PROF_A_C_E, B and D each have a profile of their own. With the

@@ -242,7 +242,8 @@ class Site:
             raise RuntimeError("prober failed: %s" % process.stderr.read())
 
         class Handle:
-            def wait(self_inner):
+            @staticmethod
+            def wait():
                 line = process.stdout.readline().strip()
                 process.wait(timeout=limit + 5)
                 return float(line) if line and line != "timeout" else None

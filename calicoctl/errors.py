@@ -68,7 +68,6 @@ class CommandFailed(CalicoError):
     """
 
     def __init__(self, args, returncode, stdout="", stderr="", input_text=None):
-        self.args_list = list(args)
         self.returncode = returncode
         self.stdout = stdout
         self.stderr = stderr

@@ -23,14 +23,11 @@ ENDPOINT_STATES = ("active", "inactive")
 RULE_KEYS = ("action", "protocol", "ip_version", "icmp_type", "icmp_code",
              "src_tag", "src_net", "src_ports", "dst_tag", "dst_net", "dst_ports")
 
-Port = Union[int, str]
-
-
 def _load_json(text, what):
     try:
         return json.loads(text)
     except (TypeError, ValueError) as exc:
-        raise ValidationError("Invalid JSON for %s: %s" % (what, exc))
+        raise ValidationError("Invalid JSON for %s: %s" % (what, exc)) from None
 
 
 @dataclass(frozen=True)
@@ -183,7 +180,7 @@ class Rules:
                 try:
                     converted.append(Rule.from_dict(item))
                 except ValidationError as exc:
-                    raise ValidationError("%s %d: %s" % (key.replace("_", " ").rstrip("s"), index, exc))
+                    raise ValidationError("%s %d: %s" % (key.replace("_", " ").rstrip("s"), index, exc)) from None
             lists[key] = tuple(converted)
         return cls(id=profile_id, **lists)
 
@@ -335,7 +332,7 @@ def _parse_mac(value):
     try:
         mac = netaddr.EUI(value, dialect=netaddr.mac_unix_expanded)
     except (netaddr.AddrFormatError, TypeError, ValueError):
-        raise ValidationError("Invalid MAC address %r." % (value,))
+        raise ValidationError("Invalid MAC address %r." % (value,)) from None
     if mac.version != 48:
         raise ValidationError("Invalid MAC address %r." % (value,))
     return str(mac).lower()

@@ -34,7 +34,7 @@ def parse_ip(value, version=None, what="IP address"):
         ip = netaddr.IPAddress(value, flags=netaddr.INET_PTON) if ":" not in value \
             else netaddr.IPAddress(value)
     except (ValueError, netaddr.AddrFormatError, TypeError):
-        raise ValidationError("Invalid %s: %r." % (what, value))
+        raise ValidationError("Invalid %s: %r." % (what, value)) from None
     if version is not None and ip.version != version:
         raise ValidationError("Invalid %s: %r is not an IPv%d address." % (what, value, version))
     return ip
@@ -59,7 +59,7 @@ def parse_cidr(value, what="CIDR"):
                 raise ValueError
         net = netaddr.IPNetwork(value)
     except (ValueError, netaddr.AddrFormatError, TypeError):
-        raise ValidationError("Invalid %s: %r." % (what, value))
+        raise ValidationError("Invalid %s: %r." % (what, value)) from None
     return net.cidr
 
 
@@ -78,7 +78,7 @@ def parse_as_number(value):
     try:
         number = _parse_digits(value)
     except ValueError:
-        raise ValidationError("Invalid AS number %r: expected an integer from 0 to %d." % (value, MAX_AS))
+        raise ValidationError("Invalid AS number %r: expected an integer from 0 to %d." % (value, MAX_AS)) from None
     if not 0 <= number <= MAX_AS:
         raise ValidationError("Invalid AS number %r: expected an integer from 0 to %d." % (value, MAX_AS))
     return number
@@ -126,7 +126,7 @@ def parse_icmp_value(value, what="ICMP type"):
     try:
         number = _parse_digits(value)
     except ValueError:
-        raise ValidationError("Invalid %s %r: expected an integer from 0 to 254." % (what, value))
+        raise ValidationError("Invalid %s %r: expected an integer from 0 to 254." % (what, value)) from None
     if not 0 <= number <= 254:
         raise ValidationError("Invalid %s %r: expected an integer from 0 to 254." % (what, value))
     return number

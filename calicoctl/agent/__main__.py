@@ -199,7 +199,7 @@ class Agent:
             for component in self.components:
                 try:
                     component.close()
-                except Exception:  # noqa: BLE001 - closing must reach every component
+                except Exception:  # closing must reach every component
                     LOG.exception("Error closing %s", type(component).__name__)
             self.reporter.stop()
         LOG.info("Agent stopped")
@@ -245,7 +245,7 @@ class Agent:
             elif isinstance(item, Wake):
                 try:
                     item.function()
-                except Exception:  # noqa: BLE001 - a component's bug must not stop the agent
+                except Exception:  # a component's bug must not stop the agent
                     LOG.exception("Error in queued work")
                 fed = True
         if not (fed and self._have_snapshot):
@@ -288,7 +288,7 @@ class Agent:
                     LOG.info("%s.%s took %.0f ms", type(component).__name__, method, elapsed * 1000)
                 elif elapsed > 0.02:
                     LOG.debug("%s.%s took %.1f ms", type(component).__name__, method, elapsed * 1000)
-            except Exception:  # noqa: BLE001 - see module docstring: log, then resync
+            except Exception:  # see module docstring: log, then resync
                 LOG.exception("%s.%s failed; will resynchronise", type(component).__name__, method)
                 ok = False
         if not ok and self._resync_due is None:

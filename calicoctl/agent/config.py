@@ -90,7 +90,7 @@ class AgentConfig:
             try:
                 value = {"int": int, "float": float}.get(getattr(kind, "__name__", kind), str)(text)
             except ValueError:
-                raise ValidationError("Invalid %s=%r." % (variable, text))
+                raise ValidationError("Invalid %s=%r." % (variable, text)) from None
             setattr(config, name, value)
         if config.iptables_backend not in ("nft", "legacy"):
             raise ValidationError("Invalid CALICO_AGENT_IPTABLES_BACKEND=%r: expected nft or legacy."

@@ -68,7 +68,6 @@ would have let one shared set serve every tag.)
 import hashlib
 import ipaddress
 from dataclasses import dataclass
-from typing import Callable
 
 # -- marks (bits of skb->mark we own; other bits are left alone) -----------------
 ACCEPT_MARK = 0x1000000
@@ -87,7 +86,6 @@ TO_NODE_PREFIX = "felix-TO-EP-"
 FROM_ENDPOINT_PREFIX = "felix-from-"
 TO_ENDPOINT_PREFIX = "felix-to-"
 PROFILE_PREFIX = "felix-p-"
-TAG_TREE_PREFIX = "felix-t"          # felix-t4s-<tag>, felix-t6d-_<hash>, ...
 
 # Every filter-table chain this module names starts with one of these; the
 # dataplane owns exactly those and never touches any other chain.
@@ -226,10 +224,6 @@ class TagPlacement:
     """How a tag is matched in one family: by ipset or by a tag tree."""
     kind: str            # "set" | "tree"
     name: str            # set name, or tree root chain name (for the side asked)
-
-
-TagResolver = Callable[[str, int, str], TagPlacement]
-"""resolve(tag, version, side 's'|'d') -> TagPlacement."""
 
 
 def _protocol_number(protocol):

@@ -67,7 +67,7 @@ def main(argv, env=None, stdout=None, stderr=None, stdin=None):
     except KeyboardInterrupt:
         ctx.err("Interrupted.")
         return 130
-    except Exception:  # a bug: show everything we know
+    except Exception:  # noqa: BLE001 - a bug: show everything we know
         ctx.err("Unexpected error (this is a bug in calicoctl):")
         ctx.err(traceback.format_exc().rstrip())
         return ExitCode.BUG
@@ -100,4 +100,4 @@ def parse(doc, argv):
     try:
         return docopt(doc, argv=argv, help=False)
     except DocoptExit as exc:
-        raise UsageExit(str(exc).strip(), ExitCode.REFUSED)
+        raise UsageExit(str(exc).strip(), ExitCode.REFUSED) from None

@@ -83,12 +83,13 @@ def _parse_authority(text, scheme):
 
 
 def _parse_url(text):
-    error = ValidationError("Invalid etcd endpoint %r in ETCD_ENDPOINTS: expected a URL like http://10.0.0.1:2379." % text)
+    error = ValidationError("Invalid etcd endpoint %r in ETCD_ENDPOINTS: expected a URL like "
+                            "http://10.0.0.1:2379." % text)
     try:
         parts = urlsplit(text)
         port = parts.port
     except ValueError:
-        raise error
+        raise error from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise error
     return EtcdEndpoint(parts.scheme, parts.hostname, port or 2379)

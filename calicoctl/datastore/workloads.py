@@ -63,7 +63,7 @@ class WorkloadStore(EtcdStore):
             else:
                 self.etcd.write(key, endpoint.to_json())
         except etcd.EtcdAlreadyExist:
-            raise Conflict("Endpoint %s already exists." % endpoint.endpoint_id)
+            raise Conflict("Endpoint %s already exists." % endpoint.endpoint_id) from None
 
     def update_endpoint(self, ep_key, compute):
         """CAS-update an endpoint: compute(Endpoint) -> Endpoint. Returns the result."""

@@ -64,10 +64,6 @@ BACKENDS = {
     "legacy": {4: ("iptables-legacy-save", "iptables-legacy-restore", "iptables-legacy"),
                6: ("ip6tables-legacy-save", "ip6tables-legacy-restore", "ip6tables-legacy")},
 }
-BUILTIN_CHAINS = {"filter": ("INPUT", "FORWARD", "OUTPUT"),
-                  "nat": ("PREROUTING", "INPUT", "OUTPUT", "POSTROUTING"),
-                  "mangle": ("PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"),
-                  "raw": ("PREROUTING", "OUTPUT")}
 # Errors worth retrying as they are: another writer committed first.
 TRANSIENT_MARKERS = ("Resource temporarily unavailable", "Another app is currently holding")
 MAX_ATTEMPTS = 4

@@ -156,7 +156,7 @@ def _resolve_workload(datastore, docker, hostname, query):
     except NotFound:
         if candidates:
             raise Conflict("%s matches several containers: %s; give a longer ID."
-                           % (query, ", ".join(sorted(w.workload_id[:12] for w in candidates))))
+                           % (query, ", ".join(sorted(w.workload_id[:12] for w in candidates)))) from None
         return None
     for workload in workloads:
         if workload.workload_id == info.id:
@@ -202,7 +202,7 @@ def add_container(datastore, docker, hostname, container, ip_text, interface=DEF
                     host.create_veth(veth, interface, peer_netns=info.netns_path)
                 except netlink.AlreadyPresent:
                     raise Conflict("Cannot create interface %s in container %s: the name is taken (in "
-                                   "the container or, as %s, on the host)." % (interface, container, veth))
+                                   "the container or, as %s, on the host)." % (interface, container, veth)) from None
                 rollback.push("delete interface %s" % veth, lambda: netlink.delete_link(veth, host_netns))
                 _step(progress, "veth")
 
@@ -238,7 +238,7 @@ def add_container(datastore, docker, hostname, container, ip_text, interface=DEF
                 datastore.write_endpoint(endpoint, create_only=True)
                 _step(progress, "written")
     except netlink.NetlinkError as exc:
-        raise _container_netns_error(exc, container)
+        raise _container_netns_error(exc, container) from None
     return AddResult(container=info, endpoint=endpoint, interface=interface)
 
 
@@ -334,7 +334,7 @@ def add_ip(datastore, docker, hostname, container, ip_text, interface=DEFAULT_IN
                     endpoint.key, lambda current: calculate_endpoint_with_ip(current, ip, gateway))
                 _step(progress, "written")
     except netlink.NetlinkError as exc:
-        raise _container_netns_error(exc, container)
+        raise _container_netns_error(exc, container) from None
     return IPChangeResult(info.id, str(ip), changed=True, endpoint=updated)
 
 
@@ -379,7 +379,7 @@ def remove_ip(datastore, docker, hostname, container, ip_text, interface=DEFAULT
                     host.delete_route(net, host_link.index)
             _step(progress, "kernel")
     except netlink.NetlinkError as exc:
-        raise _container_netns_error(exc, container)
+        raise _container_netns_error(exc, container) from None
     # Last, and outside the rollback: if this fails the IP is already gone
     # from the container, and a retry gives back the leftover claim.
     _release_anywhere(datastore, ip, owner)

@@ -104,7 +104,7 @@ def check_rules_coherent(rules):
             try:
                 check_rule_coherent(rule)
             except ValidationError as exc:
-                raise ValidationError("%s rule %d: %s" % (direction, index, exc))
+                raise ValidationError("%s rule %d: %s" % (direction, index, exc)) from None
     return rules
 
 

@@ -18,14 +18,14 @@ class Rollback:
             description, action = self._actions.pop()
             try:
                 action()
-            except Exception as exc:  # keep undoing the rest regardless
+            except Exception as exc:  # noqa: BLE001 - keep undoing the rest regardless
                 failures.append("could not %s: %s" % (description, str(exc).rstrip(".")))
         return failures
 
     def __enter__(self):
         return self
 
-    def __exit__(self, exc_type, exc, tb):
+    def __exit__(self, exc_type, exc, _tb):
         if exc_type is None:
             self._actions = []
             return False

@@ -9,10 +9,8 @@ import sys
 
 import pytest
 
-from tests.functional.conftest_container import (  # noqa: F401 (fixtures)
-    calicoctl, cali_links, claims, endpoints_of, global_addresses, host1, in_container,
-    in_host, links, ok, proxy_neighbours, read_proc, refused, route_to, routes, seeded,
-    workload_keys)
+from tests.functional.containertools import (cali_links, calicoctl, claims, endpoints_of, global_addresses,
+    in_container, in_host, links, ok, proxy_neighbours, read_proc, refused, route_to, routes, workload_keys)
 from tests.harness.util import REPO_ROOT
 
 pytestmark = pytest.mark.usefixtures("root_required")

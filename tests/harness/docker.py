@@ -132,7 +132,7 @@ def ensure_dockerd(state_dir=STATE_DIR, socket_path=DOCKER_SOCKET, timeout=START
     except TimeoutError:
         daemon.stop()
         raise RuntimeError("dockerd did not answer on %s within %.0f s; log %s:\n%s"
-                           % (socket_path, timeout, log_path, tail(log_path)))
+                           % (socket_path, timeout, log_path, tail(log_path))) from None
     return daemon
 
 

@@ -159,7 +159,7 @@ class Cluster:
             wait_for(converged, timeout=timeout, interval=0.1, message="full connectivity")
         except TimeoutError:
             raise AssertionError("still unreachable after %.0f s: %s" % (
-                timeout, sorted("%s -> %s" % (a.name, b.name) for a, b in pending)))
+                timeout, sorted("%s -> %s" % (a.name, b.name) for a, b in pending))) from None
         everyone = list(reach) + list(cut)
         blocked = [(a, b) for a in everyone for b in everyone
                    if a is not b and (a in cut or b in cut)]
@@ -171,7 +171,7 @@ class Cluster:
         for workload in list(self.workloads):
             try:
                 workload.container.remove(force=True)
-            except Exception:       # gone already
+            except Exception:  # noqa: BLE001 - gone already, or dockerd trouble: clean up the rest
                 pass
         for host in self.hosts.values():
             host.stop()             # agents, BIRDs and anything else we ran there, by PID

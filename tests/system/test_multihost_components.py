@@ -66,7 +66,7 @@ class Rig:
         else:
             self.client.write(key, value)
         for host, component in components:
-            in_host(host, lambda: (component.on_update(key, value), component.flush()))
+            in_host(host, lambda component=component: (component.on_update(key, value), component.flush()))
 
     def close(self):
         for host in self.hosts:

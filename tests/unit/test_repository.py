@@ -31,17 +31,21 @@ def python_files(root):
                 yield os.path.join(directory, name)
 
 
-def imported_top_names(path):
-    """The top-level names of every module ``path`` imports (anywhere in it)."""
+def imported_modules(path):
+    """The absolute names of every module ``path`` imports (anywhere in it)."""
     with open(path) as handle:
         tree = ast.parse(handle.read(), path)
     names = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
-            names.update(alias.name.split(".")[0] for alias in node.names)
+            names.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            names.add(node.module.split(".")[0])
+            names.add(node.module)
     return names
+
+
+def imported_top_names(path):
+    return {name.split(".")[0] for name in imported_modules(path)}
 
 
 def test_the_scanner_sees_imports_inside_functions(tmp_path):
@@ -80,18 +84,6 @@ def test_only_system_tests_import_from_tests_system():
             if any(name == "tests.system" or name.startswith("tests.system.") for name in names):
                 offenders.append(os.path.relpath(path, REPO_ROOT))
     assert offenders == []
-
-
-def imported_modules(path):
-    with open(path) as handle:
-        tree = ast.parse(handle.read(), path)
-    names = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            names.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            names.add(node.module)
-    return names
 
 
 # Written with escapes so that this file does not match itself.

@@ -3,14 +3,20 @@
 PYTHON := .venv/bin/python
 PYTEST := $(PYTHON) -m pytest -q
 
-.PHONY: all venv deps test unit functional system bench demo clean
+.PHONY: all venv deps lint test unit functional system bench demo clean
 
 all: test
 
 venv deps:
 	@bash scripts/install-deps.sh
 
-test: deps
+# The linter (ruff, configured in ruff.toml) and the dead-code check
+# (vulture; vulture_whitelist.py lists what only dynamic code uses).
+lint: deps
+	.venv/bin/ruff check .
+	.venv/bin/vulture calicoctl tests bench scripts setup.py vulture_whitelist.py
+
+test: deps lint
 	$(PYTEST) tests
 
 # Subsets; pytest's exit 5 ("no tests collected") is not a failure here.

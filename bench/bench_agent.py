@@ -140,7 +140,7 @@ class Site:
         return self
 
     def make_workload(self, name, ip, profiles):
-        from tests.system.multihost import NetnsWorkload
+        from tests.harness.multihost import NetnsWorkload
         workload = NetnsWorkload(self.host, name, ip).create()
         mac = workload.run(["cat", "/sys/class/net/eth1/address"]).stdout.strip()
         key = self.paths.endpoint_key(self.name, "docker", "wl-" + name, "ep-" + name)
@@ -242,7 +242,8 @@ class Site:
             raise RuntimeError("prober failed: %s" % process.stderr.read())
 
         class Handle:
-            def wait(self_inner):
+            @staticmethod
+            def wait():
                 line = process.stdout.readline().strip()
                 process.wait(timeout=limit + 5)
                 return float(line) if line and line != "timeout" else None
@@ -292,7 +293,7 @@ class Bench:
     def __init__(self, workdir):
         from calicoctl.datastore import paths
         from tests.harness.simhost import Lan
-        from tests.system.multihost import LanEtcdServer
+        from tests.harness.multihost import LanEtcdServer
         self.paths = paths
         self.lan = Lan(name="calico-bench-agent").create()
         self.etcd = LanEtcdServer(self.lan, os.path.join(workdir, "etcd", "data")).start()

@@ -18,7 +18,7 @@ WARMUP = 2
 TARGET = 1.3
 
 
-def calicoctl_command(repo_root):
+def calicoctl_command():
     """The installed console script next to this interpreter, else ``python -m calicoctl``."""
     script = os.path.join(os.path.dirname(sys.executable), "calicoctl")
     if os.path.exists(script):
@@ -42,7 +42,7 @@ def run(report):
     try:
         env = {"PATH": os.environ.get("PATH", os.defpath), "ETCD_AUTHORITY": server.authority,
                "PYTHONPATH": REPO_ROOT}
-        command = calicoctl_command(REPO_ROOT)
+        command = calicoctl_command()
         reference = [sys.executable, "-c", "import etcd"]
         cli_times, ref_times = [], []
         for index in range(WARMUP + RUNS):

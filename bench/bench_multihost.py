@@ -51,7 +51,7 @@ def workload_ip(host_index, number):
 class Bench:
     def __init__(self, workdir):
         from tests.harness.simhost import Lan, SimHost
-        from tests.system.multihost import LanEtcdServer
+        from tests.harness.multihost import LanEtcdServer
         self.workdir = workdir
         self.lan = Lan(name="calico-bench-mh").create()
         self.etcd = LanEtcdServer(self.lan, os.path.join(workdir, "etcd", "data")).start()
@@ -69,7 +69,7 @@ class Bench:
     # -- workloads --------------------------------------------------------------------
     def make_workloads(self, index, count, first=0):
         """veth + netns for ``count`` workloads of host ``index``, in one shell script."""
-        from tests.system.multihost import NetnsWorkload
+        from tests.harness.multihost import NetnsWorkload
         host = self.hosts[index]
         made = [NetnsWorkload(host, "b%dw%d" % (index, n), workload_ip(index, n))
                 for n in range(first, first + count)]
@@ -147,7 +147,7 @@ class Bench:
 
     # -- reference: bare BIRD ---------------------------------------------------------
     def bird_config(self, index):
-        from calicoctl.agent.bird import BgpPeerSpec, BirdInputs, render_bird_config
+        from calicoctl.agent.bird_config import BgpPeerSpec, BirdInputs, render_bird_config
         peers = tuple(BgpPeerSpec("Mesh", host_ip(i), 64511) for i in range(HOSTS) if i != index)
         return render_bird_config(BirdInputs(
             hostname=self.hosts[index].name, router_id=host_ip(index), ipv6=None, local_as=64511,
@@ -164,11 +164,11 @@ class Bench:
                                        stdout=log, stderr=subprocess.STDOUT, cwd="/")
 
     def established(self, index):
-        from calicoctl.agent.bird import parse_bird_protocols
+        from calicoctl.host.bird import parse_protocols
         socket = os.path.join(self.workdir, "bird-%d" % index, "bird.ctl")
-        rows = parse_bird_protocols(self.hosts[index].run(["birdc", "-s", socket, "show", "protocols"],
-                                                          cwd="/").stdout)
-        return sum(1 for row in rows if row["name"].startswith("Mesh_") and row["info"].startswith("Established"))
+        rows = parse_protocols(self.hosts[index].run(["birdc", "-s", socket, "show", "protocols"],
+                                                     cwd="/").stdout) or []
+        return sum(1 for row in rows if row.name.startswith("Mesh_") and row.info.startswith("Established"))
 
     @staticmethod
     def stop(process):

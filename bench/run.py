@@ -63,7 +63,7 @@ def main(argv):
         print("== %s" % name, flush=True)
         try:
             load(name).run(report)
-        except Exception:
+        except Exception:  # noqa: BLE001 - a failed bench must not stop the others
             traceback.print_exc()
             failed.append(name)
     if failed:

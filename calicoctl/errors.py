@@ -7,7 +7,7 @@ that escapes is a bug and gets a traceback.
 
 
 class ExitCode:
-    """Process exit statuses, as documented in decisions.md."""
+    """Process exit statuses (docs/decisions.md, "Exit codes and messages")."""
     OK = 0
     REFUSED = 1          # bad input, not found, in use, conflicts
     NOT_ROOT = 2
@@ -68,7 +68,6 @@ class CommandFailed(CalicoError):
     """
 
     def __init__(self, args, returncode, stdout="", stderr="", input_text=None):
-        self.args_list = list(args)
         self.returncode = returncode
         self.stdout = stdout
         self.stderr = stderr

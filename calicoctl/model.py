@@ -1,7 +1,7 @@
 """Typed models of what Calico keeps in etcd.
 
 Plain data with validation and a JSON round trip that reads and writes the
-reference's JSON (reference.md §2). No I/O here: the datastore client moves
+original's JSON (docs/etcd-layout.md). No I/O here: the datastore client moves
 these to and from etcd, the agent and the CLI consume them.
 
 ``from_json`` raises ValidationError for anything malformed, so the CLI can
@@ -24,7 +24,7 @@ def _load_json(text, what):
     try:
         return json.loads(text)
     except (TypeError, ValueError) as exc:
-        raise ValidationError("Invalid JSON for %s: %s" % (what, exc))
+        raise ValidationError("Invalid JSON for %s: %s" % (what, exc)) from None
 
 
 def parse_tags_json(text):
@@ -162,7 +162,7 @@ def _parse_mac(value):
     try:
         mac = netaddr.EUI(value, dialect=netaddr.mac_unix_expanded)
     except (netaddr.AddrFormatError, TypeError, ValueError):
-        raise ValidationError("Invalid MAC address %r." % (value,))
+        raise ValidationError("Invalid MAC address %r." % (value,)) from None
     if mac.version != 48:
         raise ValidationError("Invalid MAC address %r." % (value,))
     return str(mac).lower()
@@ -234,15 +234,6 @@ class BGPPeer:
 
     def to_json(self):
         return json.dumps({"ip": self.ip, "as_num": self.as_num})
-
-
-@dataclass(frozen=True)
-class HostInfo:
-    """What ``calicoctl node`` records for a host."""
-    hostname: str
-    ipv4: Optional[str] = None
-    ipv6: Optional[str] = None
-    as_num: Optional[int] = None
 
 
 @dataclass(frozen=True)

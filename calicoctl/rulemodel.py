@@ -146,7 +146,7 @@ class Rule:
             try:
                 parsed = validate.parse_cidr(net)
             except ValidationError:
-                raise ValidationError("%s %s is not a CIDR" % (key, _show(net)))
+                raise ValidationError("%s %s is not a CIDR" % (key, _show(net))) from None
             if self.ip_version is not None and parsed.version != self.ip_version:
                 raise ValidationError("%s %s is not an IPv%d CIDR, as ip_version says"
                                       % (key, net, self.ip_version))
@@ -254,7 +254,7 @@ class Rule:
         try:
             rule = cls(**values)
         except ValidationError as exc:
-            raise ValidationError("Invalid rule: %s." % exc)
+            raise ValidationError("Invalid rule: %s." % exc) from None
         return rule.check_writable()
 
     def check_writable(self):
@@ -355,7 +355,7 @@ class Rules:
                 try:
                     converted.append(Rule.from_user_dict(item))
                 except ValidationError as exc:
-                    raise ValidationError("%s rule %d: %s" % (direction, index, exc))
+                    raise ValidationError("%s rule %d: %s" % (direction, index, exc)) from None
             lists[key] = tuple(converted)
         return cls(id=profile_name, **lists)
 
@@ -372,7 +372,7 @@ def _load_json(text):
     try:
         return json.loads(text)
     except (TypeError, ValueError) as exc:
-        raise ValidationError("Invalid JSON for rules: %s" % exc)
+        raise ValidationError("Invalid JSON for rules: %s" % exc) from None
 
 
 @dataclass(frozen=True, eq=False)

@@ -34,7 +34,7 @@ def parse_ip(value, version=None, what="IP address"):
         ip = netaddr.IPAddress(value, flags=netaddr.INET_PTON) if ":" not in value \
             else netaddr.IPAddress(value)
     except (ValueError, netaddr.AddrFormatError, TypeError):
-        raise ValidationError("Invalid %s: %r." % (what, value))
+        raise ValidationError("Invalid %s: %r." % (what, value)) from None
     if version is not None and ip.version != version:
         raise ValidationError("Invalid %s: %r is not an IPv%d address." % (what, value, version))
     return ip
@@ -59,7 +59,7 @@ def parse_cidr(value, what="CIDR"):
                 raise ValueError
         net = netaddr.IPNetwork(value)
     except (ValueError, netaddr.AddrFormatError, TypeError):
-        raise ValidationError("Invalid %s: %r." % (what, value))
+        raise ValidationError("Invalid %s: %r." % (what, value)) from None
     return net.cidr
 
 
@@ -78,7 +78,7 @@ def parse_as_number(value):
     try:
         number = _parse_digits(value)
     except ValueError:
-        raise ValidationError("Invalid AS number %r: expected an integer from 0 to %d." % (value, MAX_AS))
+        raise ValidationError("Invalid AS number %r: expected an integer from 0 to %d." % (value, MAX_AS)) from None
     if not 0 <= number <= MAX_AS:
         raise ValidationError("Invalid AS number %r: expected an integer from 0 to %d." % (value, MAX_AS))
     return number
@@ -133,7 +133,7 @@ def parse_icmp_value(value, what="ICMP type", highest=254):
     try:
         number = _parse_digits(value)
     except ValueError:
-        raise error
+        raise error from None
     if not 0 <= number <= highest:
         raise error
     return number

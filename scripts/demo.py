@@ -1,6 +1,6 @@
 """``make demo``: the seed demonstration, command for command, on two simulated hosts.
 
-What it does (shared/seed-demo.md is the script it follows):
+What it does (``SEED_STEPS`` below are the demonstration's commands):
 
 1. Makes sure Docker runs (starting a private dockerd if none answers) and
    that a ``busybox`` image exists (built locally from Debian's busybox).
@@ -208,11 +208,12 @@ def remove_leftovers(client, transcript):
         transcript.note("Cleaned up after an earlier demo run: %d process(es), container(s) %s."
                         % (len(pids), ", ".join(removed) or "none"))
     # A workload-X we did not label is someone else's: refuse rather than remove it.
+    import docker
     for letter in WORKLOADS:
         name = "workload-%s" % letter
         try:
             client.containers.get(name)
-        except Exception:       # docker.errors.NotFound
+        except docker.errors.NotFound:
             continue
         raise DemoError("A container named %s exists that this demo did not create; remove or "
                         "rename it (docker rm -f %s) and run the demo again." % (name, name))
@@ -260,7 +261,7 @@ class Demo:
         for container in self.docker.containers.list(all=True, filters={"label": LABEL}):
             try:
                 container.remove(force=True)
-            except Exception as exc:     # already gone, or dockerd trouble: report, go on
+            except Exception as exc:  # noqa: BLE001 - already gone, or dockerd trouble: report, go on
                 print("demo: could not remove container %s: %s" % (container.name, exc),
                       file=sys.stderr)
         for host in self.hosts.values():

@@ -10,7 +10,6 @@ Tests under tests/functional and tests/system get the ``functional`` and
 ``system`` markers automatically.
 """
 import os
-import uuid
 
 import pytest
 
@@ -110,24 +109,11 @@ def docker_daemon(root_required):
 def make_container(docker_daemon):
     """Factory: ``make_container(name=None)`` runs ``--net=none -tid busybox``
     and returns the docker-py Container; all are force-removed afterwards."""
-    made = []
+    from tests.harness.docker import ContainerFactory
 
-    def factory(name=None, **kwargs):
-        name = name or "calico-test-%s" % uuid.uuid4().hex[:10]
-        options = dict(detach=True, tty=True, stdin_open=True, network_mode="none", name=name)
-        options.update(kwargs)
-        container = docker_daemon.containers.run("busybox:latest", **options)
-        made.append(container)
-        return container
-
+    factory = ContainerFactory(docker_daemon)
     yield factory
-    import docker
-
-    for container in made:
-        try:
-            container.remove(force=True)
-        except docker.errors.NotFound:
-            pass
+    factory.remove_all()
 
 
 # -- simulated hosts ---------------------------------------------------------

@@ -38,6 +38,8 @@ import threading
 import time
 from dataclasses import dataclass
 
+from calicoctl.host import daemon
+
 LOG = logging.getLogger("calicoctl.agent")
 
 PID_FILE = "agent.pid"
@@ -99,36 +101,6 @@ def _quiet_libraries(record):
     return record.levelno >= logging.WARNING or not record.name.startswith(NOISY_LIBRARIES)
 
 
-def write_file_atomically(path, text):
-    temp = "%s.%d.tmp" % (path, os.getpid())
-    with open(temp, "w") as handle:
-        handle.write(text)
-    os.replace(temp, path)
-
-
-def read_pid(path):
-    try:
-        with open(path) as handle:
-            return int(handle.read().strip() or 0) or None
-    except (OSError, ValueError):
-        return None
-
-
-def is_agent_process(pid):
-    """True if ``pid`` is an agent sharing our mount and network namespaces
-    (so the same run dir and the same dataplane: a real conflict). A pid
-    reused by an agent of another simulated host does not count."""
-    try:
-        with open("/proc/%d/cmdline" % pid, "rb") as handle:
-            args = handle.read().decode("utf-8", "replace").split("\0")
-        for kind in ("mnt", "net"):
-            if os.stat("/proc/%d/ns/%s" % (pid, kind)).st_ino != os.stat("/proc/self/ns/%s" % kind).st_ino:
-                return False
-    except OSError:
-        return False
-    return any(marker in arg for arg in args for marker in AGENT_MARKERS)
-
-
 class StatusReporter:
     """Writes the status file at once and the etcd key from a thread."""
 
@@ -151,7 +123,7 @@ class StatusReporter:
     def report(self, status):
         text = json.dumps(status)
         try:
-            write_file_atomically(self.path, text)
+            daemon.write_atomically(self.path, text)
         except OSError as exc:
             LOG.warning("Cannot write %s: %s", self.path, exc)
         self._latest = text
@@ -227,7 +199,7 @@ class Agent:
             for component in self.components:
                 try:
                     component.close()
-                except Exception:  # noqa: BLE001 - closing must reach every component
+                except Exception:  # closing must reach every component
                     LOG.exception("Error closing %s", type(component).__name__)
             self.reporter.stop()
         LOG.info("Agent stopped")
@@ -273,7 +245,7 @@ class Agent:
             elif isinstance(item, Wake):
                 try:
                     item.function()
-                except Exception:  # noqa: BLE001 - a component's bug must not stop the agent
+                except Exception:  # a component's bug must not stop the agent
                     LOG.exception("Error in queued work")
                 fed = True
         if not (fed and self._have_snapshot):
@@ -316,7 +288,7 @@ class Agent:
                     LOG.info("%s.%s took %.0f ms", type(component).__name__, method, elapsed * 1000)
                 elif elapsed > 0.02:
                     LOG.debug("%s.%s took %.1f ms", type(component).__name__, method, elapsed * 1000)
-            except Exception:  # noqa: BLE001 - see module docstring: log, then resync
+            except Exception:  # see module docstring: log, then resync
                 LOG.exception("%s.%s failed; will resynchronise", type(component).__name__, method)
                 ok = False
         if not ok and self._resync_due is None:
@@ -377,15 +349,18 @@ def main(argv=None, env=None):
         LOG.error("%s", exc)
         return exc.exit_code
     pid_path = os.path.join(config.run_dir, PID_FILE)
-    other = read_pid(pid_path)
-    if other and other != os.getpid() and is_agent_process(other):
+    other = daemon.read_pid_file(pid_path)
+    # Only an agent in our mount and network namespaces (same run dir, same
+    # dataplane) is a conflict; a pid reused by another simulated host's is not.
+    if other and other != os.getpid() and daemon.process_matches(other, AGENT_MARKERS, ("mnt", "net")):
         LOG.error("Another agent (pid %d) is running for %s; not starting.", other, config.run_dir)
         return 1
-    write_file_atomically(pid_path, "%d\n" % os.getpid())
+    daemon.write_pid_file(pid_path, os.getpid())
     LOG.info("Starting calico-agent %s (pid %d): %s", _version(), os.getpid(), describe(config))
 
     from calicoctl.agent.components import build_components
     from calicoctl.agent.watcher import EtcdWatcher
+    from calicoctl.datastore.client import DatastoreClient
 
     def watcher_factory(emit):
         return EtcdWatcher(etcdconn.connect(env), emit, watch_timeout=config.watch_timeout,
@@ -393,17 +368,14 @@ def main(argv=None, env=None):
 
     reporter = StatusReporter(config, lambda: etcdconn.connect(env))
     reporter.start()
-    agent = Agent(config, build_components(config), watcher_factory, reporter)
+    datastore = DatastoreClient(etcdconn.connect(env))
+    agent = Agent(config, build_components(config, datastore), watcher_factory, reporter)
     signal.signal(signal.SIGTERM, agent.request_stop)
     signal.signal(signal.SIGINT, agent.request_stop)
     try:
         return agent.run()
     finally:
-        if read_pid(pid_path) == os.getpid():
-            try:
-                os.unlink(pid_path)
-            except OSError:
-                pass
+        daemon.remove_pid_file(pid_path, os.getpid())
 
 
 def _version():

@@ -13,8 +13,11 @@ elsewhere (a netlink socket, a child process) gets a ``wake`` callable in
 main loop, which then flushes every component.
 
 An exception escaping a component method is logged by the main loop, which
-then forces a full resync (a fresh snapshot) rather than carry on with a
-component in an unknown state.
+then resynchronises every component from its own mirror of the etcd keys it
+has seen (``on_snapshot`` with that mirror, then ``flush``; etcd is not read
+again) rather than carry on with a component in an unknown state: at once
+after a failed ``on_update``, ``RESYNC_BACKOFF`` seconds later after a failed
+``flush`` or ``tick``, which might fail again straight away.
 """
 
 

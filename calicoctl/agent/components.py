@@ -6,8 +6,12 @@ be reachable before its policy is in place) comes first.
 """
 
 
-def build_components(config):
-    """The agent's components for ``config`` (an AgentConfig), in flush order."""
+def build_components(config, datastore):
+    """The agent's components for ``config`` (an AgentConfig), in flush order.
+
+    :param datastore: the DatastoreClient components write through (the
+        VXLAN component publishes this host's tunnel endpoint).
+    """
     from calicoctl.agent.dataplane import PolicyDataplane
     from calicoctl.agent.routes import InterfaceWatcher, WorkloadRoutes
     from calicoctl.agent.state import EndpointParser
@@ -20,11 +24,11 @@ def build_components(config):
         PolicyDataplane(config, links=links, parser=parser),
         WorkloadRoutes(config, links=links, parser=parser),
     ]
-    components += _multihost_components(config)
+    components += _multihost_components(config, datastore)
     return components
 
 
-def _multihost_components(config):
+def _multihost_components(config, datastore):
     """Between hosts: tunnels for VXLAN/IPIP pools, NAT-outgoing, and BIRD
     last (it learns the routes the components before it installed)."""
     from calicoctl.agent.bird import BirdManager
@@ -34,7 +38,7 @@ def _multihost_components(config):
 
     ipip = IpipManager(config)
     return [
-        VxlanManager(config),
+        VxlanManager(config, datastore),
         ipip,
         NatOutgoing(config),
         BirdManager(config, ipip_tunnelled=ipip.routes_itself),

@@ -18,8 +18,9 @@ from calicoctl.errors import ValidationError
 DEFAULT_LOG_DIR = "/var/log/calico"
 DEFAULT_RUN_DIR = "/var/run/calico"
 
-# Environment variables that tune the agent (name -> (field, parser)).
-# Read only by ``from_environment``, i.e. in the composition root.
+# Environment variables that tune the agent: variable -> AgentConfig field,
+# whose type (int, float or str) parses the value. Read only by
+# ``from_environment``, i.e. in the composition root.
 ENV_TUNABLES = {
     "CALICO_AGENT_TAG_IPSETS": "tag_ipset_budget",
     "CALICO_AGENT_IPTABLES_BACKEND": "iptables_backend",
@@ -38,7 +39,7 @@ class AgentConfig:
     log_level: str = "INFO"
     """Level of agent.log (DEBUG adds per-cycle timings)."""
 
-    # -- status reporting (brief: "Agent contracts") -------------------------------
+    # -- status reporting (docs/etcd-layout.md, "Agent status") --------------------
     status_interval: float = 10.0
     """Seconds between status reports while nothing else happens."""
     status_ttl: int = 30
@@ -89,7 +90,7 @@ class AgentConfig:
             try:
                 value = {"int": int, "float": float}.get(getattr(kind, "__name__", kind), str)(text)
             except ValueError:
-                raise ValidationError("Invalid %s=%r." % (variable, text))
+                raise ValidationError("Invalid %s=%r." % (variable, text)) from None
             setattr(config, name, value)
         if config.iptables_backend not in ("nft", "legacy"):
             raise ValidationError("Invalid CALICO_AGENT_IPTABLES_BACKEND=%r: expected nft or legacy."

@@ -1,8 +1,8 @@
-"""IP-in-IP between hosts for ``--ipip`` pools (reference.md §3.7), where the kernel has it.
+"""IP-in-IP between hosts for ``--ipip`` pools, where the kernel has it (docs/decisions.md, "IP-in-IP").
 
 With an IPv4 pool marked ``ipip``: ``tunl0`` is brought up and, for every
 endpoint on another host, each IPv4 network inside an IPIP pool is routed
-``via <that host's IPv4> dev tunl0 onlink``. The reference had BIRD install
+``via <that host's IPv4> dev tunl0 onlink``. The original had BIRD install
 those routes (a patched BIRD's ``krt_tunnel``); stock BIRD 2 cannot, so the
 agent programs them itself, exactly like the VXLAN routes, and BIRD's
 kernel export leaves IPIP pools alone (bird.py).
@@ -10,7 +10,7 @@ kernel export leaves IPIP pools alone (bird.py).
 Kernels without IPIP (this machine's: no ``tunl0``, no modules to load) are
 detected by trying to create the device, once. Then the pool is logged
 once and left to BGP, which routes its addresses unencapsulated -- fine on
-a flat LAN, and what the reference did with IPIP off.
+a flat LAN, and what the original did with IPIP off.
 """
 import logging
 
@@ -55,7 +55,7 @@ class IpipManager(ReconcilingComponent):
             from calicoctl.host import netlink
             try:
                 with netlink.Session() as session:
-                    netlink.create_ipip(session, DEVICE)
+                    session.create_ipip(DEVICE)
                 self.supported = True
             except CalicoError as exc:
                 self.supported = False
@@ -91,11 +91,11 @@ class IpipManager(ReconcilingComponent):
             if link is None:
                 if not routes:
                     return
-                link = netlink.create_ipip(session, DEVICE)
-            current = netlink.list_device_routes(session, link.index)
+                link = session.create_ipip(DEVICE)
+            current = session.list_device_routes(link.index)
             for dst in current:
                 if dst not in routes:
                     session.delete_route(dst, index=link.index)
             for dst, gateway in routes.items():
                 if current.get(dst) != gateway:
-                    netlink.replace_onlink_route(session, dst, gateway, link.index)
+                    session.replace_onlink_route(dst, gateway, link.index)

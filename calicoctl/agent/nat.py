@@ -1,4 +1,4 @@
-"""NAT-outgoing for ``--nat-outgoing`` pools (reference.md §3.3, nat table, IPv4).
+"""NAT-outgoing for ``--nat-outgoing`` pools (nat table, IPv4; docs/decisions.md, "NAT-outgoing").
 
 Traffic from an address in a masquerade pool to anywhere outside *all*
 pools leaves the host with the host's address (MASQUERADE); traffic between
@@ -19,6 +19,8 @@ import logging
 from calicoctl.agent.component import ReconcilingComponent
 from calicoctl.agent.tunnels import TunnelIndex
 from calicoctl.datastore import paths
+from calicoctl.host.ipsets import Ipsets
+from calicoctl.host.iptables import IptablesTable
 
 LOG = logging.getLogger(__name__)
 
@@ -94,13 +96,13 @@ class NatOutgoing(ReconcilingComponent):
     resync_interval = RESYNC_INTERVAL
     retry_interval = RETRY_INTERVAL
 
-    def __init__(self, config, ipset="ipset"):
+    def __init__(self, config, ipsets=None, nat_table=None):
         super().__init__()
         self.index = TunnelIndex()
+        self._ipsets = ipsets or Ipsets()
         # The same iptables back end as the policy dataplane: rules of both
         # kinds in one namespace would be two rule sets nobody sees at once.
-        self._backend = getattr(config, "iptables_backend", "nft")
-        self._ipset = ipset
+        self._table = nat_table or IptablesTable(4, "nat", backend=getattr(config, "iptables_backend", "nft"))
         self._applied = "unknown"
         """The (masq, all) sets last applied, None for "removed"."""
 
@@ -123,14 +125,12 @@ class NatOutgoing(ReconcilingComponent):
         self.apply_sets(calculate_nat_sets(self.index.pools.values()))
 
     def apply_sets(self, wanted):
-        from calicoctl.host.iptables import IptablesTable
-        from calicoctl.host.run import run, run_status
         if wanted == self._applied:
             return
-        table = IptablesTable(4, "nat", backend=self._backend)
+        table = self._table
         chains = table.read()
         if wanted is not None:
-            run([self._ipset, "restore"], input_text=render_ipset_restore(*wanted), timeout=30)
+            self._ipsets.restore(render_ipset_restore(*wanted).splitlines())
             text = render_nat_restore(chains, True)
             if text:
                 table.restore(text)
@@ -143,5 +143,5 @@ class NatOutgoing(ReconcilingComponent):
                 LOG.info("NAT-outgoing: no masquerade pool left; rule removed")
             for name in (MASQ_SET, ALL_SET):
                 # Absent already is fine; the rule no longer references them.
-                run_status([self._ipset, "destroy", name], timeout=30)
+                self._ipsets.destroy(name)
         self._applied = wanted

@@ -4,7 +4,7 @@ For each active local endpoint whose interface exists and is up: a device
 route (scope link) per workload address, ``proxy_arp`` with ``proxy_delay``
 0 for IPv4 (the workload's gateway is the host's own address, answered by
 proxy ARP), ``proxy_ndp`` plus a proxy neighbour entry for its IPv6 gateway
-(reference.md §3.6, decisions.md "Containers"). BIRD learns these routes
+(docs/decisions.md, "Containers"). BIRD learns these routes
 and advertises them to other hosts.
 
 An endpoint can arrive before its interface (etcd first, veth later, or a
@@ -22,26 +22,15 @@ are never touched.
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from calicoctl.agent.component import Component
 from calicoctl.agent.state import LocalEndpoints
 from calicoctl.errors import CalicoError
 from calicoctl.host import sysctl
+from calicoctl.host.netlink import RTPROT_BOOT
 
 LOG = logging.getLogger(__name__)
-
-
-RTPROT_BOOT = 3
-
-
-@dataclass(frozen=True)
-class RouteView:
-    """The parts of a route the staleness check looks at."""
-    dst: str
-    gateway: object
-    ifname: object
-    protocol: int
 
 
 @dataclass(frozen=True)
@@ -51,17 +40,6 @@ class WorkloadNetwork:
     ipv4: tuple
     ipv6: tuple
     ipv6_gateway: object = None
-
-
-def calculate_desired(endpoints_by_iface):
-    """{iface: WorkloadNetwork} from {iface: Endpoint} (pure)."""
-    desired = {}
-    for iface, endpoint in endpoints_by_iface.items():
-        desired[iface] = WorkloadNetwork(iface=iface,
-                                         ipv4=tuple(sorted(endpoint.addresses(4))),
-                                         ipv6=tuple(sorted(endpoint.addresses(6))),
-                                         ipv6_gateway=endpoint.ipv6_gateway)
-    return desired
 
 
 def calculate_stale_routes(routes, desired, prefix, boot_protocol=RTPROT_BOOT):
@@ -285,12 +263,11 @@ class WorkloadRoutes(Component):
             self._programmed[iface] = (index, want)
         if self._full:
             self._full = False
-            from calicoctl.host import netlink
             names = {index: name for name, index in links.items()}
             for version in (4, 6):
-                entries = netlink.list_route_entries(version, self.netns, protocol=RTPROT_BOOT)
-                routes = [RouteView(entry.dst, entry.gateway, names.get(entry.ifindex), entry.protocol)
-                          for entry in entries]
+                # Interface names from our own listing: cheaper than the kernel's link dump.
+                routes = [replace(route, ifname=names.get(route.ifindex))
+                          for route in session.list_routes(version, protocol=RTPROT_BOOT, names=False)]
                 wanted = {route.ifname: want_for(route.ifname) for route in routes
                           if route.ifname and route.ifname.startswith(prefix)}
                 wanted = {name: want for name, want in wanted.items() if want is not None}

@@ -7,8 +7,8 @@ what lets the dataplane diff the kernel's state against ours after a restart
 and rewrite only what differs (a rule we spell differently is merely
 rewritten once, never wrong).
 
-Layout (for each IP family; Felix's model, reference.md §3.3)
-~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
+Layout (for each IP family; Felix's model, docs/decisions.md "Policy dataplane")
+~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
 
 ``INPUT -j felix-INPUT`` and ``FORWARD -j felix-FORWARD`` are the only rules
 we put in built-in chains. ``felix-FORWARD`` drops invalid and accepts
@@ -17,7 +17,7 @@ a workload through ``felix-FROM-ENDPOINT`` (its outbound policy) and to a
 workload through ``felix-TO-ENDPOINT`` (inbound policy), and accepts what
 survives. ``felix-INPUT`` does the same for traffic from a workload to the
 host itself: outbound policy, then ``DefaultEndpointToHostAction`` (our
-default RETURN: the host's own INPUT rules decide; decisions.md).
+default RETURN: the host's own INPUT rules decide; same section).
 
 Dispatch: a tree, not a list
 ~~~~~~~~~~~~~~~~~~~~~~~~~~~~
@@ -68,7 +68,6 @@ would have let one shared set serve every tag.)
 import hashlib
 import ipaddress
 from dataclasses import dataclass
-from typing import Callable
 
 from calicoctl.rulemodel import ICMP_FAMILY
 
@@ -89,7 +88,6 @@ TO_NODE_PREFIX = "felix-TO-EP-"
 FROM_ENDPOINT_PREFIX = "felix-from-"
 TO_ENDPOINT_PREFIX = "felix-to-"
 PROFILE_PREFIX = "felix-p-"
-TAG_TREE_PREFIX = "felix-t"          # felix-t4s-<tag>, felix-t6d-_<hash>, ...
 
 # Every filter-table chain this module names starts with one of these; the
 # dataplane owns exactly those and never touches any other chain.
@@ -228,8 +226,6 @@ class TagPlacement:
     name: str            # set name, or tree root chain name (for the side asked)
 
 
-TagResolver = Callable[[str, int, str], TagPlacement]
-"""resolve(tag, version, side 's'|'d') -> TagPlacement."""
 
 
 def _render_protocol(number):

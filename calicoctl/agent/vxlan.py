@@ -48,15 +48,14 @@ class VxlanManager(ReconcilingComponent):
     """Keeps ``vxlan.calico`` and its routes/neighbours/FDB as etcd says.
 
     :param config: the AgentConfig (hostname).
-    :param datastore: a DatastoreClient, to publish this host's record; if
-        None one is built from the environment when first needed.
+    :param datastore: a DatastoreClient, to publish this host's record.
     """
 
     label = "VXLAN"
     resync_interval = RESYNC_INTERVAL
     retry_interval = RETRY_INTERVAL
 
-    def __init__(self, config, datastore=None):
+    def __init__(self, config, datastore):
         self.hostname = config.hostname
         self._datastore = datastore
         super().__init__()
@@ -97,23 +96,23 @@ class VxlanManager(ReconcilingComponent):
             return
         self._device_absent = False
         with netlink.Session() as session:
-            link = self._ensure_device(session, netlink, plan.local_ip)
+            link = self._ensure_device(session, plan.local_ip)
             self._publish(plan.local_ip, link.mac)
             self._sync_table(
-                "FDB entry", plan.fdb, netlink.list_fdb_entries(session, link.index),
-                lambda mac, ip: netlink.replace_fdb_entry(session, mac, ip, link.index),
-                lambda mac, ip: netlink.delete_fdb_entry(session, mac, ip, link.index))
+                "FDB entry", plan.fdb, session.list_fdb_entries(link.index),
+                lambda mac, ip: session.replace_fdb_entry(mac, ip, link.index),
+                lambda mac, ip: session.delete_fdb_entry(mac, ip, link.index))
             self._sync_table(
-                "neighbour", plan.neighbours, netlink.list_neighbours(session, link.index),
-                lambda ip, mac: netlink.replace_permanent_neighbour(session, ip, mac, link.index),
-                lambda ip, mac: netlink.delete_neighbour(session, ip, link.index))
+                "neighbour", plan.neighbours, session.list_neighbours(link.index),
+                lambda ip, mac: session.replace_permanent_neighbour(ip, mac, link.index),
+                lambda ip, mac: session.delete_neighbour(ip, link.index))
             self._sync_table(
-                "route", plan.routes, netlink.list_device_routes(session, link.index),
-                lambda dst, gw: netlink.replace_onlink_route(session, dst, gw, link.index),
+                "route", plan.routes, session.list_device_routes(link.index),
+                lambda dst, gw: session.replace_onlink_route(dst, gw, link.index),
                 lambda dst, gw: session.delete_route(dst, index=link.index))
 
-    def _ensure_device(self, session, netlink, local_ip):
-        info = netlink.find_vxlan(session, DEVICE)
+    def _ensure_device(self, session, local_ip):
+        info = session.find_vxlan(DEVICE)
         if info is not None and (info.vni, info.port, info.local, info.learning) != (VNI, PORT, local_ip, False):
             LOG.info("VXLAN: %s has other settings (vni %s, port %s, local %s); recreating it",
                      DEVICE, info.vni, info.port, info.local)
@@ -121,13 +120,13 @@ class VxlanManager(ReconcilingComponent):
             info = None
         mtu = _lan_mtu(session, local_ip) - OVERHEAD
         if info is None:
-            link = netlink.create_vxlan(session, DEVICE, VNI, PORT, local_ip, mtu=mtu)
+            link = session.create_vxlan(DEVICE, VNI, PORT, local_ip, mtu=mtu)
             LOG.info("VXLAN: created %s (vni %d, local %s, mac %s, mtu %d)",
                      DEVICE, VNI, local_ip, link.mac, mtu)
             return link
         link = info.link
         if link.mtu != mtu:
-            netlink.set_link_mtu(session, link.index, mtu)
+            session.set_link_mtu(link.index, mtu)
         if not link.up:
             session.set_link_up(link.index)
         return link
@@ -144,29 +143,19 @@ class VxlanManager(ReconcilingComponent):
                 replace(key, value)
                 LOG.debug("VXLAN: set %s %s -> %s", what, key, value)
 
-    def _datastore_client(self):
-        if self._datastore is None:
-            import os
-            from calicoctl.datastore import etcdconn
-            from calicoctl.datastore.client import DatastoreClient
-            self._datastore = DatastoreClient(etcdconn.connect(os.environ))
-        return self._datastore
-
     def _publish(self, local_ip, mac):
         from calicoctl import model
-        from calicoctl.datastore.client import write_host_vxlan
         tunnel = model.VxlanTunnel(ip=local_ip, mac=mac.lower(), vni=VNI)
         if self.index.vteps.get(self.hostname) == tunnel:
             return
-        write_host_vxlan(self._datastore_client(), self.hostname, tunnel)
+        self._datastore.write_host_vxlan(self.hostname, tunnel)
         # The watch will echo it back; remember it now so we do not write twice.
         self.index.vteps[self.hostname] = tunnel
         LOG.info("VXLAN: published %s", tunnel.to_json())
 
     def _unpublish(self):
-        from calicoctl.datastore.client import remove_host_vxlan
         if self.hostname in self.index.vteps:
-            remove_host_vxlan(self._datastore_client(), self.hostname)
+            self._datastore.remove_host_vxlan(self.hostname)
             del self.index.vteps[self.hostname]
 
 

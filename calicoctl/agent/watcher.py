@@ -92,8 +92,6 @@ class EtcdWatcher:
         self.retry_interval = retry_interval
         self._stop = threading.Event()
         self._thread = None
-        self.snapshots = 0
-        """How many snapshots were taken (for tests and logs)."""
 
     def start(self):
         self._thread = threading.Thread(target=self.run, name="etcd-watcher", daemon=True)
@@ -116,7 +114,7 @@ class EtcdWatcher:
                 self._report_lost(str(exc), lost)
                 lost = True
                 self._stop.wait(self.retry_interval)
-            except Exception as exc:  # noqa: BLE001 - python-etcd raises many kinds
+            except Exception as exc:  # python-etcd raises many kinds
                 import etcd
                 if isinstance(exc, (etcd.EtcdEventIndexCleared, etcd.EtcdClusterIdChanged)):
                     LOG.info("Resynchronising with etcd: %s", exc)
@@ -150,7 +148,6 @@ class EtcdWatcher:
             raw = {"key": result.key, "dir": result.dir, "value": result.value,
                    "nodes": result._children}
             collect_leaves(raw, items)
-        self.snapshots += 1
         LOG.info("Snapshot of %s: %d keys at index %d in %.0f ms", self.prefix, len(items), index,
                  (time.monotonic() - started) * 1000)
         self.emit(Snapshot(items, index))
@@ -166,9 +163,9 @@ class EtcdWatcher:
             except etcd.EtcdWatchTimedOut:
                 continue
             except etcd.EtcdEventIndexCleared:
-                raise ResyncNeeded("watch index %d was cleared from etcd's history" % next_index)
+                raise ResyncNeeded("watch index %d was cleared from etcd's history" % next_index) from None
             except etcd.EtcdClusterIdChanged:
-                raise ResyncNeeded("the etcd cluster ID changed")
+                raise ResyncNeeded("the etcd cluster ID changed") from None
             update, next_index = parse_watch_result(result)
             if update is not None:
                 self.emit(update)

@@ -1,7 +1,8 @@
 """Command-line front end: top-level parsing and dispatch.
 
 ``main(argv, env)`` parses the command word, imports only that command's
-module (start-up time matters: decisions.md), runs it and maps errors to
+module (start-up time matters: docs/decisions.md, "A fast command line"),
+runs it and maps errors to
 exit codes. It never exits the process; ``calicoctl.__main__`` does.
 """
 import importlib
@@ -66,7 +67,7 @@ def main(argv, env=None, stdout=None, stderr=None, stdin=None):
     except KeyboardInterrupt:
         ctx.err("Interrupted.")
         return 130
-    except Exception:  # a bug: show everything we know
+    except Exception:  # noqa: BLE001 - a bug: show everything we know
         ctx.err("Unexpected error (this is a bug in calicoctl):")
         ctx.err(traceback.format_exc().rstrip())
         return ExitCode.BUG
@@ -99,4 +100,4 @@ def parse(doc, argv):
     try:
         return docopt(doc, argv=argv, help=False)
     except DocoptExit as exc:
-        raise UsageExit(str(exc).strip(), ExitCode.REFUSED)
+        raise UsageExit(str(exc).strip(), ExitCode.REFUSED) from None

@@ -83,19 +83,21 @@ def parse_args(argv):
     shows the whole usage text.
     """
     words = [word for word in argv if not word.startswith("-")][2:4]
-    if words == ["rule", "add"]:
-        wanted = lambda block: " rule add " in block
-    elif words == ["rule", "remove"]:
-        wanted = lambda block: " rule remove " in block
-    else:
-        wanted = lambda block: " rule add " not in block and " rule remove " not in block
+
+    def wanted(block):
+        if words == ["rule", "add"]:
+            return " rule add " in block
+        if words == ["rule", "remove"]:
+            return " rule remove " in block
+        return " rule add " not in block and " rule remove " not in block
+
     try:
         return _Args(parse(select_usage(__doc__, wanted), argv))
     except UsageExit as exc:
         if exc.code == 0:
-            raise UsageExit(__doc__.strip("\n"), 0)
+            raise UsageExit(__doc__.strip("\n"), 0) from None
         from docopt import printable_usage
-        raise UsageExit(printable_usage(__doc__).strip("\n"), exc.code)
+        raise UsageExit(printable_usage(__doc__).strip("\n"), exc.code) from None
 
 
 class _Args(dict):

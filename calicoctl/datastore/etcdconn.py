@@ -1,6 +1,6 @@
 """Connecting to etcd: endpoints from the environment, TLS, failover.
 
-Environment (decisions.md "Identity and connection"):
+Environment (docs/decisions.md, "Identity and connection"):
 - ``ETCD_ENDPOINTS``: comma-separated URLs of cluster members; or
 - ``ETCD_AUTHORITY``: ``host:port`` (default ``127.0.0.1:2379``), with
   ``ETCD_SCHEME`` (``http`` or ``https``);
@@ -97,11 +97,11 @@ def _parse_url(text):
     try:
         parts = urlsplit(text)
     except ValueError:                # e.g. brackets around something that is not IPv6
-        raise error(shape)
+        raise error(shape) from None
     try:
         port = parts.port
     except ValueError:
-        raise error("the port must be a number from 1 to 65535")
+        raise error("the port must be a number from 1 to 65535") from None
     # Anything but scheme://host[:port] (a path, "?", "#", user@) would be
     # silently dropped by the client, which would then dial something else.
     if parts.scheme not in ("http", "https") or not parts.hostname or parts.path not in ("", "/") \
@@ -120,7 +120,7 @@ def _check_host(host, bracketed, error):
         try:
             ipaddress.IPv6Address(host)
         except ValueError:
-            raise error("[%s] is not an IPv6 address" % host)
+            raise error("[%s] is not an IPv6 address" % host) from None
         return host
     if not host:
         raise error("the host is missing")
@@ -129,7 +129,7 @@ def _check_host(host, bracketed, error):
         try:
             ipaddress.IPv4Address(host)
         except ValueError:
-            raise error("%s is not an IPv4 address" % host)
+            raise error("%s is not an IPv4 address" % host) from None
         return host
     if len(host.rstrip(".")) > 253:
         raise error("the host name is longer than the 253 characters DNS allows")
@@ -193,10 +193,6 @@ class EtcdConnection:
 
     def delete(self, key, **kwargs):
         return self._call("delete", key, **kwargs)
-
-    @property
-    def endpoint_urls(self):
-        return [endpoint.url for endpoint in self.settings.endpoints]
 
 
 def _failure_hint(exc):

@@ -1,7 +1,7 @@
 """The etcd key layout: the only module that spells out keys.
 
-It follows the reference's v1 layout (reference.md §2) so that data written
-by the original tools reads the same. A back-incompatible change belongs
+It follows calicoctl 0.5.5's v1 layout (docs/etcd-layout.md) so that data
+written by the original tools reads the same. A back-incompatible change belongs
 under a new version prefix, not in place.
 
 Pure: builders return strings, parsers return tuples/None. No imports from

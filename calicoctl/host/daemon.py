@@ -1,7 +1,7 @@
 """Host daemons: start one detached, run one in the foreground, stop one by pid.
 
 ``calicoctl node`` runs the agent as a plain host process instead of the
-reference's ``calico/node`` container (decisions.md "Running the node"), so
+original's ``calico/node`` container (docs/decisions.md, "Running the node"), so
 the supervision Docker used to give us lives here:
 
 - a detached daemon gets a new session (no controlling terminal, not hit
@@ -101,13 +101,19 @@ class forward_signals:
         return False
 
 
-def write_pid_file(path, pid):
-    """Write ``pid`` to ``path`` atomically (readers never see a partial file)."""
+def write_atomically(path, text):
+    """Write ``text`` to ``path`` through a temporary file and a rename, so
+    readers (a status poller, a ``node stop``) never see a partial file."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     temp = "%s.%d.tmp" % (path, os.getpid())
     with open(temp, "w") as handle:
-        handle.write("%d\n" % pid)
+        handle.write(text)
     os.replace(temp, path)
+
+
+def write_pid_file(path, pid):
+    """Write ``pid`` to ``path`` atomically."""
+    write_atomically(path, "%d\n" % pid)
 
 
 def read_pid_file(path):
@@ -149,24 +155,22 @@ def process_cmdline(pid):
     return [part.decode("utf-8", "replace") for part in raw.split(b"\0") if part]
 
 
-def process_matches(pid, markers):
-    """True if ``pid`` is alive and one of its arguments contains one of ``markers``."""
-    if not process_alive(pid):
+def shares_namespaces(pid, kinds):
+    """True if ``pid`` is in the same namespaces of each kind (``"mnt"``,
+    ``"net"``, ...) as this process; False if it is gone."""
+    try:
+        return all(os.stat("/proc/%d/ns/%s" % (pid, kind)).st_ino == os.stat("/proc/self/ns/%s" % kind).st_ino
+                   for kind in kinds)
+    except OSError:
+        return False
+
+
+def process_matches(pid, markers, namespaces=()):
+    """True if ``pid`` is alive, one of its arguments contains one of
+    ``markers``, and it shares the ``namespaces`` kinds with this process."""
+    if not process_alive(pid) or not shares_namespaces(pid, namespaces):
         return False
     return any(marker in arg for arg in process_cmdline(pid) for marker in markers)
-
-
-def process_start_time(pid):
-    """Seconds since the epoch at which ``pid`` started, or None."""
-    try:
-        with open("/proc/%d/stat" % pid) as handle:
-            fields = handle.read().rsplit(")", 1)[1].split()
-        with open("/proc/stat") as handle:
-            boot = next(int(line.split()[1]) for line in handle if line.startswith("btime "))
-    except (OSError, IndexError, StopIteration, ValueError):
-        return None
-    # Field 22 of stat (starttime) is the 20th after the command name.
-    return boot + int(fields[19]) / os.sysconf("SC_CLK_TCK")
 
 
 def send_signal(pid, signum):

@@ -96,7 +96,7 @@ class DockerAdapter:
                 kwargs.setdefault("base_url", DEFAULT_HOST)
                 self._client = docker.APIClient(version=API_VERSION, timeout=TIMEOUT, **kwargs)
             except docker.errors.DockerException as exc:
-                raise ValidationError("Invalid Docker settings (DOCKER_HOST=%s): %s" % (self.host, exc))
+                raise ValidationError("Invalid Docker settings (DOCKER_HOST=%s): %s" % (self.host, exc)) from None
         return self._client
 
     def inspect(self, name_or_id):

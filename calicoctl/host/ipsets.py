@@ -80,6 +80,14 @@ class Ipsets:
             self._run(self.prefix + ["ipset", "-exist", "restore"],
                       input_text="\n".join(lines) + "\n", timeout=120)
 
+    def destroy(self, name):
+        """``ipset destroy``; False if the set could not be destroyed (absent, or in use)."""
+        try:
+            self._run(self.prefix + ["ipset", "destroy", name], timeout=30)
+        except CommandFailed:
+            return False
+        return True
+
     def apply(self, lines):
         """Apply lines; on failure retry set by set.
 

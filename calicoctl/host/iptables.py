@@ -53,7 +53,7 @@ agent itself runs inside the namespace it programs.
 import logging
 import time
 
-from calicoctl.errors import CommandFailed
+from calicoctl.errors import CommandFailed, HostNetworkError
 from calicoctl.host import run as run_mod
 
 LOG = logging.getLogger(__name__)
@@ -64,10 +64,6 @@ BACKENDS = {
     "legacy": {4: ("iptables-legacy-save", "iptables-legacy-restore", "iptables-legacy"),
                6: ("ip6tables-legacy-save", "ip6tables-legacy-restore", "ip6tables-legacy")},
 }
-BUILTIN_CHAINS = {"filter": ("INPUT", "FORWARD", "OUTPUT"),
-                  "nat": ("PREROUTING", "INPUT", "OUTPUT", "POSTROUTING"),
-                  "mangle": ("PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"),
-                  "raw": ("PREROUTING", "OUTPUT")}
 # Errors worth retrying as they are: another writer committed first.
 TRANSIENT_MARKERS = ("Resource temporarily unavailable", "Another app is currently holding")
 MAX_ATTEMPTS = 4
@@ -162,9 +158,14 @@ class IptablesTable:
                 delay *= 4
 
     def has_rule(self, chain, rule):
-        """``iptables -C chain rule``: True if the rule is present."""
+        """``iptables -C chain rule``: True if the rule is present (False too
+        when iptables cannot be run: the caller then writes the rule, and
+        that failure is reported)."""
         args = self._command(self._iptables, "-t", self.table, "-C", chain) + rule.split()
         if self.backend == "legacy":
             args[len(self.prefix) + 1:len(self.prefix) + 1] = ["-w", "5"]
-        code, _, _ = run_mod.run_status(args)
-        return code == 0
+        try:
+            self._run(args)
+        except (CommandFailed, HostNetworkError):
+            return False
+        return True

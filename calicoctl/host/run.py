@@ -15,9 +15,9 @@ def run(args, input_text=None, timeout=30, check=True, env=None):
         proc = subprocess.run(list(args), input=input_text, capture_output=True, text=True,
                               timeout=timeout, env=env)
     except FileNotFoundError:
-        raise HostNetworkError("%s is not installed (not found on PATH)." % args[0])
+        raise HostNetworkError("%s is not installed (not found on PATH)." % args[0]) from None
     except subprocess.TimeoutExpired:
-        raise CommandFailed(args, -1, "", "timed out after %ss" % timeout, input_text)
+        raise CommandFailed(args, -1, "", "timed out after %ss" % timeout, input_text) from None
     if check and proc.returncode != 0:
         raise CommandFailed(args, proc.returncode, proc.stdout, proc.stderr, input_text)
     return proc.stdout

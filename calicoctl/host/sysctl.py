@@ -1,52 +1,55 @@
-"""Kernel settings under /proc/sys, for the caller's own network namespace.
+"""Kernel settings under /proc/sys, in this network namespace or another.
 
-The agent runs inside the namespace it programs, so it writes the files
-directly (``/proc/sys/net`` resolves to the namespace of the process that
-opens it). ``root`` is injectable so pure callers can be exercised against
-a directory. For another namespace use ``calicoctl.host.netlink.write_sysctl``.
+Names use the slash form (``net/ipv4/conf/cali0/proxy_arp``): interface
+names may contain dots. ``/proc/sys/net`` resolves to the network namespace
+of the thread that opens the file, so for ``netns`` (a path such as
+``/proc/<pid>/ns/net``) the file is opened with this thread inside that
+namespace (``calicoctl.host.netlink.entered_netns``); ``netns`` None is the
+caller's own.
+
+Errors are the netlink module's, so a caller that already handles those
+(a vanished container, not being root) handles these too.
 """
 import errno
-import os
 
-from calicoctl.errors import HostNetworkError
+from calicoctl.host.netlink import NetlinkError, NetlinkPermissionDenied, NotPresent, entered_netns
 
-PROC_SYS = "/proc/sys"
+PROC_SYS = "/proc/sys/"
 
 
-class SysctlNotFound(HostNetworkError):
+class SysctlNotFound(NotPresent):
     """The setting does not exist (e.g. the interface it belongs to is gone)."""
 
 
-def _path(name, root):
-    # Slash form ('net/ipv4/conf/cali0/proxy_arp'): interface names may hold dots.
-    return os.path.join(root, name)
-
-
-def read(name, root=PROC_SYS):
+def read(name, netns=None):
     """The stripped value of a setting, or None if it does not exist."""
-    try:
-        with open(_path(name, root)) as handle:
-            return handle.read().strip()
-    except FileNotFoundError:
-        return None
+    with entered_netns(netns):
+        try:
+            with open(PROC_SYS + name) as handle:
+                return handle.read().strip()
+        except FileNotFoundError:
+            return None
 
 
-def write(name, value, root=PROC_SYS):
-    """Set ``name`` to ``value``. Raises SysctlNotFound / HostNetworkError."""
-    try:
-        with open(_path(name, root), "w") as handle:
-            handle.write(str(value))
-    except FileNotFoundError:
-        raise SysctlNotFound("Cannot set %s: no such setting." % name) from None
-    except OSError as exc:
-        if exc.errno == errno.ENOENT:
-            raise SysctlNotFound("Cannot set %s: no such setting." % name) from None
-        raise HostNetworkError("Cannot set %s: %s." % (name, exc.strerror)) from None
+def write(name, value, netns=None):
+    """Set ``name`` to ``value``. Raises SysctlNotFound, NetlinkPermissionDenied
+    (not root) or NetlinkError."""
+    with entered_netns(netns):
+        try:
+            with open(PROC_SYS + name, "w") as handle:
+                handle.write(str(value))
+        except FileNotFoundError:
+            raise SysctlNotFound("Cannot set %s: no such setting (is the interface gone?)." % name,
+                                 errno.ENOENT) from None
+        except PermissionError:
+            raise NetlinkPermissionDenied("Cannot set %s: permission denied (run as root)." % name) from None
+        except OSError as exc:
+            raise NetlinkError("Cannot set %s: %s." % (name, exc.strerror), exc.errno) from None
 
 
-def ensure(name, value, root=PROC_SYS):
+def ensure(name, value, netns=None):
     """Write ``value`` only if the setting differs; True if it was written."""
-    if read(name, root) == str(value):
+    if read(name, netns) == str(value):
         return False
-    write(name, value, root)
+    write(name, value, netns)
     return True

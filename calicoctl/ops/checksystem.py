@@ -1,8 +1,8 @@
 """Does this host have what Calico needs? Find out by trying it.
 
-The reference looked for modules in /proc/modules and called modprobe
-(reference.md §1.8). A kernel may have everything built in and no modprobe
-at all (measurements.md), so each feature is tested by using it, briefly,
+The original looked for modules in /proc/modules and called modprobe
+(docs/decisions.md, "checksystem"). A kernel may have everything built in
+and no modprobe at all, so each feature is tested by using it, briefly,
 in the caller's network namespace: an ip(6)tables chain in the filter table,
 an ipset of each family, a rule with the ``set`` match, a veth pair. Every
 probe removes what it created, even when a later step fails.
@@ -52,10 +52,6 @@ def parse_api_version(text):
         return int(major), int(minor)
     except (ValueError, AttributeError):
         return None
-
-
-def calculate_exit_ok(results):
-    return all(result.ok for result in results)
 
 
 # -- probes ----------------------------------------------------------------------

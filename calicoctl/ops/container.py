@@ -1,7 +1,7 @@
 """Container networking: give a Docker container a Calico interface, and take it away.
 
-Workflows for ``calicoctl container ...`` (reference.md §1.2, decisions.md
-"Containers"). Each takes its collaborators (a DatastoreClient, a
+Workflows for ``calicoctl container ...`` (docs/decisions.md, "Containers"
+and "IP address claims"). Each takes its collaborators (a DatastoreClient, a
 DockerAdapter, the hostname) and returns a result; only the CLI prints.
 
 What ``add_container`` leaves behind when it succeeds:
@@ -19,7 +19,7 @@ What ``add_container`` leaves behind when it succeeds:
 
 Nothing half-done
 ~~~~~~~~~~~~~~~~~
-Every step that changes something pushes its undo onto a ``_Rollback``; any
+Every step that changes something pushes its undo onto a ``Rollback``; any
 failure (including Ctrl-C) runs them newest first and re-raises. The claim
 is first made with a TTL and only made permanent once the kernel work is
 done: if etcd vanishes mid-way, the undo cannot reach it, but the claim
@@ -46,86 +46,17 @@ from typing import Optional, Tuple
 
 from calicoctl import model, validate
 from calicoctl.datastore import paths
-from calicoctl.errors import AlreadyExists, CalicoError, Conflict, NotFound, ValidationError
+from calicoctl.errors import AlreadyExists, Conflict, NotFound, ValidationError
+from calicoctl.ops import interfaces
+from calicoctl.ops.container_logic import (ORCHESTRATOR, calculate_endpoint_with_ip, calculate_endpoint_without_ip,
+                                           calculate_host_net, calculate_veth_name, default_route,
+                                           parse_interface_name, render_claim_owner, select_workloads)
+from calicoctl.ops.rollback import Rollback
 
-ORCHESTRATOR = paths.DEFAULT_ORCHESTRATOR
 DEFAULT_INTERFACE = "eth1"
-VETH_PREFIX = "cali"
 # Long enough for any sane run (the claimed-but-unconfirmed window is the
 # kernel work: milliseconds), short enough that a crash frees the address soon.
 CLAIM_TTL = 30
-IFNAMSIZ = 15
-
-
-# -- pure decisions ------------------------------------------------------------
-
-def calculate_veth_name(endpoint_id):
-    """Host-side interface name: 'cali' + the first 11 characters of the ID (15 in all)."""
-    return VETH_PREFIX + endpoint_id[:11]
-
-
-def parse_interface_name(name):
-    """A container interface name the kernel accepts: 1-15 chars, no '/', ':' or blanks."""
-    if (not isinstance(name, str) or not 0 < len(name) <= IFNAMSIZ or name in (".", "..")
-            or any(ch in name for ch in "/:") or any(ch.isspace() for ch in name)):
-        raise ValidationError("Invalid interface name %r: use 1-15 characters, without '/', ':' "
-                              "or spaces." % (name,))
-    return name
-
-
-def render_claim_owner(hostname, workload_id):
-    """The value of an IP claim: which workload on which host holds it."""
-    return "%s/%s/%s" % (hostname, ORCHESTRATOR, workload_id)
-
-
-def calculate_host_net(ip):
-    """'10.0.0.1' -> '10.0.0.1/32'; IPv6 -> /128."""
-    return "%s/%d" % (ip, 128 if ip.version == 6 else 32)
-
-
-def default_route(version):
-    return "::/0" if version == 6 else "default"
-
-
-def select_workloads(workloads, query):
-    """Which of a host's workloads does the user mean by ``query``?
-
-    Docker's own order: the full ID, then the exact name, then an ID prefix.
-    Returns every candidate at the first level that matched (several means
-    ambiguous), or [] if none did.
-    """
-    query = query.lstrip("/")
-    exact = [w for w in workloads if w.workload_id == query]
-    if exact:
-        return exact
-    named = [w for w in workloads if w.name == query]
-    if named:
-        return named
-    return [w for w in workloads if w.workload_id.startswith(query)] if query else []
-
-
-def calculate_endpoint_with_ip(endpoint, ip, gateway):
-    """The endpoint with ``ip`` added (and the gateway of its version set, if unset)."""
-    net = calculate_host_net(ip)
-    if net in endpoint.nets(ip.version):
-        raise Conflict("IP %s is already on endpoint %s." % (ip, endpoint.endpoint_id))
-    nets_field = "ipv%d_nets" % ip.version
-    gateway_field = "ipv%d_gateway" % ip.version
-    changes = {nets_field: endpoint.nets(ip.version) + (net,)}
-    if getattr(endpoint, gateway_field) is None:
-        changes[gateway_field] = gateway
-    return _replace(endpoint, **changes)
-
-
-def calculate_endpoint_without_ip(endpoint, ip):
-    net = calculate_host_net(ip)
-    nets_field = "ipv%d_nets" % ip.version
-    return _replace(endpoint, **{nets_field: tuple(n for n in endpoint.nets(ip.version) if n != net)})
-
-
-def _replace(endpoint, **changes):
-    from dataclasses import replace
-    return replace(endpoint, **changes)
 
 
 # -- results ------------------------------------------------------------------------
@@ -151,41 +82,6 @@ class IPChangeResult:
     changed: bool                    # False: nothing to do (already so)
     endpoint: Optional[model.Endpoint] = None
     note: Optional[str] = None
-
-
-# -- rollback -------------------------------------------------------------------------
-
-class _Rollback:
-    """Undo actions, run newest first when the workflow fails."""
-
-    def __init__(self):
-        self._actions = []
-
-    def push(self, description, action):
-        self._actions.append((description, action))
-
-    def run(self):
-        """Run every undo; return a description of each one that failed."""
-        failures = []
-        while self._actions:
-            description, action = self._actions.pop()
-            try:
-                action()
-            except Exception as exc:  # keep undoing the rest regardless
-                failures.append("could not %s: %s" % (description, str(exc).rstrip(".")))
-        return failures
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, exc_type, exc, tb):
-        if exc_type is None:
-            self._actions = []
-            return False
-        failures = self.run()
-        if failures and isinstance(exc, CalicoError):
-            exc.args = ("%s (%s)" % (str(exc).rstrip("."), "; ".join(failures)),)
-        return False
 
 
 def _step(progress, name):
@@ -260,7 +156,7 @@ def _resolve_workload(datastore, docker, hostname, query):
     except NotFound:
         if candidates:
             raise Conflict("%s matches several containers: %s; give a longer ID."
-                           % (query, ", ".join(sorted(w.workload_id[:12] for w in candidates))))
+                           % (query, ", ".join(sorted(w.workload_id[:12] for w in candidates)))) from None
         return None
     for workload in workloads:
         if workload.workload_id == info.id:
@@ -275,70 +171,12 @@ def _require_workload(datastore, docker, hostname, query):
     return workload
 
 
-# -- kernel steps -------------------------------------------------------------------------
-
-def _ensure_host_side(host, host_netns, link, ips, gateway6=None):
-    """Host end of a workload veth: up, proxy ARP/NDP, a scope-link route per IP."""
-    from calicoctl.host import netlink
-    host.set_link_up(link.index)
-    netlink.write_sysctl("net/ipv4/conf/%s/proxy_arp" % link.name, 1, host_netns)
-    netlink.write_sysctl("net/ipv4/neigh/%s/proxy_delay" % link.name, 0, host_netns)
-    if any(ip.version == 6 for ip in ips):
-        _ensure_host_side_v6(host, host_netns, link, gateway6)
-    for ip in ips:
-        host.replace_route(calculate_host_net(ip), link.index, scope_link=True)
-
-
-def _ensure_host_side_v6(host, host_netns, link, gateway6):
-    from calicoctl.host import netlink
-    netlink.write_sysctl("net/ipv6/conf/%s/proxy_ndp" % link.name, 1, host_netns)
-    netlink.write_sysctl("net/ipv6/neigh/%s/proxy_delay" % link.name, 0, host_netns)
-    if gateway6:
-        # The gateway is the host's own address, not on this link: answer the
-        # container's neighbour solicitations for it.
-        host.add_proxy_neighbour(gateway6, link.index)
-
-
-def _enable_ipv6(netns, interface):
-    """IPv6 on our interface inside the container, without duplicate address detection.
-
-    Docker turns IPv6 off by default in containers whose networks have none
-    (``--net=none`` always), and new interfaces inherit that. DAD would keep
-    the link-local addresses, and so neighbour discovery, unusable for a
-    second or two; on a point-to-point veth there is nobody to clash with.
-    """
-    from calicoctl.host import netlink
-    netlink.write_sysctl("net/ipv6/conf/%s/accept_dad" % interface, 0, netns)
-    netlink.write_sysctl("net/ipv6/conf/%s/disable_ipv6" % interface, 0, netns)
-
-
-def _ensure_gateway_routes(cont, link, gateway):
-    """Inside the container: a link route to the gateway, then the default route via it."""
-    version = 6 if ":" in gateway else 4
-    cont.replace_route("%s/%d" % (gateway, 128 if version == 6 else 32), link.index, scope_link=True)
-    cont.replace_route(default_route(version), link.index, gateway=gateway)
-
-
-def _find_container_link(cont, host_link, interface):
-    """The container's end of our veth: ``interface`` if it is our peer, else
-    whichever interface is (the user may have added it under another name)."""
-    if host_link is None:
-        return None
-    named = cont.find_link(interface) if interface else None
-    if named is not None and named.peer_index == host_link.index:
-        return named
-    for link in cont.list_links():
-        if link.peer_index == host_link.index and link.kind == "veth":
-            return link
-    return None
-
-
 # -- workflows ---------------------------------------------------------------------------
 
 def add_container(datastore, docker, hostname, container, ip_text, interface=DEFAULT_INTERFACE,
                   host_netns=None, progress=None):
     """Give a running container a Calico interface with one IP; returns AddResult."""
-    from calicoctl.host import netlink
+    from calicoctl.host import netlink, sysctl
     ip = validate.parse_ip(ip_text)
     interface = parse_interface_name(interface)
     info = docker.inspect(container)
@@ -357,26 +195,26 @@ def add_container(datastore, docker, hostname, container, ip_text, interface=DEF
             if cont.find_link(interface) is not None:
                 raise Conflict("Container %s already has an interface named %s; choose another "
                                "with --interface." % (container, interface))
-            with _Rollback() as rollback:
+            with Rollback() as rollback:
                 _claim(datastore, pool, ip, owner, rollback)
                 _step(progress, "claimed")
                 try:
                     host.create_veth(veth, interface, peer_netns=info.netns_path)
                 except netlink.AlreadyPresent:
                     raise Conflict("Cannot create interface %s in container %s: the name is taken (in "
-                                   "the container or, as %s, on the host)." % (interface, container, veth))
+                                   "the container or, as %s, on the host)." % (interface, container, veth)) from None
                 rollback.push("delete interface %s" % veth, lambda: netlink.delete_link(veth, host_netns))
                 _step(progress, "veth")
 
                 link = cont.get_link(interface)
                 if ip.version == 6:
-                    _enable_ipv6(info.netns_path, interface)
-                    netlink.write_sysctl("net/ipv6/conf/%s/accept_dad" % veth, 0, host_netns)
+                    interfaces.enable_ipv6(info.netns_path, interface)
+                    sysctl.write("net/ipv6/conf/%s/accept_dad" % veth, 0, host_netns)
                 cont.set_link_up(link.index)
                 cont.add_address(link.index, ip)
-                _ensure_gateway_routes(cont, link, gateway)
+                interfaces.ensure_gateway_routes(cont, link, gateway)
                 host_link = host.get_link(veth)
-                _ensure_host_side(host, host_netns, host_link, [ip], gateway if ip.version == 6 else None)
+                interfaces.ensure_host_side(host, host_netns, host_link, [ip], gateway if ip.version == 6 else None)
                 _step(progress, "configured")
                 # Our open socket kept its namespace alive; if the container
                 # died meanwhile the interface dies as soon as we let go.
@@ -400,7 +238,7 @@ def add_container(datastore, docker, hostname, container, ip_text, interface=DEF
                 datastore.write_endpoint(endpoint, create_only=True)
                 _step(progress, "written")
     except netlink.NetlinkError as exc:
-        raise _container_netns_error(exc, container)
+        raise _container_netns_error(exc, container) from None
     return AddResult(container=info, endpoint=endpoint, interface=interface)
 
 
@@ -457,7 +295,7 @@ def add_ip(datastore, docker, hostname, container, ip_text, interface=DEFAULT_IN
             endpoint, host_link, link = None, None, None
             for candidate in endpoints:
                 host_link = host.find_link(candidate.name)
-                link = _find_container_link(cont, host_link, interface)
+                link = interfaces.find_container_link(cont, host_link, interface)
                 if link is not None and (link.name == interface or len(endpoints) == 1):
                     endpoint = candidate
                     break
@@ -470,11 +308,11 @@ def add_ip(datastore, docker, hostname, container, ip_text, interface=DEFAULT_IN
             new_gateway = getattr(endpoint, "ipv%d_gateway" % ip.version) is None
             _step(progress, "checked")
 
-            with _Rollback() as rollback:
+            with Rollback() as rollback:
                 _claim(datastore, pool, ip, owner, rollback)
                 _step(progress, "claimed")
                 if ip.version == 6 and not endpoint.ipv6_nets:
-                    _enable_ipv6(info.netns_path, link.name)
+                    interfaces.enable_ipv6(info.netns_path, link.name)
                 try:
                     cont.add_address(link.index, ip)
                     rollback.push("remove %s from the container" % ip,
@@ -482,11 +320,11 @@ def add_ip(datastore, docker, hostname, container, ip_text, interface=DEFAULT_IN
                 except netlink.AlreadyPresent:
                     pass   # a leftover of an earlier attempt; now it is wanted
                 if new_gateway:
-                    _ensure_gateway_routes(cont, link, gateway)
+                    interfaces.ensure_gateway_routes(cont, link, gateway)
                     rollback.push("remove the IPv%d default route" % ip.version,
                                   lambda: cont.delete_route(default_route(ip.version), link.index))
                 if ip.version == 6 and not endpoint.ipv6_nets:
-                    _ensure_host_side_v6(host, host_netns, host_link, gateway)
+                    interfaces.ensure_host_side_v6(host, host_netns, host_link, gateway)
                 host.replace_route(calculate_host_net(ip), host_link.index, scope_link=True)
                 rollback.push("remove the host route to %s" % ip,
                               lambda: host.delete_route(calculate_host_net(ip), host_link.index))
@@ -496,7 +334,7 @@ def add_ip(datastore, docker, hostname, container, ip_text, interface=DEFAULT_IN
                     endpoint.key, lambda current: calculate_endpoint_with_ip(current, ip, gateway))
                 _step(progress, "written")
     except netlink.NetlinkError as exc:
-        raise _container_netns_error(exc, container)
+        raise _container_netns_error(exc, container) from None
     return IPChangeResult(info.id, str(ip), changed=True, endpoint=updated)
 
 
@@ -521,7 +359,7 @@ def remove_ip(datastore, docker, hostname, container, ip_text, interface=DEFAULT
     _step(progress, "checked")
 
     try:
-        with _Rollback() as rollback:
+        with Rollback() as rollback:
             updated = datastore.update_endpoint(endpoint.key,
                                                 lambda current: calculate_endpoint_without_ip(current, ip))
             rollback.push("put %s back on the endpoint" % ip,
@@ -532,26 +370,20 @@ def remove_ip(datastore, docker, hostname, container, ip_text, interface=DEFAULT
                 host_link = host.find_link(endpoint.name)
                 if netns_path is not None and host_link is not None:
                     with netlink.Session(netns_path) as cont:
-                        link = _find_container_link(cont, host_link, interface)
+                        link = interfaces.find_container_link(cont, host_link, interface)
                         if link is not None and cont.delete_address(link.index, ip):
                             rollback.push("put %s back in the container" % ip,
-                                          lambda: _restore_address(netns_path, link.index, ip))
+                                          lambda: interfaces.restore_address(netns_path, link.index, ip))
                 _step(progress, "address")
                 if host_link is not None:
                     host.delete_route(net, host_link.index)
             _step(progress, "kernel")
     except netlink.NetlinkError as exc:
-        raise _container_netns_error(exc, container)
+        raise _container_netns_error(exc, container) from None
     # Last, and outside the rollback: if this fails the IP is already gone
     # from the container, and a retry gives back the leftover claim.
     _release_anywhere(datastore, ip, owner)
     return IPChangeResult(workload.workload_id, str(ip), changed=True, endpoint=updated)
-
-
-def _restore_address(netns, index, ip):
-    from calicoctl.host import netlink
-    with netlink.Session(netns) as session:
-        session.add_address(index, ip)
 
 
 def _readd(endpoint, ip):

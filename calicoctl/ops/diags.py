@@ -6,7 +6,7 @@ routes, links, addresses, BIRD's protocols, ...), ``etcd.txt`` with this
 host's keys and the cluster-wide settings it depends on, ``logs/`` (a copy
 of the log dir), ``run/`` (the agent's status and pid files, BIRD's config)
 and ``NOTES.txt`` listing whatever could not be collected. A missing tool or
-an unreachable etcd is noted, never fatal (reference.md §1.9).
+an unreachable etcd is noted, never fatal (docs/decisions.md, "diags").
 """
 import os
 import shutil

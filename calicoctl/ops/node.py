@@ -1,6 +1,6 @@
 """Node lifecycle: register this host in etcd, start and stop its agent.
 
-``calicoctl node`` (reference.md §1.1, decisions.md "Running the node"):
+``calicoctl node`` (docs/decisions.md, "Running the node"):
 choose the host's IP, write the global defaults and this host's keys, then
 start ``calico-agent`` as a host daemon and wait until it reports that its
 dataplane matches etcd. ``node stop`` stops the agent by pid and removes

@@ -1,17 +1,16 @@
 """What the node agent and BIRD say about this host (``calicoctl status``).
 
-The agent reports itself twice (brief, "Agent contracts"): a JSON file in
+The agent reports itself twice (docs/etcd-layout.md, "Agent status"): a JSON file in
 its run dir and the same JSON under ``/calico/felix/v1/host/<h>/status`` with
 a 30 s TTL. The file tells us about the local process even when etcd is
 down; the key tells us etcd still hears from it. BGP sessions come from
 ``birdc show protocols``, keeping only the protocols our BIRD config names
-``Mesh_*``, ``Global_*`` and ``Node_*`` (reference.md §1.7, §4).
+``Mesh_*``, ``Global_*`` and ``Node_*`` (docs/decisions.md, "Status").
 
 Parsing and rendering are pure; the ``read_``/``query_`` functions do I/O.
 """
 import json
 import os
-import re
 import time
 from dataclasses import dataclass
 from typing import Optional
@@ -33,7 +32,7 @@ PEER_TYPES = (("Mesh_", "node-to-node mesh"), ("Node_", "node specific"), ("Glob
 
 @dataclass(frozen=True)
 class AgentStatus:
-    """The agent's own report (the JSON contract in the brief)."""
+    """The agent's own report (its JSON: docs/etcd-layout.md, "Agent status")."""
     pid: int
     started: float
     time: float
@@ -117,41 +116,23 @@ def peer_type_from_protocol(name):
     return None
 
 
-_DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-_TIME_RE = re.compile(r"^\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?$")
-
-
 def parse_bird_protocols(text):
     """``birdc show protocols`` output -> [BgpPeerRow] for our BGP protocols.
 
     Returns None when there is no header row (not a protocol table: the
-    caller shows BIRD's raw output instead, as the reference did).
+    caller shows BIRD's raw output instead, as the original calicoctl did).
     """
-    lines = text.splitlines()
-    for index, line in enumerate(lines):
-        words = line.lower().split()
-        if words[:4] == ["name", "proto", "table", "state"]:
-            body = lines[index + 1:]
-            break
-    else:
+    from calicoctl.host import bird
+    rows = bird.parse_protocols(text)
+    if rows is None:
         return None
-    rows = []
-    for line in body:
-        words = line.split()
-        if len(words) < 4:
-            continue
-        name, _proto, _table, state = words[:4]
-        address = peer_address_from_protocol(name)
-        if address is None:
-            continue
-        rest = words[4:]
-        since_words = []
-        # "Since" is a time, a date, or both, depending on BIRD's timeformat.
-        while rest and len(since_words) < 2 and (_DATE_RE.match(rest[0]) or _TIME_RE.match(rest[0])):
-            since_words.append(rest.pop(0))
-        rows.append(BgpPeerRow(address=address, peer_type=peer_type_from_protocol(name),
-                               state=state, since=" ".join(since_words), info=" ".join(rest)))
-    return rows
+    peers = []
+    for row in rows:
+        address = peer_address_from_protocol(row.name)
+        if address is not None:
+            peers.append(BgpPeerRow(address=address, peer_type=peer_type_from_protocol(row.name),
+                                    state=row.state, since=row.since, info=row.info))
+    return peers
 
 
 def describe_duration(seconds):
@@ -246,11 +227,11 @@ def query_bird_protocols(run_dir=RUN_DIR):
 
     ``error`` says why BIRD could not be asked (not running, no birdc).
     """
-    from calicoctl.host.run import run_status
+    from calicoctl.host import bird
     socket_path = os.path.join(run_dir, BIRD_SOCKET)
     if not os.path.exists(socket_path):
         return None, "", "BIRD is not running (no control socket %s)." % socket_path
-    code, out, err = run_status(["birdc", "-s", socket_path, "show", "protocols"], timeout=10)
+    code, out, err = bird.show_protocols(socket_path)
     if code == 127:
         return None, "", "birdc is not installed, so BGP status is unknown."
     if code != 0:

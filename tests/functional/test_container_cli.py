@@ -9,10 +9,8 @@ import sys
 
 import pytest
 
-from tests.functional.conftest_container import (  # noqa: F401 (fixtures)
-    calicoctl, cali_links, claims, endpoints_of, global_addresses, host1, in_container,
-    in_host, links, ok, proxy_neighbours, read_proc, refused, route_to, routes, seeded,
-    workload_keys)
+from tests.functional.containertools import (cali_links, calicoctl, claims, endpoints_of, global_addresses,
+    in_container, in_host, links, ok, proxy_neighbours, read_proc, refused, route_to, routes, workload_keys)
 from tests.harness.util import REPO_ROOT
 
 pytestmark = pytest.mark.usefixtures("root_required")
@@ -259,9 +257,15 @@ def test_add_imports_only_what_it_needs(seeded, host1, make_container):
     assert ours == {"calicoctl.cli", "calicoctl.cli.context", "calicoctl.cli.container", "calicoctl.errors",
                     "calicoctl.validate", "calicoctl.model", "calicoctl.rulemodel", "calicoctl.ops",
                     "calicoctl.ops.container",
+                    "calicoctl.ops.container_logic", "calicoctl.ops.interfaces", "calicoctl.ops.rollback",
                     "calicoctl.datastore", "calicoctl.datastore.paths", "calicoctl.datastore.etcdconn",
-                    "calicoctl.datastore.client", "calicoctl.host", "calicoctl.host.netlink",
-                    "calicoctl.host.docker"}
+                    "calicoctl.datastore.client", "calicoctl.datastore.store", "calicoctl.datastore.profiles",
+                    "calicoctl.datastore.workloads", "calicoctl.datastore.ipam", "calicoctl.datastore.hosts",
+                    "calicoctl.host", "calicoctl.host.netlink",
+                    "calicoctl.host.netlink.errors", "calicoctl.host.netlink.links",
+                    "calicoctl.host.netlink.monitor", "calicoctl.host.netlink.netns",
+                    "calicoctl.host.netlink.routing", "calicoctl.host.netlink.session",
+                    "calicoctl.host.netlink.tunnels", "calicoctl.host.sysctl", "calicoctl.host.docker"}
     # `endpoint-id show` resolved from etcd loads neither docker-py nor pyroute2.
     script = ("import sys\nfrom calicoctl.cli import main\n"
               "rc = main(['container', %r, 'endpoint-id', 'show'])\n"

@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from tests.functional.conftest_container import (  # noqa: F401 (fixtures)
-    REPO_ROOT, claims, host1, host2, in_container, links, seed, cali_links, new_cali_links, workload_keys)
+from tests.functional.containertools import (REPO_ROOT, cali_links, claims, in_container, links,
+    new_cali_links, seed, workload_keys)
 
 pytestmark = pytest.mark.usefixtures("root_required")
 
@@ -28,7 +28,7 @@ def finish(process):
 def test_two_hosts_race_for_one_ip(lan_etcd, host1, host2, make_container, ip):
     client = lan_etcd.client()
     seed(client, [host1, host2])
-    for attempt in range(3):
+    for _attempt in range(3):
         c1, c2 = make_container(), make_container()
         known = {host.name: cali_links(host) for host in (host1, host2)}
         p1 = start_cli(host1, ["container", "add", c1.name, ip], lan_etcd.env)
@@ -36,7 +36,7 @@ def test_two_hosts_race_for_one_ip(lan_etcd, host1, host2, make_container, ip):
         results = {host1.name: (finish(p1), c1, host1), host2.name: (finish(p2), c2, host2)}
         winners = [name for name, ((rc, _, _), _, _) in results.items() if rc == 0]
         assert len(winners) == 1, results
-        for name, ((rc, out, err), container, host) in results.items():
+        for name, ((rc, _out, err), container, host) in results.items():
             if name in winners:
                 assert claims(client) == {ip: "%s/docker/%s" % (name, container.id)}
                 assert "eth1" in links(in_container(container))

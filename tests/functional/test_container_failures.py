@@ -22,9 +22,9 @@ from calicoctl.errors import CalicoError, DatastoreUnavailable, ExitCode
 from calicoctl.host.docker import DockerAdapter
 from calicoctl.ops import container as ops
 from tests.functional.clitools import dump_etcd
-from tests.functional.conftest_container import (  # noqa: F401 (fixtures)
-    assert_nothing_left, calicoctl, cali_links, claims, endpoints_of, global_addresses, host1, in_container,
-    V4_POOL, V6_POOL, in_host, links, ok, refused, route_to, seeded, new_cali_links, workload_keys)
+from tests.functional.containertools import (V4_POOL, V6_POOL, assert_nothing_left, cali_links, calicoctl,
+    claims, endpoints_of, global_addresses, in_container, in_host, links, new_cali_links, ok, refused,
+    route_to, workload_keys)
 from tests.harness.util import REPO_ROOT
 
 pytestmark = pytest.mark.usefixtures("root_required")

@@ -15,8 +15,8 @@ import pytest
 from calicoctl.datastore import paths
 from tests.harness.simhost import SimHost
 from tests.harness.util import wait_for
+from tests.harness.multihost import NetnsWorkload
 from tests.rule_cases import CASES, stored_rules
-from tests.system.multihost import NetnsWorkload
 
 HOSTNAME = "dp-agent"
 HOST_IP = "172.17.8.62"

@@ -20,7 +20,7 @@ from calicoctl.host import run as run_mod
 from calicoctl.host.ipsets import Ipsets
 from calicoctl.host.iptables import IptablesTable, parse_save
 from tests.harness.simhost import SimHost
-from tests.system.multihost import NetnsWorkload
+from tests.harness.multihost import NetnsWorkload
 
 HOSTNAME = "dp-kernel"
 HOST_IP = "172.17.8.61"

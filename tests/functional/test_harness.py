@@ -142,20 +142,23 @@ def test_docker_busybox_container_runs_echo(make_container, docker_daemon):
     assert links == ["lo"]
 
 
-TEARDOWN_CHECK_NAME = "calico-harness-teardown-check-%d" % os.getpid()
-
-
-def test_make_container_names_container(make_container):
-    container = make_container(name=TEARDOWN_CHECK_NAME)
-    assert container.name == TEARDOWN_CHECK_NAME
-
-
-def test_make_container_removed_what_it_made(docker_daemon):
-    # Runs after the test above: its teardown must have removed the container.
+def test_container_factory_names_and_removes_what_it_made(docker_daemon):
+    # What the make_container fixture does at teardown, run here, so this
+    # test needs no other test to have run before it.
     import docker
 
+    from tests.harness.docker import ContainerFactory
+
+    factory = ContainerFactory(docker_daemon)
+    name = "calico-harness-teardown-check-%d" % os.getpid()
+    try:
+        container = factory(name=name)
+        assert container.name == name
+        assert docker_daemon.containers.get(name).status == "running"
+    finally:
+        factory.remove_all()
     with pytest.raises(docker.errors.NotFound):
-        docker_daemon.containers.get(TEARDOWN_CHECK_NAME)
+        docker_daemon.containers.get(name)
 
 
 # -- simulated hosts ---------------------------------------------------------

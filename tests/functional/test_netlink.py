@@ -14,7 +14,7 @@ import sys
 import pytest
 
 from calicoctl.errors import NotRoot
-from calicoctl.host import netlink
+from calicoctl.host import netlink, sysctl
 from tests.harness.util import REPO_ROOT, kill_pid, netns_inode, wait_for
 
 pytestmark = pytest.mark.usefixtures("root_required")
@@ -160,16 +160,16 @@ def test_proxy_neighbour_and_sysctls(host, peer):
     shown = host.run("ip -6 neigh show proxy").stdout
     assert "fd00::1 dev calitest00005 proxy" in shown
 
-    netlink.write_sysctl("net/ipv4/conf/calitest00005/proxy_arp", 1, host.path)
-    netlink.write_sysctl("net/ipv4/neigh/calitest00005/proxy_delay", 0, host.path)
+    sysctl.write("net/ipv4/conf/calitest00005/proxy_arp", 1, host.path)
+    sysctl.write("net/ipv4/neigh/calitest00005/proxy_delay", 0, host.path)
     assert host.run("cat /proc/sys/net/ipv4/conf/calitest00005/proxy_arp").stdout.strip() == "1"
     assert host.run("cat /proc/sys/net/ipv4/neigh/calitest00005/proxy_delay").stdout.strip() == "0"
-    assert netlink.read_sysctl("net/ipv4/conf/calitest00005/proxy_arp", host.path) == "1"
+    assert sysctl.read("net/ipv4/conf/calitest00005/proxy_arp", host.path) == "1"
     # Our own namespace has no such interface: the write went where we asked.
     assert not os.path.exists("/proc/sys/net/ipv4/conf/calitest00005")
     with pytest.raises(netlink.NotPresent):
-        netlink.write_sysctl("net/ipv4/conf/nosuchlink/proxy_arp", 1, host.path)
-    assert netlink.read_sysctl("net/ipv4/conf/nosuchlink/proxy_arp", host.path) is None
+        sysctl.write("net/ipv4/conf/nosuchlink/proxy_arp", 1, host.path)
+    assert sysctl.read("net/ipv4/conf/nosuchlink/proxy_arp", host.path) is None
 
 
 def test_missing_namespace_is_named():

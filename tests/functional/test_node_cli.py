@@ -39,7 +39,7 @@ def calicoctl(host, argv, env, user=None, timeout=90):
 
 
 def expected_keys(hostname, ip, ip6="", as_num=None):
-    """Every key ``calicoctl node`` writes on an empty etcd (reference.md §1.1 steps 7-9)."""
+    """Every key ``calicoctl node`` writes on an empty etcd (docs/etcd-layout.md, "Written by calicoctl node")."""
     keys = {
         "/calico/v1/Ready": "true",
         "/calico/v1/config/InterfacePrefix": "cali",

@@ -132,7 +132,7 @@ def ensure_dockerd(state_dir=STATE_DIR, socket_path=DOCKER_SOCKET, timeout=START
     except TimeoutError:
         daemon.stop()
         raise RuntimeError("dockerd did not answer on %s within %.0f s; log %s:\n%s"
-                           % (socket_path, timeout, log_path, tail(log_path)))
+                           % (socket_path, timeout, log_path, tail(log_path))) from None
     return daemon
 
 
@@ -221,3 +221,32 @@ def ensure_busybox_image(client=None, image=BUSYBOX_IMAGE):
     finally:
         if own_client:
             client.close()
+
+
+class ContainerFactory:
+    """Runs ``--net=none -tid busybox`` containers and removes them all at the end.
+
+    ``factory(name=None, **options)`` returns the docker-py Container;
+    ``remove_all()`` force-removes every container it made (gone already is fine).
+    """
+
+    def __init__(self, client):
+        self.client = client
+        self.made = []
+
+    def __call__(self, name=None, **kwargs):
+        import uuid
+        name = name or "calico-test-%s" % uuid.uuid4().hex[:10]
+        options = dict(detach=True, tty=True, stdin_open=True, network_mode="none", name=name)
+        options.update(kwargs)
+        container = self.client.containers.run(BUSYBOX_IMAGE, **options)
+        self.made.append(container)
+        return container
+
+    def remove_all(self):
+        import docker
+        while self.made:
+            try:
+                self.made.pop().remove(force=True)
+            except docker.errors.NotFound:
+                pass

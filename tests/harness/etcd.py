@@ -211,11 +211,11 @@ class EtcdServer:
             code = self._process.returncode if self._process else None
             self._process = None
             raise RuntimeError("etcd %s exited (code %s) during start; log %s:\n%s"
-                               % (self.name, code, self.log_path, tail(self.log_path)))
+                               % (self.name, code, self.log_path, tail(self.log_path))) from None
         except TimeoutError:
             self.kill()
             raise RuntimeError("etcd %s not healthy after %.0f s; log %s:\n%s"
-                               % (self.name, timeout, self.log_path, tail(self.log_path)))
+                               % (self.name, timeout, self.log_path, tail(self.log_path))) from None
 
     def healthy(self):
         """True if the member answers its health check now."""

@@ -35,7 +35,7 @@ def wait_for(predicate, timeout=10.0, interval=0.1, message=None, fatal=()):
                 return result
         except fatal:
             raise
-        except Exception as exc:  # the component may simply not be up yet
+        except Exception as exc:  # noqa: BLE001 - the component may simply not be up yet
             last_error = exc
         if time.monotonic() >= deadline:
             text = message or "condition not met"

@@ -19,7 +19,8 @@ import uuid
 import pytest
 
 from tests.harness.simhost import Lan, SimHost
-from tests.system.multihost import LanEtcdServer, wait_until
+from tests.harness.multihost import LanEtcdServer
+from tests.harness.util import wait_for
 
 CONTAINER_LABEL = "calico-system-test"
 
@@ -126,7 +127,7 @@ class Cluster:
     # -- connectivity --------------------------------------------------------------------
     def wait_ping(self, source, ip, timeout=30.0):
         """Wait until ``source`` reaches ``ip`` (BGP and policy converge)."""
-        wait_until(lambda: source.ping(ip), timeout=timeout, interval=0.2,
+        wait_for(lambda: source.ping(ip), timeout=timeout, interval=0.2,
                    message="%s reaching %s" % (source.name, ip))
 
     def connectivity(self, pairs):
@@ -155,10 +156,10 @@ class Cluster:
                     pending.discard(pair)
             return not pending
         try:
-            wait_until(converged, timeout=timeout, interval=0.1, message="full connectivity")
-        except AssertionError:
+            wait_for(converged, timeout=timeout, interval=0.1, message="full connectivity")
+        except TimeoutError:
             raise AssertionError("still unreachable after %.0f s: %s" % (
-                timeout, sorted("%s -> %s" % (a.name, b.name) for a, b in pending)))
+                timeout, sorted("%s -> %s" % (a.name, b.name) for a, b in pending))) from None
         everyone = list(reach) + list(cut)
         blocked = [(a, b) for a in everyone for b in everyone
                    if a is not b and (a in cut or b in cut)]
@@ -170,7 +171,7 @@ class Cluster:
         for workload in list(self.workloads):
             try:
                 workload.container.remove(force=True)
-            except Exception:       # gone already
+            except Exception:  # noqa: BLE001 - gone already, or dockerd trouble: clean up the rest
                 pass
         for host in self.hosts.values():
             host.stop()             # agents, BIRDs and anything else we ran there, by PID

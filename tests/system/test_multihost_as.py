@@ -1,5 +1,5 @@
 """AS numbers: the global default, ``--as`` per node, and eBGP between nodes
-of different AS (reference.md §5 test 12, and beyond it)."""
+of different AS (an acceptance test of the original, and beyond it)."""
 import pytest
 
 

@@ -1,12 +1,13 @@
 """BGP between three simulated hosts: the full mesh, mesh off, node peers,
-global peers, and BIRD supervision (reference.md §5 tests 13, 14 and §4).
+global peers, and BIRD supervision (docs/decisions.md, "BGP").
 
 One cluster for the module; each test leaves BGP configured as it found it
 (mesh on, no explicit peers).
 """
 import pytest
 
-from tests.system.multihost import route_to, wait_until
+from tests.harness.multihost import route_to
+from tests.harness.util import wait_for
 
 IPS = {"calico-01": "172.17.8.101", "calico-02": "172.17.8.102", "calico-03": "172.17.8.103"}
 
@@ -49,7 +50,7 @@ def test_three_hosts_full_mesh(trio):
 def test_mesh_off_cuts_cross_host_traffic_and_node_peers_restore_it(trio, mesh_restored):
     cluster, hosts, workloads = trio
     cluster.calicoctl(hosts[1], "bgp", "node-mesh", "off")
-    wait_until(lambda: cross_host_routes_gone(cluster, hosts), 20, message="routes withdrawn")
+    wait_for(lambda: cross_host_routes_gone(cluster, hosts), 20, message="routes withdrawn")
     assert not any(cluster.connectivity([(workloads[0], workloads[1]), (workloads[2], workloads[0])]).values())
 
     for host in hosts:
@@ -65,7 +66,7 @@ def test_mesh_off_cuts_cross_host_traffic_and_node_peers_restore_it(trio, mesh_r
 def test_global_peers_restore_traffic_without_the_mesh(trio, mesh_restored):
     cluster, hosts, workloads = trio
     cluster.calicoctl(hosts[0], "bgp", "node-mesh", "off")
-    wait_until(lambda: cross_host_routes_gone(cluster, hosts), 20, message="routes withdrawn")
+    wait_for(lambda: cross_host_routes_gone(cluster, hosts), 20, message="routes withdrawn")
     for ip in IPS.values():
         cluster.calicoctl(hosts[0], "bgp", "peer", "add", ip, "as", "64511")
     cluster.assert_connectivity(workloads)
@@ -83,8 +84,8 @@ def test_bird_killed_is_restarted_by_the_agent_with_routes_back(trio):
     assert old_pid
     assert host.run(["kill", "-KILL", str(old_pid)], cwd="/").returncode == 0
     # Its peers notice at once (the TCP sessions close) and withdraw its routes.
-    wait_until(lambda: route_to(hosts[0], "192.168.1.2") is None, 20, message="routes withdrawn")
-    new_pid = wait_until(lambda: (cluster.bird_pid(host) or old_pid) != old_pid and cluster.bird_pid(host),
+    wait_for(lambda: route_to(hosts[0], "192.168.1.2") is None, 20, message="routes withdrawn")
+    new_pid = wait_for(lambda: (cluster.bird_pid(host) or old_pid) != old_pid and cluster.bird_pid(host),
                          20, message="a new BIRD")
     assert host.run(["kill", "-0", str(new_pid)], cwd="/").returncode == 0
     cluster.assert_connectivity(workloads)

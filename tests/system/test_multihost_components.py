@@ -22,9 +22,9 @@ from calicoctl.agent.vxlan import DEVICE, VNI, VxlanManager
 from calicoctl.datastore import paths
 from calicoctl.host import netlink
 from tests.harness.simhost import Lan, SimHost
-from tests.harness.util import pid_alive
-from tests.system.multihost import (LanEtcdServer, NetnsWorkload, bird_protocols, route_to,
-                                    tcp_peer_address, wait_until)
+from tests.harness.util import netns_inode, pid_alive, pids_in_netns, wait_for
+from tests.harness.multihost import (LanEtcdServer, NetnsWorkload, bird_protocols, route_to,
+                                    tcp_peer_address)
 
 pytestmark = pytest.mark.usefixtures("root_required")
 
@@ -66,7 +66,7 @@ class Rig:
         else:
             self.client.write(key, value)
         for host, component in components:
-            in_host(host, lambda: (component.on_update(key, value), component.flush()))
+            in_host(host, lambda component=component: (component.on_update(key, value), component.flush()))
 
     def close(self):
         for host in self.hosts:
@@ -79,6 +79,20 @@ def in_host(host, action):
     """Run ``action()`` with this thread in ``host``'s network namespace."""
     with netlink.entered_netns(host.netns_path):
         return action()
+
+
+def birds_in(host):
+    """PIDs of the BIRDs in ``host``'s network namespace. (Simulated hosts
+    share the PID namespace, so pgrep would count other tests' BIRDs too.)"""
+    found = []
+    for pid in pids_in_netns(netns_inode(host.pid)):
+        try:
+            with open("/proc/%d/comm" % pid) as handle:
+                if handle.read().strip() == "bird":
+                    found.append(pid)
+        except OSError:
+            continue
+    return found
 
 
 def start(host, component, items):
@@ -118,25 +132,25 @@ def test_bgp_mesh_peers_restart_and_stop(clean, tmp_path):
         assert b1.running and b2.running
 
         # Mesh: each host learns the other's workload route, via the peer.
-        wait_until(lambda: "via 172.17.8.102" in (route_to(h1, "192.168.0.2") or ""), 20,
+        wait_for(lambda: "via 172.17.8.102" in (route_to(h1, "192.168.0.2") or ""), 20,
                    message="route to w2 on calico-01")
-        wait_until(lambda: "via 172.17.8.101" in (route_to(h2, "192.168.0.1") or ""), 20,
+        wait_for(lambda: "via 172.17.8.101" in (route_to(h2, "192.168.0.1") or ""), 20,
                    message="route to w1 on calico-02")
         assert "proto bird" in route_to(h1, "192.168.0.2")
         assert w1.ping("192.168.0.2") and w2.ping("192.168.0.1")
-        rows = {row["name"]: row for row in bird_protocols(h1, b1.socket_path)}
-        assert rows["Mesh_172_17_8_102"]["info"].startswith("Established")
+        rows = {row.name: row for row in bird_protocols(h1, b1.socket_path)}
+        assert rows["Mesh_172_17_8_102"].info.startswith("Established")
         # IPv6 over its own sessions, next hop the peer's IPv6 address.
-        wait_until(lambda: "via fd00:8::102" in (route_to(h1, "fd80::2", version=6) or ""), 20,
+        wait_for(lambda: "via fd00:8::102" in (route_to(h1, "fd80::2", version=6) or ""), 20,
                    message="IPv6 route to w2 on calico-01")
-        rows = {row["name"]: row for row in bird_protocols(h1, b1.socket_path)}
-        assert rows["Mesh_fd00_8__102"]["info"].startswith("Established")
+        rows = {row.name: row for row in bird_protocols(h1, b1.socket_path)}
+        assert rows["Mesh_fd00_8__102"].info.startswith("Established")
         # (The first packets may wait for neighbour discovery on three links.)
-        wait_until(lambda: w1.ping("fd80::2") and w2.ping("fd80::1"), 10, message="IPv6 pings")
+        wait_for(lambda: w1.ping("fd80::2") and w2.ping("fd80::1"), 10, message="IPv6 pings")
 
         # Mesh off: sessions go, routes go, traffic stops.
         rig.write(paths.BGP_NODE_MESH, json.dumps({"enabled": False}), birds)
-        wait_until(lambda: route_to(h1, "192.168.0.2") is None, 15, message="route withdrawn")
+        wait_for(lambda: route_to(h1, "192.168.0.2") is None, 15, message="route withdrawn")
         assert not w1.ping("192.168.0.2")
         assert "Mesh_172_17_8_102" not in open(b1.config_path).read()
 
@@ -145,20 +159,20 @@ def test_bgp_mesh_peers_restart_and_stop(clean, tmp_path):
                   json.dumps({"ip": "172.17.8.102", "as_num": 64511}), birds)
         rig.write(paths.host_peer("calico-02", "172.17.8.101"),
                   json.dumps({"ip": "172.17.8.101", "as_num": 64511}), birds)
-        wait_until(lambda: route_to(h1, "192.168.0.2") is not None, 20, message="route back")
+        wait_for(lambda: route_to(h1, "192.168.0.2") is not None, 20, message="route back")
         assert w1.ping("192.168.0.2")
-        rows = {row["name"]: row for row in bird_protocols(h1, b1.socket_path)}
-        assert rows["Node_172_17_8_102"]["info"].startswith("Established")
+        rows = {row.name: row for row in bird_protocols(h1, b1.socket_path)}
+        assert rows["Node_172_17_8_102"].info.startswith("Established")
 
         # BIRD killed: the next tick starts a new one, and the routes return.
         old_pid = b1.pid
         os.kill(old_pid, signal.SIGKILL)
-        wait_until(lambda: not b1.running, 5, message="BIRD dead")
-        wait_until(lambda: route_to(h2, "192.168.0.1") is None, 15,
+        wait_for(lambda: not b1.running, 5, message="BIRD dead")
+        wait_for(lambda: route_to(h2, "192.168.0.1") is None, 15,
                    message="calico-02 dropping calico-01's routes")
         in_host(h1, lambda: b1.tick(time.monotonic()))
         assert b1.running and b1.pid != old_pid and b1.restarts == 1
-        wait_until(lambda: route_to(h2, "192.168.0.1") is not None, 20, message="routes after restart")
+        wait_for(lambda: route_to(h2, "192.168.0.1") is not None, 20, message="routes after restart")
         assert w2.ping("192.168.0.1")
     finally:
         for host, manager in birds:
@@ -205,7 +219,7 @@ def test_vxlan_pool_carries_traffic_without_bgp(clean):
         assert line is not None and "via 172.17.8.102 dev %s" % DEVICE in line and "onlink" in line
         assert workloads[0].ping("10.65.0.2") and workloads[1].ping("10.65.0.1")
         # No BGP anywhere: the only route to the far workload is the tunnel's.
-        assert h1.run(["pgrep", "-x", "bird"]).returncode != 0
+        assert birds_in(h1) == [] and birds_in(h2) == []
 
         # The far endpoint goes: its route goes.
         rig.write(endpoint_keys[1], None, managers)
@@ -291,11 +305,11 @@ def test_a_restarted_agent_adopts_the_running_bird_and_reloads_it(clean):
     second = start(h1, BirdManager(rig.config(h1)), rig.items())
     try:
         assert second.pid == pid and second.running
-        assert h1.run(["pgrep", "-c", "-x", "bird"]).stdout.strip() == "1"
+        assert len(birds_in(h1)) == 1
         # A change is applied by reloading that BIRD, not by restarting it.
         rig.write(paths.BGP_NODE_MESH, json.dumps({"enabled": False}), [(h1, second)])
         assert second.pid == pid
-        names = [row["name"] for row in bird_protocols(h1, second.socket_path)]
+        names = [row.name for row in bird_protocols(h1, second.socket_path)]
         assert not any(name.startswith("Mesh_") for name in names)
     finally:
         in_host(h1, second.close)

@@ -2,7 +2,8 @@
 ``--ipip`` (where the kernel has it) and ``--nat-outgoing``."""
 import pytest
 
-from tests.system.multihost import route_to, tcp_peer_address, wait_until
+from tests.harness.multihost import route_to, tcp_peer_address
+from tests.harness.util import wait_for
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +79,7 @@ def test_nat_outgoing_pool_reaches_outside_with_the_host_address(pair):
 
     # The LAN gateway is outside every pool and has no route to 10.66/16:
     # only NAT lets the workload talk to it, and it sees calico-01's address.
-    seen = wait_until(lambda: tcp_peer_address(lan, lan.gateway, 7101, connect(7101), timeout=3),
+    seen = wait_for(lambda: tcp_peer_address(lan, lan.gateway, 7101, connect(7101), timeout=3),
                       20, message="a connection from the workload")
     assert seen == h1.ip
 

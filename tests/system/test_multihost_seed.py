@@ -1,4 +1,4 @@
-"""The seed demonstration's 5x5 matrix across two simulated hosts (shared/seed-demo.md).
+"""The seed demonstration's 5x5 matrix across two simulated hosts (the one ``make demo`` runs).
 
 calico-01 runs workloads A, B, C and calico-02 runs D and E; A, C and E
 share PROF_A_C_E, B and D each have a profile of their own. With the
@@ -8,7 +8,8 @@ B and D reach nobody and nobody reaches them.
 """
 import pytest
 
-from tests.system.multihost import route_to, wait_until
+from tests.harness.multihost import route_to
+from tests.harness.util import wait_for
 
 PROFILES = {"A": "PROF_A_C_E", "B": "PROF_B", "C": "PROF_A_C_E", "D": "PROF_D", "E": "PROF_A_C_E"}
 
@@ -61,5 +62,5 @@ def test_node_stop_stops_bird_and_the_peers_drop_its_routes(seed):
     assert bird_pid and h2.run(["kill", "-0", str(bird_pid)], cwd="/").returncode == 0
     cluster.calicoctl(h2, "node", "stop", "--force")
     assert h2.run(["kill", "-0", str(bird_pid)], cwd="/").returncode != 0
-    wait_until(lambda: route_to(h1, "192.168.0.5") is None, 15, message="calico-01 dropping E's route")
+    wait_for(lambda: route_to(h1, "192.168.0.5") is None, 15, message="calico-01 dropping E's route")
     assert cluster.status_peers(h1) == {}

@@ -15,7 +15,7 @@ import time
 import pytest
 
 from calicoctl.datastore import paths
-from tests.system.multihost import wait_until
+from tests.harness.util import wait_for
 
 HOST_IP = "172.17.8.71"
 NAME = "policy-host"
@@ -48,7 +48,7 @@ class Agent:
             assert self.process.poll() is None, "the agent exited"
             status = self.status()
             return status and status["pid"] == self.process.pid and status["in_sync"] is in_sync
-        wait_until(reached, timeout=timeout, interval=0.1, message="agent in_sync=%s" % in_sync)
+        wait_for(reached, timeout=timeout, interval=0.1, message="agent in_sync=%s" % in_sync)
 
     def kill(self):
         self.process.send_signal(signal.SIGKILL)
@@ -111,7 +111,7 @@ def ping(source, target, wait=1, extra=()):
 
 
 def eventually(predicate, message, timeout=10):
-    wait_until(predicate, timeout=timeout, interval=0.05, message=message)
+    wait_for(predicate, timeout=timeout, interval=0.05, message=message)
 
 
 def never(predicate, message, duration=2.0):

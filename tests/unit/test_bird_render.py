@@ -1,4 +1,4 @@
-"""The pure half of calicoctl.agent.bird: etcd leaves -> BirdInputs -> BIRD 2 text.
+"""calicoctl.agent.bird_config: etcd leaves -> BirdInputs -> BIRD 2 text.
 
 The rendered text is also handed to the real ``bird -p`` (parse only, no
 daemon, no kernel) when BIRD is installed, so a syntax slip fails here.
@@ -9,7 +9,8 @@ import subprocess
 
 import pytest
 
-from calicoctl.agent import bird
+from calicoctl.agent import bird_config
+from calicoctl.host import bird as bird_host
 from calicoctl.datastore import paths
 
 
@@ -47,16 +48,16 @@ def names(inputs):
 # -- calculate_bird_inputs -------------------------------------------------------
 
 def test_no_ipv4_address_means_no_config():
-    assert bird.calculate_bird_inputs(two_hosts(), "calico-03") is None
+    assert bird_config.calculate_bird_inputs(two_hosts(), "calico-03") is None
     items = two_hosts()
     items[paths.host_ip_addr("calico-01", 4)] = ""
-    assert bird.calculate_bird_inputs(items, "calico-01") is None
+    assert bird_config.calculate_bird_inputs(items, "calico-01") is None
 
 
 def test_mesh_peers_every_other_host_with_its_as():
     items = two_hosts()
     items.update(host_items("calico-03", "172.17.8.103", as_num=64600))
-    inputs = bird.calculate_bird_inputs(items, "calico-01")
+    inputs = bird_config.calculate_bird_inputs(items, "calico-01")
     assert inputs.router_id == "172.17.8.101"
     assert inputs.local_as == 64511
     assert [(s.kind, s.ip, s.as_num) for s in inputs.peers] == [
@@ -66,25 +67,25 @@ def test_mesh_peers_every_other_host_with_its_as():
 
 def test_as_number_precedence_host_then_global_then_default():
     items = two_hosts()
-    assert bird.calculate_bird_inputs(items, "calico-01").local_as == 64511
+    assert bird_config.calculate_bird_inputs(items, "calico-01").local_as == 64511
     items[paths.BGP_GLOBAL_AS] = "65000"
-    assert bird.calculate_bird_inputs(items, "calico-01").local_as == 65000
-    assert bird.calculate_bird_inputs(items, "calico-01").peers[0].as_num == 65000
+    assert bird_config.calculate_bird_inputs(items, "calico-01").local_as == 65000
+    assert bird_config.calculate_bird_inputs(items, "calico-01").peers[0].as_num == 65000
     items[paths.host_as_num("calico-01")] = "64999"
-    assert bird.calculate_bird_inputs(items, "calico-01").local_as == 64999
+    assert bird_config.calculate_bird_inputs(items, "calico-01").local_as == 64999
     del items[paths.BGP_GLOBAL_AS]
     items[paths.host_as_num("calico-01")] = "not-a-number"
-    assert bird.calculate_bird_inputs(items, "calico-01").local_as == 64511
+    assert bird_config.calculate_bird_inputs(items, "calico-01").local_as == 64511
 
 
 def test_mesh_off_leaves_only_configured_peers():
     items = two_hosts()
     items[paths.BGP_NODE_MESH] = json.dumps({"enabled": False})
-    assert bird.calculate_bird_inputs(items, "calico-01").peers == ()
+    assert bird_config.calculate_bird_inputs(items, "calico-01").peers == ()
     items[paths.host_peer("calico-01", "172.17.8.102")] = peer_json("172.17.8.102", 64513)
     items[paths.host_peer("calico-02", "172.17.8.101")] = peer_json("172.17.8.101", 64513)
     items[paths.global_peer("10.0.0.1")] = peer_json("10.0.0.1", 65001)
-    inputs = bird.calculate_bird_inputs(items, "calico-01")
+    inputs = bird_config.calculate_bird_inputs(items, "calico-01")
     assert [(s.kind, s.ip, s.as_num) for s in inputs.peers] == [
         ("Node", "172.17.8.102", 64513), ("Global", "10.0.0.1", 65001)]
 
@@ -92,18 +93,18 @@ def test_mesh_off_leaves_only_configured_peers():
 def test_missing_or_bad_mesh_setting_means_on():
     items = two_hosts()
     del items[paths.BGP_NODE_MESH]
-    assert names(bird.calculate_bird_inputs(items, "calico-01")) == ["Mesh_172_17_8_102"]
+    assert names(bird_config.calculate_bird_inputs(items, "calico-01")) == ["Mesh_172_17_8_102"]
     items[paths.BGP_NODE_MESH] = "{broken"
-    assert names(bird.calculate_bird_inputs(items, "calico-01")) == ["Mesh_172_17_8_102"]
+    assert names(bird_config.calculate_bird_inputs(items, "calico-01")) == ["Mesh_172_17_8_102"]
 
 
 def test_one_session_per_address_node_beats_global_beats_mesh():
     items = two_hosts()
     items[paths.global_peer("172.17.8.102")] = peer_json("172.17.8.102", 64512)
-    inputs = bird.calculate_bird_inputs(items, "calico-01")
+    inputs = bird_config.calculate_bird_inputs(items, "calico-01")
     assert [(s.kind, s.as_num) for s in inputs.peers] == [("Global", 64512)]
     items[paths.host_peer("calico-01", "172.17.8.102")] = peer_json("172.17.8.102", 64513)
-    inputs = bird.calculate_bird_inputs(items, "calico-01")
+    inputs = bird_config.calculate_bird_inputs(items, "calico-01")
     assert [(s.kind, s.as_num) for s in inputs.peers] == [("Node", 64513)]
 
 
@@ -112,18 +113,18 @@ def test_global_peer_naming_this_host_is_kept():
     items = two_hosts()
     items[paths.BGP_NODE_MESH] = json.dumps({"enabled": False})
     items[paths.global_peer("172.17.8.101")] = peer_json("172.17.8.101", 64511)
-    assert names(bird.calculate_bird_inputs(items, "calico-01")) == ["Global_172_17_8_101"]
+    assert names(bird_config.calculate_bird_inputs(items, "calico-01")) == ["Global_172_17_8_101"]
 
 
 def test_ipv6_sessions_only_with_an_ipv6_address_here():
     items = two_hosts()
     items.update(host_items("calico-02", "172.17.8.102", ip6="fd00::102"))
     items[paths.global_peer("fd00::99")] = peer_json("fd00::99", 65002)
-    inputs = bird.calculate_bird_inputs(items, "calico-01")
+    inputs = bird_config.calculate_bird_inputs(items, "calico-01")
     assert inputs.ipv6 is None
     assert names(inputs) == ["Mesh_172_17_8_102"]
     items.update(host_items("calico-01", "172.17.8.101", ip6="fd00::101"))
-    inputs = bird.calculate_bird_inputs(items, "calico-01")
+    inputs = bird_config.calculate_bird_inputs(items, "calico-01")
     assert inputs.ipv6 == "fd00::101"
     assert names(inputs) == ["Mesh_172_17_8_102", "Global_fd00__99", "Mesh_fd00__102"]
 
@@ -135,7 +136,7 @@ def test_invalid_peers_and_pools_are_ignored():
     # A v6 address filed under peer_v4 is not a v4 peer.
     items[paths.global_peers_dir(4) + "/fd00::5"] = peer_json("fd00::5", 65000)
     items[paths.pool_key("10.9.0.0/16")] = "nonsense"
-    inputs = bird.calculate_bird_inputs(items, "calico-01")
+    inputs = bird_config.calculate_bird_inputs(items, "calico-01")
     assert names(inputs) == ["Mesh_172_17_8_102"]
     assert inputs.pools_v4 == ("192.168.0.0/16",)
 
@@ -145,26 +146,26 @@ def test_pools_split_by_family_and_tunnelled_ones_marked():
     items.update(pool_items({"cidr": "10.10.0.0/16", "vxlan": True},
                             {"cidr": "10.20.0.0/16", "ipip": "tunl0"},
                             {"cidr": "fd80::/64"}))
-    inputs = bird.calculate_bird_inputs(items, "calico-01")
+    inputs = bird_config.calculate_bird_inputs(items, "calico-01")
     assert inputs.pools_v4 == ("10.10.0.0/16", "10.20.0.0/16", "192.168.0.0/16")
     assert inputs.pools_v6 == ("fd80::/64",)
     assert inputs.tunnelled_v4 == ("10.10.0.0/16",)
-    inputs = bird.calculate_bird_inputs(items, "calico-01", ipip_tunnelled=True)
+    inputs = bird_config.calculate_bird_inputs(items, "calico-01", ipip_tunnelled=True)
     assert inputs.tunnelled_v4 == ("10.10.0.0/16", "10.20.0.0/16")
 
 
 def test_relevant_keys():
-    assert bird.is_relevant_key(paths.BGP_NODE_MESH)
-    assert bird.is_relevant_key(paths.pool_key("10.0.0.0/8"))
-    assert bird.is_relevant_key(paths.global_config("InterfacePrefix"))
-    assert not bird.is_relevant_key(paths.endpoint_key("h", "docker", "w", "e"))
-    assert not bird.is_relevant_key(paths.profile_rules("P"))
+    assert bird_config.is_relevant_key(paths.BGP_NODE_MESH)
+    assert bird_config.is_relevant_key(paths.pool_key("10.0.0.0/8"))
+    assert bird_config.is_relevant_key(paths.global_config("InterfacePrefix"))
+    assert not bird_config.is_relevant_key(paths.endpoint_key("h", "docker", "w", "e"))
+    assert not bird_config.is_relevant_key(paths.profile_rules("P"))
 
 
 # -- render_bird_config -------------------------------------------------------------
 
 def render(items, hostname="calico-01", **kwargs):
-    return bird.render_bird_config(bird.calculate_bird_inputs(items, hostname, **kwargs))
+    return bird_config.render_bird_config(bird_config.calculate_bird_inputs(items, hostname, **kwargs))
 
 
 def test_render_is_deterministic():
@@ -242,8 +243,28 @@ def test_parse_bird_protocols():
         "device1    Device     ---        up     20:40:41.535  \n"
         "Mesh_172_17_8_102 BGP        ---        up     20:40:42.300  Established   \n"
         "Global_172_17_8_101 BGP        ---        start  20:40:46.682  Idle          BGP Error: Bad BGP identifier\n")
-    rows = bird.parse_bird_protocols(text)
-    assert [r["name"] for r in rows] == ["device1", "Mesh_172_17_8_102", "Global_172_17_8_101"]
-    assert rows[1]["state"] == "up" and rows[1]["info"] == "Established"
-    assert rows[2]["since"] == "20:40:46.682"
-    assert rows[2]["info"] == "Idle BGP Error: Bad BGP identifier"
+    rows = bird_host.parse_protocols(text)
+    assert [r.name for r in rows] == ["device1", "Mesh_172_17_8_102", "Global_172_17_8_101"]
+    assert rows[1].state == "up" and rows[1].info == "Established"
+    assert rows[2].since == "20:40:46.682"
+    assert rows[2].info == "Idle BGP Error: Bad BGP identifier"
+
+
+# Where the two parsers this project once had disagreed, the agent's took
+# any number-led word with ':' or '-' for the time, and knew only BIRD 2's
+# capitalised header. One parser now, and these pin down its choice.
+
+def test_protocol_table_info_that_starts_with_a_number_stays_info():
+    text = ("Name       Proto      Table      State  Since         Info\n"
+            "Node_10_0_0_3 BGP     ---        start  20:40:10.440  10.0.0.3:179 unreachable\n"
+            "Mesh_10_0_0_4 BGP     ---        start  2024-05-01 10:00:00  2-way  \n")
+    rows = bird_host.parse_protocols(text)
+    assert [(r.since, r.info) for r in rows] == [("20:40:10.440", "10.0.0.3:179 unreachable"),
+                                                  ("2024-05-01 10:00:00", "2-way")]
+
+
+def test_protocol_table_header_in_any_case():
+    text = "name     proto    table    state  since       info\nMesh_10_0_0_2 BGP master up 20:40:11 Established\n"
+    assert [(r.name, r.state, r.info) for r in bird_host.parse_protocols(text)] == [
+        ("Mesh_10_0_0_2", "up", "Established")]
+    assert bird_host.parse_protocols("BIRD 2.0.12 ready.\nAccess restricted\n") is None

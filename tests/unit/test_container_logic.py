@@ -4,7 +4,7 @@ import pytest
 from calicoctl import model, validate
 from calicoctl.errors import Conflict, ValidationError
 from calicoctl.host.docker import ContainerInfo, _find_os_error, parse_container_info
-from calicoctl.ops import container as ops
+from calicoctl.ops import container_logic as ops
 
 
 def test_veth_name_is_cali_plus_eleven_characters():

@@ -1,6 +1,7 @@
-"""Fixtures and checks shared by the container tests (imported by test_container_*.py).
+"""Checks and helpers shared by the container tests (test_container_*.py); their
+fixtures (``host1``, ``host2``, ``seeded``) are in this directory's conftest.py.
 
-The simulated hosts here are module-scoped (starting one costs more than
+The simulated hosts are module-scoped (starting one costs more than
 most tests), on the session LAN; the session etcd is reached from inside
 them through the LAN's forward (``lan_etcd``). What a test looks at is
 read with iproute2 (``ip -j``), not with our own netlink module, so the
@@ -9,8 +10,6 @@ code under test does not grade itself.
 import json
 import subprocess
 import sys
-
-import pytest
 
 from tests.harness.simhost import SimHost
 from tests.harness.util import REPO_ROOT
@@ -26,21 +25,6 @@ def start_host(lan, spec):
     return SimHost(name, ip, lan, prefixlen=lan.prefixlen, ip6=ip6 + "/64").start()
 
 
-@pytest.fixture(scope="module")
-def host1(lan, docker_daemon):
-    """A simulated host (its own net/uts/mount namespaces) that plays the Docker host."""
-    host = start_host(lan, HOST1)
-    yield host
-    host.stop()
-
-
-@pytest.fixture(scope="module")
-def host2(lan, docker_daemon):
-    host = start_host(lan, HOST2)
-    yield host
-    host.stop()
-
-
 def seed(client, hosts, v4_pool=V4_POOL, v6_pool=V6_POOL, v6=True):
     """What `calicoctl node` and `pool add` would have written: pools, and
     each host's addresses."""
@@ -49,12 +33,6 @@ def seed(client, hosts, v4_pool=V4_POOL, v6_pool=V6_POOL, v6=True):
     for host in hosts:
         client.write("/calico/bgp/v1/host/%s/ip_addr_v4" % host.name, host.ip)
         client.write("/calico/bgp/v1/host/%s/ip_addr_v6" % host.name, host.ip6 if v6 else "")
-
-
-@pytest.fixture
-def seeded(lan_etcd, host1):
-    seed(lan_etcd.client(), [host1])
-    return lan_etcd
 
 
 def calicoctl(host, argv, env, timeout=60):

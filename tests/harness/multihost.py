@@ -6,13 +6,12 @@
 - ``NetnsWorkload``: a workload without Docker: a named network namespace
   inside a SimHost with a ``cali*`` veth, addressed and routed the way
   ``calicoctl container add`` does it. Cheap enough to make hundreds.
-- ``ping``/``wait_until``: traffic checks that only ever target addresses
-  inside namespaces the tests made.
+- ``route_to``, ``bird_protocols``, ``tcp_peer_address``: checks that only
+  ever target addresses inside namespaces the tests made.
 
 No pytest import, so bench/ can use this module too.
 """
 import subprocess
-import time
 
 from tests.harness.etcd import EtcdServer, make_client
 from tests.harness.util import free_port
@@ -137,18 +136,6 @@ class NetnsWorkload:
                       cwd="/")
 
 
-def wait_until(predicate, timeout=20.0, interval=0.2, message="condition"):
-    """Poll ``predicate`` until truthy; return its value or raise AssertionError."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError("%s not reached within %.0f s" % (message, timeout))
-        time.sleep(interval)
-
-
 def routes(host, version=4):
     """``ip route`` lines inside ``host``."""
     return host.run(["ip", "-%d" % version, "route"], cwd="/").stdout.splitlines()
@@ -163,10 +150,10 @@ def route_to(host, dst, version=4):
 
 
 def bird_protocols(host, socket_path):
-    """``birdc show protocols`` inside ``host`` as parsed rows (list of dicts)."""
-    from calicoctl.agent.bird import parse_bird_protocols
+    """``birdc show protocols`` inside ``host`` as parsed rows (host.bird.ProtocolRow)."""
+    from calicoctl.host.bird import parse_protocols
     result = host.run(["birdc", "-s", socket_path, "show", "protocols"], cwd="/", timeout=10)
-    return parse_bird_protocols(result.stdout)
+    return parse_protocols(result.stdout) or []
 
 
 def tcp_peer_address(listener_host, listen_ip, port, connect, timeout=10.0, netns_of_pid=None):

@@ -1,0 +1,327 @@
+"""A host's BIRD 2 configuration, computed from etcd (pure).
+
+``calculate_bird_inputs`` reads the etcd leaves this host cares about (the
+``/calico/bgp/v1`` tree, the IP pools, the interface prefix) into a
+``BirdInputs``; ``render_bird_config`` turns that into BIRD 2's config text.
+Same inputs, same text, so "did anything change?" is a string comparison.
+``calicoctl.agent.bird`` runs BIRD with it.
+
+What the configuration does (the original's confd templates in BIRD 2
+terms, docs/decisions.md "BGP"; one daemon serves IPv4 and IPv6):
+
+- ``kernel`` protocols ``learn`` the device routes the agent installs for
+  local workloads (``<ip> dev cali...``) and install the routes learned
+  from BGP peers. Routes inside pools whose traffic the agent tunnels itself
+  (VXLAN pools, and IPIP pools where the kernel has IPIP) are never
+  installed from BGP: the tunnel components own those.
+- ``direct`` gives BIRD the host's connected networks (not the workload
+  veths), which is what resolves a peer's next hop on the shared LAN.
+- Peers: the node-to-node mesh (every other host's ``ip_addr_v4``/``_v6``)
+  when ``node_mesh`` is on, the global peers and this node's own peers,
+  named ``Mesh_``/``Global_``/``Node_`` + the address with ``.``/``:`` as
+  ``_`` -- the names ``calicoctl status`` reads. A peer address listed more
+  than once gets one session: node peers win over global ones, global over
+  the mesh. IPv6 sessions exist only when this host has an IPv6 address.
+- To peers we export only local workload routes (learned on a ``cali*``
+  device) and routes learned by BGP, and only inside the pools. Routes the
+  tunnel components install (on their own devices) are never re-exported:
+  on another host they would shadow that host's own workload routes.
+- ``next hop self`` with the session's local address: peers forward to the
+  host that owns the workload. Every session is ``multihop`` with recursive
+  next hops, so a peer off the LAN (a route reflector, a ToR) works too.
+"""
+import ipaddress
+import json
+from dataclasses import dataclass
+from typing import Optional, Tuple
+
+from calicoctl import model, validate
+from calicoctl.datastore import paths
+from calicoctl.errors import ValidationError
+
+DEFAULT_AS = 64511
+DEFAULT_INTERFACE_PREFIX = "cali"
+# Devices whose addresses/routes BIRD must not treat as the host's networks.
+TUNNEL_DEVICES = ("vxlan.calico", "tunl0")
+
+PEER_KINDS = ("Node", "Global", "Mesh")     # precedence when one address is listed twice
+
+# The keys a BIRD config depends on; everything else in the stream is ignored.
+RELEVANT_PREFIXES = (paths.BGP_V1 + "/", paths.IPAM_DIR + "/v4/pool/", paths.IPAM_DIR + "/v6/pool/",
+                     paths.global_config("InterfacePrefix"))
+
+
+# -- pure: inputs ----------------------------------------------------------------
+
+@dataclass(frozen=True)
+class BgpPeerSpec:
+    """One BGP session to render."""
+    kind: str           # "Mesh" | "Global" | "Node"
+    ip: str
+    as_num: int
+
+    @property
+    def version(self):
+        return 6 if ":" in self.ip else 4
+
+    @property
+    def protocol_name(self):
+        return "%s_%s" % (self.kind, self.ip.replace(".", "_").replace(":", "_"))
+
+
+@dataclass(frozen=True)
+class BirdInputs:
+    """Everything the BIRD config of one host depends on."""
+    hostname: str
+    router_id: str                       # the host's IPv4 address
+    ipv6: Optional[str]
+    local_as: int
+    peers: Tuple[BgpPeerSpec, ...]
+    pools_v4: Tuple[str, ...]            # CIDRs exported to peers
+    pools_v6: Tuple[str, ...]
+    tunnelled_v4: Tuple[str, ...] = ()   # pool CIDRs BGP must not install into the kernel
+    tunnelled_v6: Tuple[str, ...] = ()
+    interface_prefix: str = DEFAULT_INTERFACE_PREFIX
+
+
+def is_relevant_key(key):
+    """True if a change to ``key`` can change the BIRD config (pure)."""
+    return key.startswith(RELEVANT_PREFIXES)
+
+
+def _parse_ip(value, version):
+    if not value:
+        return None
+    try:
+        return str(validate.parse_ip(value.strip(), version))
+    except (ValidationError, AttributeError):
+        return None
+
+
+def _parse_as(value):
+    if value in (None, ""):
+        return None
+    try:
+        return validate.parse_as_number(str(value).strip())
+    except ValidationError:
+        return None
+
+
+def _parse_mesh(value):
+    """node_mesh JSON -> bool; absent or unreadable means on (as calicoctl shows it)."""
+    if not value:
+        return True
+    try:
+        data = json.loads(value)
+        return bool(data.get("enabled", True)) if isinstance(data, dict) else True
+    except ValueError:
+        return True
+
+
+def parse_pools(items):
+    """The valid IP pools among ``items`` (key -> value), sorted by CIDR (pure)."""
+    pools = []
+    for key, value in items.items():
+        if value is None or paths.parse_pool_key(key) is None:
+            continue
+        try:
+            pools.append(model.IPPool.from_json(value))
+        except ValidationError:
+            continue
+    return sorted(pools, key=lambda pool: (pool.version, pool.cidr))
+
+
+def calculate_bird_inputs(items, hostname, ipip_tunnelled=False):
+    """Read BirdInputs for ``hostname`` out of etcd leaves (pure).
+
+    :param items: key -> value of (at least) every relevant leaf.
+    :param ipip_tunnelled: True when the agent routes IPIP pools over tunl0
+        itself (the kernel has IPIP); otherwise BGP installs their routes
+        like any other pool's.
+    :return: BirdInputs, or None while this host has no IPv4 address recorded.
+    """
+    hosts = {}
+    global_peers, node_peers = [], []
+    for key, value in items.items():
+        if value is None:
+            continue
+        host_field = paths.parse_bgp_host_key(key)
+        if host_field:
+            hosts.setdefault(host_field[0], {})[host_field[1]] = value
+            continue
+        peer_key = paths.parse_bgp_peer_key(key)
+        if peer_key:
+            peer_host, version, _ = peer_key
+            try:
+                peer = model.BGPPeer.from_json(value)
+            except ValidationError:
+                continue
+            if peer.version != version:
+                continue
+            if peer_host is None:
+                global_peers.append(peer)
+            elif peer_host == hostname:
+                node_peers.append(peer)
+
+    own = hosts.get(hostname, {})
+    router_id = _parse_ip(own.get("ip_addr_v4"), 4)
+    if router_id is None:
+        return None
+    own_v6 = _parse_ip(own.get("ip_addr_v6"), 6)
+    default_as = _parse_as(items.get(paths.BGP_GLOBAL_AS)) or DEFAULT_AS
+    local_as = _parse_as(own.get("as_num")) or default_as
+
+    specs = {}    # ip -> BgpPeerSpec, first kind in PEER_KINDS order wins
+
+    def offer(kind, ip, as_num):
+        current = specs.get(ip)
+        if current is None or PEER_KINDS.index(kind) < PEER_KINDS.index(current.kind):
+            specs[ip] = BgpPeerSpec(kind=kind, ip=ip, as_num=as_num)
+
+    if _parse_mesh(items.get(paths.BGP_NODE_MESH)):
+        for other, fields in hosts.items():
+            if other == hostname:
+                continue
+            other_as = _parse_as(fields.get("as_num")) or default_as
+            for version, own_ip in ((4, router_id), (6, own_v6)):
+                ip = _parse_ip(fields.get("ip_addr_v%d" % version), version)
+                if ip and ip != own_ip:
+                    offer("Mesh", ip, other_as)
+    for peer in global_peers:
+        offer("Global", peer.ip, peer.as_num)
+    for peer in node_peers:
+        offer("Node", peer.ip, peer.as_num)
+
+    # No IPv6 address here: no IPv6 session can have a source address.
+    peers = [spec for spec in specs.values() if spec.version == 4 or own_v6]
+    peers.sort(key=lambda spec: (spec.version, PEER_KINDS.index(spec.kind), _ip_sort_key(spec.ip)))
+
+    pools = parse_pools(items)
+    prefix = items.get(paths.global_config("InterfacePrefix")) or DEFAULT_INTERFACE_PREFIX
+    try:
+        validate.parse_name(prefix, "interface prefix")
+    except ValidationError:
+        prefix = DEFAULT_INTERFACE_PREFIX
+
+    def tunnelled(pool):
+        return pool.vxlan or (ipip_tunnelled and bool(pool.ipip))
+
+    return BirdInputs(
+        hostname=hostname, router_id=router_id, ipv6=own_v6, local_as=local_as,
+        peers=tuple(peers),
+        pools_v4=tuple(p.cidr for p in pools if p.version == 4),
+        pools_v6=tuple(p.cidr for p in pools if p.version == 6),
+        tunnelled_v4=tuple(p.cidr for p in pools if p.version == 4 and tunnelled(p)),
+        tunnelled_v6=tuple(p.cidr for p in pools if p.version == 6 and tunnelled(p)),
+        interface_prefix=prefix)
+
+
+def _ip_sort_key(ip):
+    return ipaddress.ip_address(ip)
+
+
+# -- pure: rendering --------------------------------------------------------------
+
+# BGP timers: short, so that a new host or a restarted BIRD is routed within
+# seconds (defaults are minutes); the hold time still rides out a busy host.
+BGP_TIMERS = ("connect delay time 1;", "connect retry time 2;", "error wait time 1, 10;",
+              "error forget time 30;", "hold time 30;", "keepalive time 5;")
+
+
+def _prefix_set(cidrs):
+    return "[ %s ]" % ", ".join("%s+" % cidr for cidr in cidrs)
+
+
+def render_bird_config(inputs):
+    """The complete BIRD 2 configuration text for ``inputs`` (pure)."""
+    lines = [
+        "# BIRD 2 configuration for host %s, written by calico-agent from etcd." % inputs.hostname,
+        "# Rewritten on every relevant change; edits here are lost.",
+        "",
+        "router id %s;" % inputs.router_id,
+        "log stderr all;",
+        "",
+    ]
+    for version in (4, 6):
+        lines += _render_filters(inputs, version)
+    lines += [
+        "protocol device {",
+        "  scan time 2;",
+        "}",
+        "",
+        "# The host's connected networks resolve peers' next hops; workload",
+        "# veths and tunnel devices are not networks of the host.",
+        "protocol direct {",
+        "  ipv4;",
+        "  ipv6;",
+        "  interface %s, \"*\";" % ", ".join(
+            '-"%s"' % name for name in ("%s*" % inputs.interface_prefix,) + TUNNEL_DEVICES),
+        "}",
+        "",
+    ]
+    for version in (4, 6):
+        lines += [
+            "# Learns the workload routes the agent installs; installs BGP routes.",
+            "protocol kernel kernel_v%d {" % version,
+            "  ipv%d {" % version,
+            "    import all;",
+            "    export filter calico_kernel_v%d;" % version,
+            "  };",
+            "  learn;",
+            "  scan time 1;",
+            "}",
+            "",
+        ]
+    peers_by_version = {4: [], 6: []}
+    for spec in inputs.peers:
+        peers_by_version[spec.version].append(spec)
+    for version, local_ip in ((4, inputs.router_id), (6, inputs.ipv6)):
+        if local_ip is None:
+            lines += ["# No IPv%d address on this host: no IPv%d sessions." % (version, version), ""]
+            continue
+        lines += [
+            "template bgp calico_v%d {" % version,
+            "  local %s as %d;" % (local_ip, inputs.local_as),
+            "  multihop;",
+        ] + ["  %s" % timer for timer in BGP_TIMERS] + [
+            "  ipv%d {" % version,
+            "    import all;",
+            "    export filter calico_bgp_v%d;" % version,
+            "    next hop self;",
+            "    gateway recursive;",
+            "  };",
+            "}",
+            "",
+        ]
+        if not any(spec.kind == "Mesh" for spec in peers_by_version[version]):
+            lines += ["# No node-to-node mesh sessions over IPv%d." % version, ""]
+        for spec in peers_by_version[version]:
+            lines += [
+                "protocol bgp %s from calico_v%d {" % (spec.protocol_name, version),
+                "  neighbor %s as %d;" % (spec.ip, spec.as_num),
+                "}",
+                "",
+            ]
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def _render_filters(inputs, version):
+    pools = inputs.pools_v4 if version == 4 else inputs.pools_v6
+    tunnelled = inputs.tunnelled_v4 if version == 4 else inputs.tunnelled_v6
+    lines = ["# To peers: local workload routes and BGP routes, inside the IPv%d pools only." % version,
+             "filter calico_bgp_v%d {" % version]
+    if pools:
+        lines += [
+            "  if net ~ %s then {" % _prefix_set(pools),
+            "    if source = RTS_BGP then accept;",
+            "    if source = RTS_INHERIT && ifname ~ \"%s*\" then accept;" % inputs.interface_prefix,
+            "  }",
+        ]
+    lines += ["  reject;", "}", ""]
+    lines += ["# To the kernel: routes learned from peers, except in tunnelled pools.",
+              "filter calico_kernel_v%d {" % version,
+              "  if source != RTS_BGP then reject;"]
+    if tunnelled:
+        lines.append("  if net ~ %s then reject;" % _prefix_set(tunnelled))
+    lines += ["  accept;", "}", ""]
+    return lines

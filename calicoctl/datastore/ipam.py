@@ -1,0 +1,156 @@
+"""IP pools and address claims in etcd."""
+from calicoctl import model
+from calicoctl.datastore import paths
+from calicoctl.datastore.store import EtcdStore, ip_versions, translate_errors
+
+
+class IpamStore(EtcdStore):
+    # -- pools and claims -------------------------------------------------------
+
+    @translate_errors
+    def list_pools(self, version=None):
+        pools = self._valid_models([paths.pools_dir(v) for v in ip_versions(version)],
+                                   model.IPPool.from_json, key_filter=paths.parse_pool_key)
+        import netaddr
+        pools.sort(key=lambda pool: (pool.version, netaddr.IPNetwork(pool.cidr)))
+        return pools
+
+    @translate_errors
+    def write_pool(self, pool):
+        self.etcd.write(paths.pool_key(pool.cidr), pool.to_json())
+
+    @translate_errors
+    def remove_pool(self, cidr):
+        return self._delete(paths.pool_key(cidr))
+
+    def pool_for_ip(self, ip):
+        """The configured pool containing ip (a netaddr.IPAddress), or None."""
+        import netaddr
+        for pool in self.list_pools(ip.version):
+            if ip in netaddr.IPNetwork(pool.cidr):
+                return pool
+        return None
+
+    @translate_errors
+    def claim_ip(self, pool_cidr, ip, owner="", ttl=None):
+        """Claim ip in pool atomically; False if someone already holds it.
+
+        ``owner`` is stored as the value (the reference stored ""; only the
+        key's existence means "taken"). With ``ttl`` the claim expires unless
+        ``confirm_claim`` makes it permanent: a command that dies half-way
+        (etcd gone, process killed) cannot leak it for ever.
+        """
+        import etcd
+        try:
+            self.etcd.write(paths.claim_key(pool_cidr, ip), owner, prevExist=False, ttl=ttl)
+            return True
+        except etcd.EtcdAlreadyExist:
+            return False
+
+    @translate_errors
+    def get_claim(self, pool_cidr, ip):
+        """The owner string of a claim ("" for claims made by the reference), or None."""
+        return self._get(paths.claim_key(pool_cidr, ip))
+
+    @translate_errors
+    def confirm_claim(self, pool_cidr, ip, owner):
+        """Make ``owner``'s claim permanent (drop its TTL); False if another owner holds it.
+
+        If the claim expired meanwhile it is made again, create-only.
+        """
+        import etcd
+        key = paths.claim_key(pool_cidr, ip)
+        try:
+            self.etcd.write(key, owner, prevValue=owner)
+            return True
+        except etcd.EtcdCompareFailed:
+            return False
+        except etcd.EtcdKeyNotFound:
+            pass
+        try:
+            self.etcd.write(key, owner, prevExist=False)
+            return True
+        except etcd.EtcdAlreadyExist:
+            return False
+
+    @translate_errors
+    def release_ip(self, pool_cidr, ip, owner=None, allow_anonymous=True):
+        """Delete a claim; False if absent.
+
+        With ``owner``, only a claim held by that owner (or, when
+        ``allow_anonymous``, an anonymous one as the reference wrote) is
+        deleted, compare-and-delete, so a retry never frees an address
+        someone else claimed in between.
+        """
+        import etcd
+        key = paths.claim_key(pool_cidr, ip)
+        if owner is None:
+            return self._delete(key)
+        value = self._get(key)
+        if value is None or value not in ((owner, "") if allow_anonymous else (owner,)):
+            return False
+        try:
+            self.etcd.delete(key, prevValue=value)
+            return True
+        except (etcd.EtcdCompareFailed, etcd.EtcdKeyNotFound):
+            return False
+
+    @translate_errors
+    def list_claim_pools(self, version):
+        """CIDRs of every pool that has an assignment directory (claims may
+        outlive their pool's definition)."""
+        import etcd
+        try:
+            result = self.etcd.read(paths.assignments_dir(version))
+        except etcd.EtcdKeyNotFound:
+            return []
+        cidrs = []
+        for node in result.children:
+            cidr = paths.parse_claims_dir(node.key or "")
+            if cidr is not None:
+                cidrs.append(cidr)
+        return cidrs
+
+    @translate_errors
+    def remove_empty_claims_dir(self, pool_cidr):
+        """Delete a pool's claims directory if it is empty (or absent).
+
+        False when it still holds claims: etcd refuses to delete a
+        non-empty directory without ``recursive``, which makes this safe
+        against a claim made after the caller looked.
+        """
+        import etcd
+        try:
+            self.etcd.delete(paths.claims_dir(pool_cidr), dir=True)
+        except etcd.EtcdKeyNotFound:
+            pass
+        except etcd.EtcdDirNotEmpty:
+            return False
+        return True
+
+    @translate_errors
+    def list_claims(self, pool_cidr):
+        return sorted(key.rsplit("/", 1)[-1] for key, _ in self._leaves(paths.claims_dir(pool_cidr)))
+
+    @translate_errors
+    def release_claims(self, ips):
+        """Delete the claim of each IP in ``ips``, in whatever pool it sits.
+
+        Scans the claim trees rather than the current pools, so claims in a
+        pool removed since are released too. Returns the (pool, ip) released.
+        """
+        import netaddr
+        wanted = {str(netaddr.IPAddress(ip)) for ip in ips}
+        released = []
+        for version in (4, 6):
+            for key, _ in self._leaves(paths.assignments_dir(version)):
+                parsed = paths.parse_claim_key(key)
+                if parsed is None:
+                    continue
+                try:
+                    ip = str(netaddr.IPAddress(parsed[1]))
+                except (netaddr.AddrFormatError, ValueError):
+                    continue
+                if ip in wanted and self._delete(key):
+                    released.append((parsed[0], ip))
+        return sorted(released)

@@ -1,0 +1,80 @@
+"""Profiles (tags and rules) in etcd."""
+from calicoctl import model
+from calicoctl.datastore import paths
+from calicoctl.datastore.store import EtcdStore, translate_errors
+from calicoctl.errors import NotFound
+
+
+class ProfileStore(EtcdStore):
+    # -- profiles ---------------------------------------------------------------
+
+    @translate_errors
+    def profile_exists(self, name):
+        return self._exists(paths.profile_dir(name))
+
+    @translate_errors
+    def list_profile_names(self):
+        import etcd
+        try:
+            result = self.etcd.read(paths.PROFILES_DIR)
+        except etcd.EtcdKeyNotFound:
+            return []
+        names = [node.key.rsplit("/", 1)[-1] for node in result.children if node.key and node.key != paths.PROFILES_DIR]
+        return sorted(set(names))
+
+    @translate_errors
+    def create_profile(self, profile):
+        """Write a new profile; False if it already existed (nothing written)."""
+        import etcd
+        try:
+            self.etcd.write(paths.profile_rules(profile.name), profile.rules.to_json(), prevExist=False)
+        except etcd.EtcdAlreadyExist:
+            return False
+        self.etcd.write(paths.profile_tags(profile.name), model.render_tags_json(profile.tags))
+        return True
+
+    @translate_errors
+    def get_profile_tags(self, name):
+        """A profile's tags; NotFound if the profile is absent."""
+        tags_text = self._read_profile(name).get(paths.profile_tags(name))
+        return model.parse_tags_json(tags_text) if tags_text else ()
+
+    @translate_errors
+    def get_profile_rules(self, name):
+        """A profile's rules as stored (model.StoredRules, with Felix's
+        verdict); NotFound if the profile is absent."""
+        return model.StoredRules.read(name, self._read_profile(name).get(paths.profile_rules(name)))
+
+    def _read_profile(self, name):
+        values = dict(self._leaves(paths.profile_dir(name)))
+        if not values and not self._exists(paths.profile_dir(name)):
+            raise NotFound("Profile %s not found." % name)
+        return values
+
+    @translate_errors
+    def remove_profile(self, name):
+        """Delete a profile; False if it did not exist."""
+        return self._delete(paths.profile_dir(name), recursive=True)
+
+    def update_profile_tags(self, name, compute):
+        """CAS-update a profile's tags: compute(tuple) -> tuple."""
+        self._require_profile(name)
+
+        def apply(old):
+            tags = model.parse_tags_json(old) if old else ()
+            new_tags = compute(tags)
+            return old if tuple(new_tags) == tags and old is not None else model.render_tags_json(new_tags)
+        return model.parse_tags_json(self.update_value(paths.profile_tags(name), apply, create=True))
+
+    def update_profile_rules(self, name, compute):
+        """CAS-update a profile's rules: compute(StoredRules) -> the JSON text
+        to store (its ``text`` to leave it alone). Returns the StoredRules now stored."""
+        self._require_profile(name)
+
+        def apply(old):
+            return compute(model.StoredRules.read(name, old))
+        return model.StoredRules.read(name, self.update_value(paths.profile_rules(name), apply, create=True))
+
+    def _require_profile(self, name):
+        if not self.profile_exists(name):
+            raise NotFound("Profile %s not found." % name)

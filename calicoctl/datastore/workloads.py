@@ -1,0 +1,118 @@
+"""Endpoints and workloads (per host, per orchestrator) in etcd."""
+from calicoctl import model
+from calicoctl.datastore import paths
+from calicoctl.datastore.store import EtcdStore, translate_errors
+from calicoctl.errors import Conflict, NotFound, ValidationError
+
+
+def _key_tuple(ep_key):
+    return (ep_key.hostname, ep_key.orchestrator_id, ep_key.workload_id, ep_key.endpoint_id)
+
+
+class WorkloadStore(EtcdStore):
+    # -- endpoints --------------------------------------------------------------
+
+    @translate_errors
+    def list_endpoints(self, hostname=None, orchestrator_id=None, workload_id=None, endpoint_id=None):
+        """Endpoints matching the filters; malformed ones are skipped.
+
+        The most specific prefix the filters allow is read recursively.
+        """
+        prefix = paths.HOSTS_DIR
+        if hostname:
+            prefix = paths.host_workloads_dir(hostname)
+            if orchestrator_id:
+                prefix = paths.orchestrator_dir(hostname, orchestrator_id)
+                if workload_id:
+                    prefix = paths.workload_dir(hostname, orchestrator_id, workload_id)
+        found = []
+        for key, value in self._leaves(prefix):
+            parts = paths.parse_endpoint_key(key)
+            if parts is None:
+                continue
+            ep_key = model.EndpointKey(*parts)
+            if ((hostname and ep_key.hostname != hostname)
+                    or (orchestrator_id and ep_key.orchestrator_id != orchestrator_id)
+                    or (workload_id and ep_key.workload_id != workload_id)
+                    or (endpoint_id and ep_key.endpoint_id != endpoint_id)):
+                continue
+            try:
+                found.append(model.Endpoint.from_json(ep_key, value))
+            except ValidationError:
+                continue
+        found.sort(key=lambda ep: (ep.key.hostname, ep.key.orchestrator_id, ep.key.workload_id, ep.key.endpoint_id))
+        return found
+
+    def get_endpoint(self, endpoint_id, hostname=None, orchestrator_id=None, workload_id=None):
+        """Exactly one endpoint, else NotFound / Conflict (ambiguous)."""
+        matches = self.list_endpoints(hostname, orchestrator_id, workload_id, endpoint_id)
+        if not matches:
+            raise NotFound("Endpoint %s not found." % endpoint_id)
+        if len(matches) > 1:
+            raise Conflict("More than one endpoint matches %s; narrow it down with --host, "
+                           "--orchestrator or --workload." % endpoint_id)
+        return matches[0]
+
+    @translate_errors
+    def write_endpoint(self, endpoint, create_only=False):
+        import etcd
+        key = paths.endpoint_key(*_key_tuple(endpoint.key))
+        try:
+            if create_only:
+                self.etcd.write(key, endpoint.to_json(), prevExist=False)
+            else:
+                self.etcd.write(key, endpoint.to_json())
+        except etcd.EtcdAlreadyExist:
+            raise Conflict("Endpoint %s already exists." % endpoint.endpoint_id) from None
+
+    def update_endpoint(self, ep_key, compute):
+        """CAS-update an endpoint: compute(Endpoint) -> Endpoint. Returns the result."""
+        key = paths.endpoint_key(*_key_tuple(ep_key))
+
+        def apply(old):
+            endpoint = model.Endpoint.from_json(ep_key, old)
+            updated = compute(endpoint)
+            return old if updated == endpoint else updated.to_json()
+        return model.Endpoint.from_json(ep_key, self.update_value(key, apply))
+
+    # -- workloads (per host, per orchestrator) ---------------------------------
+
+    @translate_errors
+    def list_workloads(self, hostname, orchestrator_id=paths.DEFAULT_ORCHESTRATOR):
+        """Every workload of one orchestrator on one host, with its endpoints and
+        name, from a single recursive read. Malformed endpoints are skipped."""
+        prefix = paths.orchestrator_dir(hostname, orchestrator_id)
+        names = {}
+        endpoints = {}
+        for key, value in self._leaves(prefix):
+            parts = paths.parse_endpoint_key(key)
+            if parts is not None:
+                ep_key = model.EndpointKey(*parts)
+                try:
+                    endpoints.setdefault(ep_key.workload_id, []).append(model.Endpoint.from_json(ep_key, value))
+                except ValidationError:
+                    endpoints.setdefault(ep_key.workload_id, [])
+                continue
+            rest = key[len(prefix) + 1:].split("/")
+            if len(rest) == 2 and rest[1] == "name":
+                names[rest[0]] = value
+        workloads = []
+        for workload_id in sorted(set(names) | set(endpoints)):
+            eps = sorted(endpoints.get(workload_id, ()), key=lambda ep: ep.endpoint_id)
+            workloads.append(model.Workload(hostname=hostname, orchestrator_id=orchestrator_id,
+                                            workload_id=workload_id, name=names.get(workload_id) or None,
+                                            endpoints=tuple(eps)))
+        return workloads
+
+    @translate_errors
+    def write_workload_name(self, hostname, orchestrator_id, workload_id, name):
+        self.etcd.write(paths.workload_name_key(hostname, orchestrator_id, workload_id), name)
+
+    @translate_errors
+    def remove_workload_name(self, hostname, orchestrator_id, workload_id):
+        return self._delete(paths.workload_name_key(hostname, orchestrator_id, workload_id))
+
+    @translate_errors
+    def remove_workload(self, hostname, orchestrator_id, workload_id):
+        """Delete a workload directory (endpoints, name) recursively; False if absent."""
+        return self._delete(paths.workload_dir(hostname, orchestrator_id, workload_id), recursive=True)

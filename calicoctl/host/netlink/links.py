@@ -1,0 +1,97 @@
+"""Interfaces: find, list, create (veth pairs), bring up, set the MTU of, delete."""
+import errno
+import os
+from dataclasses import dataclass
+from typing import Optional
+
+from calicoctl.host.netlink.errors import LinkNotFound, NotPresent, translated
+from calicoctl.host.netlink.netns import open_netns
+
+IFF_UP = 0x1
+
+
+@dataclass(frozen=True)
+class LinkInfo:
+    index: int
+    name: str
+    mac: Optional[str]
+    up: bool
+    kind: Optional[str] = None
+    peer_index: Optional[int] = None      # IFLA_LINK: a veth's peer index (in the peer's netns)
+    mtu: Optional[int] = None
+
+
+def link_info(msg):
+    """LinkInfo of a pyroute2 link message."""
+    kind = None
+    linkinfo = msg.get_attr("IFLA_LINKINFO")
+    if linkinfo is not None:
+        kind = linkinfo.get_attr("IFLA_INFO_KIND")
+    return LinkInfo(index=msg["index"], name=msg.get_attr("IFLA_IFNAME"),
+                    mac=msg.get_attr("IFLA_ADDRESS"), up=bool(msg["flags"] & IFF_UP),
+                    kind=kind, peer_index=msg.get_attr("IFLA_LINK"), mtu=msg.get_attr("IFLA_MTU"))
+
+
+class Links:
+    """Session methods for interfaces (a Session provides ``_ipr`` and ``_where``)."""
+
+    def _link_message(self, name):
+        """pyroute2's message for interface ``name``, or None if there is none."""
+        try:
+            with translated("Cannot read interface %s %s" % (name, self._where)):
+                msgs = self._ipr.link("get", ifname=name)
+        except (LinkNotFound, NotPresent):
+            return None
+        return msgs[0] if msgs else None
+
+    def find_link(self, name):
+        """LinkInfo of interface ``name``, or None if there is none."""
+        msg = self._link_message(name)
+        return link_info(msg) if msg is not None else None
+
+    def get_link(self, name):
+        """LinkInfo of interface ``name``; LinkNotFound if absent."""
+        info = self.find_link(name)
+        if info is None:
+            raise LinkNotFound("Interface %s not found %s." % (name, self._where), errno.ENODEV)
+        return info
+
+    def list_links(self):
+        with translated("Cannot list interfaces %s" % self._where):
+            return [link_info(msg) for msg in self._ipr.link("dump")]
+
+    def create_veth(self, name, peer_name, peer_netns=None):
+        """Create veth ``name`` here with its peer ``peer_name`` created directly in ``peer_netns``.
+
+        One netlink request: the peer never exists in our namespace, so no
+        move (and no rename) is needed. EEXIST (either name taken) raises
+        AlreadyPresent.
+        """
+        peer = {"ifname": peer_name}
+        fd = open_netns(peer_netns) if peer_netns else None
+        try:
+            if fd is not None:
+                peer["net_ns_fd"] = fd
+            with translated("Cannot create veth %s (peer %s%s)"
+                            % (name, peer_name, " in %s" % peer_netns if peer_netns else "")):
+                self._ipr.link("add", ifname=name, kind="veth", peer=peer)
+        finally:
+            if fd is not None:
+                os.close(fd)
+
+    def delete_link(self, name):
+        """Delete interface ``name`` (a veth takes its peer along); False if absent."""
+        try:
+            with translated("Cannot delete interface %s %s" % (name, self._where)):
+                self._ipr.link("del", ifname=name)
+        except (LinkNotFound, NotPresent):
+            return False
+        return True
+
+    def set_link_up(self, index):
+        with translated("Cannot bring interface %s up %s" % (index, self._where)):
+            self._ipr.link("set", index=index, state="up")
+
+    def set_link_mtu(self, index, mtu):
+        with translated("Cannot set the MTU of interface %s %s" % (index, self._where)):
+            self._ipr.link("set", index=index, mtu=mtu)

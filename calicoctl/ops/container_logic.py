@@ -1,0 +1,76 @@
+"""The pure decisions behind ``calicoctl container``: interface names, claim
+owners, host nets, which workload a query means, endpoints with an address
+added or taken away. No kernel, etcd or Docker here."""
+from dataclasses import replace
+
+from calicoctl.datastore import paths
+from calicoctl.errors import Conflict, ValidationError
+
+ORCHESTRATOR = paths.DEFAULT_ORCHESTRATOR
+VETH_PREFIX = "cali"
+IFNAMSIZ = 15
+
+
+def calculate_veth_name(endpoint_id):
+    """Host-side interface name: 'cali' + the first 11 characters of the ID (15 in all)."""
+    return VETH_PREFIX + endpoint_id[:11]
+
+
+def parse_interface_name(name):
+    """A container interface name the kernel accepts: 1-15 chars, no '/', ':' or blanks."""
+    if (not isinstance(name, str) or not 0 < len(name) <= IFNAMSIZ or name in (".", "..")
+            or any(ch in name for ch in "/:") or any(ch.isspace() for ch in name)):
+        raise ValidationError("Invalid interface name %r: use 1-15 characters, without '/', ':' "
+                              "or spaces." % (name,))
+    return name
+
+
+def render_claim_owner(hostname, workload_id):
+    """The value of an IP claim: which workload on which host holds it."""
+    return "%s/%s/%s" % (hostname, ORCHESTRATOR, workload_id)
+
+
+def calculate_host_net(ip):
+    """'10.0.0.1' -> '10.0.0.1/32'; IPv6 -> /128."""
+    return "%s/%d" % (ip, 128 if ip.version == 6 else 32)
+
+
+def default_route(version):
+    return "::/0" if version == 6 else "default"
+
+
+def select_workloads(workloads, query):
+    """Which of a host's workloads does the user mean by ``query``?
+
+    Docker's own order: the full ID, then the exact name, then an ID prefix.
+    Returns every candidate at the first level that matched (several means
+    ambiguous), or [] if none did.
+    """
+    query = query.lstrip("/")
+    exact = [w for w in workloads if w.workload_id == query]
+    if exact:
+        return exact
+    named = [w for w in workloads if w.name == query]
+    if named:
+        return named
+    return [w for w in workloads if w.workload_id.startswith(query)] if query else []
+
+
+def calculate_endpoint_with_ip(endpoint, ip, gateway):
+    """The endpoint with ``ip`` added (and the gateway of its version set, if unset)."""
+    net = calculate_host_net(ip)
+    if net in endpoint.nets(ip.version):
+        raise Conflict("IP %s is already on endpoint %s." % (ip, endpoint.endpoint_id))
+    nets_field = "ipv%d_nets" % ip.version
+    gateway_field = "ipv%d_gateway" % ip.version
+    changes = {nets_field: endpoint.nets(ip.version) + (net,)}
+    if getattr(endpoint, gateway_field) is None:
+        changes[gateway_field] = gateway
+    return replace(endpoint, **changes)
+
+
+def calculate_endpoint_without_ip(endpoint, ip):
+    net = calculate_host_net(ip)
+    nets_field = "ipv%d_nets" % ip.version
+    return replace(endpoint, **{nets_field: tuple(n for n in endpoint.nets(ip.version) if n != net)})
+

@@ -1,0 +1,70 @@
+"""The kernel steps of ``calicoctl container``: both ends of a workload's veth.
+
+On the host side: up, proxy ARP/NDP, a scope-link route per workload IP. In
+the container: IPv6 switched on without DAD, a link route to the gateway
+and the default route via it. ``host`` and ``cont`` are netlink Sessions of
+the two namespaces.
+"""
+from calicoctl.ops.container_logic import calculate_host_net, default_route
+
+
+def ensure_host_side(host, host_netns, link, ips, gateway6=None):
+    """Host end of a workload veth: up, proxy ARP/NDP, a scope-link route per IP."""
+    from calicoctl.host import sysctl
+    host.set_link_up(link.index)
+    sysctl.write("net/ipv4/conf/%s/proxy_arp" % link.name, 1, host_netns)
+    sysctl.write("net/ipv4/neigh/%s/proxy_delay" % link.name, 0, host_netns)
+    if any(ip.version == 6 for ip in ips):
+        ensure_host_side_v6(host, host_netns, link, gateway6)
+    for ip in ips:
+        host.replace_route(calculate_host_net(ip), link.index, scope_link=True)
+
+
+def ensure_host_side_v6(host, host_netns, link, gateway6):
+    from calicoctl.host import sysctl
+    sysctl.write("net/ipv6/conf/%s/proxy_ndp" % link.name, 1, host_netns)
+    sysctl.write("net/ipv6/neigh/%s/proxy_delay" % link.name, 0, host_netns)
+    if gateway6:
+        # The gateway is the host's own address, not on this link: answer the
+        # container's neighbour solicitations for it.
+        host.add_proxy_neighbour(gateway6, link.index)
+
+
+def enable_ipv6(netns, interface):
+    """IPv6 on our interface inside the container, without duplicate address detection.
+
+    Docker turns IPv6 off by default in containers whose networks have none
+    (``--net=none`` always), and new interfaces inherit that. DAD would keep
+    the link-local addresses, and so neighbour discovery, unusable for a
+    second or two; on a point-to-point veth there is nobody to clash with.
+    """
+    from calicoctl.host import sysctl
+    sysctl.write("net/ipv6/conf/%s/accept_dad" % interface, 0, netns)
+    sysctl.write("net/ipv6/conf/%s/disable_ipv6" % interface, 0, netns)
+
+
+def ensure_gateway_routes(cont, link, gateway):
+    """Inside the container: a link route to the gateway, then the default route via it."""
+    version = 6 if ":" in gateway else 4
+    cont.replace_route("%s/%d" % (gateway, 128 if version == 6 else 32), link.index, scope_link=True)
+    cont.replace_route(default_route(version), link.index, gateway=gateway)
+
+
+def find_container_link(cont, host_link, interface):
+    """The container's end of our veth: ``interface`` if it is our peer, else
+    whichever interface is (the user may have added it under another name)."""
+    if host_link is None:
+        return None
+    named = cont.find_link(interface) if interface else None
+    if named is not None and named.peer_index == host_link.index:
+        return named
+    for link in cont.list_links():
+        if link.peer_index == host_link.index and link.kind == "veth":
+            return link
+    return None
+
+
+def restore_address(netns, index, ip):
+    from calicoctl.host import netlink
+    with netlink.Session(netns) as session:
+        session.add_address(index, ip)

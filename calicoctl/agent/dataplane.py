@@ -72,8 +72,8 @@ from calicoctl.agent import rules
 from calicoctl.agent.component import Component
 from calicoctl.agent.state import PolicyIndex
 from calicoctl.errors import CalicoError, CommandFailed
-from calicoctl.host import iptables as iptables_mod
 from calicoctl.host import dns as dns_mod
+from calicoctl.host import iptables as iptables_mod
 from calicoctl.host import ipsets as ipsets_mod
 
 LOG = logging.getLogger(__name__)

@@ -447,16 +447,12 @@ class PolicyIndex:
 class LocalEndpoints:
     """This host's endpoints by interface name, plus the interface prefix."""
 
-    def __init__(self, hostname, parser=None, etcd_endpoints=()):
+    def __init__(self, hostname, parser=None):
         self.hostname = hostname
         self._parse = parser or parse_endpoint
-        self.control_plane = ControlPlaneIndex(etcd_endpoints)
-        """What workloads must not reach (control_plane.py); survives resets,
-        which forget only what came from etcd."""
         self.reset()
 
     def reset(self):
-        self.control_plane.reset()
         self.config = _Config(self.hostname)
         self.endpoints = {}
         """etcd key -> Endpoint of this host's valid endpoints."""

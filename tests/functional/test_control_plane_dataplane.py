@@ -19,7 +19,6 @@ import time
 
 import pytest
 
-from calicoctl.agent import rules
 from calicoctl.agent.config import AgentConfig
 from calicoctl.agent.dataplane import CLEANUP_DELAY, PolicyDataplane
 from calicoctl.datastore import paths
@@ -28,31 +27,12 @@ from calicoctl.host.ipsets import Ipsets
 from calicoctl.host.iptables import IptablesTable, parse_save
 from tests.harness.simhost import SimHost
 from tests.harness.util import wait_for
-from tests.system.multihost import NetnsWorkload
+from tests.system.multihost import NetnsWorkload, start_echo_server
 
 HOSTNAME = "cp-kernel"
 HOST_IP, HOST_IP6 = "172.17.8.64", "fd5e:3::64"
 ETCD = ("172.17.8.1", 23790)          # an etcd endpoint outside this host (not listening here)
 PORTS = (2379, 2380, 179, 23790, 8080)
-ECHO_SERVER = r"""
-import socket, sys, threading
-def echo(conn):
-    while True:
-        data = conn.recv(100)
-        if not data:
-            return
-        conn.sendall(data)
-for port in sys.argv[1:]:
-    s = socket.socket(socket.AF_INET6)
-    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.bind(("::", int(port)))
-    s.listen(16)
-    threading.Thread(target=lambda s=s: [threading.Thread(target=echo, args=(s.accept()[0],)).start()
-                                         for _ in iter(int, 1)], daemon=True).start()
-print("serving", flush=True)
-threading.Event().wait()
-"""
 # Connects, exchanges one line, then waits for a line on stdin before trying another.
 LONG_CLIENT = r"""
 import socket, sys
@@ -89,8 +69,9 @@ def world(host):
         # As "calicoctl container add" does: answer neighbour solicitations at once.
         load.host_sh("echo 0 > /proc/sys/net/ipv6/neigh/%s/proxy_delay" % load.interface)
         loads[name] = load
-    servers = [serve(host, ["ip", "netns", "exec", loads[name].name]) for name in "bc"]
-    servers.append(serve(host, []))
+    servers = [start_echo_server(host, PORTS, prefix=["ip", "netns", "exec", loads[name].name])
+               for name in "bc"]
+    servers.append(start_echo_server(host, PORTS))
     # No policy yet: wait until every path carries traffic (the veths' IPv6
     # link-local addresses leave DAD only after a second or two).
     for address in (HOST_IP, HOST_IP6, loads["b"].ip, loads["b"].ip6, loads["c"].ip, loads["c"].ip6):
@@ -102,13 +83,6 @@ def world(host):
         server.kill()
         server.wait()
     host.run(["sh", "-c", script], cwd="/")
-
-
-def serve(host, prefix):
-    server = host.popen(prefix + [sys.executable, "-c", ECHO_SERVER] + [str(p) for p in PORTS],
-                        cwd="/", stdout=subprocess.PIPE, text=True)
-    assert server.stdout.readline().strip() == "serving"
-    return server
 
 
 def endpoint_json(load):

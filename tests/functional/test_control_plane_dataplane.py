@@ -20,8 +20,9 @@ import time
 import pytest
 
 from calicoctl.agent.config import AgentConfig
-from calicoctl.agent.dataplane import CLEANUP_DELAY, PolicyDataplane
+from calicoctl.agent.dataplane import CLEANUP_DELAY, RETRY_INTERVAL, PolicyDataplane
 from calicoctl.datastore import paths
+from calicoctl.errors import CommandFailed
 from calicoctl.host import run as run_mod
 from calicoctl.host.ipsets import Ipsets
 from calicoctl.host.iptables import IptablesTable, parse_save
@@ -105,12 +106,17 @@ def items(world, setting=None):
 
 
 class Recorder:
-    def __init__(self):
+    """Runs commands for real, remembers restore inputs, refuses those containing ``refuse``."""
+
+    def __init__(self, refuse=None):
         self.inputs = []
+        self.refuse = refuse
 
     def __call__(self, args, input_text=None, **kwargs):
         if input_text is not None:
             self.inputs.append((args, input_text))
+            if self.refuse and self.refuse in input_text:
+                raise CommandFailed(args, 1, "", "refused by the test", input_text)
         return run_mod.run(args, input_text=input_text, **kwargs)
 
     def take(self):
@@ -258,3 +264,16 @@ def test_etcd_endpoints_given_by_name_are_resolved_off_the_loop(world):
         assert connects(world.a, world.c.ip, 8080)
     finally:
         dataplane.close()
+
+
+def test_a_set_that_cannot_be_created_fails_closed_and_is_retried(world):
+    recorder = Recorder(refuse="create felix-cp-v4")
+    dataplane = start(world, runner=recorder)
+    # felix-FORWARD cannot refer to a set that is not there: it is stubbed (drops).
+    assert kernel_chains(world.host)["felix-FORWARD"] == ['-m comment --comment "calico: failed to program" -j DROP']
+    assert not connects(world.a, world.b.ip, 8080) and not connects(world.a, world.b.ip, 2379)
+    assert dataplane.status()["control_plane"]["active"] is False
+    recorder.refuse = None
+    dataplane.tick(time.monotonic() + RETRY_INTERVAL + 1)
+    assert dataplane.status()["control_plane"]["active"] is True
+    assert reach(world, 4) == {**OPEN, **CLOSED}

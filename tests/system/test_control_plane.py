@@ -164,7 +164,9 @@ def test_a_host_joining_later_is_protected_when_its_node_returns(w):
     h3 = cluster.add_host(H3[0], H3[1], ip6=H3[2], start_node=False)
     server = start_echo_server(h3, ECHO_PORTS)
     try:
-        # Not a Calico host yet: nothing protects it (the control).
+        # Not a Calico host yet: nothing protects it (the control). IPv4 comes
+        # back through NAT-outgoing; IPv6 needs a route to the workloads.
+        cluster.sh(h3, "ip -6 route add fd80:24e2:f998:72d6::/64 via %s" % H1[2])
         wait_until(lambda: connects(w.a, H3[1], 2379) and connects(w.a, H3[2], 2380), 20,
                    message="A reaching calico-03 before it joins")
         # (Once any rules an earlier change left behind are cleaned out.)

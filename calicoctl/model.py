@@ -260,3 +260,84 @@ class VxlanTunnel:
 
     def to_json(self):
         return json.dumps({"ip": self.ip, "mac": self.mac, "vni": self.vni})
+
+
+CONTROL_PLANE_DEFAULT_PORTS = (2379, 2380, 179)
+"""etcd's client and peer ports and BGP's, closed to workloads unless set otherwise."""
+CONTROL_PLANE_FIELDS = ("enabled", "ports")
+
+
+@dataclass(frozen=True)
+class ControlPlaneProtection:
+    """Our extension: which TCP ports of the control plane workloads may not reach.
+
+    Stored as ``{"enabled": true, "ports": [2379, 2380, 179]}``; an absent
+    key means these defaults. The agent protects these ports plus those of
+    its own etcd endpoints, on every Calico host's address and on the etcd
+    endpoints' addresses, while ``enabled``.
+    """
+    enabled: bool = True
+    ports: tuple = CONTROL_PLANE_DEFAULT_PORTS
+
+    def __post_init__(self):
+        if not isinstance(self.enabled, bool):
+            raise ValidationError("Invalid control-plane protection: enabled must be true or false.")
+        if not isinstance(self.ports, tuple) or not self.ports:
+            raise ValidationError("Invalid control-plane ports: give at least one port "
+                                  "(to open them all, switch the protection off).")
+        seen = set()
+        for port in self.ports:
+            if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+                raise ValidationError("Invalid control-plane port %r: expected a number from 1 to 65535."
+                                      % (port,))
+            if port in seen:
+                raise ValidationError("Control-plane port %d is given twice." % port)
+            seen.add(port)
+
+    @property
+    def is_default(self):
+        return self == ControlPlaneProtection()
+
+    @classmethod
+    def parse_ports(cls, text):
+        """'2379,2380,179' -> (2379, 2380, 179), in the order given."""
+        if not isinstance(text, str) or not text.strip(","):
+            raise ValidationError("Invalid control-plane ports %r: expected a comma-separated list "
+                                  "of port numbers, e.g. 2379,2380,179." % (text,))
+        ports = []
+        for part in text.split(","):
+            if not validate.DIGITS_RE.match(part):
+                where = " in %r" % text if part != text else ""
+                raise ValidationError("Invalid control-plane port %r%s: expected a number from 1 "
+                                      "to 65535." % (part, where))
+            ports.append(int(part, 10))
+        return tuple(ports)
+
+    @classmethod
+    def from_stored(cls, text):
+        """What etcd's value means: (setting, problem). Unset gives the defaults;
+        so does a value that does not parse, with ``problem`` saying why: bad
+        data must never open the control plane."""
+        if text is None:
+            return cls(), None
+        try:
+            return cls.from_json(text), None
+        except ValidationError as exc:
+            return cls(), str(exc)
+
+    @classmethod
+    def from_json(cls, text):
+        data = _load_json(text, "control-plane protection")
+        if not isinstance(data, dict):
+            raise ValidationError("Invalid control-plane protection: expected a JSON object.")
+        unknown = set(data) - set(CONTROL_PLANE_FIELDS)
+        if unknown:
+            raise ValidationError("Invalid control-plane protection: unknown field(s) %s."
+                                  % ", ".join(sorted(unknown)))
+        ports = data.get("ports", list(CONTROL_PLANE_DEFAULT_PORTS))
+        if not isinstance(ports, list):
+            raise ValidationError("Invalid control-plane protection: ports must be a list.")
+        return cls(enabled=data.get("enabled", True), ports=tuple(ports))
+
+    def to_json(self):
+        return json.dumps({"enabled": self.enabled, "ports": list(self.ports)})

@@ -10,11 +10,14 @@ loop in the foreground:
 - the loop takes whatever is queued (so a burst becomes one cycle), feeds it
   to every component, then flushes each once; about once a second it calls
   ``tick``;
-- after each successful (re)sync and every ``status_interval`` seconds it
-  reports ``{"pid", "started", "time", "in_sync", "last_sync",
-  "local_endpoints"}`` to ``<run-dir>/agent-status.json`` and (from a
-  thread, so a dead etcd never stalls the loop) to
-  ``/calico/felix/v1/host/<hostname>/status`` with a 30 s TTL.
+- after each successful (re)sync, whenever the components' figures change
+  and every ``status_interval`` seconds it reports ``{"pid", "started",
+  "time", "in_sync", "last_sync", "local_endpoints", "control_plane"}``
+  to ``<run-dir>/agent-status.json`` and (from a thread, so a dead etcd
+  never stalls the loop) to ``/calico/felix/v1/host/<hostname>/status``
+  with a 30 s TTL. ``control_plane`` is the policy dataplane's account of
+  the control-plane protection: ``{"enabled", "active", "ports",
+  "addresses": {"4", "6"}, "problem"}`` ("active": programmed in the kernel).
 
 Robustness: the loop keeps a mirror of every etcd leaf it has seen. If a
 component raises (a bug, or the kernel surprising us), the error is logged
@@ -164,6 +167,7 @@ class Agent:
         self._stopping = threading.Event()
         self._have_snapshot = False
         self._resync_due = None
+        self._reported_figures = None
 
     def wake(self, function):
         self.queue.put(Wake(function))
@@ -191,6 +195,7 @@ class Agent:
                     next_tick = now + TICK_INTERVAL
                     if self._have_snapshot:
                         self._call_all("tick", now)
+                        self._report_if_changed()
                 if now >= next_status:
                     next_status = now + self.config.status_interval
                     self.report()
@@ -266,6 +271,7 @@ class Agent:
                 gc.freeze()
             else:
                 self.in_sync = False
+        self._report_if_changed()
 
     def _mirror(self, key, value):
         if value is None:
@@ -309,16 +315,28 @@ class Agent:
             self.last_sync = time.time()
             self.report()
 
-    def report(self):
-        local = 0
+    def figures(self):
+        """The components' status figures: local_endpoints summed, the rest merged."""
+        figures = {"local_endpoints": 0}
         for component in self.components:
             try:
-                local += int(component.status().get("local_endpoints", 0))
+                status = component.status()
+                figures["local_endpoints"] += int(status.get("local_endpoints", 0))
+                figures.update((key, value) for key, value in status.items() if key != "local_endpoints")
             except Exception:  # noqa: BLE001 - status must never break the loop
                 pass
-        self.reporter.report({"pid": os.getpid(), "started": self.started, "time": time.time(),
-                              "in_sync": self.in_sync, "last_sync": self.last_sync,
-                              "local_endpoints": local})
+        return figures
+
+    def report(self):
+        self._reported_figures = figures = self.figures()
+        status = {"pid": os.getpid(), "started": self.started, "time": time.time(),
+                  "in_sync": self.in_sync, "last_sync": self.last_sync}
+        status.update(figures)
+        self.reporter.report(status)
+
+    def _report_if_changed(self):
+        if self.in_sync and self.figures() != self._reported_figures:
+            self.report()
 
 
 def main(argv=None, env=None):
@@ -344,10 +362,11 @@ def main(argv=None, env=None):
         return 1
     from calicoctl.datastore import etcdconn
     try:
-        etcdconn.parse_settings(env)
+        settings = etcdconn.parse_settings(env)
     except CalicoError as exc:
         LOG.error("%s", exc)
         return exc.exit_code
+    config.etcd_endpoints = tuple((endpoint.host, endpoint.port) for endpoint in settings.endpoints)
     pid_path = os.path.join(config.run_dir, PID_FILE)
     other = daemon.read_pid_file(pid_path)
     # Only an agent in our mount and network namespaces (same run dir, same

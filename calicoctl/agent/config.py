@@ -69,6 +69,11 @@ class AgentConfig:
     watch_timeout: float = 60.0
     """Seconds a watch request waits before it is re-issued."""
     etcd_retry_interval: float = 1.0
+    etcd_endpoints: tuple = ()
+    """((host, port), ...) of the etcd the agent uses (from ETCD_AUTHORITY /
+    ETCD_ENDPOINTS): workloads may reach none of them (the control plane)."""
+    etcd_resolve_interval: float = 60.0
+    """Seconds between lookups of etcd endpoints given by host name."""
 
     extra: dict = field(default_factory=dict)
     """Free-form settings for components that need one without a field yet."""

@@ -43,6 +43,15 @@ a dispatch entry only while the interface exists (``links``, an
 traffic cannot arrive, and chains nothing jumps to cost the kernel nothing
 at each commit (see calicoctl.host.iptables).
 
+Control plane
+~~~~~~~~~~~~~
+The protected addresses (``index.control_plane``) are one more pair of
+sets (``felix-cp-v4``/``-v6``), kept like the tag sets; the protected ports
+are part of the global chains. Host names among the etcd endpoints are
+resolved off the main loop (``resolver``, calicoctl.host.dns) at start and
+every ``etcd_resolve_interval`` seconds; their addresses arrive through
+``wake``. ``status`` says whether the protection is programmed.
+
 Tags: sets within a budget, trees beyond it
 ~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
 The first ``tag_ipset_budget`` tags referenced by local policy get a
@@ -63,6 +72,7 @@ from calicoctl.agent import rules
 from calicoctl.agent.component import Component
 from calicoctl.agent.state import PolicyIndex
 from calicoctl.errors import CalicoError, CommandFailed
+from calicoctl.host import dns as dns_mod
 from calicoctl.host import iptables as iptables_mod
 from calicoctl.host import ipsets as ipsets_mod
 
@@ -125,9 +135,10 @@ class PolicyDataplane(Component):
     :param config: AgentConfig.
     :param tables: optional {version: IptablesTable} (tests run them in a netns).
     :param ipsets: optional Ipsets adapter.
+    :param resolve: optional ``resolve(name) -> addresses`` for etcd host names.
     """
 
-    def __init__(self, config, tables=None, ipsets=None, links=None, parser=None):
+    def __init__(self, config, tables=None, ipsets=None, links=None, parser=None, resolve=None):
         self.config = config
         self.links = links
         """An InterfaceWatcher: only interfaces it lists get dispatch entries.
@@ -135,7 +146,9 @@ class PolicyDataplane(Component):
         self._links_changed = set()
         if links is not None:
             links.subscribe(self._on_links)
-        self.index = PolicyIndex(config.hostname, parser)
+        self.index = PolicyIndex(config.hostname, parser, etcd_endpoints=config.etcd_endpoints)
+        self._resolver = None
+        self._resolve = resolve or dns_mod.resolve
         if tables is None:
             tables = {v: iptables_mod.IptablesTable(v, backend=config.iptables_backend) for v in FAMILIES}
         self.families = {v: _Family(v, tables[v]) for v in FAMILIES}
@@ -170,6 +183,21 @@ class PolicyDataplane(Component):
     def start(self, wake):
         if self.links is not None:
             self.links.start(wake)
+        names = self.index.control_plane.etcd_hostnames
+        if names:
+            def resolved(results):
+                wake(lambda: self._on_resolved(results))
+            self._resolver = dns_mod.PeriodicResolver(names, self.config.etcd_resolve_interval,
+                                                      resolved, resolve=self._resolve)
+            self._resolver.start()
+
+    def _on_resolved(self, results):
+        for name, addresses in results.items():
+            self.index.control_plane.set_resolved(name, addresses)
+
+    def close(self):
+        if self._resolver is not None:
+            self._resolver.stop()
 
     def _on_links(self, changed):
         self._links_changed |= changed
@@ -246,7 +274,21 @@ class PolicyDataplane(Component):
             self._apply()
 
     def status(self):
-        return {"local_endpoints": len(self.index.local)}
+        control_plane = self.index.control_plane.describe()
+        control_plane["active"] = bool(control_plane["ports"]) and all(
+            self._protection_programmed(family) for family in self.families.values())
+        return {"local_endpoints": len(self.index.local), "control_plane": control_plane}
+
+    def _protection_programmed(self, family):
+        """True when the kernel has this family's global chains (so the
+        control-plane rules) and its protected-address set as desired."""
+        if not family.hooks_ok or rules.control_plane_set_name(family.version) not in self._sets_programmed:
+            return False
+        for name in (rules.CHAIN_INPUT, rules.CHAIN_FORWARD):
+            wanted = family.desired.get(name)
+            if wanted is None or name in family.failed or family.programmed.get(name, ())[:len(wanted)] != wanted:
+                return False
+        return True
 
     # -- full recomputation --------------------------------------------------------------
     def _full_sync(self):
@@ -309,6 +351,7 @@ class PolicyDataplane(Component):
                     or rules.tag_set_name(tag, 4) in self._sets_programmed)
         for tag in sorted(wanted, key=lambda t: (not has_set(t), t)):
             self._place_tag(tag)
+        self._render_control_plane_sets()
         self._render_globals()
         self._render_interfaces(set(self.index.local))
         for profile in sorted(self.index.used_profiles()):
@@ -316,7 +359,9 @@ class PolicyDataplane(Component):
 
     # -- incremental changes ---------------------------------------------------------------
     def _apply_changes(self, changes):
-        if changes.config:
+        if changes.control_plane:
+            self._render_control_plane_sets()
+        if changes.config or changes.control_plane:
             self._render_globals()
         if changes.ifaces:
             self._render_interfaces(changes.ifaces)
@@ -326,10 +371,26 @@ class PolicyDataplane(Component):
             self._update_tag_members(tag, version, addresses)
 
     def _render_globals(self):
+        ports = self.index.control_plane.ports
         for family in self.families.values():
             for name, chain_rules in rules.render_global_chains(
-                    family.version, self.index.interface_prefix, self.index.host_action).items():
+                    family.version, self.index.interface_prefix, self.index.host_action, ports).items():
                 family.set_chain(name, chain_rules, rules.global_rank(name))
+
+    def _render_control_plane_sets(self):
+        """The protected addresses' sets while the protection is on, else none."""
+        control_plane = self.index.control_plane
+        for version in FAMILIES:
+            name = rules.control_plane_set_name(version)
+            if control_plane.ports:
+                members = control_plane.addresses(version)
+                state = self._sets_desired.get(name)
+                if state is not None and state.members == members:
+                    continue
+                self._sets_desired[name] = _SetState(SET_FAMILY[version], members)
+            elif self._sets_desired.pop(name, None) is None:
+                continue
+            self._sets_dirty[name] = None
 
     def _render_interfaces(self, ifaces):
         prefix = self.index.interface_prefix
@@ -505,6 +566,13 @@ class PolicyDataplane(Component):
         for family in self.families.values():
             self._apply_deletes(family)
         timings.append(time.monotonic())
+        # Old rules kept behind a prepended RETURN may still name a set we want
+        # gone; destroying it would fail, so it waits (ticks retry).
+        in_use = self._sets_still_referenced() if destroys else set()
+        for name in destroys:
+            if name in in_use:
+                self._sets_dirty[name] = None
+        destroys = [name for name in destroys if name not in in_use]
         if destroys:
             failed = self.ipsets.apply([ipsets_mod.render_destroy(name) for name in destroys])
             for name in destroys:
@@ -547,10 +615,13 @@ class PolicyDataplane(Component):
             lines += [ipsets_mod.render_del(name, m) for m in dels]
             diffs[name] = (want.family, adds, dels)
         failed = self.ipsets.apply(lines) if lines else {}
+        retry = []
         for name, (family, adds, dels) in diffs.items():
             if name in failed:
                 self._sets_programmed.pop(name, None)
                 self._demote_tag_for_set(name)
+                if name in self._sets_desired:       # not a tag's: no chains can stand in
+                    retry.append(name)
                 continue
             info = self._sets_programmed.get(name)
             if info is None:
@@ -561,8 +632,17 @@ class PolicyDataplane(Component):
         for name in self._sets_dirty:
             if name not in self._sets_desired and name in self._sets_programmed:
                 destroys.append(name)
-        self._sets_dirty = {}
+        self._sets_dirty = {name: None for name in retry}
         return destroys
+
+    def _sets_still_referenced(self):
+        """Sets named by old rules kept behind a prepended RETURN (see _apply_writes)."""
+        found = set()
+        for family in self.families.values():
+            for name in family.cleanup:
+                for rule in family.programmed.get(name, ()):
+                    found |= rules.set_references(rule)
+        return found
 
     def _demote_tag_for_set(self, set_name):
         for tag, slot in list(self._slots.items()):

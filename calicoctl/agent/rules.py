@@ -51,6 +51,22 @@ profiles), and a packet matching nothing falls off the end, unmarked, and
 the next profile is tried.
 ``felix-FORWARD`` clears the mark before each direction.
 
+Control plane
+~~~~~~~~~~~~~
+Whatever its profiles allow, a workload may not open TCP connections to
+the control plane's ports (etcd, BGP: ``calicoctl control-plane``). The
+second rule of ``felix-INPUT`` drops them towards this host, on any of its
+addresses (INPUT only sees traffic to the host itself); the first rule of
+``felix-FORWARD`` drops them towards the protected addresses, one
+``hash:ip`` set per family (``felix-cp-v4``/``-v6``: every Calico host,
+etcd endpoint and BGP peer), so hosts joining and leaving change set
+members, never rules. Both come before the established-traffic ACCEPT, so a
+connection opened before the protection applied (a host that joins later,
+the protection switched on) is cut as well, and long before POSTROUTING,
+where NAT-outgoing could give the packet its host's address. A packet of
+another protocol or port leaves at the port match, so traffic between
+workloads pays one rule whatever the number of hosts.
+
 Tags
 ~~~~
 A tag rule (``src_tag``/``dst_tag``) matches the IPs of every endpoint in
@@ -96,7 +112,9 @@ OWNED_CHAIN_PREFIXES = (
     FROM_NODE_PREFIX, TO_NODE_PREFIX, FROM_ENDPOINT_PREFIX, TO_ENDPOINT_PREFIX,
     PROFILE_PREFIX, "felix-t4s-", "felix-t4d-", "felix-t6s-", "felix-t6d-",
 )
-OWNED_IPSET_PREFIXES = ("felix-v4-", "felix-v6-", "felix-tmp-v4-", "felix-tmp-v6-")
+CONTROL_PLANE_SET_PREFIX = "felix-cp-"
+OWNED_IPSET_PREFIXES = ("felix-v4-", "felix-v6-", "felix-tmp-v4-", "felix-tmp-v6-",
+                        CONTROL_PLANE_SET_PREFIX)
 
 HOOKS = {"INPUT": "-j " + CHAIN_INPUT, "FORWARD": "-j " + CHAIN_FORWARD}
 """Built-in chain -> the one rule (iptables-save form) we insert at its top."""
@@ -152,6 +170,11 @@ def endpoint_chain(direction, suffix):
 
 def tag_set_name(tag, version):
     return "felix-v%d-%s" % (version, shorten_name(tag))
+
+
+def control_plane_set_name(version):
+    """The set of addresses whose control-plane ports workloads may not reach."""
+    return "%sv%d" % (CONTROL_PLANE_SET_PREFIX, version)
 
 
 def tag_tree_root(tag, version, side):
@@ -215,6 +238,12 @@ def chain_references(rule):
             if target not in BUILTIN_TARGETS:
                 found.add(target)
     return found
+
+
+def set_references(rule):
+    """Names of the ipsets a rule matches on."""
+    words = rule.split()
+    return {words[index + 1] for index, word in enumerate(words[:-1]) if word == "--match-set"}
 
 
 # -- policy rules ---------------------------------------------------------------------
@@ -382,12 +411,29 @@ def render_endpoint_chains(suffix, endpoint, version):
 
 # -- global chains -----------------------------------------------------------------------
 
-def render_global_chains(version, interface_prefix, host_action=DEFAULT_HOST_ACTION):
-    """felix-INPUT, felix-FORWARD and felix-ALLOW for one family."""
+def render_control_plane_rules(version, interface_prefix, ports):
+    """(felix-INPUT rules, felix-FORWARD rules) that keep workloads off the
+    control plane's TCP ``ports``; nothing when ``ports`` is empty (off)."""
     workload = interface_prefix + "+"
+    to_host, through = [], []
+    for chunk in _port_chunks(ports):
+        match = "-p tcp -m multiport --dports %s" % ",".join(chunk)
+        to_host.append("%s -j DROP" % match)
+        through.append("-i %s %s -m set --match-set %s dst -j DROP"
+                       % (workload, match, control_plane_set_name(version)))
+    return to_host, through
+
+
+def render_global_chains(version, interface_prefix, host_action=DEFAULT_HOST_ACTION, protected_ports=()):
+    """felix-INPUT, felix-FORWARD and felix-ALLOW for one family.
+
+    ``protected_ports``: the control plane's TCP ports, () when its protection is off.
+    """
+    workload = interface_prefix + "+"
+    protect_host, protect_others = render_control_plane_rules(version, interface_prefix, protected_ports)
     clear = "-j MARK --set-xmark %s" % render_mark(0, ACCEPT_MARK)
     unaccepted = "-m mark ! --mark %s -j DROP" % render_mark(ACCEPT_MARK, ACCEPT_MARK)
-    forward = (
+    forward = tuple(protect_others) + (
         "-i %s -m conntrack --ctstate INVALID -j DROP" % workload,
         "-o %s -m conntrack --ctstate INVALID -j DROP" % workload,
         "-i %s -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT" % workload,
@@ -401,8 +447,7 @@ def render_global_chains(version, interface_prefix, host_action=DEFAULT_HOST_ACT
         "-i %s -j ACCEPT" % workload,
         "-o %s -j ACCEPT" % workload,
     )
-    inp = [
-        "! -i %s -j RETURN" % workload,
+    inp = ["! -i %s -j RETURN" % workload] + protect_host + [
         "-m conntrack --ctstate INVALID -j DROP",
         "-m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
     ]

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 from calicoctl import model
 from calicoctl.agent import rules as rules_mod
+from calicoctl.agent.control_plane import ControlPlaneIndex
 from calicoctl.datastore import paths
 from calicoctl.errors import ValidationError
 
@@ -44,9 +45,12 @@ class Changes:
     """Tags whose membership changed wholesale (a profile's tag list)."""
     config: bool = False
     """InterfacePrefix or DefaultEndpointToHostAction changed."""
+    control_plane: bool = False
+    """The control-plane protection (setting or protected addresses) changed."""
 
     def __bool__(self):
-        return bool(self.ifaces or self.profiles or self.tag_ips or self.tags or self.config)
+        return bool(self.ifaces or self.profiles or self.tag_ips or self.tags or self.config
+                    or self.control_plane)
 
 
 def _normalise_ip(text):
@@ -149,12 +153,16 @@ def parse_endpoint(key, value, what="endpoint"):
 class PolicyIndex:
     """Everything the policy dataplane derives its chains and sets from."""
 
-    def __init__(self, hostname, parser=None):
+    def __init__(self, hostname, parser=None, etcd_endpoints=()):
         self.hostname = hostname
         self._parse = parser or parse_endpoint
+        self.control_plane = ControlPlaneIndex(etcd_endpoints)
+        """What workloads must not reach (control_plane.py); survives resets,
+        which forget only what came from etcd."""
         self.reset()
 
     def reset(self):
+        self.control_plane.reset()
         self.config = _Config(self.hostname)
         self.endpoints = {}
         """etcd key -> Endpoint (valid ones, every host)."""
@@ -207,6 +215,7 @@ class PolicyIndex:
 
     def take_changes(self):
         changes, self.changes = self.changes, Changes()
+        changes.control_plane |= self.control_plane.take_changed()
         return changes
 
     # -- updates -----------------------------------------------------------------------
@@ -225,6 +234,8 @@ class PolicyIndex:
         """One etcd leaf set (value) or deleted (None; also whole directories)."""
         if self.config.is_config_key(key):
             self._set_config(key, value)
+            return
+        if self.control_plane.apply(key, value):
             return
         parsed = self._parse(key, value)
         if parsed is not None:

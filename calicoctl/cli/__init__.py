@@ -22,6 +22,7 @@ Usage: calicoctl <command> [<args>...]
     endpoint          Configure the endpoints assigned to existing containers
     pool              Configure ip-pools
     bgp               Configure global bgp
+    control-plane     Keep workloads off etcd and BGP (show, ports, protection)
     checksystem       Check for incompatibilities on the host system
     diags             Save diagnostic information
     version           Display the version of calicoctl
@@ -39,6 +40,7 @@ COMMANDS = {
     "endpoint": "endpoint",
     "pool": "pool",
     "bgp": "bgp",
+    "control-plane": "control_plane",
     "checksystem": "checksystem",
     "diags": "diags",
     "version": "version",

@@ -3,8 +3,8 @@ Usage:
   calicoctl status
 
 Description:
-  Print the state of this host's calico-agent (pid, uptime, last sync) and
-  of its BGP sessions.
+  Print the state of this host's calico-agent (pid, uptime, last sync,
+  whether it keeps workloads off the control plane) and of its BGP sessions.
 """
 from calicoctl.cli import parse
 from calicoctl.errors import DatastoreUnavailable

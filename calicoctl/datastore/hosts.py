@@ -25,6 +25,20 @@ class HostStore(EtcdStore):
         except etcd.EtcdAlreadyExist:
             pass
 
+    @translate_errors
+    def get_control_plane_protection(self):
+        """The stored control-plane protection JSON, or None when unset."""
+        return self._get(paths.control_plane_protection())
+
+    def update_control_plane_protection(self, compute):
+        """CAS-update the control-plane protection: ``compute(stored text or None)``
+        returns the model.ControlPlaneProtection to store, or None to leave etcd
+        as it is."""
+        def apply(old):
+            new = compute(old)
+            return old if new is None else new.to_json()
+        self.update_value(paths.control_plane_protection(), apply, create=True)
+
     # -- BGP ---------------------------------------------------------------------
 
     @translate_errors

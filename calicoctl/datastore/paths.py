@@ -38,6 +38,14 @@ def global_config(name):
     return "%s/%s" % (CONFIG_DIR, name)
 
 
+CONTROL_PLANE_PROTECTION = "ControlPlaneProtection"
+
+
+def control_plane_protection():
+    """Our extension: the control-plane protection setting (model.ControlPlaneProtection), global."""
+    return global_config(CONTROL_PLANE_PROTECTION)
+
+
 def host_dir(hostname):
     return "%s/%s" % (HOSTS_DIR, hostname)
 

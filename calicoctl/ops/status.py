@@ -31,6 +31,21 @@ PEER_TYPES = (("Mesh_", "node-to-node mesh"), ("Node_", "node specific"), ("Glob
 
 
 @dataclass(frozen=True)
+class ControlPlaneReport:
+    """What the agent says about the control-plane protection on its host.
+
+    :ivar active: the protection is programmed in the kernel.
+    :ivar problem: why the setting in etcd was not usable (defaults apply).
+    """
+    enabled: bool
+    active: bool
+    ports: tuple
+    ipv4_addresses: int = 0
+    ipv6_addresses: int = 0
+    problem: Optional[str] = None
+
+
+@dataclass(frozen=True)
 class AgentStatus:
     """The agent's own report (its JSON: docs/etcd-layout.md, "Agent status")."""
     pid: int
@@ -39,6 +54,7 @@ class AgentStatus:
     in_sync: bool
     last_sync: Optional[float] = None
     local_endpoints: int = 0
+    control_plane: Optional[ControlPlaneReport] = None
 
 
 @dataclass(frozen=True)
@@ -89,9 +105,47 @@ def parse_agent_status(text):
         return AgentStatus(pid=pid, started=float(data["started"]), time=float(data["time"]),
                            in_sync=data.get("in_sync") is True,
                            last_sync=float(last_sync) if last_sync is not None else None,
-                           local_endpoints=int(data.get("local_endpoints") or 0))
+                           local_endpoints=int(data.get("local_endpoints") or 0),
+                           control_plane=_parse_control_plane(data.get("control_plane")))
     except (KeyError, TypeError, ValueError):
         return None
+
+
+def _parse_control_plane(data):
+    """The report's control_plane object -> ControlPlaneReport, or None (absent:
+    an older agent; malformed: not ours to guess)."""
+    if not isinstance(data, dict):
+        return None
+    try:
+        addresses = data.get("addresses") or {}
+        problem = data.get("problem")
+        return ControlPlaneReport(enabled=data["enabled"] is True, active=data["active"] is True,
+                                  ports=tuple(int(port) for port in data["ports"]),
+                                  ipv4_addresses=int(addresses.get("4", 0)),
+                                  ipv6_addresses=int(addresses.get("6", 0)),
+                                  problem=str(problem) if problem is not None else None)
+    except (AttributeError, KeyError, TypeError, ValueError):
+        return None
+
+
+def render_control_plane(report):
+    """Lines about the control-plane protection on this host (pure)."""
+    if report is None:
+        return ["Control-plane protection: not reported by this agent."]
+    ports = "TCP " + ", ".join(str(port) for port in report.ports)
+    if not report.enabled:
+        lines = ["Control-plane protection: OFF (switched off in etcd: 'calicoctl control-plane "
+                 "protection on' restores it)."]
+    elif report.active:
+        lines = ["Control-plane protection: active (%s closed to workloads on this host and on %d IPv4 "
+                 "and %d IPv6 protected addresses)." % (ports, report.ipv4_addresses, report.ipv6_addresses)]
+    else:
+        lines = ["WARNING: control-plane protection is on but NOT programmed on this host yet (%s); "
+                 "see the agent's log." % ports]
+    if report.problem is not None:
+        lines.append("WARNING: the control-plane setting in etcd is not valid (%s); the default ports "
+                     "are protected." % report.problem)
+    return lines
 
 
 def peer_address_from_protocol(name):
@@ -171,6 +225,7 @@ def render_agent_summary(state, now, hostname):
         sync += ", last full sync %s ago" % describe_duration(now - status.last_sync)
     lines.append("Dataplane: %s; %d local endpoint(s); last report %s ago." % (
         sync, status.local_endpoints, describe_duration(now - status.time)))
+    lines += render_control_plane(status.control_plane)
     if now - status.time > STALE_REPORT:
         lines.append("WARNING: the agent has not reported for %s (it reports every 10 s): is it hung?"
                      % describe_duration(now - status.time))

@@ -107,7 +107,11 @@ def routes(host):
 
 def test_status_pid_file_and_clean_stop(agent, host, lan_etcd):
     status = agent.status()
-    assert set(status) == {"pid", "started", "time", "in_sync", "last_sync", "local_endpoints"}
+    assert set(status) == {"pid", "started", "time", "in_sync", "last_sync", "local_endpoints",
+                           "control_plane"}
+    # Protection on by default, programmed, the etcd endpoint's address protected.
+    assert status["control_plane"] == {"enabled": True, "active": True, "ports": [179, 2379, 2380],
+                                       "addresses": {"4": 1, "6": 0}, "problem": None}
     assert status["last_sync"] >= status["started"] > 0
     assert host.run(["cat", RUN_DIR + "/agent.pid"], cwd="/").stdout.strip() == str(agent.pid)
     node = wait_for(lambda: _read(lan_etcd, paths.felix_status(HOSTNAME)), timeout=10)

@@ -7,7 +7,9 @@
   inside a SimHost with a ``cali*`` veth, addressed and routed the way
   ``calicoctl container add`` does it. Cheap enough to make hundreds.
 - ``route_to``, ``bird_protocols``, ``tcp_peer_address``: checks that only
-  ever target addresses inside namespaces the tests made.
+  ever target addresses inside namespaces the tests made;
+- ``start_echo_server``: TCP echo servers on a few ports (IPv4 and IPv6) in
+  a namespace the tests made.
 
 No pytest import, so bench/ can use this module too.
 """
@@ -190,3 +192,40 @@ def tcp_peer_address(listener_host, listen_ip, port, connect, timeout=10.0, netn
         if process.poll() is None:
             process.kill()
         process.wait()
+
+
+ECHO_SERVER = r"""
+import socket, sys, threading
+def echo(conn):
+    while True:
+        data = conn.recv(100)
+        if not data:
+            return
+        conn.sendall(data)
+def serve(listener):
+    while True:
+        threading.Thread(target=echo, args=(listener.accept()[0],), daemon=True).start()
+for port in sys.argv[1:]:
+    listener = socket.socket(socket.AF_INET6)
+    listener.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("::", int(port)))
+    listener.listen(16)
+    threading.Thread(target=serve, args=(listener,), daemon=True).start()
+print("serving", flush=True)
+threading.Event().wait()
+"""
+
+
+def start_echo_server(runner, ports, prefix=()):
+    """TCP echo servers on ``ports`` (every address, IPv4 and IPv6) inside
+    ``runner`` (a SimHost or Lan; ``prefix``, e.g. ``ip netns exec <n>``,
+    narrows it down). Returns the process: kill it when done."""
+    import sys
+    server = runner.popen(list(prefix) + [sys.executable, "-c", ECHO_SERVER] + [str(p) for p in ports],
+                          cwd="/", stdout=subprocess.PIPE, text=True)
+    if server.stdout.readline().strip() != "serving":
+        server.kill()
+        server.wait()
+        raise RuntimeError("echo server on %s failed to start" % (ports,))
+    return server

@@ -52,11 +52,11 @@ class Cluster:
         ``client()`` for the test process).
     """
 
-    def __init__(self, base_dir, docker_client, tag):
+    def __init__(self, base_dir, docker_client, tag, subnet6=None, gateway6=None):
         self.base_dir = base_dir
         self.docker = docker_client
         self.tag = tag
-        self.lan = Lan(name="calico-st-%s" % tag).create()
+        self.lan = Lan(name="calico-st-%s" % tag, subnet6=subnet6, gateway6=gateway6).create()
         self.etcd = LanEtcdServer(self.lan, os.path.join(base_dir, "etcd", "data")).start()
         self.hosts = {}
         self.workloads = []
@@ -182,12 +182,14 @@ class Cluster:
 @pytest.fixture(scope="module")
 def make_cluster(root_required, docker_daemon, tmp_path_factory):
     """Factory: ``make_cluster()`` -> an empty Cluster (add hosts with
-    ``add_host``); all clusters of the module are removed at its end."""
+    ``add_host``); ``make_cluster(subnet6=..., gateway6=...)`` gives its LAN
+    IPv6 too. All clusters of the module are removed at its end."""
     made = []
 
-    def factory():
+    def factory(subnet6=None, gateway6=None):
         tag = uuid.uuid4().hex[:6]
-        cluster = Cluster(str(tmp_path_factory.mktemp("cluster-" + tag)), docker_daemon, tag)
+        cluster = Cluster(str(tmp_path_factory.mktemp("cluster-" + tag)), docker_daemon, tag,
+                          subnet6=subnet6, gateway6=gateway6)
         made.append(cluster)
         return cluster
 

@@ -177,7 +177,7 @@ def test_agent_summary_running_and_not():
     assert lines[0] == "calico-agent is running on h1 (pid 42), up 1m 42s."
     assert "in sync with etcd, last full sync 12s ago" in lines[1]
     assert "3 local endpoint(s)" in lines[1]
-    assert len(lines) == 2
+    assert lines[2:] == ["Control-plane protection: not reported by this agent."]     # an older agent
     hung = status_ops.render_agent_summary(running, now=1100.5 + 95, hostname="h1")
     assert hung[-1] == "WARNING: the agent has not reported for 1m 35s (it reports every 10 s): is it hung?"
     no_key = status_ops.AgentState(pid=42, local=status, reported=None)

@@ -1,0 +1,63 @@
+"""The real ``calico-agent`` with its etcd given by host name.
+
+The agent resolves the name (through the system resolver, from the
+simulated host's own ``/etc/hosts``, bind-mounted in its private mount
+namespace, with no DNS server configured: no query leaves the host),
+protects the address it finds, and says so in its status report.
+"""
+import json
+import subprocess
+
+import pytest
+
+from tests.harness.simhost import SimHost
+from tests.harness.util import wait_for
+
+HOSTNAME = "cp-agent"
+HOST_IP = "172.17.8.65"
+ETCD_NAME = "etcd-by-name"
+RUN_DIR = "/run/calico"
+LOG_DIR = "/var/log/calico"
+
+
+@pytest.fixture
+def host(lan, tmp_path):
+    sim = SimHost(HOSTNAME, HOST_IP, lan, prefixlen=lan.prefixlen).start()
+    hosts, resolv = tmp_path / "hosts", tmp_path / "resolv.conf"
+    hosts.write_text("127.0.0.1 localhost\n%s %s\n" % (lan.gateway, ETCD_NAME))
+    resolv.write_text("")
+    result = sim.run(["sh", "-ec", "mount --bind %s /etc/hosts; mount --bind %s /etc/resolv.conf"
+                      % (hosts, resolv)], cwd="/")
+    assert result.returncode == 0, result.stderr
+    yield sim
+    sim.stop()
+
+
+def status(host):
+    try:
+        return json.loads(host.run(["cat", RUN_DIR + "/agent-status.json"], cwd="/").stdout)
+    except ValueError:
+        return None
+
+
+def test_an_etcd_endpoint_given_by_name_is_resolved_and_protected(host, lan, lan_etcd):
+    port = int(lan_etcd.authority.rsplit(":", 1)[1])
+    env = {"ETCD_ENDPOINTS": "http://%s:%d" % (ETCD_NAME, port), "ETCD_AUTHORITY": None}
+    agent = host.popen(["calico-agent", "--hostname=%s" % HOSTNAME, "--log-dir=%s" % LOG_DIR,
+                        "--run-dir=%s" % RUN_DIR], env=env, cwd="/",
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        def protected():
+            assert agent.poll() is None, "the agent exited"
+            report = status(host)
+            return report and report["pid"] == agent.pid and report["in_sync"] \
+                and report["control_plane"]["addresses"]["4"] == 1 and report["control_plane"]
+        report = wait_for(protected, timeout=20, message="the agent protecting etcd's address")
+        assert report["active"] is True and report["ports"] == sorted({179, 2379, 2380, port})
+        members = host.run(["ipset", "list", "felix-cp-v4"], cwd="/").stdout.split("Members:")[1].split()
+        assert members == [lan.gateway]
+        log = host.run(["cat", LOG_DIR + "/agent.log"], cwd="/").stdout
+        assert "etcd endpoints resolved: %s -> %s" % (ETCD_NAME, lan.gateway) in log
+    finally:
+        agent.kill()
+        agent.wait()

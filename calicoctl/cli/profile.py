@@ -251,7 +251,7 @@ def _edit_rules(ctx, name, direction, calculate, refuse_rejected=False):
         change = calculate(stored.entries(direction))
         outcome["change"] = change
         return stored.replaced(direction, change.rules) if change.changed else stored.text
-    now = ctx.datastore.update_profile_rules(name, apply)
+    now = ctx.datastore.update_profile_rules(name, apply).new
     return outcome["change"], now
 
 

@@ -25,7 +25,7 @@ Options:
 """
 from calicoctl import validate
 from calicoctl.cli import parse
-from calicoctl.errors import CalicoError, NotFound, ValidationError
+from calicoctl.errors import CalicoError, ValidationError
 
 
 def run(argv, ctx):
@@ -178,38 +178,32 @@ def _stop(args, ctx):
 
 def _bgp(args, ctx):
     from calicoctl import model
-    from calicoctl.cli.output import render_table
+    from calicoctl.cli import parse_versions
+    from calicoctl.cli.output import render_peer_tables
+    from calicoctl.ops import bgp as bgp_ops
 
     hostname = ctx.hostname
-    datastore = ctx.datastore
     if args["show"]:
-        versions = (4,) if args["--ipv4"] else (6,) if args["--ipv6"] else (4, 6)
-        peers = datastore.list_bgp_peers(hostname=hostname)
-        for version in versions:
-            rows = [[peer.ip, str(peer.as_num)] for peer in peers if peer.version == version]
-            if rows:
-                ctx.out(render_table(["Node specific IPv%d BGP Peer" % version, "AS Num"], rows))
-            else:
-                ctx.out("No IPv%d BGP peers defined for node %s." % (version, hostname))
-            ctx.out()
+        peers = bgp_ops.list_peers(ctx.datastore, hostname=hostname)
+        for line in render_peer_tables(peers, parse_versions(args),
+                                       heading=lambda version: "Node specific IPv%d BGP Peer" % version,
+                                       missing=lambda version: "No IPv%d BGP peers defined for node %s."
+                                       % (version, hostname)):
+            ctx.out(line)
         return 0
 
     ip = str(validate.parse_ip(args["<PEER_IP>"], what="peer IP address"))
     if args["remove"]:
-        if not datastore.remove_bgp_peer(ip, hostname=hostname):
-            raise NotFound("%s is not a BGP peer of node %s." % (ip, hostname))
+        bgp_ops.remove_peer(ctx.datastore, ip, hostname=hostname)
         ctx.out("Removed BGP peer %s from node %s." % (ip, hostname))
         return 0
-
     peer = model.BGPPeer(ip=ip, as_num=validate.parse_as_number(args["<AS_NUM>"]))
-    existing = [p for p in datastore.list_bgp_peers(hostname=hostname, version=peer.version) if p.ip == ip]
-    if existing and existing[0] == peer:
+    change = bgp_ops.add_peer(ctx.datastore, peer, hostname=hostname)
+    if not change.changed:
         ctx.out("%s is already a BGP peer of node %s with AS %d; nothing to do." % (ip, hostname, peer.as_num))
-        return 0
-    datastore.add_bgp_peer(peer, hostname=hostname)
-    if existing:
+    elif change.previous is not None:
         ctx.out("Changed the AS of BGP peer %s of node %s from %d to %d."
-                % (ip, hostname, existing[0].as_num, peer.as_num))
+                % (ip, hostname, change.previous.as_num, peer.as_num))
     else:
         ctx.out("Added BGP peer %s with AS %d to node %s." % (ip, peer.as_num, hostname))
     return 0

@@ -247,9 +247,8 @@ def start_node(datastore, settings, env, listener, detach=True):
     running = find_running_agent()
     if running is not None:
         return NodeStart(running_pid=running)
-    backend = env.get("CALICO_AGENT_IPTABLES_BACKEND") or "nft"
-    listener.checks_failed([result for result in checksystem.run_checks(fix=False, backend=backend)
-                            if not result.ok])
+    checks = checksystem.run_checks(fix=False, backend=checksystem.backend_from_env(env))
+    listener.checks_failed([result for result in checks if not result.ok])
     os.makedirs(settings.log_dir, exist_ok=True)
     route_source = read_etcd_route_source(env) if settings.ip is None else None
     choice = choose_addresses(settings, read_interface_addresses(), route_source)

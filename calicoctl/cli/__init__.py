@@ -103,3 +103,8 @@ def parse(doc, argv):
         return docopt(doc, argv=argv, help=False)
     except DocoptExit as exc:
         raise UsageExit(str(exc).strip(), ExitCode.REFUSED) from None
+
+
+def parse_versions(args):
+    """The IP versions ``--ipv4`` / ``--ipv6`` ask for (both when neither is given)."""
+    return (4,) if args["--ipv4"] else (6,) if args["--ipv6"] else (4, 6)

@@ -18,84 +18,62 @@ Options:
   --ipv6    Show only the IPv6 peers.
 """
 from calicoctl import model, validate
-from calicoctl.cli import parse
-from calicoctl.cli.output import render_table
-from calicoctl.errors import NotFound
+from calicoctl.cli import parse, parse_versions
+from calicoctl.cli.output import render_peer_tables
+from calicoctl.ops import bgp as ops
 
 
 def run(argv, ctx):
     args = parse(__doc__, argv)
     if args["peer"]:
         if args["show"]:
-            versions = (4,) if args["--ipv4"] else (6,) if args["--ipv6"] else (4, 6)
-            return show_peers(ctx, versions)
+            for line in render_peer_tables(ops.list_peers(ctx.datastore), parse_versions(args),
+                                           heading=lambda version: "Global IPv%d BGP Peer" % version,
+                                           missing=lambda version: "No global IPv%d BGP peers defined." % version):
+                ctx.out(line)
+            return 0
         ip = str(validate.parse_ip(args["<PEER_IP>"], what="peer IP address"))
         if args["add"]:
-            return add_peer(ctx, model.BGPPeer(ip=ip, as_num=validate.parse_as_number(args["<AS_NUM>"])))
-        return remove_peer(ctx, ip)
+            peer = model.BGPPeer(ip=ip, as_num=validate.parse_as_number(args["<AS_NUM>"]))
+            ctx.out(render_peer_change(ops.add_peer(ctx.datastore, peer)))
+            return 0
+        ops.remove_peer(ctx.datastore, ip)
+        ctx.out("Removed global BGP peer %s." % ip)
+        return 0
     if args["node-mesh"]:
         return node_mesh(ctx, True if args["on"] else False if args["off"] else None)
     return default_node_as(ctx, args["<AS_NUM>"])
 
 
-def show_peers(ctx, versions):
-    peers = ctx.datastore.list_bgp_peers()
-    for version in versions:
-        rows = [[peer.ip, str(peer.as_num)] for peer in peers if peer.version == version]
-        if rows:
-            ctx.out(render_table(["Global IPv%d BGP Peer" % version, "AS Num"], rows))
-        else:
-            ctx.out("No global IPv%d BGP peers defined." % version)
-        ctx.out()
-    return 0
-
-
-def add_peer(ctx, peer):
-    datastore = ctx.datastore
-    existing = [p for p in datastore.list_bgp_peers(version=peer.version) if p.ip == peer.ip]
-    if existing and existing[0] == peer:
-        ctx.out("%s is already a global BGP peer with AS %d; nothing to do." % (peer.ip, peer.as_num))
-        return 0
-    datastore.add_bgp_peer(peer)
-    if existing:
-        ctx.out("Changed the AS of global BGP peer %s from %d to %d."
-                % (peer.ip, existing[0].as_num, peer.as_num))
-    else:
-        ctx.out("Added global BGP peer %s with AS %d." % (peer.ip, peer.as_num))
-    return 0
-
-
-def remove_peer(ctx, ip):
-    if not ctx.datastore.remove_bgp_peer(ip):
-        raise NotFound("%s is not a global BGP peer." % ip)
-    ctx.out("Removed global BGP peer %s." % ip)
-    return 0
+def render_peer_change(change):
+    peer = change.peer
+    if not change.changed:
+        return "%s is already a global BGP peer with AS %d; nothing to do." % (peer.ip, peer.as_num)
+    if change.previous is not None:
+        return "Changed the AS of global BGP peer %s from %d to %d." % (peer.ip, change.previous.as_num,
+                                                                       peer.as_num)
+    return "Added global BGP peer %s with AS %d." % (peer.ip, peer.as_num)
 
 
 def node_mesh(ctx, enable):
-    datastore = ctx.datastore
-    current = datastore.get_node_mesh()
     if enable is None:
-        ctx.out("on" if current else "off")
+        ctx.out("on" if ops.read_node_mesh(ctx.datastore) else "off")
         return 0
     word = "on" if enable else "off"
-    if current == enable:
+    if ops.set_node_mesh(ctx.datastore, enable).changed:
+        ctx.out("Turned the BGP node-to-node mesh %s." % word)
+    else:
         ctx.out("The BGP node-to-node mesh is already %s; nothing to do." % word)
-        return 0
-    datastore.set_node_mesh(enable)
-    ctx.out("Turned the BGP node-to-node mesh %s." % word)
     return 0
 
 
 def default_node_as(ctx, value):
-    datastore = ctx.datastore
     if value is None:
-        ctx.out(str(datastore.get_default_as()))
+        ctx.out(str(ops.read_default_as(ctx.datastore)))
         return 0
     as_num = validate.parse_as_number(value)
-    if datastore.get_default_as() == as_num:
+    if ops.set_default_as(ctx.datastore, as_num).changed:
+        ctx.out("Set the default node AS to %d." % as_num)
+    else:
         ctx.out("The default node AS is already %d; nothing to do." % as_num)
-        return 0
-    datastore.set_default_as(as_num)
-    ctx.out("Set the default node AS to %d." % as_num)
     return 0

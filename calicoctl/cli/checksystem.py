@@ -19,7 +19,7 @@ def run(argv, ctx):
     args = parse(__doc__, argv)
     ctx.require_root()
     results = checksystem.run_checks(fix=args["--fix"], docker_version=ctx.docker.server_api_version,
-                                     backend=ctx.env.get("CALICO_AGENT_IPTABLES_BACKEND") or "nft")
+                                     backend=checksystem.backend_from_env(ctx.env))
     for result in results:
         if result.fixed:
             ctx.out("FIXED: %s" % result.message)

@@ -22,12 +22,11 @@ Options:
   --endpoint=<ENDPOINT_ID>           Only the endpoint with this ID.
   --detailed                         One row per endpoint.
 """
-from dataclasses import replace
-
 from calicoctl import validate
 from calicoctl.cli import parse
 from calicoctl.cli.output import render_table
-from calicoctl.errors import NotFound, ValidationError
+from calicoctl.errors import ValidationError
+from calicoctl.ops import endpoint as ops
 from calicoctl.ops import policy
 
 
@@ -35,11 +34,20 @@ def run(argv, ctx):
     args = parse(__doc__, argv)
     filters = parse_filters(args)
     if args["show"] and not args["profile"]:
-        return show_endpoints(ctx, filters, args["--endpoint"], args["--detailed"])
+        if args["--endpoint"] is not None:
+            validate.parse_name(args["--endpoint"], "endpoint ID")
+        show_endpoints(ctx, ops.list_endpoints(ctx.datastore, filters, args["--endpoint"]), args["--detailed"])
+        return 0
     endpoint_id = validate.parse_name(args["<ENDPOINT_ID>"], "endpoint ID")
     if args["show"]:
-        return show_profiles(ctx, endpoint_id, filters)
-    return edit_profiles(ctx, endpoint_id, filters, args)
+        show_profiles(ctx, endpoint_id, ops.read_profiles(ctx.datastore, endpoint_id, filters))
+        return 0
+    action = ops.APPEND if args["append"] else ops.REMOVE if args["remove"] else ops.SET
+    names = policy.check_profile_names(args["<PROFILES>"])
+    if not names and action != ops.SET:
+        raise ValidationError("Name at least one profile to %s." % action)
+    ctx.out(render_profiles_edit(ops.edit_profiles(ctx.datastore, endpoint_id, filters, action, names)))
+    return 0
 
 
 def parse_filters(args):
@@ -53,10 +61,7 @@ def parse_filters(args):
     return filters
 
 
-def show_endpoints(ctx, filters, endpoint_id, detailed):
-    if endpoint_id is not None:
-        validate.parse_name(endpoint_id, "endpoint ID")
-    endpoints = ctx.datastore.list_endpoints(endpoint_id=endpoint_id, **filters)
+def show_endpoints(ctx, endpoints, detailed):
     if detailed:
         rows = [[ep.key.hostname, ep.key.orchestrator_id, ep.key.workload_id, ep.key.endpoint_id,
                  "\n".join(ep.ipv4_nets + ep.ipv6_nets), ep.mac or "", ",".join(ep.profile_ids), ep.state]
@@ -67,7 +72,6 @@ def show_endpoints(ctx, filters, endpoint_id, detailed):
         ctx.out(render_table(["Hostname", "Orchestrator ID", "Number of Workloads", "Number of Endpoints"],
                              calculate_summary_rows(endpoints)))
     ctx.out()
-    return 0
 
 
 def calculate_summary_rows(endpoints):
@@ -81,53 +85,28 @@ def calculate_summary_rows(endpoints):
             for (host, orch), (workloads, count) in sorted(groups.items())]
 
 
-def show_profiles(ctx, endpoint_id, filters):
-    endpoint = ctx.datastore.get_endpoint(endpoint_id, **filters)
-    if not endpoint.profile_ids:
+def show_profiles(ctx, endpoint_id, profile_ids):
+    if not profile_ids:
         ctx.out("Endpoint %s has no profiles." % endpoint_id)
-        return 0
+        return
     # Listed in evaluation order, not sorted: the order decides.
-    ctx.out(render_table(["Name"], [[name] for name in endpoint.profile_ids]))
-    return 0
+    ctx.out(render_table(["Name"], [[name] for name in profile_ids]))
 
 
-def edit_profiles(ctx, endpoint_id, filters, args):
-    names = policy.check_profile_names(args["<PROFILES>"])
-    if not names and not args["set"]:
-        raise ValidationError("Name at least one profile to %s." % ("append" if args["append"] else "remove"))
-    datastore = ctx.datastore
-    for name in names:
-        if not datastore.profile_exists(name):
-            raise NotFound("Profile %s not found." % name)
-    endpoint = datastore.get_endpoint(endpoint_id, **filters)
-    outcome = {}
-
-    def apply(current):
-        if args["append"]:
-            change = policy.calculate_profiles_append(current.profile_ids, names)
-        elif args["remove"]:
-            change = policy.calculate_profiles_remove(current.profile_ids, names, endpoint_id)
-        else:
-            change = policy.calculate_profiles_set(current.profile_ids, names)
-        outcome["change"] = change
-        return replace(current, profile_ids=change.profile_ids) if change.changed else current
-    datastore.update_endpoint(endpoint.key, apply)
-    ctx.out(render_profile_change(endpoint_id, args, outcome["change"]))
-    return 0
-
-
-def render_profile_change(endpoint_id, args, change):
+def render_profiles_edit(edit):
     """The confirmation line for append/remove/set (pure)."""
+    endpoint_id, change = edit.endpoint_id, edit.change
+
     def plural(items):
         return "profile%s %s" % ("s" if len(items) > 1 else "", ", ".join(items))
-    if args["append"]:
+    if edit.action == ops.APPEND:
         if not change.added:
             return "Endpoint %s already has %s; nothing to do." % (endpoint_id, plural(change.already))
         text = "Appended %s to endpoint %s." % (plural(change.added), endpoint_id)
         if change.already:
             text += " (%s already there.)" % ", ".join(change.already)
         return text
-    if args["remove"]:
+    if edit.action == ops.REMOVE:
         return "Removed %s from endpoint %s." % (plural(change.removed), endpoint_id)
     if not change.changed:
         return "Endpoint %s already has exactly these profiles; nothing to do." % endpoint_id

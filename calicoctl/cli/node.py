@@ -25,7 +25,7 @@ Options:
 """
 from calicoctl import validate
 from calicoctl.cli import parse
-from calicoctl.errors import CalicoError, NotFound, ValidationError
+from calicoctl.errors import ValidationError
 
 
 def run(argv, ctx):
@@ -70,88 +70,83 @@ def _parse_start_options(args):
 
 
 def _start(args, ctx):
-    import os
-    from calicoctl.ops import checksystem
     from calicoctl.ops import node as node_ops
 
     options = _parse_start_options(args)
     ctx.require_root()
-    hostname = ctx.hostname
-
-    running = node_ops.find_running_agent()
-    if running is not None:
-        ctx.out("Calico node is already running on %s (calico-agent pid %d); nothing to do. "
-                "Use 'calicoctl node stop' first to restart it with other settings." % (hostname, running))
-        return 0
-
-    backend = ctx.env.get("CALICO_AGENT_IPTABLES_BACKEND") or "nft"
-    for result in checksystem.run_checks(fix=False, backend=backend):
-        if not result.ok:
-            ctx.err("WARNING: %s" % result.message)
-
-    os.makedirs(options["log_dir"], exist_ok=True)
-    addresses = node_ops.read_interface_addresses()
-    ip = options["ip"]
-    if ip is None:
-        chosen = node_ops.choose_host_ip(addresses, route_source=_etcd_route_source(ctx.env))
-        if chosen is None:
-            ctx.err("Could not find an IPv4 address for this host (only loopback, docker0 or "
-                    "workload interfaces have one); give it with --ip.")
-            return 1
-        ip = chosen.address
-        ctx.out("No IP provided. Using detected IP %s (on %s)." % (ip, chosen.ifname))
-    for warning in node_ops.calculate_address_warnings(options["ip"], options["ip6"], addresses):
-        ctx.err(warning)
-
-    settings = node_ops.NodeSettings(hostname=hostname, ip=ip, ip6=options["ip6"],
+    settings = node_ops.NodeSettings(hostname=ctx.hostname, ip=options["ip"], ip6=options["ip6"],
                                      as_num=options["as_num"], log_dir=options["log_dir"])
-    registered = node_ops.register_node(ctx.datastore, settings)
-    if registered.previous_ip:
-        ctx.err("WARNING: hostname %s was registered with IP %s, now %s. If another host uses this "
-                "name, give each host a unique one (hostname or CALICO_HOSTNAME): hosts sharing a "
-                "name overwrite each other's configuration." % (hostname, registered.previous_ip, ip))
-    for cidr in registered.created_pools:
-        ctx.out("Created default IP pool %s." % cidr)
-
-    if not options["detach"]:
-        return _run_foreground(settings, ctx)
-
-    ctx.stdout.write("Starting calico-agent (logs in %s), waiting for it to sync with etcd"
-                     % settings.log_dir)
-    ctx.stdout.flush()
-
-    def progress(_seconds):
-        ctx.stdout.write(".")
-        ctx.stdout.flush()
+    listener = _StartPrinter(ctx, options["detach"])
     try:
-        started = node_ops.start_agent(settings, ctx.env, report=progress)
+        result = node_ops.start_node(ctx.datastore, settings, ctx.env, listener, detach=options["detach"])
     finally:
-        ctx.out()
+        if listener.line_open:          # the "waiting..." line, however the wait ended
+            ctx.out()
+    if result.running_pid is not None:
+        ctx.out("Calico node is already running on %s (calico-agent pid %d); nothing to do. "
+                "Use 'calicoctl node stop' first to restart it with other settings."
+                % (settings.hostname, result.running_pid))
+        return 0
+    if result.started is None:
+        if result.exit_code == 0:
+            ctx.out("Calico node stopped.")
+        else:
+            ctx.err("calico-agent exited with status %d; see its logs in %s." % (result.exit_code, settings.log_dir))
+        return result.exit_code
+    registered = result.settings        # with the detected IP
     ctx.out("Calico node is running on %s (IPv4 %s%s): calico-agent pid %d, in sync after %.1f s." % (
-        hostname, ip, ", IPv6 %s" % settings.ip6 if settings.ip6 else "", started.pid, started.seconds))
+        registered.hostname, registered.ip, ", IPv6 %s" % registered.ip6 if registered.ip6 else "",
+        result.started.pid, result.started.seconds))
     return 0
 
 
-def _run_foreground(settings, ctx):
-    from calicoctl.ops import node as node_ops
+class _StartPrinter:
+    """Prints each step ``node_ops.start_node`` reports (its listener)."""
 
-    def synced(status):
-        if status is None:
-            ctx.err("WARNING: calico-agent has not synced with etcd yet; still waiting.")
+    def __init__(self, ctx, detach):
+        self.ctx = ctx
+        self.detach = detach
+        self.line_open = False      # "waiting for it to sync" was written without its newline
+        self.hostname = None
+
+    def checks_failed(self, results):
+        for result in results:
+            self.ctx.err("WARNING: %s" % result.message)
+
+    def address_chosen(self, choice):
+        if choice.detected is not None:
+            self.ctx.out("No IP provided. Using detected IP %s (on %s)." % (choice.ip, choice.detected.ifname))
+        for warning in choice.warnings:
+            self.ctx.err(warning)
+
+    def registered(self, settings, result):
+        ctx = self.ctx
+        self.hostname = settings.hostname
+        if result.previous_ip:
+            ctx.err("WARNING: hostname %s was registered with IP %s, now %s. If another host uses this "
+                    "name, give each host a unique one (hostname or CALICO_HOSTNAME): hosts sharing a "
+                    "name overwrite each other's configuration." % (settings.hostname, result.previous_ip, settings.ip))
+        for cidr in result.created_pools:
+            ctx.out("Created default IP pool %s." % cidr)
+        if self.detach:
+            ctx.stdout.write("Starting calico-agent (logs in %s), waiting for it to sync with etcd" % settings.log_dir)
+            self.line_open = True
         else:
-            ctx.out("Calico node is running on %s in the foreground (calico-agent pid %d)."
-                    % (settings.hostname, status.pid))
+            ctx.out("Running calico-agent in the foreground (logs in %s); stop it with SIGTERM or Ctrl-C."
+                    % settings.log_dir)
         ctx.stdout.flush()
 
-    ctx.out("Running calico-agent in the foreground (logs in %s); stop it with SIGTERM or Ctrl-C."
-            % settings.log_dir)
-    ctx.stdout.flush()
-    code = node_ops.run_agent_foreground(settings, ctx.env, on_synced=synced)
-    if code == 0:
-        ctx.out("Calico node stopped.")
-    else:
-        ctx.err("calico-agent exited with status %d; see its logs in %s." % (code, settings.log_dir))
-    return code
+    def waiting(self, _seconds):
+        self.ctx.stdout.write(".")
+        self.ctx.stdout.flush()
+
+    def synced(self, status):
+        if status is None:
+            self.ctx.err("WARNING: calico-agent has not synced with etcd yet; still waiting.")
+        else:
+            self.ctx.out("Calico node is running on %s in the foreground (calico-agent pid %d)."
+                         % (self.hostname, status.pid))
+        self.ctx.stdout.flush()
 
 
 # -- stop ----------------------------------------------------------------------
@@ -178,51 +173,32 @@ def _stop(args, ctx):
 
 def _bgp(args, ctx):
     from calicoctl import model
-    from calicoctl.cli.output import render_table
+    from calicoctl.cli import parse_versions
+    from calicoctl.cli.output import render_peer_tables
+    from calicoctl.ops import bgp as bgp_ops
 
     hostname = ctx.hostname
-    datastore = ctx.datastore
     if args["show"]:
-        versions = (4,) if args["--ipv4"] else (6,) if args["--ipv6"] else (4, 6)
-        peers = datastore.list_bgp_peers(hostname=hostname)
-        for version in versions:
-            rows = [[peer.ip, str(peer.as_num)] for peer in peers if peer.version == version]
-            if rows:
-                ctx.out(render_table(["Node specific IPv%d BGP Peer" % version, "AS Num"], rows))
-            else:
-                ctx.out("No IPv%d BGP peers defined for node %s." % (version, hostname))
-            ctx.out()
+        peers = bgp_ops.list_peers(ctx.datastore, hostname=hostname)
+        for line in render_peer_tables(peers, parse_versions(args),
+                                       heading=lambda version: "Node specific IPv%d BGP Peer" % version,
+                                       missing=lambda version: "No IPv%d BGP peers defined for node %s."
+                                       % (version, hostname)):
+            ctx.out(line)
         return 0
 
     ip = str(validate.parse_ip(args["<PEER_IP>"], what="peer IP address"))
     if args["remove"]:
-        if not datastore.remove_bgp_peer(ip, hostname=hostname):
-            raise NotFound("%s is not a BGP peer of node %s." % (ip, hostname))
+        bgp_ops.remove_peer(ctx.datastore, ip, hostname=hostname)
         ctx.out("Removed BGP peer %s from node %s." % (ip, hostname))
         return 0
-
     peer = model.BGPPeer(ip=ip, as_num=validate.parse_as_number(args["<AS_NUM>"]))
-    existing = [p for p in datastore.list_bgp_peers(hostname=hostname, version=peer.version) if p.ip == ip]
-    if existing and existing[0] == peer:
+    change = bgp_ops.add_peer(ctx.datastore, peer, hostname=hostname)
+    if not change.changed:
         ctx.out("%s is already a BGP peer of node %s with AS %d; nothing to do." % (ip, hostname, peer.as_num))
-        return 0
-    datastore.add_bgp_peer(peer, hostname=hostname)
-    if existing:
+    elif change.previous is not None:
         ctx.out("Changed the AS of BGP peer %s of node %s from %d to %d."
-                % (ip, hostname, existing[0].as_num, peer.as_num))
+                % (ip, hostname, change.previous.as_num, peer.as_num))
     else:
         ctx.out("Added BGP peer %s with AS %d to node %s." % (ip, peer.as_num, hostname))
     return 0
-
-
-def _etcd_route_source(env):
-    """Our address on the way to the first etcd endpoint, when it is given as an IP."""
-    import ipaddress
-    from calicoctl.datastore import etcdconn
-    from calicoctl.ops import node as node_ops
-    try:
-        host = etcdconn.parse_settings(env).endpoints[0].host
-        ipaddress.ip_address(host)
-    except (CalicoError, ValueError):
-        return None
-    return node_ops.read_route_source(host)

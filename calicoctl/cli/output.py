@@ -27,3 +27,15 @@ def render_table(headers, rows, align="l"):
             out.append(line([parts[i] if i < len(parts) else "" for parts in split]))
     out.append(border)
     return "\n".join(out)
+
+
+def render_peer_tables(peers, versions, heading, missing):
+    """What ``bgp peer show`` and ``node bgp peer show`` print, as lines: for
+    each IP version a table of its peers headed ``heading(version)``, or the
+    line ``missing(version)`` when it has none; each followed by a blank line."""
+    lines = []
+    for version in versions:
+        rows = [[peer.ip, str(peer.as_num)] for peer in peers if peer.version == version]
+        lines.append(render_table([heading(version), "AS Num"], rows) if rows else missing(version))
+        lines.append("")
+    return lines

@@ -18,26 +18,30 @@ Options:
   --ipv6          Show only the IPv6 pools.
 """
 from calicoctl import model, validate
-from calicoctl.cli import parse
+from calicoctl.cli import parse, parse_versions
 from calicoctl.cli.output import render_table
-from calicoctl.errors import Conflict, NotFound
 from calicoctl.ops import policy
+from calicoctl.ops import pool as ops
 
 
 def run(argv, ctx):
     args = parse(__doc__, argv)
     if args["show"]:
-        versions = (4,) if args["--ipv4"] else (6,) if args["--ipv6"] else (4, 6)
-        return show_pools(ctx, versions)
+        show_pools(ctx, ops.list_pools(ctx.datastore), parse_versions(args))
+        return 0
     if args["range"]:
         start = validate.parse_ip(args["<START_IP>"], what="range start")
         end = validate.parse_ip(args["<END_IP>"], what="range end")
         cidrs = policy.calculate_range_cidrs(start, end)
-        return add_pools(ctx, cidrs, args)
-    cidrs = [validate.parse_cidr(text) for text in args["<CIDRS>"]]
-    if args["add"]:
-        return add_pools(ctx, cidrs, args)
-    return remove_pools(ctx, cidrs)
+    else:
+        cidrs = [validate.parse_cidr(text) for text in args["<CIDRS>"]]
+    if args["remove"]:
+        removed = ops.remove_pools(ctx.datastore, cidrs)
+        ctx.out("Removed pool%s %s." % ("s" if len(removed.cidrs) > 1 else "", ", ".join(removed.cidrs)))
+        return 0
+    wanted = [build_pool(cidr, args) for cidr in cidrs]
+    ctx.out(render_pool_changes(ops.add_pools(ctx.datastore, wanted)))
+    return 0
 
 
 def build_pool(cidr, args):
@@ -45,17 +49,6 @@ def build_pool(cidr, args):
     pool = model.IPPool(cidr=str(cidr), ipip="tunl0" if args["--ipip"] else None,
                         masquerade=bool(args["--nat-outgoing"]), vxlan=bool(args["--vxlan"]))
     return policy.check_pool_flags(pool)
-
-
-def add_pools(ctx, cidrs, args):
-    wanted = [build_pool(cidr, args) for cidr in cidrs]
-    datastore = ctx.datastore
-    changes = policy.calculate_pool_changes(datastore.list_pools(), wanted)
-    for change in changes:
-        if change.action != "same":
-            datastore.write_pool(change.pool)
-    ctx.out(render_pool_changes(changes))
-    return 0
 
 
 def render_pool_changes(changes):
@@ -76,37 +69,9 @@ def render_pool_changes(changes):
     return text
 
 
-def remove_pools(ctx, cidrs):
-    datastore = ctx.datastore
-    configured = {pool.cidr for pool in datastore.list_pools()}
-    targets = []
-    for cidr in cidrs:
-        text = str(cidr)
-        if text not in configured:
-            raise NotFound("%s is not a configured pool; nothing removed." % text)
-        if text not in targets:
-            targets.append(text)
-    for cidr in targets:
-        claimed = datastore.list_claims(cidr)
-        if claimed:
-            raise Conflict("Pool %s still has addresses in use (%s); nothing removed."
-                           % (cidr, policy.render_short_list(claimed)))
-    for cidr in targets:
-        # Dropping the (empty) claims directory first fails if a claim
-        # appeared since the check, which keeps the pool in place.
-        if not datastore.remove_empty_claims_dir(cidr):
-            raise Conflict("Pool %s got an address in use just now (%s); not removed."
-                           % (cidr, policy.render_short_list(datastore.list_claims(cidr))))
-        datastore.remove_pool(cidr)
-    ctx.out("Removed pool%s %s." % ("s" if len(targets) > 1 else "", ", ".join(targets)))
-    return 0
-
-
-def show_pools(ctx, versions):
-    pools = ctx.datastore.list_pools()
+def show_pools(ctx, pools, versions):
     tables = []
     for version in versions:
         rows = [[pool.cidr, ",".join(pool.options())] for pool in pools if pool.version == version]
         tables.append(render_table(["IPv%d CIDR" % version, "Options"], rows))
     ctx.out("\n".join(tables))
-    return 0

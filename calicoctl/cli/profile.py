@@ -57,8 +57,9 @@ Options:
 from calicoctl import model, rulemodel, validate
 from calicoctl.cli import UsageExit, parse
 from calicoctl.cli.output import render_table
-from calicoctl.errors import Conflict, NotFound, ValidationError
+from calicoctl.errors import ValidationError
 from calicoctl.ops import policy
+from calicoctl.ops import profile as ops
 
 
 def run(argv, ctx):
@@ -70,9 +71,14 @@ def run(argv, ctx):
         return run_tag_command(ctx, validate.parse_name(args["<PROFILE>"], "profile name"), args)
     if args["show"]:
         return show_profiles(ctx, args["--detailed"])
+    name = validate.parse_name(args["<PROFILE>"], "profile name")
     if args["add"]:
-        return add_profile(ctx, args["<PROFILE>"])
-    return remove_profile(ctx, args["<PROFILE>"], args["--no-check"])
+        change = ops.add_profile(ctx.datastore, name)
+        ctx.out(("Created profile %s." if change.changed else "Profile %s already exists; nothing to do.") % name)
+        return 0
+    ops.remove_profile(ctx.datastore, name, check_in_use=not args["--no-check"])
+    ctx.out("Removed profile %s." % name)
+    return 0
 
 
 def parse_args(argv):
@@ -124,77 +130,36 @@ def select_usage(doc, wanted):
 # -- profiles -------------------------------------------------------------------
 
 def show_profiles(ctx, detailed):
-    names = ctx.datastore.list_profile_names()
+    profiles = ops.list_profiles(ctx.datastore, with_endpoints=detailed)
     if not detailed:
-        ctx.out(render_table(["Name"], [[name] for name in names]))
+        ctx.out(render_table(["Name"], [[profile.name] for profile in profiles]))
         return 0
-    members = {name: [] for name in names}
-    for endpoint in ctx.datastore.list_endpoints():
-        for profile_id in endpoint.profile_ids:
-            if profile_id in members:
-                members[profile_id].append(endpoint)
     rows = []
-    for name in names:
-        if not members[name]:
-            rows.append([name, "", "", "", "", ""])
-        for ep in members[name]:
-            rows.append([name, ep.key.hostname, ep.key.orchestrator_id, ep.key.workload_id,
+    for profile in profiles:
+        if not profile.endpoints:
+            rows.append([profile.name, "", "", "", "", ""])
+        for ep in profile.endpoints:
+            rows.append([profile.name, ep.key.hostname, ep.key.orchestrator_id, ep.key.workload_id,
                          ep.key.endpoint_id, ep.state])
     ctx.out(render_table(["Name", "Host", "Orchestrator ID", "Workload ID", "Endpoint ID", "State"], rows))
     return 0
 
 
-def add_profile(ctx, name):
-    profile = model.Profile.new(validate.parse_name(name, "profile name"))
-    if ctx.datastore.create_profile(profile):
-        ctx.out("Created profile %s." % name)
-    else:
-        ctx.out("Profile %s already exists; nothing to do." % name)
-    return 0
-
-
-def remove_profile(ctx, name, no_check):
-    validate.parse_name(name, "profile name")
-    datastore = ctx.datastore
-    if not datastore.profile_exists(name):
-        raise NotFound("Profile %s not found." % name)
-    if not no_check:
-        users = [ep.endpoint_id for ep in datastore.list_endpoints() if name in ep.profile_ids]
-        if users:
-            raise_in_use(name, users)
-    if not datastore.remove_profile(name):
-        raise NotFound("Profile %s not found." % name)
-    ctx.out("Removed profile %s." % name)
-    return 0
-
-
-def raise_in_use(name, endpoint_ids):
-    raise Conflict("Profile %s is in use by endpoint%s %s; remove it from them first, or use --no-check."
-                   % (name, "s" if len(endpoint_ids) > 1 else "", policy.render_short_list(endpoint_ids)))
-
-
 # -- tags -----------------------------------------------------------------------
 
 def run_tag_command(ctx, name, args):
-    datastore = ctx.datastore
     if args["show"]:
-        for tag in datastore.get_profile_tags(name):
+        for tag in ops.read_tags(ctx.datastore, name):
             ctx.out(tag)
         return 0
     tag = validate.parse_name(args["<TAG>"], "tag")
     if args["add"]:
-        outcome = {}
-
-        def add(tags):
-            new_tags, outcome["changed"] = policy.calculate_tags_add(tags, tag)
-            return new_tags
-        datastore.update_profile_tags(name, add)
-        if outcome["changed"]:
+        if ops.add_tag(ctx.datastore, name, tag).changed:
             ctx.out("Added tag %s to profile %s." % (tag, name))
         else:
             ctx.out("Profile %s already has tag %s; nothing to do." % (name, tag))
         return 0
-    datastore.update_profile_tags(name, lambda tags: policy.calculate_tags_remove(tags, tag, name))
+    ops.remove_tag(ctx.datastore, name, tag)
     ctx.out("Removed tag %s from profile %s." % (tag, name))
     return 0
 
@@ -203,9 +168,9 @@ def run_tag_command(ctx, name, args):
 
 def run_rule_command(ctx, name, args):
     if args["show"]:
-        return show_rules(ctx, name)
+        return show_rules(ctx, ops.read_rules(ctx.datastore, name))
     if args["json"]:
-        ctx.out(ctx.datastore.get_profile_rules(name).pretty_text())
+        ctx.out(ops.read_rules(ctx.datastore, name).pretty_text())
         ctx.out()
         return 0
     if args["update"]:
@@ -213,14 +178,25 @@ def run_rule_command(ctx, name, args):
     direction = "inbound" if args["inbound"] else "outbound"
     position = policy.parse_position(args["--at"]) if args["--at"] is not None else None
     if args["add"]:
-        return add_rule(ctx, name, direction, parse_rule_args(args).check_writable(), position)
+        rule = parse_rule_args(args).check_writable()
+        edit = ops.add_rule(ctx.datastore, name, direction, rule, position)
+        if edit.changed:
+            ctx.out("Added %s rule %d to profile %s: %s" % (direction, edit.position, name, edit.rule.describe()))
+        else:
+            ctx.out("Profile %s already has this %s rule (at %d); nothing to do." % (name, direction, edit.position))
+        return 0
     if position is not None:
-        return remove_rule_at(ctx, name, direction, position)
-    return remove_rule_matching(ctx, name, direction, parse_rule_args(args).check_writable())
+        edit = ops.remove_rule_at(ctx.datastore, name, direction, position)
+    else:
+        rule = parse_rule_args(args).check_writable()
+        edit = ops.remove_rule_matching(ctx.datastore, name, direction, rule)
+    ctx.out("Removed %s rule %d from profile %s: %s" % (direction, edit.position, name, edit.rule.describe()))
+    if not edit.stored.accepted:
+        ctx.out(render_rejection(edit.stored))
+    return 0
 
 
-def show_rules(ctx, name):
-    stored = ctx.datastore.get_profile_rules(name)
+def show_rules(ctx, stored):
     if not stored.accepted:
         ctx.out(render_rejection(stored))
     for direction in rulemodel.DIRECTIONS:
@@ -238,72 +214,15 @@ def render_rejection(stored):
             "fix them with 'rule remove --at' or 'rule update'." % "; ".join(stored.problems))
 
 
-def _edit_rules(ctx, name, direction, calculate, refuse_rejected=False):
-    """CAS-edit one direction's rule list, leaving every other stored rule as
-    it was; calculate(tuple of StoredRule) -> RuleChange. Returns (change, now stored)."""
-    outcome = {}
-
-    def apply(stored):
-        stored.check_editable(direction)
-        if refuse_rejected and not stored.accepted:
-            raise ValidationError("Felix rejects the rules of profile %s (%s); fix them with 'rule remove --at' "
-                                  "or 'rule update' first." % (name, "; ".join(stored.problems)))
-        change = calculate(stored.entries(direction))
-        outcome["change"] = change
-        return stored.replaced(direction, change.rules) if change.changed else stored.text
-    now = ctx.datastore.update_profile_rules(name, apply)
-    return outcome["change"], now
-
-
-def add_rule(ctx, name, direction, rule, position):
-    change, _ = _edit_rules(ctx, name, direction,
-                            lambda entries: policy.calculate_rule_insert(entries, model.StoredRule.of(rule),
-                                                                         position, direction),
-                            refuse_rejected=True)
-    if change.changed:
-        ctx.out("Added %s rule %d to profile %s: %s" % (direction, change.position, name, rule.describe()))
-    else:
-        ctx.out("Profile %s already has this %s rule (at %d); nothing to do." % (name, direction, change.position))
-    return 0
-
-
-def remove_rule_at(ctx, name, direction, position):
-    change, now = _edit_rules(ctx, name, direction,
-                              lambda entries: policy.calculate_rule_remove_at(entries, position, direction))
-    ctx.out("Removed %s rule %d from profile %s: %s" % (direction, position, name, change.rule.describe()))
-    _say_if_still_rejected(ctx, now)
-    return 0
-
-
-def remove_rule_matching(ctx, name, direction, rule):
-    change, now = _edit_rules(ctx, name, direction,
-                              lambda entries: policy.calculate_rule_remove_match(entries, model.StoredRule.of(rule),
-                                                                                 direction))
-    ctx.out("Removed %s rule %d from profile %s: %s" % (direction, change.position, name, rule.describe()))
-    _say_if_still_rejected(ctx, now)
-    return 0
-
-
-def _say_if_still_rejected(ctx, stored):
-    if not stored.accepted:
-        ctx.out(render_rejection(stored))
-
-
 def update_rules(ctx, name):
     text = ctx.stdin.read()
     if not text.strip():
         raise ValidationError("No rules JSON on stdin (expected the format 'rule json' prints).")
-    new_rules = model.Rules.from_user_json(text, name)
-    changed = {}
-
-    def replace(old):
-        # Whatever is stored (even what Felix rejects) is replaced.
-        changed["value"] = old.rules != new_rules
-        return new_rules.to_json() if changed["value"] else old.text
-    ctx.datastore.update_profile_rules(name, replace)
-    if changed["value"]:
+    rules = model.Rules.from_user_json(text, name)
+    replacement = ops.replace_rules(ctx.datastore, name, rules)
+    if replacement.changed:
         ctx.out("Updated the rules of profile %s (%d inbound, %d outbound)."
-                % (name, len(new_rules.inbound_rules), len(new_rules.outbound_rules)))
+                % (name, len(replacement.rules.inbound_rules), len(replacement.rules.outbound_rules)))
     else:
         ctx.out("The rules of profile %s are already as given; nothing to do." % name)
     return 0

@@ -33,11 +33,11 @@ class HostStore(EtcdStore):
     def update_control_plane_protection(self, compute):
         """CAS-update the control-plane protection: ``compute(stored text or None)``
         returns the model.ControlPlaneProtection to store, or None to leave etcd
-        as it is."""
+        as it is. Returns an Update of the stored text (None: unset) before and after."""
         def apply(old):
             new = compute(old)
             return old if new is None else new.to_json()
-        self.update_value(paths.control_plane_protection(), apply, create=True)
+        return self.update_value(paths.control_plane_protection(), apply, create=True)
 
     # -- BGP ---------------------------------------------------------------------
 

@@ -1,7 +1,7 @@
 """Profiles (tags and rules) in etcd."""
 from calicoctl import model
 from calicoctl.datastore import paths
-from calicoctl.datastore.store import EtcdStore, translate_errors
+from calicoctl.datastore.store import EtcdStore, Update, translate_errors
 from calicoctl.errors import NotFound
 
 
@@ -57,24 +57,32 @@ class ProfileStore(EtcdStore):
         return self._delete(paths.profile_dir(name), recursive=True)
 
     def update_profile_tags(self, name, compute):
-        """CAS-update a profile's tags: compute(tuple) -> tuple."""
+        """CAS-update a profile's tags: compute(tuple) -> tuple. Returns an
+        Update of the tags (tuples) before and after."""
         self._require_profile(name)
 
         def apply(old):
-            tags = model.parse_tags_json(old) if old else ()
+            tags = _tags(old)
             new_tags = compute(tags)
             return old if tuple(new_tags) == tags and old is not None else model.render_tags_json(new_tags)
-        return model.parse_tags_json(self.update_value(paths.profile_tags(name), apply, create=True))
+        update = self.update_value(paths.profile_tags(name), apply, create=True)
+        return Update(_tags(update.old), _tags(update.new))
 
     def update_profile_rules(self, name, compute):
         """CAS-update a profile's rules: compute(StoredRules) -> the JSON text
-        to store (its ``text`` to leave it alone). Returns the StoredRules now stored."""
+        to store (its ``text`` to leave it alone). Returns an Update of the
+        StoredRules before and after."""
         self._require_profile(name)
 
         def apply(old):
             return compute(model.StoredRules.read(name, old))
-        return model.StoredRules.read(name, self.update_value(paths.profile_rules(name), apply, create=True))
+        update = self.update_value(paths.profile_rules(name), apply, create=True)
+        return Update(model.StoredRules.read(name, update.old), model.StoredRules.read(name, update.new))
 
     def _require_profile(self, name):
         if not self.profile_exists(name):
             raise NotFound("Profile %s not found." % name)
+
+
+def _tags(text):
+    return model.parse_tags_json(text) if text else ()

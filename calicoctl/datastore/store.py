@@ -12,6 +12,7 @@ someone else wrote in between, read again and retry. That is what lets
 twenty concurrent ``endpoint <ID> profile append`` calls all land.
 """
 import functools
+from dataclasses import dataclass
 
 from calicoctl.errors import CalicoError, DatastoreError, DatastoreUnavailable, NotFound, ValidationError
 
@@ -37,6 +38,18 @@ def translate_errors(method):
 def ip_versions(version):
     """The IP versions a ``version`` filter (None = both) stands for."""
     return (4, 6) if version is None else (version,)
+
+
+@dataclass(frozen=True)
+class Update:
+    """What a compare-and-swap update did: ``old`` is the value the write was
+    computed from (None: the key was absent), ``new`` the value stored now."""
+    old: object
+    new: object
+
+    @property
+    def changed(self):
+        return self.new != self.old
 
 
 class EtcdStore:
@@ -103,7 +116,8 @@ class EtcdStore:
         ``compute(old_value)`` returns the new value (old_value is None when
         the key is absent and ``create`` is set); returning the old value
         unchanged skips the write. Raises NotFound if the key is absent and
-        ``create`` is false. Returns the value written (or kept).
+        ``create`` is false. Returns an Update of the raw values: the one
+        ``compute`` was last given and the one written (or kept).
         """
         import etcd
         for _ in range(CAS_ATTEMPTS):
@@ -116,13 +130,13 @@ class EtcdStore:
                 old_value, index = None, None
             new_value = compute(old_value)
             if new_value == old_value:
-                return old_value
+                return Update(old_value, old_value)
             try:
                 if index is None:
                     self.etcd.write(key, new_value, prevExist=False)
                 else:
                     self.etcd.write(key, new_value, prevIndex=index)
-                return new_value
+                return Update(old_value, new_value)
             except (etcd.EtcdCompareFailed, etcd.EtcdAlreadyExist, etcd.EtcdKeyNotFound):
                 continue   # someone else wrote first: read again
         raise DatastoreError("Gave up updating %s after %d conflicting writes." % (key, CAS_ATTEMPTS))

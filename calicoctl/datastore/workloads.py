@@ -1,7 +1,7 @@
 """Endpoints and workloads (per host, per orchestrator) in etcd."""
 from calicoctl import model
 from calicoctl.datastore import paths
-from calicoctl.datastore.store import EtcdStore, translate_errors
+from calicoctl.datastore.store import EtcdStore, Update, translate_errors
 from calicoctl.errors import Conflict, NotFound, ValidationError
 
 
@@ -66,14 +66,16 @@ class WorkloadStore(EtcdStore):
             raise Conflict("Endpoint %s already exists." % endpoint.endpoint_id) from None
 
     def update_endpoint(self, ep_key, compute):
-        """CAS-update an endpoint: compute(Endpoint) -> Endpoint. Returns the result."""
+        """CAS-update an endpoint: compute(Endpoint) -> Endpoint. Returns an
+        Update of the Endpoint before and after."""
         key = paths.endpoint_key(*_key_tuple(ep_key))
 
         def apply(old):
             endpoint = model.Endpoint.from_json(ep_key, old)
             updated = compute(endpoint)
             return old if updated == endpoint else updated.to_json()
-        return model.Endpoint.from_json(ep_key, self.update_value(key, apply))
+        update = self.update_value(key, apply)
+        return Update(model.Endpoint.from_json(ep_key, update.old), model.Endpoint.from_json(ep_key, update.new))
 
     # -- workloads (per host, per orchestrator) ---------------------------------
 

@@ -197,6 +197,11 @@ def check_docker(docker_version):
     return CheckResult("Docker", True, "Docker answers (API version %s)." % version_text)
 
 
+def backend_from_env(env):
+    """The iptables back end the agent will use: CALICO_AGENT_IPTABLES_BACKEND, else nft."""
+    return env.get("CALICO_AGENT_IPTABLES_BACKEND") or "nft"
+
+
 def run_checks(fix=False, docker_version: Optional[Callable[[], str]] = None, backend="nft"):
     """Every check, in order; Docker is skipped when ``docker_version`` is None.
 

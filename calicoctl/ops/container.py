@@ -331,7 +331,7 @@ def add_ip(datastore, docker, hostname, container, ip_text, interface=DEFAULT_IN
                 _step(progress, "configured")
                 _confirm_claim(datastore, pool, ip, owner)
                 updated = datastore.update_endpoint(
-                    endpoint.key, lambda current: calculate_endpoint_with_ip(current, ip, gateway))
+                    endpoint.key, lambda current: calculate_endpoint_with_ip(current, ip, gateway)).new
                 _step(progress, "written")
     except netlink.NetlinkError as exc:
         raise _container_netns_error(exc, container) from None
@@ -361,7 +361,7 @@ def remove_ip(datastore, docker, hostname, container, ip_text, interface=DEFAULT
     try:
         with Rollback() as rollback:
             updated = datastore.update_endpoint(endpoint.key,
-                                                lambda current: calculate_endpoint_without_ip(current, ip))
+                                                lambda current: calculate_endpoint_without_ip(current, ip)).new
             rollback.push("put %s back on the endpoint" % ip,
                           lambda: datastore.update_endpoint(endpoint.key,
                                                             lambda current: _readd(current, ip)))

@@ -58,11 +58,14 @@ def read_protection(datastore):
 def update_protection(datastore, enabled=None, ports=None):
     """Switch the protection (``enabled``) and/or set its ``ports``; returns the
     ProtectionChange. Nothing is written when nothing would change."""
-    seen = {}
+    def decide(text):
+        before = interpret(text)
+        return ProtectionChange(before, calculate_protection(before.setting, enabled, ports))
 
-    def compute(old):
-        before = interpret(old)
-        change = seen["change"] = ProtectionChange(before, calculate_protection(before.setting, enabled, ports))
+    def compute(text):
+        change = decide(text)
         return change.after if change.changed else None
-    datastore.update_control_plane_protection(compute)
-    return seen["change"]
+    update = datastore.update_control_plane_protection(compute)
+    # decide is pure: given the value the write started from, it is the
+    # decision that was stored.
+    return decide(update.old)

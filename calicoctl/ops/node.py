@@ -7,18 +7,18 @@ dataplane matches etcd. ``node stop`` stops the agent by pid and removes
 the host's keys; with ``--force`` also its endpoints, releasing their IP
 claims (the reference leaked them, calicoctl#519).
 
-Workflows take their collaborators (datastore, environment, a ``report``
-callback for progress) as arguments and return what happened; the CLI
-prints. ``calculate_``/``choose_`` functions are pure.
+Workflows take their collaborators (datastore, environment, a listener or
+``report`` callback for progress) as arguments and return what happened;
+the CLI prints. ``calculate_``/``choose_`` functions are pure.
 """
 import os
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import List, Optional, Tuple
 
 from calicoctl import model
-from calicoctl.errors import AgentError, Conflict
+from calicoctl.errors import AgentError, CalicoError, Conflict, NotFound
 from calicoctl.host import daemon
 from calicoctl.ops import status as status_ops
 
@@ -37,8 +37,13 @@ EXCLUDED_INTERFACE_PREFIXES = ("lo", "docker", INTERFACE_PREFIX, "veth", "vxlan.
 
 @dataclass(frozen=True)
 class NodeSettings:
+    """This host's registration and where its agent keeps logs and run files.
+
+    :ivar ip: this host's IPv4 address as other hosts reach it; given as
+        None to ``start_node``, it is detected.
+    """
     hostname: str
-    ip: str
+    ip: Optional[str]
     ip6: Optional[str] = None
     as_num: Optional[int] = None
     log_dir: str = DEFAULT_LOG_DIR
@@ -58,6 +63,18 @@ class InterfaceAddress:
 
 
 @dataclass(frozen=True)
+class AddressChoice:
+    """The address this host registers with, found before anything is written.
+
+    :ivar detected: the interface address chosen when no IP was given.
+    :ivar warnings: given addresses that no local interface holds.
+    """
+    ip: str
+    detected: Optional[InterfaceAddress]
+    warnings: Tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class RegisterResult:
     created_pools: Tuple[str, ...]
     previous_ip: Optional[str]       # another IP registered under this hostname
@@ -68,6 +85,18 @@ class StartResult:
     pid: int
     status: status_ops.AgentStatus
     seconds: float
+
+
+@dataclass(frozen=True)
+class NodeStart:
+    """How ``start_node`` ended: an agent already ran (``running_pid``, nothing
+    was done), a detached agent is in sync (``started``), or the foreground
+    agent ended (``exit_code``, calicoctl's exit status). ``settings`` are
+    those registered, with the detected IP."""
+    running_pid: Optional[int] = None
+    settings: Optional[NodeSettings] = None
+    started: Optional[StartResult] = None
+    exit_code: Optional[int] = None
 
 
 @dataclass
@@ -180,6 +209,69 @@ def read_route_source(destination):
     from calicoctl.host import netlink
     with netlink.Session() as session:
         return session.route_source(destination)
+
+
+def read_etcd_route_source(env):
+    """Our address on the way to the first etcd endpoint, when it is given as an IP."""
+    import ipaddress
+    from calicoctl.datastore import etcdconn
+    try:
+        host = etcdconn.parse_settings(env).endpoints[0].host
+        ipaddress.ip_address(host)
+    except (CalicoError, ValueError):
+        return None
+    return read_route_source(host)
+
+
+# -- start -------------------------------------------------------------------------
+
+def start_node(datastore, settings, env, listener, detach=True):
+    """``calicoctl node``: register this host (NodeSettings) and start its agent.
+
+    Nothing is done while an agent already runs. Failed system checks are
+    warnings. Without ``settings.ip`` the host's address is detected
+    (NotFound if it has none). Then the global defaults and this host's
+    keys are written and the agent started: detached, this returns once it
+    is in sync; in the foreground, once it ends.
+
+    ``listener`` hears each step as it happens (the CLI prints them):
+    ``checks_failed(results)``, the checksystem.CheckResults that did not
+    pass; ``address_chosen(choice)``, the AddressChoice, before anything is
+    written; ``registered(settings, result)``, this host's keys are written
+    (RegisterResult) and the agent starts next; then, detached,
+    ``waiting(seconds)`` about once a second until it is in sync, or in the
+    foreground ``synced(status)`` once it is (None: not within
+    SYNC_TIMEOUT; it keeps running).
+    """
+    from calicoctl.ops import checksystem
+    running = find_running_agent()
+    if running is not None:
+        return NodeStart(running_pid=running)
+    checks = checksystem.run_checks(fix=False, backend=checksystem.backend_from_env(env))
+    listener.checks_failed([result for result in checks if not result.ok])
+    os.makedirs(settings.log_dir, exist_ok=True)
+    route_source = read_etcd_route_source(env) if settings.ip is None else None
+    choice = choose_addresses(settings, read_interface_addresses(), route_source)
+    listener.address_chosen(choice)
+    settings = replace(settings, ip=choice.ip)
+    listener.registered(settings, register_node(datastore, settings))
+    if not detach:
+        code = run_agent_foreground(settings, env, on_synced=listener.synced)
+        return NodeStart(settings=settings, exit_code=code)
+    return NodeStart(settings=settings, started=start_agent(settings, env, report=listener.waiting))
+
+
+def choose_addresses(settings, addresses, route_source=None):
+    """The AddressChoice for ``settings`` given this host's interface
+    ``addresses`` (and, to detect the IP, ``route_source``: see choose_host_ip)."""
+    detected = None
+    if settings.ip is None:
+        detected = choose_host_ip(addresses, route_source=route_source)
+        if detected is None:
+            raise NotFound("Could not find an IPv4 address for this host (only loopback, docker0 or "
+                           "workload interfaces have one); give it with --ip.")
+    return AddressChoice(ip=settings.ip or detected.address, detected=detected,
+                         warnings=tuple(calculate_address_warnings(settings.ip, settings.ip6, addresses)))
 
 
 # -- registration ----------------------------------------------------------------

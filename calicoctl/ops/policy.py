@@ -1,8 +1,8 @@
 """Pure decisions behind the configuration commands.
 
-The CLI modules (profile, endpoint, pool) read the current state from etcd,
-ask these functions what the new state should be, and write it back (inside a
-compare-and-swap where the value is shared). Nothing here does I/O, so every
+The workflows (``ops.profile``, ``ops.endpoint``, ``ops.pool``) read the
+current state from etcd, ask these functions what the new state should be,
+and write it back (inside a compare-and-swap where the value is shared). Nothing here does I/O, so every
 refusal is decided before anything is written, and each decision can be unit
 tested on plain values.
 

@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass
 from typing import Optional
 
+from calicoctl.errors import DatastoreUnavailable
 from calicoctl.host import daemon
 
 RUN_DIR = "/var/run/calico"
@@ -85,6 +86,24 @@ class BgpPeerRow:
     @property
     def version(self):
         return 6 if ":" in self.address else 4
+
+
+@dataclass(frozen=True)
+class StatusReport:
+    """Everything ``calicoctl status`` shows, read at ``now``.
+
+    :ivar bgp_peers: our BGP protocols in BIRD (BgpPeerRow), or None: BIRD
+        could not be asked (``bird_error`` says why) or its answer is not a
+        protocol table (``bird_output`` is that answer).
+    :ivar unreachable: etcd could not be read (DatastoreUnavailable), so
+        ``agent`` holds only what this host's files say.
+    """
+    agent: AgentState
+    now: float
+    bgp_peers: Optional[list]
+    bird_output: str
+    bird_error: Optional[str]
+    unreachable: Optional[Exception] = None
 
 
 # -- pure --------------------------------------------------------------------
@@ -298,3 +317,18 @@ def query_bird_protocols(run_dir=RUN_DIR):
 
 def now():
     return time.time()
+
+
+def read_status(datastore, hostname, run_dir=RUN_DIR):
+    """The StatusReport of this host: its agent, as etcd and its files tell,
+    and its BGP sessions, as BIRD tells. etcd being down is part of the
+    report, not an error: the local half still says something useful."""
+    unreachable = None
+    try:
+        agent = read_agent_state(datastore, hostname, run_dir)
+    except DatastoreUnavailable as exc:
+        unreachable = exc
+        agent = read_agent_state(None, hostname, run_dir)
+    read_at = now()
+    peers, output, error = query_bird_protocols(run_dir)
+    return StatusReport(agent, read_at, peers, output, error, unreachable)

@@ -8,10 +8,12 @@ import io
 import pytest
 
 from calicoctl import model
-from calicoctl.cli import main, parse
+from calicoctl.cli import main, parse, parse_versions
 from calicoctl.cli import bgp, endpoint, pool, profile
+from calicoctl.cli.output import render_peer_tables
 from calicoctl.datastore import etcdconn
 from calicoctl.errors import ValidationError
+from calicoctl.ops import policy
 
 # An unreachable etcd: any test here that touched the datastore would fail fast.
 NO_ETCD = {"ETCD_AUTHORITY": "127.0.0.1:1"}
@@ -206,6 +208,39 @@ def test_endpoint_summary_rows():
     rows = endpoint.calculate_summary_rows([ep("h2", "docker", "w1", "e1"), ep("h1", "docker", "w1", "e2"),
                                             ep("h1", "docker", "w1", "e3"), ep("h1", "docker", "w2", "e4")])
     assert rows == [["h1", "docker", 2, 3], ["h2", "docker", 1, 1]]
+
+
+def test_versions_from_ipv4_ipv6_options():
+    assert parse_versions(parse(pool.__doc__, ["pool", "show"])) == (4, 6)
+    assert parse_versions(parse(bgp.__doc__, "bgp peer show --ipv4".split())) == (4,)
+    assert parse_versions(parse(bgp.__doc__, "bgp peer show --ipv6".split())) == (6,)
+
+
+def test_peer_tables():
+    peers = [model.BGPPeer(ip="10.0.0.2", as_num=64512), model.BGPPeer(ip="fd00::2", as_num=64513)]
+    lines = render_peer_tables(peers[:1], (4, 6), heading=lambda v: "Peer v%d" % v,
+                               missing=lambda v: "No IPv%d peers." % v)
+    assert len(lines) == 4 and lines[1] == lines[3] == ""
+    assert "| Peer v4  | AS Num |" in lines[0] and "| 10.0.0.2 | 64512  |" in lines[0]
+    assert lines[2] == "No IPv6 peers."
+    only_v6 = render_peer_tables(peers, (6,), heading=lambda v: "Peer v%d" % v, missing=str)
+    assert len(only_v6) == 2 and "fd00::2" in only_v6[0] and "10.0.0.2" not in only_v6[0]
+
+
+def test_profiles_edit_lines():
+    from calicoctl.ops import endpoint as endpoint_ops
+
+    def line(action, current, names):
+        decide = {"append": policy.calculate_profiles_append,
+                  "set": policy.calculate_profiles_set}.get(action)
+        change = decide(current, names) if decide else policy.calculate_profiles_remove(current, names, "E1")
+        return endpoint.render_profiles_edit(endpoint_ops.ProfilesEdit("E1", action, change))
+    assert line("append", ("A",), ("A", "B")) == "Appended profile B to endpoint E1. (A already there.)"
+    assert line("append", ("A", "B"), ("B", "A")) == "Endpoint E1 already has profiles B, A; nothing to do."
+    assert line("remove", ("A", "B", "C"), ("C", "A")) == "Removed profiles C, A from endpoint E1."
+    assert line("set", ("A",), ("A",)) == "Endpoint E1 already has exactly these profiles; nothing to do."
+    assert line("set", ("A",), ()) == "Endpoint E1 now has no profiles (all its traffic is dropped)."
+    assert line("set", ("A",), ("B", "A")) == "Set the profiles of endpoint E1 to B, A."
 
 
 # -- etcd settings from the environment -----------------------------------------------------

@@ -11,7 +11,7 @@ import pytest
 from calicoctl import model
 from calicoctl.cli import node as node_cli
 from calicoctl.cli import parse
-from calicoctl.errors import ValidationError
+from calicoctl.errors import NotFound, ValidationError
 from calicoctl.ops import checksystem, diags
 from calicoctl.ops import node as node_ops
 from calicoctl.ops import status as status_ops
@@ -61,6 +61,27 @@ def test_address_warnings_only_for_addresses_not_on_this_host():
     assert len(warnings) == 2
     assert "--ip=10.0.0.3" in warnings[0] and "--ip6=fd00::3" in warnings[1]
     assert node_ops.calculate_address_warnings(None, None, addresses) == []
+
+
+def test_address_choice_detects_only_without_a_given_ip():
+    addresses = [Addr("eth0", "10.0.2.15", 4, default_route=True), Addr("eth1", "172.17.8.102", 4)]
+    detect = node_ops.NodeSettings(hostname="h1", ip=None, ip6="fd00::9")
+    choice = node_ops.choose_addresses(detect, addresses, route_source="172.17.8.102")
+    assert (choice.ip, choice.detected.ifname) == ("172.17.8.102", "eth1")
+    assert len(choice.warnings) == 1 and "--ip6=fd00::9" in choice.warnings[0]
+    given = node_ops.NodeSettings(hostname="h1", ip="10.9.9.9")
+    choice = node_ops.choose_addresses(given, addresses, route_source="172.17.8.102")
+    assert choice.ip == "10.9.9.9" and choice.detected is None
+    assert len(choice.warnings) == 1 and "--ip=10.9.9.9" in choice.warnings[0]
+
+
+def test_address_choice_refused_when_nothing_identifies_the_host():
+    with pytest.raises(NotFound) as error:
+        node_ops.choose_addresses(node_ops.NodeSettings(hostname="h1", ip=None),
+                                  [Addr("lo", "127.0.0.1", 4), Addr("docker0", "172.17.0.1", 4)])
+    assert "give it with --ip" in str(error.value)
+    # A given address needs no usable interface (it only draws a warning).
+    assert node_ops.choose_addresses(node_ops.NodeSettings(hostname="h1", ip="10.0.0.1"), []).ip == "10.0.0.1"
 
 
 # -- defaults -------------------------------------------------------------------

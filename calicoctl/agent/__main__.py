@@ -41,14 +41,12 @@ import threading
 import time
 from dataclasses import dataclass
 
+from calicoctl.agent import identity
 from calicoctl.host import daemon
 
-LOG = logging.getLogger("calicoctl.agent")
+LOG = logging.getLogger(identity.MODULE)
 
-PID_FILE = "agent.pid"
-STATUS_FILE = "agent-status.json"
 LOG_FILE = "agent.log"
-AGENT_MARKERS = ("calicoctl.agent", "calico-agent")
 TICK_INTERVAL = 1.0
 RESYNC_BACKOFF = 5.0
 SLOW_CALL = 0.25          # component calls slower than this are logged
@@ -109,7 +107,7 @@ class StatusReporter:
 
     def __init__(self, config, connection_factory):
         self.config = config
-        self.path = os.path.join(config.run_dir, STATUS_FILE)
+        self.path = os.path.join(config.run_dir, identity.STATUS_FILE)
         self._connection_factory = connection_factory
         self._latest = None
         self._event = threading.Event()
@@ -367,11 +365,11 @@ def main(argv=None, env=None):
         LOG.error("%s", exc)
         return exc.exit_code
     config.etcd_endpoints = tuple((endpoint.host, endpoint.port) for endpoint in settings.endpoints)
-    pid_path = os.path.join(config.run_dir, PID_FILE)
+    pid_path = os.path.join(config.run_dir, identity.PID_FILE)
     other = daemon.read_pid_file(pid_path)
     # Only an agent in our mount and network namespaces (same run dir, same
     # dataplane) is a conflict; a pid reused by another simulated host's is not.
-    if other and other != os.getpid() and daemon.process_matches(other, AGENT_MARKERS, ("mnt", "net")):
+    if other and other != os.getpid() and daemon.process_matches(other, identity.MARKERS, ("mnt", "net")):
         LOG.error("Another agent (pid %d) is running for %s; not starting.", other, config.run_dir)
         return 1
     daemon.write_pid_file(pid_path, os.getpid())

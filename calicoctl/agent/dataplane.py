@@ -69,6 +69,7 @@ import time
 from dataclasses import dataclass, field
 
 from calicoctl.agent import rules
+from calicoctl.agent.chaintree import Side, TagKind
 from calicoctl.agent.component import Component
 from calicoctl.agent.state import PolicyIndex
 from calicoctl.errors import CalicoError, CommandFailed
@@ -158,7 +159,7 @@ class PolicyDataplane(Component):
         self._resync = True
         """Next flush re-reads the kernel and recomputes everything."""
         self._slots = {}
-        """tag -> 'set' | 'tree' for every referenced tag."""
+        """tag -> TagKind of every referenced tag."""
         self._tag_refs = {}
         """(tag, side) -> profiles whose rendered rules use it."""
         self._profile_refs = {}
@@ -347,7 +348,7 @@ class PolicyDataplane(Component):
             wanted |= {tag for tag, _ in rules.referenced_tags(self.index.profile_rules(profile))}
 
         def has_set(tag):
-            return (old_slots.get(tag) == "set"
+            return (old_slots.get(tag) is TagKind.SET
                     or rules.tag_set_name(tag, 4) in self._sets_programmed)
         for tag in sorted(wanted, key=lambda t: (not has_set(t), t)):
             self._place_tag(tag)
@@ -448,30 +449,30 @@ class PolicyDataplane(Component):
 
     # -- tags --------------------------------------------------------------------------------
     def _resolve_tag(self, tag, version, side):
-        if self._slots.get(tag) == "set":
-            return rules.TagPlacement("set", rules.tag_set_name(tag, version))
-        return rules.TagPlacement("tree", rules.tag_tree_root(tag, version, side))
+        if self._slots.get(tag) is TagKind.SET:
+            return rules.TagPlacement(TagKind.SET, rules.tag_set_name(tag, version))
+        return rules.TagPlacement(TagKind.TREE, rules.tag_tree_root(tag, version, side))
 
     def _place_tag(self, tag):
         if tag in self._slots:
             return
-        dedicated = sum(1 for kind in self._slots.values() if kind == "set")
+        dedicated = sum(1 for kind in self._slots.values() if kind is TagKind.SET)
         if dedicated < self.budget and tag not in self._refused_set_tags:
-            self._slots[tag] = "set"
+            self._slots[tag] = TagKind.SET
             for version in FAMILIES:
                 name = rules.tag_set_name(tag, version)
                 self._sets_desired[name] = _SetState(SET_FAMILY[version],
                                                      set(self.index.tag_members(tag, version)))
                 self._sets_dirty[name] = None
         else:
-            self._slots[tag] = "tree"
+            self._slots[tag] = TagKind.TREE
 
     def _add_tag_ref(self, tag, side, profile):
         self._place_tag(tag)
         users = self._tag_refs.setdefault((tag, side), set())
         first = not users
         users.add(profile)
-        if first and self._slots[tag] == "tree":
+        if first and self._slots[tag] is TagKind.TREE:
             self._build_tag_tree(tag, side)
 
     def _remove_tag_ref(self, tag, side, profile):
@@ -482,10 +483,10 @@ class PolicyDataplane(Component):
         if users:
             return
         del self._tag_refs[(tag, side)]
-        if self._slots.get(tag) == "tree":
+        if self._slots.get(tag) is TagKind.TREE:
             self._drop_tag_tree(tag, side)
-        if not any((tag, s) in self._tag_refs for s in ("s", "d")):
-            if self._slots.pop(tag, None) == "set":
+        if not any((tag, s) in self._tag_refs for s in Side):
+            if self._slots.pop(tag, None) is TagKind.SET:
                 for version in FAMILIES:
                     name = rules.tag_set_name(tag, version)
                     self._sets_desired.pop(name, None)
@@ -507,7 +508,7 @@ class PolicyDataplane(Component):
 
     def _update_tag_members(self, tag, version, addresses):
         slot = self._slots.get(tag)
-        if slot == "set":
+        if slot is TagKind.SET:
             name = rules.tag_set_name(tag, version)
             state = self._sets_desired.get(name)
             if state is None:
@@ -520,11 +521,11 @@ class PolicyDataplane(Component):
             dirty = self._sets_dirty.get(name, set())
             if dirty is not None:
                 self._sets_dirty[name] = dirty | set(addresses)
-        elif slot == "tree":
+        elif slot is TagKind.TREE:
             family = self.families[version]
             added = [rules.ip_key(a) for a in addresses if self.index.tag_has(tag, version, a)]
             removed = [rules.ip_key(a) for a in addresses if not self.index.tag_has(tag, version, a)]
-            for side in ("s", "d"):
+            for side in Side:
                 tree = family.tag_trees.get((tag, side))
                 if tree is not None:
                     self._update_tree(family, tree, added, removed, rules.tag_tree_rank)
@@ -533,15 +534,15 @@ class PolicyDataplane(Component):
         """The kernel refused this tag's set: match it with trees instead."""
         LOG.warning("Tag %s: cannot create its ipset; matching it with chains instead", tag)
         self._refused_set_tags.add(tag)
-        if self._slots.get(tag) != "set":
+        if self._slots.get(tag) is not TagKind.SET:
             return
-        self._slots[tag] = "tree"
+        self._slots[tag] = TagKind.TREE
         for version in FAMILIES:
             name = rules.tag_set_name(tag, version)
             self._sets_desired.pop(name, None)
             self._sets_dirty[name] = None
         users = set()
-        for side in ("s", "d"):
+        for side in Side:
             if (tag, side) in self._tag_refs:
                 self._build_tag_tree(tag, side)
                 users |= self._tag_refs[(tag, side)]
@@ -646,7 +647,7 @@ class PolicyDataplane(Component):
 
     def _demote_tag_for_set(self, set_name):
         for tag, slot in list(self._slots.items()):
-            if slot == "set" and set_name in (rules.tag_set_name(tag, 4), rules.tag_set_name(tag, 6)):
+            if slot is TagKind.SET and set_name in (rules.tag_set_name(tag, 4), rules.tag_set_name(tag, 6)):
                 self._demote_tag(tag)
 
     def _apply_writes(self, family, prepend=False):

@@ -23,7 +23,7 @@ Dispatch: a tree, not a list
 ~~~~~~~~~~~~~~~~~~~~~~~~~~~~
 ``felix-FROM-ENDPOINT`` must find the chain of the packet's interface
 without testing every interface in turn (10,000 non-matching rules in a row
-halve throughput). :class:`ChainTree` branches on successive characters of
+halve throughput). :class:`~calicoctl.agent.chaintree.ChainTree` branches on successive characters of
 the interface suffix: a node holding at most ``LEAF_MAX`` (16) interfaces
 lists them (``-i cali1a2b3c4d5e6 -g felix-from-1a2b3c4d5e6``); a bigger one
 has one ``-i cali1+ -g felix-FROM-EP-1`` entry per next character. With hex
@@ -85,6 +85,7 @@ import hashlib
 import ipaddress
 from dataclasses import dataclass
 
+from calicoctl.agent.chaintree import LEAF_MAX, ChainTree, Side, TagKind
 from calicoctl.rulemodel import ICMP_FAMILY
 
 # -- marks (bits of skb->mark we own; other bits are left alone) -----------------
@@ -122,7 +123,6 @@ HOOKS = {"INPUT": "-j " + CHAIN_INPUT, "FORWARD": "-j " + CHAIN_FORWARD}
 BUILTIN_TARGETS = frozenset(("ACCEPT", "DROP", "RETURN", "REJECT", "MARK", "LOG", "QUEUE",
                              "NFQUEUE", "MASQUERADE", "SNAT", "DNAT", "CONNMARK", "CT"))
 
-LEAF_MAX = 16
 MAX_NAME = 16                 # profile and tag names longer than this are hashed
 MULTIPORT_SLOTS = 15          # a multiport match takes at most 15 ports (a range uses 2)
 HOST_ACTIONS = ("RETURN", "ACCEPT", "DROP")
@@ -178,13 +178,13 @@ def control_plane_set_name(version):
 
 
 def tag_tree_root(tag, version, side):
-    """Root chain of a tag tree; ``side`` 's' (source) or 'd' (destination)."""
-    return "felix-t%d%s-%s" % (version, side, shorten_name(tag))
+    """Root chain of a tag tree for one ``Side`` of the packet."""
+    return "felix-t%d%s-%s" % (version, side.value, shorten_name(tag))
 
 
 def _tag_tree_node(tag, version, side, prefix):
     digest = hashlib.sha256(("%s/%s" % (tag, prefix)).encode()).hexdigest()[:16]
-    return "felix-t%d%s-_%s" % (version, side, digest)
+    return "felix-t%d%s-_%s" % (version, side.value, digest)
 
 
 def is_owned_chain(name):
@@ -251,7 +251,7 @@ def set_references(rule):
 @dataclass(frozen=True)
 class TagPlacement:
     """How a tag is matched in one family: by ipset or by a tag tree."""
-    kind: str            # "set" | "tree"
+    kind: TagKind
     name: str            # set name, or tree root chain name (for the side asked)
 
 
@@ -312,12 +312,12 @@ def render_rule(rule, version, resolve_tag):
     matches = []
     prelude = []
     tree_bits = 0
-    for side, tag, mark, direction in (("s", rule.src_tag, SRC_TAG_MARK, "src"),
-                                       ("d", rule.dst_tag, DST_TAG_MARK, "dst")):
+    for side, tag, mark, direction in ((Side.SRC, rule.src_tag, SRC_TAG_MARK, "src"),
+                                       (Side.DST, rule.dst_tag, DST_TAG_MARK, "dst")):
         if tag is None:
             continue
         placement = resolve_tag(tag, version, side)
-        if placement.kind == "set":
+        if placement.kind is TagKind.SET:
             matches += ["-m", "set", "--match-set", placement.name, direction]
         else:
             prelude.append("-j " + placement.name)
@@ -350,15 +350,15 @@ def render_rule(rule, version, resolve_tag):
 
 
 def referenced_tags(rules_obj):
-    """{(tag, side)} used by a profile's rules ('s' for src_tag, 'd' for dst_tag)."""
+    """{(tag, Side)} used by a profile's rules."""
     found = set()
     if rules_obj is None:
         return found
     for rule in tuple(rules_obj.inbound_rules) + tuple(rules_obj.outbound_rules):
         if rule.src_tag is not None:
-            found.add((rule.src_tag, "s"))
+            found.add((rule.src_tag, Side.SRC))
         if rule.dst_tag is not None:
-            found.add((rule.dst_tag, "d"))
+            found.add((rule.dst_tag, Side.DST))
     return found
 
 
@@ -476,179 +476,6 @@ def global_rank(name):
 
 # -- trees of chains -------------------------------------------------------------------
 
-class ChainTree:
-    """A trie of chains that dispatches string keys, maintained incrementally.
-
-    Pure: ``update`` returns the chains to (re)write and the chains to
-    delete; the caller programs them. A node (a key prefix) with at most
-    ``leaf_max`` keys lists them; a bigger one branches on the next
-    character, inlining children that hold a single key. The root always
-    exists (possibly holding just ``tail``); below it, runs of single-child
-    steps are skipped (a child node's prefix is the longest one its keys
-    share). A change re-renders only the
-    nodes on the changed keys' paths (plus any subtree a split creates), so
-    its cost does not grow with the number of keys.
-
-    :param node_name: prefix -> chain name (prefix '' is the root).
-    :param match_exact: key -> match text selecting exactly that key.
-    :param match_prefix: prefix -> match text selecting every key under it.
-    :param target: key -> action text for that key (e.g. ``-g chain``).
-    :param tail: rules appended to every node (e.g. ``("-j DROP",)``).
-    """
-
-    def __init__(self, node_name, match_exact, match_prefix, target, tail=(), leaf_max=LEAF_MAX):
-        self.node_name = node_name
-        self.match_exact = match_exact
-        self.match_prefix = match_prefix
-        self.target = target
-        self.tail = tuple(tail)
-        self.leaf_max = leaf_max
-        self.keys = set()
-        self._under = {"": set()}
-        """prefix -> keys under it, for every prefix of every key."""
-        self._nodes = {}
-        """prefix -> rules of every node chain currently rendered."""
-        self._children = {}
-        """prefix -> prefixes of its child node chains."""
-        self._depth = {}
-        """chain name -> depth (length of its prefix) of every node chain."""
-        self._next = {}
-        """prefix -> the characters that follow it in some key."""
-
-    def __len__(self):
-        return len(self.keys)
-
-    @property
-    def chains(self):
-        """{chain name: rules} of the whole tree as last rendered."""
-        return {self.node_name(prefix): rules for prefix, rules in self._nodes.items()}
-
-    def depth(self, name):
-        """Depth of node chain ``name`` (root 0), or None if not ours."""
-        return self._depth.get(name)
-
-    def update(self, added=(), removed=(), retarget=()):
-        """Add and remove keys; ``retarget``: keys whose target text changed.
-
-        Returns ``(written, deleted)``: {chain name: rules} to write (new or
-        changed) and the set of chain names to delete.
-        """
-        affected = set()
-        for key in removed:
-            if key in self.keys:
-                self.keys.discard(key)
-                for length in range(len(key) + 1):
-                    prefix = key[:length]
-                    members = self._under.get(prefix)
-                    if members is not None:
-                        members.discard(key)
-                        if not members and prefix:
-                            del self._under[prefix]
-                            self._next[prefix[:-1]].discard(prefix[-1])
-                    affected.add(prefix)
-        for key in added:
-            if key not in self.keys:
-                self.keys.add(key)
-                for length in range(len(key) + 1):
-                    prefix = key[:length]
-                    members = self._under.get(prefix)
-                    if members is None:
-                        members = self._under[prefix] = set()
-                        if prefix:
-                            self._next.setdefault(prefix[:-1], set()).add(prefix[-1])
-                    members.add(key)
-                    affected.add(prefix)
-        for key in retarget:
-            if key in self.keys:
-                affected.update(key[:length] for length in range(len(key) + 1))
-        if not affected and self._nodes:
-            return {}, set()
-        written, live, orphans, deleted = {}, set(), [], set()
-        self._rebuild("", affected, written, live, orphans)
-        # Old children no longer referenced: drop their subtrees, except
-        # nodes the new tree still uses (a compressed child may move up or
-        # down a level and keep its prefix).
-        for prefix in orphans:
-            self._remove_stale(prefix, live, deleted)
-        for prefix in deleted:
-            written.pop(prefix, None)
-        return ({self.node_name(p): rules for p, rules in written.items()},
-                {self.node_name(p) for p in deleted})
-
-    def _render(self, prefix):
-        """(rules, child node prefixes) of the node at ``prefix``.
-
-        Costs O(children), not O(keys under the node): a branch node reads
-        only its next characters and their key counts.
-        """
-        members = self._under.get(prefix, ())
-        rules = []
-        children = []
-        if len(members) <= self.leaf_max:
-            for key in sorted(members):
-                rules.append("%s %s" % (self.match_exact(key), self.target(key)))
-        else:
-            if prefix in self.keys:
-                rules.append("%s %s" % (self.match_exact(prefix), self.target(prefix)))
-            for char in sorted(self._next.get(prefix, ())):
-                child = prefix + char
-                under = self._under[child]
-                if len(under) == 1:
-                    only = next(iter(under))
-                    rules.append("%s %s" % (self.match_exact(only), self.target(only)))
-                else:
-                    child = self._compress(child)
-                    rules.append("%s -g %s" % (self.match_prefix(child), self.node_name(child)))
-                    children.append(child)
-        rules.extend(self.tail)
-        return tuple(rules), children
-
-    def _compress(self, prefix):
-        """Skip single-way steps: the longest prefix shared by every key under
-        ``prefix`` (so 32 hex digits of IPv6 do not cost 32 chains)."""
-        while prefix not in self.keys:
-            following = self._next.get(prefix)
-            if not following or len(following) != 1:
-                break
-            prefix += next(iter(following))
-        return prefix
-
-    def _rebuild(self, prefix, affected, written, live, orphans):
-        live.add(prefix)
-        rules, children = self._render(prefix)
-        if self._nodes.get(prefix) != rules:
-            written[prefix] = rules
-        self._nodes[prefix] = rules
-        self._depth[self.node_name(prefix)] = len(prefix)
-        for child in children:
-            if child in affected or child not in self._nodes:
-                self._rebuild(child, affected, written, live, orphans)
-            else:
-                live.add(child)       # unchanged keys under it: unchanged subtree
-        old_children = self._children.get(prefix, ())
-        orphans.extend(set(old_children) - set(children))
-        if children:
-            self._children[prefix] = tuple(children)
-        else:
-            self._children.pop(prefix, None)
-
-    def _remove_stale(self, prefix, live, deleted):
-        if prefix in live:
-            return
-        for child in self._children.pop(prefix, ()):
-            self._remove_stale(child, live, deleted)
-        if self._nodes.pop(prefix, None) is not None:
-            self._depth.pop(self.node_name(prefix), None)
-            deleted.add(prefix)
-
-    def render_all(self):
-        """{chain name: rules} rendered from scratch (for checks and tests)."""
-        fresh = ChainTree(self.node_name, self.match_exact, self.match_prefix, self.target,
-                          self.tail, self.leaf_max)
-        fresh.update(added=self.keys)
-        return fresh.chains
-
-
 def make_dispatch_tree(direction, interface_prefix, leaf_max=LEAF_MAX):
     """The tree behind ``felix-FROM-ENDPOINT`` ('outbound', matched on -i) or
     ``felix-TO-ENDPOINT`` ('inbound', matched on -o); keys are interface
@@ -683,10 +510,10 @@ def _ip_prefix_cidr(prefix, version):
 
 
 def make_tag_tree(tag, version, side, leaf_max=LEAF_MAX):
-    """Tag tree: its root sets SRC_TAG_MARK ('s') / DST_TAG_MARK ('d') for a
+    """Tag tree: its root sets SRC_TAG_MARK (Side.SRC) / DST_TAG_MARK (Side.DST) for a
     packet whose source / destination is one of the keys (see ``ip_key``)."""
-    flag = "-s" if side == "s" else "-d"
-    mark = SRC_TAG_MARK if side == "s" else DST_TAG_MARK
+    flag = "-s" if side is Side.SRC else "-d"
+    mark = SRC_TAG_MARK if side is Side.SRC else DST_TAG_MARK
     bits = 32 if version == 4 else 128
     action = "-j MARK --set-xmark %s" % render_mark(mark, mark)
     return ChainTree(

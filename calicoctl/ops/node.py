@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, replace
 from typing import List, Optional, Tuple
 
 from calicoctl import model
+from calicoctl.agent import identity
 from calicoctl.errors import AgentError, CalicoError, Conflict, NotFound
 from calicoctl.host import daemon
 from calicoctl.ops import status as status_ops
@@ -157,7 +158,7 @@ def calculate_missing_pools(existing_pools):
 
 def calculate_agent_command(settings, python=None):
     """The agent's command line (same Python environment as this calicoctl)."""
-    return [python or sys.executable, "-m", "calicoctl.agent",
+    return [python or sys.executable, "-m", identity.MODULE,
             "--hostname=%s" % settings.hostname,
             "--log-dir=%s" % settings.log_dir,
             "--run-dir=%s" % settings.run_dir]

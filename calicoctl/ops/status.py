@@ -15,15 +15,12 @@ import time
 from dataclasses import dataclass
 from typing import Optional
 
+from calicoctl.agent import identity
 from calicoctl.errors import DatastoreUnavailable
 from calicoctl.host import daemon
 
 RUN_DIR = "/var/run/calico"
-AGENT_PID_FILE = "agent.pid"
-AGENT_STATUS_FILE = "agent-status.json"
 BIRD_SOCKET = "bird.ctl"
-# Arguments that identify an agent process in /proc/<pid>/cmdline.
-AGENT_MARKERS = ("calicoctl.agent", "calico-agent")
 
 # The agent reports every 10 s; three missed reports mean trouble.
 STALE_REPORT = 30.0
@@ -256,17 +253,17 @@ def render_agent_summary(state, now, hostname):
 # -- I/O -----------------------------------------------------------------------
 
 def agent_pid_file(run_dir=RUN_DIR):
-    return os.path.join(run_dir, AGENT_PID_FILE)
+    return os.path.join(run_dir, identity.PID_FILE)
 
 
 def agent_status_file(run_dir=RUN_DIR):
-    return os.path.join(run_dir, AGENT_STATUS_FILE)
+    return os.path.join(run_dir, identity.STATUS_FILE)
 
 
 def read_running_agent_pid(run_dir=RUN_DIR):
     """The pid of this host's live agent, or None (stale pid files are ignored)."""
     pid = daemon.read_pid_file(agent_pid_file(run_dir))
-    if pid is not None and daemon.process_matches(pid, AGENT_MARKERS):
+    if pid is not None and daemon.process_matches(pid, identity.MARKERS):
         return pid
     return None
 

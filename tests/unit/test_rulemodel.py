@@ -7,13 +7,14 @@ import pytest
 
 from calicoctl import rulemodel
 from calicoctl.agent import rules as render
+from calicoctl.agent.chaintree import TagKind
 from calicoctl.errors import ValidationError
 from calicoctl.rulemodel import Rule, Rules, StoredRule, StoredRules
 from tests.rule_cases import ACCEPTED, CASES, SAME, Refused, case_ids, stored_rules
 
 
 def set_resolver(tag, version, side):
-    return render.TagPlacement("set", render.tag_set_name(tag, version))
+    return render.TagPlacement(TagKind.SET, render.tag_set_name(tag, version))
 
 
 def read_case(case):

@@ -8,15 +8,16 @@ import pytest
 
 from calicoctl import model
 from calicoctl.agent import rules
+from calicoctl.agent.chaintree import Side, TagKind
 from calicoctl.host import ipsets, iptables
 
 
 def set_resolver(tag, version, side):
-    return rules.TagPlacement("set", rules.tag_set_name(tag, version))
+    return rules.TagPlacement(TagKind.SET, rules.tag_set_name(tag, version))
 
 
 def tree_resolver(tag, version, side):
-    return rules.TagPlacement("tree", rules.tag_tree_root(tag, version, side))
+    return rules.TagPlacement(TagKind.TREE, rules.tag_tree_root(tag, version, side))
 
 
 def rule(**kwargs):
@@ -45,7 +46,7 @@ def test_every_chain_and_set_name_fits_the_kernel_limits():
     longest = "x" * 100
     names = [rules.profile_chain(longest, "inbound"), rules.profile_chain(longest, "outbound"),
              rules.endpoint_chain("inbound", "a" * 12), rules.endpoint_chain("outbound", "a" * 12),
-             rules.tag_tree_root(longest, 6, "s"), rules.make_tag_tree(longest, 6, "d").node_name("ab"),
+             rules.tag_tree_root(longest, 6, Side.SRC), rules.make_tag_tree(longest, 6, Side.DST).node_name("ab"),
              rules.FROM_NODE_PREFIX + "a" * 11, rules.TO_NODE_PREFIX + "a" * 11]
     assert all(len(name) <= 28 for name in names), names
     assert all(rules.is_owned_chain(name) for name in names)
@@ -130,7 +131,7 @@ def test_tree_tags_set_marks_then_match_them():
 def test_referenced_tags_by_side():
     rules_obj = model.Rules(id="P", inbound_rules=(rule(src_tag="A"), rule(dst_tag="B")),
                             outbound_rules=(rule(src_tag="B"),))
-    assert rules.referenced_tags(rules_obj) == {("A", "s"), ("B", "d"), ("B", "s")}
+    assert rules.referenced_tags(rules_obj) == {("A", Side.SRC), ("B", Side.DST), ("B", Side.SRC)}
     assert rules.referenced_tags(None) == set()
 
 
@@ -344,9 +345,9 @@ def test_a_change_rewrites_only_its_path():
 ])
 def test_tag_tree_marks_members_only(version, make_ip):
     members = [make_ip(i) for i in range(0, 3000, 3)]
-    tree = rules.make_tag_tree("web", version, "s")
+    tree = rules.make_tag_tree("web", version, Side.SRC)
     written, _ = tree.update(added=[rules.ip_key(ip) for ip in members])
-    root = rules.tag_tree_root("web", version, "s")
+    root = rules.tag_tree_root("web", version, Side.SRC)
     walker = Walker(written)
     mark = "-j MARK --set-xmark 0x2000000/0x2000000"
     for ip in members[:100]:

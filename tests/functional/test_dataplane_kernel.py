@@ -13,7 +13,8 @@ import pytest
 
 from calicoctl.agent import rules
 from calicoctl.agent.config import AgentConfig
-from calicoctl.agent.dataplane import CLEANUP_DELAY, RETRY_INTERVAL, PolicyDataplane
+from calicoctl.agent.chain_reconciler import CLEANUP_DELAY
+from calicoctl.agent.dataplane import RETRY_INTERVAL, PolicyDataplane
 from calicoctl.datastore import paths
 from calicoctl.errors import CommandFailed
 from calicoctl.host import run as run_mod

@@ -19,9 +19,6 @@ PACKAGE = os.path.join(REPO_ROOT, "calicoctl")
 SEAM = os.path.join(PACKAGE, "host")
 SEAM_ONLY = {"subprocess", "pyroute2", "docker"}
 MAX_MODULE_LINES = 560
-# Issue 10 part B splits these two; the test fails once either is short
-# enough, so the list cannot outlive its reason.
-OVERSIZE_PENDING = {"calicoctl/agent/dataplane.py"}
 
 
 def python_files(root):
@@ -72,8 +69,7 @@ def test_modules_stay_short():
         with open(path) as handle:
             if sum(1 for _ in handle) > MAX_MODULE_LINES:
                 long_ones.add(os.path.relpath(path, REPO_ROOT))
-    assert long_ones - OVERSIZE_PENDING == set(), "split these by concern"
-    assert OVERSIZE_PENDING - long_ones == set(), "short enough now: drop them from OVERSIZE_PENDING"
+    assert long_ones == set(), "split these by concern"
 
 
 def test_only_system_tests_import_from_tests_system():

@@ -102,12 +102,22 @@ def held_references(programmed, cleanup, references):
 def plan_deletes(plan, programmed, cleanup):
     """(chains to delete now, sorted; chains that must wait) (pure).
 
-    Dirty chains no longer desired but programmed; those an old rule kept
-    behind a prepended RETURN still refers to must wait for its cleanup.
+    Dirty chains no longer desired but programmed. A chain can only go once
+    nothing refers to it: those an old rule kept behind a prepended RETURN
+    still refers to wait for its cleanup, and so does every chain a waiting
+    chain refers to.
     """
     deletes = sorted(name for name in plan.dirty if name not in plan.desired and name in programmed)
-    blocked = held_references(programmed, cleanup, rules.chain_references)
-    return [name for name in deletes if name not in blocked], {name for name in deletes if name in blocked}
+    candidates = set(deletes)
+    blocked = held_references(programmed, cleanup, rules.chain_references) & candidates
+    todo = list(blocked)
+    while todo:
+        for rule in programmed.get(todo.pop(), ()):
+            for target in rules.chain_references(rule):
+                if target in candidates and target not in blocked:
+                    blocked.add(target)
+                    todo.append(target)
+    return [name for name in deletes if name not in blocked], blocked
 
 
 def due_cleanups(cleanup, programmed, desired, now, quiet):
@@ -160,9 +170,12 @@ class ChainReconciler:
         self.failed = set()
         self.cleanup = {}
 
-    def sets_held(self):
-        """Sets old rules behind a prepended RETURN still match on."""
-        return held_references(self.programmed, self.cleanup, rules.set_references)
+    def sets_held(self, plan):
+        """Sets that rules still in the kernel match on although no desired
+        chain does: old rules behind a prepended RETURN, and chains waiting
+        to be deleted."""
+        leftovers = [name for name in self.programmed if name not in plan.desired]
+        return held_references(self.programmed, set(self.cleanup) | set(leftovers), rules.set_references)
 
     def check_hooks(self):
         """Notice hook rules someone removed (the next write re-inserts them)."""

@@ -263,7 +263,8 @@ class PolicyDataplane(Component):
         for version, chains in self.chains.items():
             chains.delete(self.families[version])
         timings.append(time.monotonic())
-        held = set().union(*(chains.sets_held() for chains in self.chains.values())) if destroys else set()
+        held = set().union(*(chains.sets_held(self.families[version])
+                             for version, chains in self.chains.items())) if destroys else set()
         self.sets.destroy(self.plan, destroys, held)
         timings.append(time.monotonic())
         if LOG.isEnabledFor(logging.DEBUG):

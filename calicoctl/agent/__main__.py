@@ -19,10 +19,16 @@ loop in the foreground:
   the control-plane protection: ``{"enabled", "active", "ports",
   "addresses": {"4", "6"}, "problem"}`` ("active": programmed in the kernel).
 
-Robustness: the loop keeps a mirror of every etcd leaf it has seen. If a
-component raises (a bug, or the kernel surprising us), the error is logged
-and every component is re-fed the mirror as a fresh snapshot, which makes
-the dataplane re-read the kernel and repair it; the agent does not exit.
+Components are fed through a ``dispatch.Dispatcher``: it parses each key
+once, keeps the shared view of etcd (``indexes.Indexes``: every leaf, each
+endpoint parsed once, the tunnel and local-endpoint indexes) and calls each
+component only for the kinds of keys it registered for.
+
+Robustness: the view holds every etcd leaf seen. If a component raises (a
+bug, or the kernel surprising us), the error is logged and every component
+starts over from a fresh view built from those leaves, as from a snapshot,
+which makes the dataplane re-read the kernel and repair it; the agent does
+not exit.
 While etcd is unreachable the dataplane is left alone and ``in_sync`` is
 false; when etcd answers again a new snapshot resynchronises everything.
 
@@ -160,8 +166,8 @@ class Agent:
         self.started = time.time()
         self.in_sync = False
         self.last_sync = None
-        self.items = {}
-        """Mirror of every etcd leaf seen (key -> value), for local resyncs."""
+        from calicoctl.agent.dispatch import Dispatcher
+        self.dispatcher = Dispatcher(config.hostname, components, call=self._call)
         self._stopping = threading.Event()
         self._have_snapshot = False
         self._resync_due = None
@@ -228,18 +234,16 @@ class Agent:
         fed = False
         for position, item in enumerate(batch):
             if isinstance(item, Update):
-                if last_snapshot is not None and position < last_snapshot:
+                # Before the first snapshot there is nothing to update: it replaces all.
+                if (last_snapshot is not None and position < last_snapshot) or not self._have_snapshot:
                     continue
-                self._mirror(item.key, item.value)
-                if self._have_snapshot:
-                    self._call_all("on_update", item.key, item.value)
-                    fed = True
+                self._after_calls(self.dispatcher.update(item.key, item.value), "on_update")
+                fed = True
             elif isinstance(item, Snapshot):
                 if position != last_snapshot:
                     continue
-                self.items = dict(item.items)
                 self._have_snapshot = True
-                self._call_all("on_snapshot", dict(item.items))
+                self._after_calls(self.dispatcher.snapshot(item.items), "on_snapshot")
                 synced = fed = True
             elif isinstance(item, Lost):
                 if self.in_sync:
@@ -260,7 +264,7 @@ class Agent:
             if ok:
                 self.in_sync = True
                 self.last_sync = time.time()
-                LOG.info("In sync with etcd (%d keys)", len(self.items))
+                LOG.info("In sync with etcd (%d keys)", len(self.dispatcher.indexes.items))
                 self.report()
                 # The indexes built from the snapshot live until the next
                 # one: keep them out of the collector's way (long pauses
@@ -271,30 +275,31 @@ class Agent:
                 self.in_sync = False
         self._report_if_changed()
 
-    def _mirror(self, key, value):
-        if value is None:
-            self.items.pop(key, None)
-            prefix = key.rstrip("/") + "/"
-            for leaf in [k for k in self.items if k.startswith(prefix)]:
-                del self.items[leaf]
-        else:
-            self.items[key] = value
+    @staticmethod
+    def _call(method, *args):
+        """Call one component's bound ``method``, logging slow calls; False on any error."""
+        name = "%s.%s" % (type(method.__self__).__name__, method.__name__)
+        started = time.monotonic()
+        try:
+            method(*args)
+        except Exception:  # see module docstring: log, then resync
+            LOG.exception("%s failed; will resynchronise", name)
+            return False
+        elapsed = time.monotonic() - started
+        if elapsed > SLOW_CALL and method.__name__ != "on_snapshot":
+            LOG.info("%s took %.0f ms", name, elapsed * 1000)
+        elif elapsed > 0.02:
+            LOG.debug("%s took %.1f ms", name, elapsed * 1000)
+        return True
 
     def _call_all(self, method, *args):
         """Call ``method`` on every component; False (and a resync later) on any error."""
         ok = True
         for component in self.components:
-            started = time.monotonic()
-            try:
-                getattr(component, method)(*args)
-                elapsed = time.monotonic() - started
-                if elapsed > SLOW_CALL and method != "on_snapshot":
-                    LOG.info("%s.%s took %.0f ms", type(component).__name__, method, elapsed * 1000)
-                elif elapsed > 0.02:
-                    LOG.debug("%s.%s took %.1f ms", type(component).__name__, method, elapsed * 1000)
-            except Exception:  # see module docstring: log, then resync
-                LOG.exception("%s.%s failed; will resynchronise", type(component).__name__, method)
-                ok = False
+            ok = self._call(getattr(component, method), *args) and ok
+        return self._after_calls(ok, method)
+
+    def _after_calls(self, ok, method):
         if not ok and self._resync_due is None:
             # A bad update: resynchronise at once; anything else (a flush or
             # tick that failed) may fail again, so not more than every few seconds.
@@ -307,7 +312,7 @@ class Agent:
         self._resync_due = None
         if not self._have_snapshot:
             return
-        self._call_all("on_snapshot", dict(self.items))
+        self._after_calls(self.dispatcher.resync(), "on_snapshot")
         if self._call_all("flush"):
             self.in_sync = True
             self.last_sync = time.time()

@@ -11,7 +11,7 @@ import logging
 import os
 import time
 
-from calicoctl.agent.bird_config import calculate_bird_inputs, is_relevant_key, parse_pools, render_bird_config
+from calicoctl.agent.bird_config import KINDS, calculate_bird_inputs, is_relevant_key, parse_pools, render_bird_config
 from calicoctl.agent.component import Component
 from calicoctl.host import bird as bird_host
 from calicoctl.host import daemon
@@ -26,10 +26,15 @@ STOP_TIMEOUT = 5.0
 class BirdManager(Component):
     """Keeps one BIRD running with the configuration etcd calls for.
 
+    It reads its leaves (BGP settings, host addresses, peers, pools, the
+    interface prefix) from the shared view.
+
     :param config: the AgentConfig (hostname, run_dir, log_dir).
     :param ipip_tunnelled: callable -> bool, True when the agent routes IPIP
         pools itself (the IPIP component's verdict on the kernel).
     """
+
+    kinds = KINDS
 
     def __init__(self, config, ipip_tunnelled=lambda: False, bird_binary=bird_host.BIRD,
                  birdc_binary=bird_host.BIRDC):
@@ -45,7 +50,7 @@ class BirdManager(Component):
         self._bird = bird_binary
         self._birdc = birdc_binary
         self._items = {}
-        """Relevant etcd leaves, key -> value."""
+        """The view's leaves of our kinds (a live, read-only mapping)."""
         self._dirty = True
         self._wanted_text = None
         """The config text BIRD should be running with; None: BIRD should not run."""
@@ -59,20 +64,12 @@ class BirdManager(Component):
         """How often BIRD died and was started again (for tests and status)."""
 
     # -- Component interface -------------------------------------------------------
-    def on_snapshot(self, items):
-        self._items = {key: value for key, value in items.items() if is_relevant_key(key)}
+    def on_snapshot(self, view):
+        self._items = view.leaves(self.kinds)
         self._dirty = True
 
     def on_update(self, key, value):
-        if value is None:
-            # A deleted directory (even /calico itself) takes its leaves along.
-            prefix = key.rstrip("/") + "/"
-            gone = [k for k in self._items if k == key or k.startswith(prefix)]
-            for existing in gone:
-                del self._items[existing]
-            self._dirty = self._dirty or bool(gone)
-        elif is_relevant_key(key) and self._items.get(key) != value:
-            self._items[key] = value
+        if is_relevant_key(key):
             self._dirty = True
 
     def flush(self):

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from typing import Optional, Tuple
 
 from calicoctl import model, validate
+from calicoctl.agent.dispatch import Kind, as_key
 from calicoctl.datastore import paths
 from calicoctl.errors import ValidationError
 
@@ -46,9 +47,10 @@ TUNNEL_DEVICES = ("vxlan.calico", "tunl0")
 
 PEER_KINDS = ("Node", "Global", "Mesh")     # precedence when one address is listed twice
 
-# The keys a BIRD config depends on; everything else in the stream is ignored.
-RELEVANT_PREFIXES = (paths.BGP_V1 + "/", paths.IPAM_DIR + "/v4/pool/", paths.IPAM_DIR + "/v6/pool/",
-                     paths.global_config("InterfacePrefix"))
+# The kinds of keys a BIRD config depends on (of the config, only the
+# global interface prefix); everything else in the stream is ignored.
+KINDS = frozenset((Kind.HOST_ADDRESS, Kind.BGP_PEER, Kind.BGP_GLOBAL, Kind.POOL, Kind.CONFIG))
+INTERFACE_PREFIX_KEY = paths.global_config("InterfacePrefix")
 
 
 # -- pure: inputs ----------------------------------------------------------------
@@ -85,8 +87,9 @@ class BirdInputs:
 
 
 def is_relevant_key(key):
-    """True if a change to ``key`` can change the BIRD config (pure)."""
-    return key.startswith(RELEVANT_PREFIXES)
+    """True if a change to ``key`` (a path or dispatch.Key) can change the BIRD config (pure)."""
+    key = as_key(key)
+    return key.kind in KINDS and (key.kind is not Kind.CONFIG or key.path == INTERFACE_PREFIX_KEY)
 
 
 def _parse_ip(value, version):
@@ -197,7 +200,7 @@ def calculate_bird_inputs(items, hostname, ipip_tunnelled=False):
     peers.sort(key=lambda spec: (spec.version, PEER_KINDS.index(spec.kind), _ip_sort_key(spec.ip)))
 
     pools = parse_pools(items)
-    prefix = items.get(paths.global_config("InterfacePrefix")) or DEFAULT_INTERFACE_PREFIX
+    prefix = items.get(INTERFACE_PREFIX_KEY) or DEFAULT_INTERFACE_PREFIX
     try:
         validate.parse_name(prefix, "interface prefix")
     except ValidationError:

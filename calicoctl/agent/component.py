@@ -1,10 +1,13 @@
 """The contract between the agent's main loop and the things it drives.
 
-The main loop (``calicoctl.agent.__main__``) reads etcd and feeds every
-component the same stream of keys: first a snapshot of the whole ``/calico``
-tree, then one update per watch event. Once per cycle (after it has fed a
-batch of updates) it calls ``flush`` so each component applies what changed
-in one go; about once a second it calls ``tick``.
+The main loop (``calicoctl.agent.__main__``) reads etcd and hands each change
+to the dispatcher (``dispatch.Dispatcher``), which keeps the shared view of
+etcd (``indexes.Indexes``) and calls a component only for the kinds of keys
+it asked for (``kinds``, a set of ``dispatch.Kind``): first ``on_snapshot``
+with a fresh view built from a snapshot of the whole ``/calico`` tree, then
+``on_update`` per changed leaf. Once per cycle (after it has fed a batch of
+updates) the loop calls ``flush`` so each component applies what changed in
+one go; about once a second it calls ``tick``.
 
 All methods run on the main loop's thread, one at a time, so a component
 needs no locks for its own state. A component that has work arriving from
@@ -13,11 +16,12 @@ elsewhere (a netlink socket, a child process) gets a ``wake`` callable in
 main loop, which then flushes every component.
 
 An exception escaping a component method is logged by the main loop, which
-then resynchronises every component from its own mirror of the etcd keys it
-has seen (``on_snapshot`` with that mirror, then ``flush``; etcd is not read
-again) rather than carry on with a component in an unknown state: at once
-after a failed ``on_update``, ``RESYNC_BACKOFF`` seconds later after a failed
-``flush`` or ``tick``, which might fail again straight away.
+then resynchronises every component from a fresh view built from the leaves
+the dispatcher has (``Dispatcher.resync``: ``on_snapshot`` with that view,
+then ``flush``; etcd is not read again) rather than carry on with a
+component in an unknown state: at once after a failed ``on_update``,
+``RESYNC_BACKOFF`` seconds later after a failed ``flush`` or ``tick``, which
+might fail again straight away.
 """
 
 
@@ -32,6 +36,9 @@ LOG = logging.getLogger(__name__)
 class Component:
     """Base class: every method is optional to override."""
 
+    kinds = frozenset()
+    """The ``dispatch.Kind`` of every key whose changes ``on_update`` gets."""
+
     def start(self, wake):
         """Called once before the first snapshot.
 
@@ -40,12 +47,15 @@ class Component:
             from any thread.
         """
 
-    def on_snapshot(self, items):
-        """Replace all state with ``items`` (dict key -> value of every leaf)."""
+    def on_snapshot(self, view):
+        """Start over from ``view`` (an ``indexes.Indexes`` built from a
+        snapshot); it stays current (the dispatcher updates it before each
+        ``on_update``) until the next ``on_snapshot`` replaces it."""
 
     def on_update(self, key, value):
-        """One etcd change. ``value`` None means deleted; a deleted directory
-        arrives as its own key with value None: drop everything under it."""
+        """One etcd leaf changed: ``key`` a ``dispatch.Key`` of one of
+        ``kinds``, ``value`` its new value or None (deleted; a deleted
+        directory arrives as one deletion per leaf)."""
 
     def flush(self):
         """Apply pending changes (kernel, daemons) once per cycle."""

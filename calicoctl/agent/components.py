@@ -1,6 +1,8 @@
 """Which components the agent runs (each engineer adds theirs here).
 
-Order matters only for ``flush``: components are flushed in list order each
+A component subclasses ``component.Component``, lists the ``dispatch.Kind``
+of the keys it wants in ``kinds`` and reads the rest from the view it gets
+in ``on_snapshot``. Order matters only for ``flush``: components are flushed in list order each
 cycle, so the policy dataplane (chains before routes: a workload must never
 be reachable before its policy is in place) comes first.
 """
@@ -14,15 +16,13 @@ def build_components(config, datastore):
     """
     from calicoctl.agent.dataplane import PolicyDataplane
     from calicoctl.agent.routes import InterfaceWatcher, WorkloadRoutes
-    from calicoctl.agent.state import EndpointParser
 
-    # Shared by the policy and routes components: one view of the
-    # interfaces, one parse of each endpoint.
+    # Shared by the policy and routes components: one view of the interfaces.
+    # (What they read of etcd, they share through the dispatcher's indexes.)
     links = InterfaceWatcher(poll_interval=config.link_poll_interval)
-    parser = EndpointParser()
     components = [
-        PolicyDataplane(config, links=links, parser=parser),
-        WorkloadRoutes(config, links=links, parser=parser),
+        PolicyDataplane(config, links=links),
+        WorkloadRoutes(config, links=links),
     ]
     components += _multihost_components(config, datastore)
     return components

@@ -73,6 +73,7 @@ import time
 from calicoctl.agent import rules
 from calicoctl.agent.chain_reconciler import CLEANUP_QUIET, ChainReconciler
 from calicoctl.agent.component import Component
+from calicoctl.agent.dispatch import Kind
 from calicoctl.agent.policy_plan import FAMILIES, PolicyPlanner
 from calicoctl.agent.set_reconciler import SetReconciler
 from calicoctl.agent.state import PolicyIndex
@@ -94,7 +95,9 @@ class PolicyDataplane(Component):
     :param resolve: optional ``resolve(name) -> addresses`` for etcd host names.
     """
 
-    def __init__(self, config, tables=None, ipsets=None, links=None, parser=None, resolve=None):
+    kinds = frozenset((Kind.ENDPOINT, Kind.PROFILE, Kind.CONFIG, Kind.HOST_ADDRESS, Kind.BGP_PEER))
+
+    def __init__(self, config, tables=None, ipsets=None, links=None, resolve=None):
         self.config = config
         self.links = links
         """An InterfaceWatcher: only interfaces it lists get dispatch entries.
@@ -102,7 +105,7 @@ class PolicyDataplane(Component):
         self._links_changed = set()
         if links is not None:
             links.subscribe(self._on_links)
-        self.index = PolicyIndex(config.hostname, parser, etcd_endpoints=config.etcd_endpoints)
+        self.index = PolicyIndex(config.hostname, etcd_endpoints=config.etcd_endpoints)
         self._resolver = None
         self._resolve = resolve or dns_mod.resolve
         if tables is None:
@@ -147,8 +150,8 @@ class PolicyDataplane(Component):
     def _present(self, iface):
         return self.links is None or iface in self.links.links
 
-    def on_snapshot(self, items):
-        self.index.apply_snapshot(items)
+    def on_snapshot(self, view):
+        self.index.apply_snapshot(view.keyed(self.kinds), parser=view.endpoints)
         self._resync = True
 
     def on_update(self, key, value):

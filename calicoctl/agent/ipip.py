@@ -15,6 +15,7 @@ a flat LAN, and what the original did with IPIP off.
 import logging
 
 from calicoctl.agent.component import ReconcilingComponent
+from calicoctl.agent.dispatch import Kind
 from calicoctl.agent.tunnels import TunnelIndex, calculate_remote_routes
 from calicoctl.errors import CalicoError
 
@@ -32,6 +33,7 @@ class IpipManager(ReconcilingComponent):
     """
 
     label = "IPIP"
+    kinds = frozenset((Kind.POOL, Kind.HOST_ADDRESS, Kind.ENDPOINT))
     resync_interval = RESYNC_INTERVAL
     retry_interval = RETRY_INTERVAL
 
@@ -39,6 +41,7 @@ class IpipManager(ReconcilingComponent):
         super().__init__()
         self.hostname = config.hostname
         self.index = TunnelIndex()
+        """The view's TunnelIndex (shared with VXLAN and NAT-outgoing)."""
         self.supported = None
         self.unsupported_reason = None
 
@@ -65,16 +68,14 @@ class IpipManager(ReconcilingComponent):
         return self.supported
 
     # -- Component interface -------------------------------------------------------
-    def on_snapshot(self, items):
-        self.index.load(items)
+    def on_snapshot(self, view):
+        self.index = view.tunnels
         self.mark_dirty()
 
     def on_update(self, key, value):
-        changed = self.index.update(key, value)
-        if changed == {TunnelIndex.ENDPOINTS} and not self.has_ipip_pools():
+        if key.kind is Kind.ENDPOINT and not self.has_ipip_pools():
             return          # endpoint churn matters only with an IPIP pool
-        if changed:
-            self.mark_dirty()
+        self.mark_dirty()
 
     # -- effects -------------------------------------------------------------------
     def apply(self):

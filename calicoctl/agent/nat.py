@@ -17,8 +17,8 @@ sets are removed.
 import logging
 
 from calicoctl.agent.component import ReconcilingComponent
+from calicoctl.agent.dispatch import Kind
 from calicoctl.agent.tunnels import TunnelIndex
-from calicoctl.datastore import paths
 from calicoctl.host.ipsets import Ipsets
 from calicoctl.host.iptables import IptablesTable
 
@@ -93,12 +93,14 @@ class NatOutgoing(ReconcilingComponent):
     """Keeps the masquerade rule and its ipsets in line with the pools."""
 
     label = "NAT-outgoing"
+    kinds = frozenset((Kind.POOL,))
     resync_interval = RESYNC_INTERVAL
     retry_interval = RETRY_INTERVAL
 
     def __init__(self, config, ipsets=None, nat_table=None):
         super().__init__()
         self.index = TunnelIndex()
+        """The view's TunnelIndex (its pools)."""
         self._ipsets = ipsets or Ipsets()
         # The same iptables back end as the policy dataplane: rules of both
         # kinds in one namespace would be two rule sets nobody sees at once.
@@ -106,16 +108,12 @@ class NatOutgoing(ReconcilingComponent):
         self._applied = "unknown"
         """The (masq, all) sets last applied, None for "removed"."""
 
-    def on_snapshot(self, items):
-        self.index.load({key: value for key, value in items.items() if paths.parse_pool_key(key)})
+    def on_snapshot(self, view):
+        self.index = view.tunnels
         self.mark_dirty()
 
     def on_update(self, key, value):
-        # Only pools matter here; deletions may be of a directory holding some.
-        if value is not None and paths.parse_pool_key(key) is None:
-            return
-        if self.index.update(key, value):
-            self.mark_dirty()
+        self.mark_dirty()
 
     def forget_kernel_state(self):
         # Someone may have flushed the nat table: check it again.

@@ -25,7 +25,7 @@ import time
 from dataclasses import dataclass, replace
 
 from calicoctl.agent.component import Component
-from calicoctl.agent.state import LocalEndpoints
+from calicoctl.agent.indexes import LocalEndpoints
 from calicoctl.errors import CalicoError
 from calicoctl.host import sysctl
 from calicoctl.host.netlink import RTPROT_BOOT
@@ -160,12 +160,17 @@ class InterfaceWatcher:
 
 
 class WorkloadRoutes(Component):
-    def __init__(self, config, links=None, netns=None, parser=None):
+    """Reads this host's endpoints from the shared view (``Indexes.local``,
+    which collects the interfaces whose endpoint changed): it needs no
+    ``on_update`` of its own."""
+
+    def __init__(self, config, links=None, netns=None):
         self.config = config
         self.netns = netns
         self.links = links or InterfaceWatcher(netns, config.link_poll_interval)
         self.links.subscribe(self._on_links)
-        self.index = LocalEndpoints(config.hostname, parser)
+        self.index = LocalEndpoints(config.hostname)
+        """The view's LocalEndpoints (empty until the first snapshot)."""
         self._programmed = {}
         """iface -> (ifindex, WorkloadNetwork) as last programmed."""
         self._session = None
@@ -176,11 +181,8 @@ class WorkloadRoutes(Component):
     def start(self, wake):
         self.links.start(wake)
 
-    def on_snapshot(self, items):
-        self.index.apply_snapshot(items)
-
-    def on_update(self, key, value):
-        self.index.apply(key, value)
+    def on_snapshot(self, view):
+        self.index = view.local
 
     def flush(self):
         changed, resynced = self.index.take_changed()

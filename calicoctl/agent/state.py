@@ -12,8 +12,8 @@ It also records what changed since the dataplane last asked
 names, profile names and (tag, version, address) triples. So a change costs
 time in proportion to what it touches, not to the size of the cluster.
 
-``LocalEndpoints`` is the small version the routes component needs: only
-this host's endpoints, by interface name.
+The routes component's smaller view (this host's endpoints by interface) is
+``indexes.LocalEndpoints``.
 """
 import ipaddress
 import logging
@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from calicoctl import model
 from calicoctl.agent import rules as rules_mod
 from calicoctl.agent.control_plane import ControlPlaneIndex
+from calicoctl.agent.dispatch import Kind, as_key
 from calicoctl.datastore import paths
 from calicoctl.errors import ValidationError
 
@@ -113,40 +114,50 @@ class _Config:
 class EndpointParser:
     """``parse_endpoint`` remembering the last result per key.
 
-    The policy index and the routes index read the same endpoint leaves;
-    sharing one parser (built by the composition root) parses each value
-    once. Endpoints are frozen, so sharing them is safe.
+    The policy, routes and tunnel indexes read the same endpoint leaves;
+    sharing one parser (the dispatcher's ``Indexes`` hold it) parses each
+    value once. Endpoints are frozen, so sharing them is safe.
+
+    :param previous: the parser of the view this one replaces: values it
+        parsed already are not parsed again (until ``forget_previous``).
     """
 
-    def __init__(self):
+    def __init__(self, previous=None):
         self._cache = {}
         """etcd key -> (value, result) of the last parse."""
+        self._previous = previous._cache if previous is not None else {}
+
+    def forget_previous(self):
+        self._previous = {}
 
     def __call__(self, key, value):
+        key = as_key(key)
         if value is None:
-            self._cache.pop(key, None)
+            self._cache.pop(key.path, None)
             return parse_endpoint(key, None)
-        cached = self._cache.get(key)
+        cached = self._cache.get(key.path) or self._previous.get(key.path)
         if cached is not None and cached[0] == value:
+            self._cache[key.path] = cached
             return cached[1]
         result = parse_endpoint(key, value)
         if result is not None:
-            self._cache[key] = (value, result)
+            self._cache[key.path] = (value, result)
         return result
 
 
-def parse_endpoint(key, value, what="endpoint"):
-    """(EndpointKey, Endpoint or None) for an endpoint leaf; None if not one."""
-    parts = paths.parse_endpoint_key(key)
-    if parts is None:
+def parse_endpoint(key, value):
+    """(EndpointKey, Endpoint or None) for an endpoint leaf (a path or a
+    dispatch.Key); None if not one."""
+    key = as_key(key)
+    if key.kind is not Kind.ENDPOINT:
         return None
-    ep_key = model.EndpointKey(*parts)
+    ep_key = model.EndpointKey(*key.parts)
     if value is None:
         return ep_key, None
     try:
         return ep_key, model.Endpoint.from_json(ep_key, value)
     except ValidationError as exc:
-        LOG.warning("Ignoring invalid %s at %s: %s", what, key, exc)
+        LOG.warning("Ignoring invalid endpoint at %s: %s", key.path, exc)
         return ep_key, None
 
 
@@ -219,38 +230,41 @@ class PolicyIndex:
         return changes
 
     # -- updates -----------------------------------------------------------------------
-    def apply_snapshot(self, items):
-        """Replace everything with ``items`` (key -> value)."""
+    def apply_snapshot(self, items, parser=None):
+        """Replace everything with ``items`` (a mapping, or pairs, of path or
+        dispatch.Key -> value); ``parser``: the endpoint parser to use from now on."""
         self.reset()
+        if parser is not None:
+            self._parse = parser
+        pairs = [(as_key(key), value) for key, value in (items.items() if hasattr(items, "items") else items)]
         # Config first: the interface prefix decides which endpoints are usable.
-        for key, value in items.items():
-            if self.config.is_config_key(key):
-                self.config.values[key] = value
-        for key, value in items.items():
-            if not self.config.is_config_key(key):
+        for key, value in pairs:
+            if self._is_config(key):
+                self.config.values[key.path] = value
+        for key, value in pairs:
+            if not self._is_config(key):
                 self.apply(key, value)
 
+    def _is_config(self, key):
+        return key.kind is Kind.CONFIG and self.config.is_config_key(key.path)
+
     def apply(self, key, value):
-        """One etcd leaf set (value) or deleted (None; also whole directories)."""
-        if self.config.is_config_key(key):
-            self._set_config(key, value)
-            return
-        if self.control_plane.apply(key, value):
-            return
-        parsed = self._parse(key, value)
-        if parsed is not None:
-            self._set_endpoint(key, parsed[0], parsed[1])
-            return
-        profile_key = paths.parse_profile_key(key)
-        if profile_key is not None:
-            name, kind = profile_key
-            if kind == "rules":
-                self._set_rules(key, name, value)
+        """One etcd leaf (a path or dispatch.Key) set (value) or deleted (None;
+        also whole directories)."""
+        key = as_key(key)
+        if self._is_config(key):
+            self._set_config(key.path, value)
+        elif key.kind is Kind.ENDPOINT:
+            parsed = self._parse(key, value)
+            self._set_endpoint(key.path, parsed[0], parsed[1])
+        elif key.kind is Kind.PROFILE:
+            name, field_name = key.parts
+            if field_name == "rules":
+                self._set_rules(key.path, name, value)
             else:
-                self._set_tags(key, name, value)
-            return
-        if value is None:
-            self._delete_tree(key)
+                self._set_tags(key.path, name, value)
+        elif not self.control_plane.apply(key.path, value) and value is None:
+            self._delete_tree(key.path)
 
     def _delete_tree(self, key):
         prefix = key.rstrip("/") + "/"
@@ -443,97 +457,3 @@ class PolicyIndex:
                     dirty.add(address)
                 if not counts:
                     del self._tag_counts[(tag, version)]
-
-
-class LocalEndpoints:
-    """This host's endpoints by interface name, plus the interface prefix."""
-
-    def __init__(self, hostname, parser=None):
-        self.hostname = hostname
-        self._parse = parser or parse_endpoint
-        self.reset()
-
-    def reset(self):
-        self.config = _Config(self.hostname)
-        self.endpoints = {}
-        """etcd key -> Endpoint of this host's valid endpoints."""
-        self._claims = defaultdict(set)
-        """interface name -> etcd keys of endpoints naming it."""
-        self.changed = set()
-        """Interface names whose endpoint changed since ``take_changed``."""
-        self.resynced = True
-
-    @property
-    def interface_prefix(self):
-        return self.config.interface_prefix
-
-    def apply_snapshot(self, items):
-        self.reset()
-        for key, value in items.items():
-            self.apply(key, value)
-        self.resynced = True
-
-    def apply(self, key, value):
-        if self.config.is_config_key(key):
-            before = self.config.interface_prefix
-            if value is None:
-                self.config.values.pop(key, None)
-            else:
-                self.config.values[key] = value
-            if self.config.interface_prefix != before:
-                self.changed.update(self._claims)
-            return
-        prefix = paths.host_workloads_dir(self.hostname) + "/"
-        if not (key + "/").startswith(prefix) and not prefix.startswith(key.rstrip("/") + "/"):
-            return
-        parsed = self._parse(key, value)
-        if parsed is not None:
-            ep_key, endpoint = parsed
-            if ep_key.hostname != self.hostname:
-                return
-            old = self.endpoints.get(key)
-            if old == endpoint:
-                return
-            if old is not None:
-                self.changed.add(old.name)
-                claims = self._claims.get(old.name)
-                if claims is not None:
-                    claims.discard(key)
-                    if not claims:
-                        del self._claims[old.name]
-            if endpoint is None:
-                self.endpoints.pop(key, None)
-            else:
-                self.endpoints[key] = endpoint
-                self._claims[endpoint.name].add(key)
-                self.changed.add(endpoint.name)
-            return
-        if value is None:
-            dir_prefix = key.rstrip("/") + "/"
-            for leaf in [k for k in self.endpoints if k.startswith(dir_prefix)]:
-                self.apply(leaf, None)
-            for leaf in [k for k in self.config.values if k.startswith(dir_prefix)]:
-                self.apply(leaf, None)
-
-    def take_changed(self):
-        changed, self.changed = self.changed, set()
-        resynced, self.resynced = self.resynced, False
-        return changed, resynced
-
-    def endpoint_for(self, iface):
-        """The active endpoint owning ``iface`` (first key wins a clash), or None."""
-        for key in sorted(self._claims.get(iface, ())):
-            endpoint = self.endpoints[key]
-            if endpoint.state == "active" and \
-                    rules_mod.validate_interface_name(iface, self.interface_prefix) is not None:
-                return endpoint
-        return None
-
-    def by_interface(self):
-        """{interface name: Endpoint} of every active endpoint."""
-        found = {}
-        for iface in self._claims:
-            endpoint = self.endpoint_for(iface)
-            if endpoint is not None:
-                found[iface] = endpoint
-        return found

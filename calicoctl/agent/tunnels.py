@@ -1,6 +1,7 @@
 """What the tunnel components (VXLAN, IPIP) need to know, kept from the key stream.
 
-``TunnelIndex`` keeps, from the etcd leaves the agent feeds every component:
+``TunnelIndex`` keeps, from the etcd leaves (one shared by the VXLAN, IPIP
+and NAT-outgoing components, in the dispatcher's indexes):
 the IP pools, every host's IPv4 address, every host's VXLAN record, and the
 IPv4 networks of every endpoint. ``calculate_remote_routes`` (pure) turns
 that into the routes a tunnel must carry: for every endpoint on another
@@ -15,6 +16,8 @@ from dataclasses import dataclass
 from typing import Dict, Optional, Tuple
 
 from calicoctl import model, validate
+from calicoctl.agent.dispatch import Kind, as_key
+from calicoctl.agent.state import parse_endpoint
 from calicoctl.datastore import paths
 from calicoctl.errors import ValidationError
 
@@ -38,12 +41,15 @@ class TunnelIndex:
 
     Endpoints are kept as their JSON text and parsed only when asked for
     (``endpoint_list``): every agent sees every endpoint of the cluster, and
-    most have no tunnel pool at all.
+    most have no tunnel pool at all. ``parser`` is the shared endpoint
+    parser (state.EndpointParser), so a value the policy index parsed
+    already is not parsed again.
     """
 
     POOLS, HOSTS, VTEPS, ENDPOINTS = "pools", "hosts", "vteps", "endpoints"
 
-    def __init__(self):
+    def __init__(self, parser=None):
+        self._parse = parser or parse_endpoint
         self.pools = {}
         """pool key -> model.IPPool"""
         self.host_ips = {}
@@ -62,24 +68,25 @@ class TunnelIndex:
             self.update(key, value)
 
     def update(self, key, value):
+        """One leaf (a path or dispatch.Key); returns the kinds of data that changed."""
+        key = as_key(key)
+        path = key.path
         if value is None:
-            return self._delete(key)
-        if paths.parse_endpoint_key(key) is not None:
-            if self._endpoint_text.get(key) == value:
+            return self._delete(path)
+        if key.kind is Kind.ENDPOINT:
+            if self._endpoint_text.get(path) == value:
                 return set()
-            self._endpoint_text[key] = value
-            self._endpoints.pop(key, None)
+            self._endpoint_text[path] = value
+            self._endpoints.pop(path, None)
             return {self.ENDPOINTS}
-        if paths.parse_pool_key(key) is not None:
-            return self._set(self.pools, key, _parse_pool(value), self.POOLS)
-        host_field = paths.parse_bgp_host_key(key)
-        if host_field is not None:
-            if host_field[1] != "ip_addr_v4":
+        if key.kind is Kind.POOL:
+            return self._set(self.pools, path, _parse_pool(value), self.POOLS)
+        if key.kind is Kind.HOST_ADDRESS:
+            if key.parts[1] != "ip_addr_v4":
                 return set()
-            return self._set(self.host_ips, host_field[0], _parse_ipv4(value), self.HOSTS)
-        hostname = paths.parse_host_vxlan_key(key)
-        if hostname is not None:
-            return self._set(self.vteps, hostname, _parse_vtep(value), self.VTEPS)
+            return self._set(self.host_ips, key.parts[0], _parse_ipv4(value), self.HOSTS)
+        if key.kind is Kind.HOST_VXLAN:
+            return self._set(self.vteps, key.parts[0], _parse_vtep(value), self.VTEPS)
         return set()
 
     @staticmethod
@@ -115,7 +122,9 @@ class TunnelIndex:
         found = []
         for key, text in self._endpoint_text.items():
             if key not in self._endpoints:
-                self._endpoints[key] = _parse_endpoint(paths.parse_endpoint_key(key), text)
+                ep_key, endpoint = self._parse(key, text)
+                self._endpoints[key] = None if endpoint is None else RemoteEndpoint(
+                    hostname=ep_key.hostname, nets=tuple(endpoint.ipv4_nets))
             if self._endpoints[key] is not None:
                 found.append(self._endpoints[key])
         return found
@@ -124,14 +133,6 @@ class TunnelIndex:
         return tuple(sorted((pool for pool in self.pools.values()
                              if pool.version == version and predicate(pool)),
                             key=lambda pool: pool.cidr))
-
-
-def _parse_endpoint(parts, value):
-    try:
-        endpoint = model.Endpoint.from_json(model.EndpointKey(*parts), value)
-    except ValidationError:
-        return None
-    return RemoteEndpoint(hostname=parts[0], nets=tuple(endpoint.ipv4_nets))
 
 
 def _parse_pool(value):

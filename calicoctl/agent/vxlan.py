@@ -31,7 +31,10 @@ record are removed.
 import logging
 
 from calicoctl.agent.component import ReconcilingComponent
-from calicoctl.agent.tunnels import TunnelIndex, calculate_vxlan_plan
+from calicoctl.agent.dispatch import Kind
+from calicoctl.agent.indexes import Indexes
+from calicoctl.agent.tunnels import calculate_vxlan_plan
+from calicoctl.datastore import paths
 
 LOG = logging.getLogger(__name__)
 
@@ -52,6 +55,7 @@ class VxlanManager(ReconcilingComponent):
     """
 
     label = "VXLAN"
+    kinds = frozenset((Kind.POOL, Kind.HOST_ADDRESS, Kind.HOST_VXLAN, Kind.ENDPOINT))
     resync_interval = RESYNC_INTERVAL
     retry_interval = RETRY_INTERVAL
 
@@ -59,21 +63,21 @@ class VxlanManager(ReconcilingComponent):
         self.hostname = config.hostname
         self._datastore = datastore
         super().__init__()
-        self.index = TunnelIndex()
+        self.view = Indexes(self.hostname)
+        self.index = self.view.tunnels
+        """The view's TunnelIndex (shared with IPIP and NAT-outgoing)."""
         self._device_absent = False
         """True once we know there is no device (so no netlink call is needed)."""
 
     # -- Component interface -------------------------------------------------------
-    def on_snapshot(self, items):
-        self.index.load(items)
+    def on_snapshot(self, view):
+        self.view, self.index = view, view.tunnels
         self.mark_dirty()
 
     def on_update(self, key, value):
-        changed = self.index.update(key, value)
-        if changed == {TunnelIndex.ENDPOINTS} and not self._has_vxlan_pools():
+        if key.kind is Kind.ENDPOINT and not self._has_vxlan_pools():
             return          # endpoint churn matters only with a VXLAN pool
-        if changed:
-            self.mark_dirty()
+        self.mark_dirty()
 
     def _has_vxlan_pools(self):
         return bool(self.index.pools_where(lambda pool: pool.vxlan))
@@ -149,14 +153,14 @@ class VxlanManager(ReconcilingComponent):
         if self.index.vteps.get(self.hostname) == tunnel:
             return
         self._datastore.write_host_vxlan(self.hostname, tunnel)
-        # The watch will echo it back; remember it now so we do not write twice.
-        self.index.vteps[self.hostname] = tunnel
+        # The watch will echo it back; see it now so we do not write twice.
+        self.view.record_write(paths.host_vxlan(self.hostname), tunnel.to_json())
         LOG.info("VXLAN: published %s", tunnel.to_json())
 
     def _unpublish(self):
         if self.hostname in self.index.vteps:
             self._datastore.remove_host_vxlan(self.hostname)
-            del self.index.vteps[self.hostname]
+            self.view.record_write(paths.host_vxlan(self.hostname), None)
 
 
 def _lan_mtu(session, local_ip):

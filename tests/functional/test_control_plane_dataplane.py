@@ -27,6 +27,7 @@ from calicoctl.errors import CommandFailed
 from calicoctl.host import run as run_mod
 from calicoctl.host.ipsets import Ipsets
 from calicoctl.host.iptables import IptablesTable, parse_save
+from tests.harness.feed import feed
 from tests.harness.simhost import SimHost
 from tests.harness.util import wait_for
 from tests.harness.multihost import NetnsWorkload, start_echo_server
@@ -135,13 +136,13 @@ def make_dataplane(host, runner=None, etcd_endpoints=(ETCD,), resolve=None):
 
 def start(world, setting=None, **kwargs):
     dataplane = make_dataplane(world.host, **kwargs)
-    dataplane.on_snapshot(items(world, setting))
+    feed(dataplane).snapshot(items(world, setting))
     dataplane.flush()
     return dataplane
 
 
 def update(dataplane, key, value):
-    dataplane.on_update(key, value)
+    feed(dataplane).update(key, value)
     dataplane.flush()
 
 
@@ -256,7 +257,7 @@ def test_etcd_endpoints_given_by_name_are_resolved_off_the_loop(world):
                                resolve=lambda name: (world.c.ip, world.c.ip6) if name == "etcd.example" else ())
     dataplane.start(queued.append)
     try:
-        dataplane.on_snapshot(items(world))
+        feed(dataplane).snapshot(items(world))
         dataplane.flush()
         assert connects(world.a, world.c.ip, 23790)           # the answer is queued, not applied yet
         wait_for(lambda: queued, timeout=10, message="the resolver's answer")

@@ -20,6 +20,7 @@ from calicoctl.errors import CommandFailed
 from calicoctl.host import run as run_mod
 from calicoctl.host.ipsets import Ipsets
 from calicoctl.host.iptables import IptablesTable, parse_save
+from tests.harness.feed import feed
 from tests.harness.simhost import SimHost
 from tests.harness.multihost import NetnsWorkload
 
@@ -149,7 +150,7 @@ def rich_items():
 def test_programs_exactly_what_it_renders_and_a_restart_rewrites_nothing(clean):
     host = clean
     dataplane = make_dataplane(host)
-    dataplane.on_snapshot(rich_items())
+    feed(dataplane).snapshot(rich_items())
     dataplane.flush()
     for version in (4, 6):
         chains = kernel_chains(host, version)
@@ -162,7 +163,7 @@ def test_programs_exactly_what_it_renders_and_a_restart_rewrites_nothing(clean):
     # A second dataplane (an agent restarted after SIGKILL) finds nothing to do.
     recorder = Recorder()
     restarted = make_dataplane(host, runner=recorder)
-    restarted.on_snapshot(rich_items())
+    feed(restarted).snapshot(rich_items())
     restarted.flush()
     assert recorder.inputs == []
 
@@ -175,7 +176,7 @@ def test_restart_removes_stale_state_and_never_touches_foreign_rules(clean):
                "ipset add other 10.9.9.9")
     host.run(["sh", "-ec", foreign], cwd="/")
     first = make_dataplane(host)
-    first.on_snapshot(rich_items())
+    feed(first).snapshot(rich_items())
     first.flush()
     # While "the agent was dead": endpoint b and profile db went away.
     items = rich_items()
@@ -185,7 +186,7 @@ def test_restart_removes_stale_state_and_never_touches_foreign_rules(clean):
             del items[key]
     recorder = Recorder()
     second = make_dataplane(host, runner=recorder)
-    second.on_snapshot(items)
+    feed(second).snapshot(items)
     second.flush()
     chains = kernel_chains(host)
     assert "felix-to-b" not in chains and "felix-from-b" not in chains
@@ -206,7 +207,7 @@ def test_restart_removes_stale_state_and_never_touches_foreign_rules(clean):
 def test_removed_hook_rules_are_put_back(clean):
     host = clean
     dataplane = make_dataplane(host)
-    dataplane.on_snapshot(rich_items())
+    feed(dataplane).snapshot(rich_items())
     dataplane.flush()
     host.run(["iptables-nft", "-D", "INPUT", "-j", "felix-INPUT"], cwd="/")
     dataplane.tick(time.monotonic() + 3600)
@@ -227,7 +228,7 @@ def test_policy_and_tags_carry_traffic(clean):
     items[ep_key("pb")] = endpoint(b.interface, [b.ip], ["back"], mac=mac_b)
     items[ep_key("pc")] = endpoint(c.interface, [c.ip], ["back"], mac=mac_c)
     dataplane = make_dataplane(host)
-    dataplane.on_snapshot(items)
+    feed(dataplane).snapshot(items)
     dataplane.flush()
     assert can_connect(a, b.ip, 8080)           # front -> back on its port
     assert not a.ping(b.ip)                     # but nothing else
@@ -237,13 +238,13 @@ def test_policy_and_tags_carry_traffic(clean):
     # in front of the old ones (adding rules is fast, removing them makes
     # the kernel wait); the old ones are cleaned out on a later tick.
     old_from_c = kernel_chains(host)["felix-from-pc"]
-    dataplane.on_update(ep_key("pc"), endpoint(c.interface, [c.ip], ["back", "front"], mac=mac_c))
+    feed(dataplane).update(ep_key("pc"), endpoint(c.interface, [c.ip], ["back", "front"], mac=mac_c))
     dataplane.flush()
     new_from_c = list(dataplane.families[4].desired["felix-from-pc"])
     assert kernel_chains(host)["felix-from-pc"] == new_from_c + ["-j RETURN"] + old_from_c
     assert can_connect(c, b.ip, 8080)
     assert c.ping(a.ip)
-    dataplane.on_update(ep_key("pc"), endpoint(c.interface, [c.ip], ["back"], mac=mac_c))
+    feed(dataplane).update(ep_key("pc"), endpoint(c.interface, [c.ip], ["back"], mac=mac_c))
     dataplane.flush()
     assert not c.ping(a.ip) and not can_connect(c, b.ip, 8080)
     dataplane.tick(time.monotonic() + CLEANUP_DELAY + 1)
@@ -266,7 +267,7 @@ def test_tags_past_the_ipset_budget_are_matched_by_chain_trees(clean, budget):
         items[ep_key(load.name)] = endpoint(load.interface, [load.ip], ["alpha" if n < 2 else "beta"],
                                             mac=mac)
     dataplane = make_dataplane(host, budget=budget)
-    dataplane.on_snapshot(items)
+    feed(dataplane).snapshot(items)
     dataplane.flush()
     chains = kernel_chains(host)
     sets = kernel_sets(host)
@@ -278,7 +279,7 @@ def test_tags_past_the_ipset_budget_are_matched_by_chain_trees(clean, budget):
     assert b2.ping(b3.ip)
     assert not b2.ping(a0.ip) and not a0.ping(b2.ip)
     # Membership changes go through the trees too.
-    dataplane.on_update(ep_key(b2.name), endpoint(b2.interface, [b2.ip], ["alpha"], mac=loads[2][1]))
+    feed(dataplane).update(ep_key(b2.name), endpoint(b2.interface, [b2.ip], ["alpha"], mac=loads[2][1]))
     dataplane.flush()
     assert b2.ping(a0.ip) and not b2.ping(b3.ip)
     dataplane.tick(time.monotonic() + CLEANUP_DELAY + 1)
@@ -294,7 +295,7 @@ def test_a_set_the_kernel_will_not_create_falls_back_to_a_tree(clean):
     items[ep_key("fa")] = endpoint(a.interface, [a.ip], ["alpha"], mac=mac_a)
     items[ep_key("fb")] = endpoint(b.interface, [b.ip], ["alpha"], mac=mac_b)
     dataplane = make_dataplane(host)
-    dataplane.on_snapshot(items)
+    feed(dataplane).snapshot(items)
     dataplane.flush()
     assert "felix-t4s-alpha" in kernel_chains(host)
     assert a.ping(b.ip) and b.ping(a.ip)
@@ -307,7 +308,7 @@ def test_a_refused_chain_is_stubbed_alone_and_retried(clean):
     items.update(profile("odd", [{"action": "allow", "protocol": "tcp", "dst_ports": [666]}]))
     items[ep_key("o")] = endpoint("calio", ["10.65.3.1"], ["odd"])
     dataplane = make_dataplane(host, runner=recorder)
-    dataplane.on_snapshot(items)
+    feed(dataplane).snapshot(items)
     dataplane.flush()
     chains = kernel_chains(host)
     assert chains["felix-p-odd-i"] == ['-m comment --comment "calico: failed to program" -j DROP']
@@ -327,11 +328,11 @@ def test_deleted_profile_drops_and_unknown_interfaces_drop(clean):
     items[ep_key("da")] = endpoint(a.interface, [a.ip], ["p"], mac=mac_a)
     items[ep_key("db")] = endpoint(b.interface, [b.ip], ["p"], mac=mac_b)
     dataplane = make_dataplane(host)
-    dataplane.on_snapshot(items)
+    feed(dataplane).snapshot(items)
     dataplane.flush()
     assert a.ping(b.ip)
     assert not stranger.ping(a.ip) and not a.ping(stranger.ip)
-    dataplane.on_update(paths.profile_dir("p"), None)
+    feed(dataplane).update(paths.profile_dir("p"), None)
     dataplane.flush()
     assert kernel_chains(host)["felix-p-p-o"][0].endswith("-j DROP")
     assert not a.ping(b.ip)

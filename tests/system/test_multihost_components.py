@@ -21,6 +21,7 @@ from calicoctl.agent.nat import ALL_SET, CHAIN, MASQ_SET, NatOutgoing, render_na
 from calicoctl.agent.vxlan import DEVICE, VNI, VxlanManager
 from calicoctl.datastore import paths
 from calicoctl.host import netlink
+from tests.harness.feed import feed
 from tests.harness.simhost import Lan, SimHost
 from tests.harness.util import netns_inode, pid_alive, pids_in_netns, wait_for
 from tests.harness.multihost import (LanEtcdServer, NetnsWorkload, bird_protocols, route_to,
@@ -66,7 +67,7 @@ class Rig:
         else:
             self.client.write(key, value)
         for host, component in components:
-            in_host(host, lambda component=component: (component.on_update(key, value), component.flush()))
+            in_host(host, lambda component=component: (feed(component).update(key, value), component.flush()))
 
     def close(self):
         for host in self.hosts:
@@ -96,7 +97,7 @@ def birds_in(host):
 
 
 def start(host, component, items):
-    in_host(host, lambda: (component.on_snapshot(items), component.flush()))
+    in_host(host, lambda: (feed(component).snapshot(items), component.flush()))
     return component
 
 

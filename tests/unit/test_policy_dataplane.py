@@ -22,6 +22,7 @@ from calicoctl.agent.set_reconciler import diff_members
 from calicoctl.agent.state import PolicyIndex
 from calicoctl.datastore import paths
 from calicoctl.host.ipsets import IpsetInfo
+from tests.harness.feed import feed
 from tests.unit.fake_kernel import fake_kernel
 
 HOST = "h1"
@@ -60,7 +61,7 @@ def make(kernel=None, budget=100, chunk=400):
 
 def synced(items, **kwargs):
     dataplane, tables, ipsets = make(**kwargs)
-    dataplane.on_snapshot(items)
+    feed(dataplane).snapshot(items)
     dataplane.flush()
     return dataplane, tables, ipsets
 
@@ -81,7 +82,7 @@ def test_a_sync_programs_what_it_plans_and_a_restart_writes_nothing():
     assert ipsets.sets["felix-v6-db"].members == {"fd00::2"}
     restarted, _, _ = make(kernel=(tables, ipsets))
     before = [len(table.restores) for table in tables.values()], len(ipsets.lines)
-    restarted.on_snapshot(items)
+    feed(restarted).snapshot(items)
     restarted.flush()
     assert ([len(table.restores) for table in tables.values()], len(ipsets.lines)) == before
 
@@ -90,7 +91,7 @@ def test_chains_go_only_once_nothing_refers_to_them_and_sets_after_them(caplog):
     items = items_with_tags("web", "db")
     dataplane, tables, ipsets = synced(items)
     for key in [k for k in items if "/db" in k or k == ep_key("db")]:
-        dataplane.on_update(key, None)
+        feed(dataplane).update(key, None)
     dataplane.flush()
     # The dispatch roots were prepended over: their old rules still jump to
     # felix-to-db, which jumps to the profile's chains, which match on the
@@ -107,7 +108,7 @@ def test_an_update_prepends_and_the_old_rules_go_once_changes_pause():
     items = items_with_tags("web")
     dataplane, tables, _ = synced(items)
     old = list(tables[4].chains["felix-p-web-i"])
-    dataplane.on_update(paths.profile_rules("web"), json.dumps(
+    feed(dataplane).update(paths.profile_rules("web"), json.dumps(
         {"id": "web", "inbound_rules": [{"action": "allow", "protocol": "tcp"}], "outbound_rules": []}))
     dataplane.flush()
     new = list(dataplane.families[4].desired["felix-p-web-i"])
@@ -123,7 +124,7 @@ def test_a_set_old_rules_still_use_waits_for_their_cleanup():
     dataplane, tables, ipsets = synced(items)
     # The profile stops using its tag: its chain is prepended over, and the
     # old rules behind the RETURN still match on felix-v4-web.
-    dataplane.on_update(paths.profile_rules("web"), json.dumps(
+    feed(dataplane).update(paths.profile_rules("web"), json.dumps(
         {"id": "web", "inbound_rules": [{"action": "allow"}], "outbound_rules": []}))
     dataplane.flush()
     assert "felix-v4-web" in ipsets.sets and dataplane.plan.slots == {}
@@ -146,7 +147,7 @@ def test_tags_past_the_budget_get_trees_and_keep_their_place(budget):
         # the name order would give the slot to the other one.
         holder = next(tag for tag, kind in kinds.items() if kind is TagKind.SET)
         restarted, _, _ = make(kernel=(tables, ipsets), budget=budget)
-        restarted.on_snapshot(items)
+        feed(restarted).snapshot(items)
         restarted.flush()
         assert restarted.plan.slots[holder] is TagKind.SET
 
@@ -198,7 +199,7 @@ def test_an_interface_prefix_change_recomputes_everything():
     items[ep_key("tap")] = endpoint("tap0", ["10.0.7.1"], ["web"])
     dataplane, tables, _ = synced(items)
     assert "felix-to-0" not in tables[4].chains
-    dataplane.on_update(paths.global_config("InterfacePrefix"), "tap")
+    feed(dataplane).update(paths.global_config("InterfacePrefix"), "tap")
     dataplane.flush()
     assert "felix-to-0" in tables[4].chains and "felix-to-web" not in tables[4].chains
     assert_programmed(dataplane, tables)

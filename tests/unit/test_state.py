@@ -5,7 +5,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from calicoctl.agent import state, watcher
+from calicoctl.agent import indexes, state, watcher
 from calicoctl.agent.config import AgentConfig
 from calicoctl.agent.routes import WorkloadNetwork, calculate_stale_routes
 from calicoctl.datastore import paths
@@ -187,7 +187,7 @@ def test_a_shared_parser_parses_each_value_once():
     assert parser(ep_key(), None) == (first[0], None)
     assert parser(paths.profile_rules("A"), "[]") is None
     idx = state.PolicyIndex(HOST, parser)
-    local = state.LocalEndpoints(HOST, parser)
+    local = indexes.LocalEndpoints(HOST, parser)
     idx.apply(ep_key(), ep_json())
     local.apply(ep_key(), ep_json())
     assert idx.local_endpoint("cali0000000001") is local.endpoint_for("cali0000000001")
@@ -196,7 +196,7 @@ def test_a_shared_parser_parses_each_value_once():
 # -- LocalEndpoints ----------------------------------------------------------------------------
 
 def test_local_endpoints_by_interface():
-    local = state.LocalEndpoints(HOST)
+    local = indexes.LocalEndpoints(HOST)
     local.apply(ep_key(endpoint="a"), ep_json(name="cali1"))
     local.apply(ep_key(endpoint="b"), ep_json(name="cali2", state_="inactive"))
     local.apply(ep_key(host="h2", endpoint="c"), ep_json(name="cali3"))

@@ -193,7 +193,7 @@ class Agent:
                 if batch:
                     self._handle(batch)
                 if self._resync_due is not None and time.monotonic() >= self._resync_due:
-                    self._resync_from_mirror("retrying after an error")
+                    self._resync_from_view("retrying after an error")
                 now = time.monotonic()
                 if now >= next_tick:
                     next_tick = now + TICK_INTERVAL
@@ -307,7 +307,7 @@ class Agent:
             self._resync_due = time.monotonic() + delay
         return ok
 
-    def _resync_from_mirror(self, reason):
+    def _resync_from_view(self, reason):
         LOG.warning("Resynchronising every component from the last known etcd state (%s)", reason)
         self._resync_due = None
         if not self._have_snapshot:

@@ -2,9 +2,9 @@
 
 A component subclasses ``component.Component``, lists the ``dispatch.Kind``
 of the keys it wants in ``kinds`` and reads the rest from the view it gets
-in ``on_snapshot``. Order matters only for ``flush``: components are flushed in list order each
-cycle, so the policy dataplane (chains before routes: a workload must never
-be reachable before its policy is in place) comes first.
+in ``on_snapshot``. Order matters only for ``flush``: components are flushed
+in list order each cycle, so the policy dataplane (chains before routes: a
+workload must never be reachable before its policy is in place) comes first.
 """
 
 

@@ -42,15 +42,13 @@ class Changes:
     """Profiles whose rules changed or which became used / unused locally."""
     tag_ips: dict = field(default_factory=lambda: defaultdict(set))
     """(tag, version) -> addresses whose membership may have changed."""
-    tags: set = field(default_factory=set)
-    """Tags whose membership changed wholesale (a profile's tag list)."""
     config: bool = False
     """InterfacePrefix or DefaultEndpointToHostAction changed."""
     control_plane: bool = False
     """The control-plane protection (setting or protected addresses) changed."""
 
     def __bool__(self):
-        return bool(self.ifaces or self.profiles or self.tag_ips or self.tags or self.config
+        return bool(self.ifaces or self.profiles or self.tag_ips or self.config
                     or self.control_plane)
 
 

@@ -23,6 +23,7 @@ import ipaddress
 import logging
 
 from calicoctl import model
+from calicoctl.agent.dispatch import Kind, as_key
 from calicoctl.datastore import paths
 
 LOG = logging.getLogger(__name__)
@@ -84,51 +85,47 @@ class ControlPlaneIndex:
 
     # -- updates -------------------------------------------------------------------------
     def apply(self, key, value):
-        """One etcd leaf set (value) or deleted (None; also directories).
+        """One etcd leaf (a path or dispatch.Key) set (value) or deleted (None;
+        also directories).
 
         True if the key is one of ours (nobody else needs it).
         """
-        if key == self._setting_key:
+        key = as_key(key)
+        if key.path == self._setting_key:
             setting, problem = model.ControlPlaneProtection.from_stored(value)
             if problem is not None:
                 LOG.warning("Invalid control-plane protection setting at %s (%s); protecting the "
-                            "default ports %s.", key, problem, ", ".join(map(str, setting.ports)))
+                            "default ports %s.", key.path, problem, ", ".join(map(str, setting.ports)))
             if (setting, problem) != (self.setting, self.problem):
                 self.setting, self.problem = setting, problem
                 self.changed = True
             return True
-        if not key.startswith(paths.BGP_V1):
-            return False
-        address = self._parse_address_leaf(key, value)
-        if address is not False:
-            self._record(key, address)
+        if key.kind is Kind.HOST_ADDRESS:
+            if key.parts[1] not in HOST_ADDRESS_FIELDS:
+                return False
+            self._record(key.path, self._parse_host_address(key.path, value))
             return True
-        if value is None:
-            prefix = key.rstrip("/") + "/"
+        if key.kind is Kind.BGP_PEER:
+            address = _address(key.parts[2]) if value is not None else None
+            if value is not None and address is None:
+                LOG.warning("Ignoring BGP peer key %s: not an IP address.", key.path)
+            self._record(key.path, address)
+            return True
+        if value is None and key.path.startswith(paths.BGP_V1):
+            prefix = key.path.rstrip("/") + "/"
             for leaf in [k for k in self._recorded if k.startswith(prefix)]:
                 self._record(leaf, None)
         return False
 
-    def _parse_address_leaf(self, key, value):
-        """The address a host/peer leaf records (None: none), or False if the
-        key is not such a leaf."""
-        host_key = paths.parse_bgp_host_key(key)
-        if host_key is not None:
-            if host_key[1] not in HOST_ADDRESS_FIELDS:
-                return False
-            if value in (None, ""):
-                return None
-            address = _address(value)
-            if address is None:
-                LOG.warning("Ignoring invalid host address %r at %s.", value, key)
-            return address
-        peer_key = paths.parse_bgp_peer_key(key)
-        if peer_key is not None:
-            address = _address(peer_key[2]) if value is not None else None
-            if value is not None and address is None:
-                LOG.warning("Ignoring BGP peer key %s: not an IP address.", key)
-            return address
-        return False
+    @staticmethod
+    def _parse_host_address(path, value):
+        """The address a host's address leaf records, or None."""
+        if value in (None, ""):
+            return None
+        address = _address(value)
+        if address is None:
+            LOG.warning("Ignoring invalid host address %r at %s.", value, path)
+        return address
 
     def _record(self, key, address):
         if address is None:

@@ -14,6 +14,7 @@ _.used_dynamically(
     _.pytest_collection_modifyitems,
     _.root_required,        # also requested as a parameter by fixtures, for its skip
     _.mesh_restored,
+    _.etcd_v3_server,       # requested by name through request.getfixturevalue
     _.pytestmark,
     # tarfile reads these TarInfo attributes when it writes the busybox image.
     _.mtime,

@@ -15,7 +15,7 @@ No pytest import, so bench/ can use this module too.
 """
 import subprocess
 
-from tests.harness.etcd import EtcdServer, make_client
+from tests.harness.etcd import EtcdServer, datastore_env, make_client, make_kv
 from tests.harness.util import free_port
 
 
@@ -24,12 +24,14 @@ class LanEtcdServer:
 
     :ivar authority: what simulated hosts use (``ETCD_AUTHORITY``).
     :ivar local_authority: the same etcd from the test process (forwarded).
+    :ivar datastore: "etcdv2" or "etcdv3" (see tests.harness.etcd).
     """
 
-    def __init__(self, lan, data_dir, port=None):
+    def __init__(self, lan, data_dir, port=None, datastore="etcdv2"):
         self.lan = lan
+        self.datastore = datastore
         self.server = EtcdServer(data_dir, host=lan.gateway, client_port=port or free_port(),
-                                 peer_port=free_port(), runner=lan)
+                                 peer_port=free_port(), runner=lan, datastore=datastore)
         self._forward = None
 
     def start(self):
@@ -43,21 +45,27 @@ class LanEtcdServer:
 
     @property
     def env(self):
-        return {"ETCD_AUTHORITY": self.authority}
+        return dict(datastore_env(self.datastore), ETCD_AUTHORITY=self.authority)
+
+    @property
+    def local_env(self):
+        """The environment reaching this etcd from the test process."""
+        return dict(datastore_env(self.datastore), ETCD_AUTHORITY=self.local_authority)
 
     @property
     def local_authority(self):
         return self._forward.authority
 
     def client(self, **kwargs):
+        """A python-etcd client (v2 only)."""
         return make_client(self.local_authority, **kwargs)
 
+    def kv(self):
+        """calicoctl's key-value store for this etcd, from the test process."""
+        return make_kv(self.local_env)
+
     def wipe(self, prefix="/calico"):
-        import etcd
-        try:
-            self.client().delete(prefix, recursive=True)
-        except etcd.EtcdKeyNotFound:
-            pass
+        self.kv().delete_tree(prefix)
 
     def stop(self):
         if self._forward is not None:

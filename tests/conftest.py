@@ -173,6 +173,10 @@ class LanEtcd:
         """A python-etcd client (in the test process) for this etcd."""
         return make_client(self.local_authority, **kwargs)
 
+    def kv(self):
+        """calicoctl's key-value store for this etcd, from the test process."""
+        return make_kv({"ETCD_AUTHORITY": self.local_authority})
+
 
 @pytest.fixture(scope="session")
 def _lan_etcd_forward(lan, etcd_server):

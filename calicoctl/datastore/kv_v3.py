@@ -64,13 +64,17 @@ class EtcdV3(KeyValueStore):
 
     def _build_client(self, endpoint):
         from etcd3gw.client import Etcd3Client
-        tls = {}
+        session = self._requests.Session()
+        # NOTE: requests would otherwise let the environment override our
+        # settings: REQUESTS_CA_BUNDLE beats the CA we give, and *_PROXY
+        # variables would send etcd traffic through a proxy.
+        session.trust_env = False
         if self.settings.ca_cert:
-            tls["ca_cert"] = self.settings.ca_cert
+            session.verify = self.settings.ca_cert
         if self.settings.cert:
-            tls.update(cert_cert=self.settings.cert, cert_key=self.settings.key)
+            session.cert = (self.settings.cert, self.settings.key)
         return Etcd3Client(host=endpoint.host, port=endpoint.port, protocol=endpoint.scheme,
-                           timeout=self.timeout, api_path=API_PATH, **tls)
+                           timeout=self.timeout, api_path=API_PATH, session=session)
 
     def _post(self, path, payload):
         try:

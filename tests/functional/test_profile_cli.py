@@ -7,6 +7,7 @@ import pytest
 
 from tests.functional.clitools import (assert_ok, assert_refused, calico_values, dump_etcd, process_env,
                                        run_cli, run_cli_process)
+from tests.harness.etcd import DATASTORE_LIBRARY
 from tests.harness.util import REPO_ROOT
 
 RULES = "/calico/v1/policy/profile/%s/rules"
@@ -298,5 +299,5 @@ def test_policy_commands_import_neither_docker_nor_pyroute2(etcd):
     proc = subprocess.run([sys.executable, "-c", IMPORT_CHECK, json.dumps(etcd.env)], capture_output=True,
                           text=True, env=process_env({}), cwd=REPO_ROOT, timeout=60)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.split() == ["none", {"etcdv2": "etcd", "etcdv3": "etcd3gw"}[etcd.datastore]]
+    assert proc.stdout.split() == ["none", DATASTORE_LIBRARY[etcd.datastore]]
     assert "IMPORTS" in run_cli(etcd.env, "profile show").out

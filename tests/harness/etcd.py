@@ -20,6 +20,8 @@ from tests.harness.util import free_port, kill_pid, tail, terminate_pid, wait_fo
 
 ETCD_BINARY = "etcd"
 DATASTORES = ("etcdv2", "etcdv3")
+# The Python library each datastore's commands import.
+DATASTORE_LIBRARY = {"etcdv2": "etcd", "etcdv3": "etcd3gw"}
 START_TIMEOUT = 15.0
 
 
@@ -388,6 +390,12 @@ def make_client(authority, tls=None, **kwargs):
         kwargs.setdefault("cert", (tls.client_cert, tls.client_key))
         kwargs.setdefault("ca_cert", tls.ca_cert)
     return etcd.Client(host=host, port=int(port), **kwargs)
+
+
+def bench_datastore():
+    """The datastore benches run on: ``DATASTORE_TYPE`` (etcdv2 when unset)."""
+    from calicoctl.datastore import etcdconn
+    return etcdconn.datastore_type(os.environ)
 
 
 def datastore_env(datastore):

@@ -330,12 +330,12 @@ class Bench:
     def __init__(self, workdir):
         from calicoctl.datastore import paths
         from tests.harness.simhost import Lan
-        from tests.harness.etcd import bench_datastore
+        from tests.harness.etcd import requested_datastore
         from tests.harness.multihost import LanEtcdServer
         self.paths = paths
         self.lan = Lan(name="calico-bench-agent").create()
         self.etcd = LanEtcdServer(self.lan, os.path.join(workdir, "etcd", "data"),
-                                  datastore=bench_datastore()).start()
+                                  datastore=requested_datastore()).start()
         self.client = self.etcd.kv()
         self.small = Site(self, 1, "bench-small", "172.17.8.40").setup()
         self.large = Site(self, 2, "bench-large", "172.17.8.41").setup()

@@ -35,11 +35,11 @@ def timed(args, env, cwd):
 
 
 def run(report):
-    from tests.harness.etcd import DATASTORE_LIBRARY, EtcdServer, bench_datastore
+    from tests.harness.etcd import DATASTORE_LIBRARY, EtcdServer, requested_datastore
     from tests.harness.util import REPO_ROOT
 
     workdir = tempfile.mkdtemp(prefix="bench-cli-")
-    server = EtcdServer(os.path.join(workdir, "data"), datastore=bench_datastore()).start()
+    server = EtcdServer(os.path.join(workdir, "data"), datastore=requested_datastore()).start()
     library = DATASTORE_LIBRARY[server.datastore]
     try:
         env = dict(server.env, PATH=os.environ.get("PATH", os.defpath), PYTHONPATH=REPO_ROOT)

@@ -108,7 +108,7 @@ kv.put("/calico/bgp/v1/host/%(hostname)s/ip_addr_v4", %(host_ip)r)
 
 def run(report):
     from tests.harness.docker import ensure_busybox_image, ensure_dockerd
-    from tests.harness.etcd import DATASTORE_LIBRARY, EtcdServer, bench_datastore
+    from tests.harness.etcd import DATASTORE_LIBRARY, EtcdServer, requested_datastore
     from tests.harness.simhost import Lan, SimHost
     from tests.harness.util import REPO_ROOT
 
@@ -122,7 +122,7 @@ def run(report):
         ensure_busybox_image(docker_client)
         lan = Lan(name="bench-lan-%d" % os.getpid(), subnet=LAN_SUBNET, gateway=LAN_GATEWAY).create()
         host = SimHost(HOSTNAME, HOST_IP, lan, prefixlen=24).start()
-        server = EtcdServer(os.path.join(workdir, "etcd"), runner=host, datastore=bench_datastore()).start()
+        server = EtcdServer(os.path.join(workdir, "etcd"), runner=host, datastore=requested_datastore()).start()
         seeded = host.run([sys.executable, "-c", SEED_SCRIPT % {
             "repo": REPO_ROOT, "etcd_env": server.env, "pool": POOL, "pool_key": POOL.replace("/", "-"),
             "hostname": HOSTNAME, "host_ip": HOST_IP}], cwd=REPO_ROOT)

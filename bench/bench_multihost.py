@@ -51,12 +51,12 @@ def workload_ip(host_index, number):
 class Bench:
     def __init__(self, workdir):
         from tests.harness.simhost import Lan, SimHost
-        from tests.harness.etcd import bench_datastore
+        from tests.harness.etcd import requested_datastore
         from tests.harness.multihost import LanEtcdServer
         self.workdir = workdir
         self.lan = Lan(name="calico-bench-mh").create()
         self.etcd = LanEtcdServer(self.lan, os.path.join(workdir, "etcd", "data"),
-                                  datastore=bench_datastore()).start()
+                                  datastore=requested_datastore()).start()
         self.hosts = [SimHost("calico-%02d" % (i + 1), host_ip(i), self.lan).start()
                       for i in range(HOSTS)]
         self.client = self.etcd.kv()

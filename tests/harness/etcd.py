@@ -392,8 +392,8 @@ def make_client(authority, tls=None, **kwargs):
     return etcd.Client(host=host, port=int(port), **kwargs)
 
 
-def bench_datastore():
-    """The datastore benches run on: ``DATASTORE_TYPE`` (etcdv2 when unset)."""
+def requested_datastore():
+    """The datastore benches and the demo run on: ``DATASTORE_TYPE`` of this process (etcdv2 when unset)."""
     from calicoctl.datastore import etcdconn
     return etcdconn.datastore_type(os.environ)
 

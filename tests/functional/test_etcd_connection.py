@@ -2,6 +2,7 @@
 on etcd v2 and on v3 (an etcd without the v2 API)."""
 import json
 import os
+import queue
 import signal
 import time
 
@@ -42,6 +43,45 @@ def test_cluster_with_first_member_stopped(cluster):
         assert "10.20.0.0/16" in run_cli(env, "pool show").out
     finally:
         stopped.start()
+
+
+def test_watch_moves_to_another_member_when_its_member_stops(cluster):
+    """The agent's watcher on the first member; that member stops: the watch
+    goes on from another one, missing nothing."""
+    from calicoctl.agent.watcher import EtcdWatcher, Snapshot, Update
+    from tests.harness.etcd import make_kv
+    from tests.harness.util import wait_for
+    env = cluster_env(cluster)
+    events = queue.Queue()
+    watcher = EtcdWatcher(make_kv(env), events.put, watch_timeout=2.0, retry_interval=0.2).start()
+    try:
+        first = next_of(events, Snapshot)
+        cluster[0].stop()
+        writer = make_kv(cluster_env(cluster[1:]))
+        for n in range(3):
+            # A new leader may still be being elected: retry a refused write.
+            wait_for(lambda n=n: writer.put("/calico/v1/failover/%d" % n, str(n)) is None, timeout=15,
+                     interval=0.5, message="a write to the remaining members")
+        seen = {}
+        while len(seen) < 3:
+            item = next_of(events, (Snapshot, Update))
+            if isinstance(item, Snapshot):
+                seen.update((k, v) for k, v in item.items.items() if "/failover/" in k)
+            elif "/failover/" in item.key:
+                seen[item.key] = item.value
+        assert seen == {"/calico/v1/failover/%d" % n: str(n) for n in range(3)}
+        assert first.items == {} or "/calico/v1/failover/0" not in first.items
+    finally:
+        watcher.stop()
+        cluster[0].start()
+
+
+def next_of(events, kinds, timeout=20):
+    deadline = time.monotonic() + timeout
+    while True:
+        item = events.get(timeout=max(0.1, deadline - time.monotonic()))
+        if isinstance(item, kinds):
+            return item
 
 
 def test_cluster_endpoint_order_does_not_matter(cluster):

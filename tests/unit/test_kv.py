@@ -102,3 +102,40 @@ def test_fallen_behind():
     assert not fallen_behind(Event("/k", "v", 100, 300), 200)
     assert fallen_behind(Event("/k", "v", 100, 301), 200)
     assert not fallen_behind(Event(None, None, 5, 5), 0)
+
+
+def entries(mapping, expiring=()):
+    return [Entry(key, value, 1, expires=key in expiring) for key, value in mapping.items()]
+
+
+def test_migration_plan_copies_what_v3_lacks_and_leaves_out_ttls():
+    from calicoctl.ops.datastore import calculate_migration
+    source = entries({"/calico/a": "1", "/calico/b": "2", "/calico/status": "{}"}, expiring={"/calico/status"})
+    plan = calculate_migration(source, entries({"/calico/a": "1"}))
+    assert plan.writes == (("/calico/b", "2"),) and plan.deletes == () and plan.conflicts == ()
+    assert (plan.unchanged, plan.skipped) == (1, 1)
+    again = calculate_migration(source, entries({"/calico/a": "1", "/calico/b": "2", "/calico/lease": "x"},
+                                                expiring={"/calico/lease"}))
+    assert again.writes == () and again.conflicts == () and again.unchanged == 2
+
+
+def test_migration_plan_names_conflicts_and_force_replaces():
+    from calicoctl.ops.datastore import calculate_migration
+    source = entries({"/calico/a": "1", "/calico/b": "2"})
+    target = entries({"/calico/a": "other", "/calico/only-v3": "x"})
+    plan = calculate_migration(source, target)
+    assert plan.conflicts == ("/calico/a", "/calico/only-v3")
+    assert plan.writes == (("/calico/b", "2"),) and plan.deletes == ()
+    forced = calculate_migration(source, target, force=True)
+    assert forced.writes == (("/calico/a", "1"), ("/calico/b", "2")) and forced.deletes == ("/calico/only-v3",)
+
+
+def test_render_migration():
+    from calicoctl.cli.datastore import render_migration
+    from calicoctl.ops.datastore import MigrationPlan
+    assert render_migration(MigrationPlan((), (), (), 0, 0)) == \
+        "Nothing to migrate: etcd v2 holds no keys under /calico."
+    assert render_migration(MigrationPlan((), (), (), 4, 1)) == \
+        "Nothing to migrate: etcd v3 already holds the 4 keys of v2. Left out 1 keys with a TTL."
+    assert render_migration(MigrationPlan((("/k", "v"),), ("/x",), ("/x",), 2, 0)) == \
+        "Copied 1 keys from etcd v2 to v3 (2 already there; removed 1 keys only v3 had)."

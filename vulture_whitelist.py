@@ -14,7 +14,11 @@ _.used_dynamically(
     _.pytest_collection_modifyitems,
     _.root_required,        # also requested as a parameter by fixtures, for its skip
     _.mesh_restored,
+    _.etcd_v3_server,       # requested by name through request.getfixturevalue
     _.pytestmark,
+    # requests reads these attributes of the Session the v3 client is given.
+    _.trust_env,
+    _.verify,
     # tarfile reads these TarInfo attributes when it writes the busybox image.
     _.mtime,
     _.linkname,

@@ -55,15 +55,12 @@ class WorkloadStore(EtcdStore):
 
     @translate_errors
     def write_endpoint(self, endpoint, create_only=False):
-        import etcd
         key = paths.endpoint_key(*_key_tuple(endpoint.key))
-        try:
-            if create_only:
-                self.etcd.write(key, endpoint.to_json(), prevExist=False)
-            else:
-                self.etcd.write(key, endpoint.to_json())
-        except etcd.EtcdAlreadyExist:
-            raise Conflict("Endpoint %s already exists." % endpoint.endpoint_id) from None
+        if create_only:
+            if not self.kv.create(key, endpoint.to_json()):
+                raise Conflict("Endpoint %s already exists." % endpoint.endpoint_id)
+        else:
+            self.kv.put(key, endpoint.to_json())
 
     def update_endpoint(self, ep_key, compute):
         """CAS-update an endpoint: compute(Endpoint) -> Endpoint. Returns an
@@ -108,7 +105,7 @@ class WorkloadStore(EtcdStore):
 
     @translate_errors
     def write_workload_name(self, hostname, orchestrator_id, workload_id, name):
-        self.etcd.write(paths.workload_name_key(hostname, orchestrator_id, workload_id), name)
+        self.kv.put(paths.workload_name_key(hostname, orchestrator_id, workload_id), name)
 
     @translate_errors
     def remove_workload_name(self, hostname, orchestrator_id, workload_id):

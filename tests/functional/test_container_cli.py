@@ -259,6 +259,7 @@ def test_add_imports_only_what_it_needs(seeded, host1, make_container):
                     "calicoctl.ops.container",
                     "calicoctl.ops.container_logic", "calicoctl.ops.interfaces", "calicoctl.ops.rollback",
                     "calicoctl.datastore", "calicoctl.datastore.paths", "calicoctl.datastore.etcdconn",
+                    "calicoctl.datastore.kv", "calicoctl.datastore.kv_v2",
                     "calicoctl.datastore.client", "calicoctl.datastore.store", "calicoctl.datastore.profiles",
                     "calicoctl.datastore.workloads", "calicoctl.datastore.ipam", "calicoctl.datastore.hosts",
                     "calicoctl.host", "calicoctl.host.netlink",

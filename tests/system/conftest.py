@@ -52,12 +52,12 @@ class Cluster:
         ``client()`` for the test process).
     """
 
-    def __init__(self, base_dir, docker_client, tag, subnet6=None, gateway6=None):
+    def __init__(self, base_dir, docker_client, tag, subnet6=None, gateway6=None, datastore="etcdv2"):
         self.base_dir = base_dir
         self.docker = docker_client
         self.tag = tag
         self.lan = Lan(name="calico-st-%s" % tag, subnet6=subnet6, gateway6=gateway6).create()
-        self.etcd = LanEtcdServer(self.lan, os.path.join(base_dir, "etcd", "data")).start()
+        self.etcd = LanEtcdServer(self.lan, os.path.join(base_dir, "etcd", "data"), datastore=datastore).start()
         self.hosts = {}
         self.workloads = []
 
@@ -183,13 +183,15 @@ class Cluster:
 def make_cluster(root_required, docker_daemon, tmp_path_factory):
     """Factory: ``make_cluster()`` -> an empty Cluster (add hosts with
     ``add_host``); ``make_cluster(subnet6=..., gateway6=...)`` gives its LAN
-    IPv6 too. All clusters of the module are removed at its end."""
+    IPv6 too; ``make_cluster(datastore="etcdv3")`` runs its etcd without the
+    v2 API and every command and agent with DATASTORE_TYPE=etcdv3. All
+    clusters of the module are removed at its end."""
     made = []
 
-    def factory(subnet6=None, gateway6=None):
+    def factory(subnet6=None, gateway6=None, datastore="etcdv2"):
         tag = uuid.uuid4().hex[:6]
         cluster = Cluster(str(tmp_path_factory.mktemp("cluster-" + tag)), docker_daemon, tag,
-                          subnet6=subnet6, gateway6=gateway6)
+                          subnet6=subnet6, gateway6=gateway6, datastore=datastore)
         made.append(cluster)
         return cluster
 

@@ -388,7 +388,7 @@ def main(argv=None, env=None):
     reporter = StatusReporter(config, lambda: etcdconn.connect(env))
     reporter.start()
     datastore = DatastoreClient(etcdconn.connect(env))
-    agent = Agent(config, build_components(config, datastore), watcher_factory, reporter)
+    agent = Agent(config, build_components(config, datastore, env), watcher_factory, reporter)
     signal.signal(signal.SIGTERM, agent.request_stop)
     signal.signal(signal.SIGINT, agent.request_stop)
     try:

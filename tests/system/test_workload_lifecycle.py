@@ -15,6 +15,7 @@ import time
 import pytest
 
 from tests.harness.util import pid_alive, wait_for
+from tests.system.conftest import Workload
 
 H1, H2 = ("calico-01", "172.17.8.101", "fd00:8::101"), ("calico-02", "172.17.8.102", "fd00:8::102")
 V6 = "fd80:24e2:f998:72d6::"
@@ -72,6 +73,15 @@ class World:
         return {link["ifname"]: (link.get("address"),
                                  sorted(a["local"] for a in link.get("addr_info", ()) if a.get("scope") == "global"))
                 for link in json.loads(result.stdout) if link["ifname"] != "lo"}
+
+    def cali_links(self, host):
+        text = host.run(["ip", "-o", "link", "show"], cwd="/").stdout
+        return sorted(line.split(":")[1].strip().split("@")[0] for line in text.splitlines()
+                      if line.split(":")[1].strip().startswith("cali"))
+
+    def endpoint_veths(self, host):
+        return sorted(json.loads(value)["name"] for key, value in self.host_keys(host).items()
+                      if "/endpoint/" in key)
 
     def agent_log(self, host):
         return host.run(["cat", AGENT_LOG], cwd="/").stdout
@@ -231,3 +241,72 @@ def test_docker_rm_with_agent_down(world):
     wait_for(lambda: not any(b_id in key or b_id in value for key, value in world.host_keys(h1).items()),
              timeout=15, interval=0.1, message="b released at the agent's start")
     world.assert_policy(reach=[world.a, world.c])
+
+
+def test_add_racing_a_restart_leaves_a_working_endpoint_or_nothing(world):
+    import subprocess
+    import threading
+    h1, cluster = world.h1, world.cluster
+    container = cluster.docker(h1).containers.run(
+        "busybox:latest", name="st-%s-R" % cluster.tag, detach=True, tty=True, stdin_open=True,
+        network_mode="none")
+    try:
+        outcomes = []
+        # The restart starts before, with and after the add's own start-up (~0.2 s).
+        for attempt, head_start in enumerate((-0.1, 0.0, 0.15, 0.3)):
+            ip = "192.168.0.%d" % (40 + attempt)
+            restart = threading.Thread(target=container.restart, kwargs={"timeout": 0})
+            if head_start > 0:
+                restart.start()
+                time.sleep(head_start)
+            add = h1.popen(["calicoctl", "container", "add", container.name, ip], env=cluster.etcd.env,
+                           cwd="/", stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            if head_start <= 0:
+                time.sleep(-head_start)
+                restart.start()
+            _out, err = add.communicate(timeout=60)
+            restart.join()
+            keys = world.host_keys(h1)
+            mine = {key: value for key, value in keys.items() if container.id in key or container.id in value}
+            if add.returncode == 0:
+                outcomes.append("added")
+                endpoint_id = cluster.calicoctl(h1, "container", container.name, "endpoint-id",
+                                                "show").stdout.strip()
+                cluster.calicoctl(h1, "endpoint", endpoint_id, "profile", "append", "OPEN")
+                probe = Workload(cluster, h1, container.name, ip, container, endpoint_id)
+                # The agent re-creates it in the new namespace if the restart came after the add.
+                wait_for(lambda probe=probe: world.a.ping(probe.ip) and probe.ping(world.a.ip),
+                         timeout=15, interval=0.1, message="the raced endpoint working")
+            else:
+                outcomes.append("refused")
+                assert err.count("\n") == 1, err
+                assert mine == {}, mine
+            # Nothing half-done either way: one host veth per endpoint in etcd.
+            wait_for(lambda: world.cali_links(h1) == world.endpoint_veths(h1), timeout=10, interval=0.1,
+                     message="host veths matching the endpoints")
+            if add.returncode == 0:
+                cluster.calicoctl(h1, "container", "remove", container.name)
+        assert len(outcomes) == 4
+    finally:
+        container.remove(force=True)
+
+
+def test_agent_started_while_docker_is_down(world):
+    h1, cluster = world.h1, world.cluster
+    agent = world.agent_pid(h1)
+    os.kill(agent, signal.SIGTERM)
+    wait_for(lambda: not pid_alive(agent), timeout=15, message="agent stopped")
+    before = world.host_keys(h1)
+    h1.dockerd.stop()
+    log_offset = len(world.agent_log(h1))
+    cluster.start_node(h1)
+    time.sleep(4)
+    said = world.agent_log(h1)[log_offset:]
+    assert said.count("Docker is not reachable") == 1, said
+    assert world.host_keys(h1) == before
+    h1.dockerd.start()
+    world.wait_running(world.a)
+    world.x.container.start()
+    world.assert_policy(reach=[world.a, world.c])
+    assert "answers again" in world.agent_log(h1)[log_offset:]
+    assert world.host_keys(h1) == before

@@ -57,7 +57,6 @@ from calicoctl.datastore import paths
 from calicoctl.errors import AlreadyExists, Conflict, NotFound, ValidationError
 from calicoctl.host import locks
 from calicoctl.ops import interfaces
-from calicoctl.ops.lifecycle_logic import EndpointPlan, plan_endpoint
 from calicoctl.ops.container_logic import (ORCHESTRATOR, calculate_endpoint_with_ip, calculate_endpoint_without_ip,
                                            calculate_host_net, calculate_veth_name, default_route,
                                            parse_interface_name, render_claim_owner, select_workloads)
@@ -335,6 +334,7 @@ def restore_container(datastore, docker, hostname, workload_id, host_netns=None)
 
 def _restore_endpoint(datastore, hostname, host, host_netns, cont, info, endpoint):
     """Re-create one endpoint if needed: 'restored', 'intact', or a problem line."""
+    from calicoctl.ops.lifecycle_logic import EndpointPlan, plan_endpoint
     inside = endpoint.container_interface or DEFAULT_INTERFACE
     host_link = host.find_link(endpoint.name)
     peer = interfaces.find_container_link(cont, host_link, inside)

@@ -52,7 +52,6 @@ class WorkloadLifecycle(Component):
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="workload-lifecycle", daemon=True)
         self._stream = None
-        self._state = "starting"
         self._said_unreachable = False
         self._lock = threading.Lock()
 
@@ -68,9 +67,6 @@ class WorkloadLifecycle(Component):
             stream.close()      # ends a blocked read of the event stream
         self._thread.join(timeout=2.0)
 
-    def status(self):
-        return {"docker": self._state}
-
     # -- the thread ---------------------------------------------------------------------
     def _run(self):
         while not self._stop.is_set():
@@ -78,7 +74,6 @@ class WorkloadLifecycle(Component):
             try:
                 self._follow(docker)
             except DockerUnavailable as exc:
-                self._state = "unreachable"
                 if not self._said_unreachable:
                     LOG.warning("Docker is not reachable (%s); workloads are checked once it answers", exc)
                     self._said_unreachable = True
@@ -97,7 +92,6 @@ class WorkloadLifecycle(Component):
             self._stream = stream
         try:
             self._check_all(docker)
-            self._state = "connected"
             if self._said_unreachable:
                 LOG.info("Docker at %s answers again", docker.host)
             self._said_unreachable = False

@@ -27,7 +27,7 @@ import logging
 import threading
 
 from calicoctl.agent.component import Component
-from calicoctl.errors import CalicoError, DockerUnavailable, NotFound
+from calicoctl.errors import CalicoError, DatastoreUnavailable, DockerUnavailable, NotFound
 from calicoctl.ops.container_logic import ORCHESTRATOR
 from calicoctl.ops.lifecycle_logic import Action, Presence, decide_workload, is_docker_container_id
 
@@ -98,7 +98,7 @@ class WorkloadLifecycle(Component):
             for event in stream:
                 if self._stop.is_set():
                     return
-                self._check(docker, event.id, listed=None)
+                self._check_one(docker, event.id, listed=None)
             if not self._stop.is_set():
                 LOG.info("Docker's event stream ended; listing the containers again")
         finally:
@@ -116,7 +116,17 @@ class WorkloadLifecycle(Component):
         workloads = self._datastore_client().list_workloads(self.hostname, ORCHESTRATOR)
         for workload in workloads:
             if is_docker_container_id(workload.workload_id):
-                self._check(docker, workload.workload_id, listed=workload.workload_id in listed)
+                self._check_one(docker, workload.workload_id, listed=workload.workload_id in listed)
+
+    def _check_one(self, docker, workload_id, listed):
+        """``_check``, where trouble with this one workload does not hold up
+        the others; Docker or etcd unreachable does (the caller lists again)."""
+        try:
+            self._check(docker, workload_id, listed)
+        except (DockerUnavailable, DatastoreUnavailable):
+            raise
+        except CalicoError as exc:
+            LOG.error("Container %s: cannot restore or release its networking: %s", workload_id[:12], exc)
 
     def _check(self, docker, workload_id, listed):
         """Decide and act for one container of this host (if it is a workload here)."""

@@ -19,6 +19,10 @@ loop in the foreground:
   the control-plane protection: ``{"enabled", "active", "ports",
   "addresses": {"4", "6"}, "problem"}`` ("active": programmed in the kernel).
 
+One component (``lifecycle.WorkloadLifecycle``) also follows Docker, in a
+thread of its own: it keeps this host's containers networked through
+restarts and releases what removed ones held.
+
 Robustness: the loop keeps a mirror of every etcd leaf it has seen. If a
 component raises (a bug, or the kernel surprising us), the error is logged
 and every component is re-fed the mirror as a fresh snapshot, which makes

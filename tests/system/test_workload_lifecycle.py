@@ -229,6 +229,8 @@ def test_docker_run_rm_exiting(world):
 
 def test_docker_rm_with_agent_down(world):
     h1, cluster = world.h1, world.cluster
+    veth = world.endpoint(world.a)["name"]
+    ifindex = cluster.sh(h1, "cat /sys/class/net/%s/ifindex" % veth).stdout
     agent = world.agent_pid(h1)
     os.kill(agent, signal.SIGTERM)         # the agent stops BIRD and exits
     wait_for(lambda: not pid_alive(agent), timeout=15, message="agent stopped")
@@ -241,6 +243,8 @@ def test_docker_rm_with_agent_down(world):
     wait_for(lambda: not any(b_id in key or b_id in value for key, value in world.host_keys(h1).items()),
              timeout=15, interval=0.1, message="b released at the agent's start")
     world.assert_policy(reach=[world.a, world.c])
+    # a's interface, in place all along, was left alone by the start-up check.
+    assert cluster.sh(h1, "cat /sys/class/net/%s/ifindex" % veth).stdout == ifindex
 
 
 def test_add_racing_a_restart_leaves_a_working_endpoint_or_nothing(world):

@@ -24,6 +24,10 @@ once, keeps the shared view of etcd (``indexes.Indexes``: every leaf, each
 endpoint parsed once, the tunnel and local-endpoint indexes) and calls each
 component only for the kinds of keys it registered for.
 
+One component (``lifecycle.WorkloadLifecycle``) also follows Docker, in a
+thread of its own: it keeps this host's containers networked through
+restarts and releases what removed ones held.
+
 Robustness: the view holds every etcd leaf seen. If a component raises (a
 bug, or the kernel surprising us), the error is logged and every component
 starts over from a fresh view built from those leaves, as from a snapshot,
@@ -395,7 +399,7 @@ def main(argv=None, env=None):
     datastore = DatastoreClient(etcdconn.connect(env))
     reporter = StatusReporter(config, lambda: etcdconn.connect(env))
     reporter.start()
-    agent = Agent(config, build_components(config, datastore), watcher_factory, reporter)
+    agent = Agent(config, build_components(config, datastore, env), watcher_factory, reporter)
     signal.signal(signal.SIGTERM, agent.request_stop)
     signal.signal(signal.SIGINT, agent.request_stop)
     try:

@@ -77,13 +77,15 @@ class WorkloadStore(EtcdStore):
     # -- workloads (per host, per orchestrator) ---------------------------------
 
     @translate_errors
-    def list_workloads(self, hostname, orchestrator_id=paths.DEFAULT_ORCHESTRATOR):
-        """Every workload of one orchestrator on one host, with its endpoints and
-        name, from a single recursive read. Malformed endpoints are skipped."""
+    def list_workloads(self, hostname, orchestrator_id=paths.DEFAULT_ORCHESTRATOR, workload_id=None):
+        """Every workload of one orchestrator on one host (or only ``workload_id``),
+        with its endpoints and name, from a single recursive read. Malformed
+        endpoints are skipped."""
         prefix = paths.orchestrator_dir(hostname, orchestrator_id)
+        read = paths.workload_dir(hostname, orchestrator_id, workload_id) if workload_id else prefix
         names = {}
         endpoints = {}
-        for key, value in self._leaves(prefix):
+        for key, value in self._leaves(read):
             parts = paths.parse_endpoint_key(key)
             if parts is not None:
                 ep_key = model.EndpointKey(*parts)
@@ -102,6 +104,11 @@ class WorkloadStore(EtcdStore):
                                             workload_id=workload_id, name=names.get(workload_id) or None,
                                             endpoints=tuple(eps)))
         return workloads
+
+    def get_workload(self, hostname, orchestrator_id, workload_id):
+        """One workload (endpoints and name), or None if etcd has nothing of it."""
+        found = self.list_workloads(hostname, orchestrator_id, workload_id)
+        return found[0] if found else None
 
     @translate_errors
     def write_workload_name(self, hostname, orchestrator_id, workload_id, name):

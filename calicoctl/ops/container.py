@@ -47,7 +47,7 @@ from typing import Optional, Tuple
 from calicoctl import model, validate
 from calicoctl.datastore import paths
 from calicoctl.errors import AlreadyExists, Conflict, NotFound, ValidationError
-from calicoctl.ops import interfaces
+from calicoctl.ops import allocator, interfaces
 from calicoctl.ops.container_logic import (ORCHESTRATOR, calculate_endpoint_with_ip, calculate_endpoint_without_ip,
                                            calculate_host_net, calculate_veth_name, default_route,
                                            parse_interface_name, render_claim_owner, select_workloads)
@@ -131,6 +131,17 @@ def _claim(datastore, pool, ip, owner, rollback):
     raise Conflict("IP %s is already assigned in pool %s." % (ip, pool.cidr))
 
 
+def _claim_request(datastore, pool, request, owner, rollback):
+    """Claim the requested address, or assign a free one; returns the IP."""
+    if not request.automatic:
+        _claim(datastore, pool, request.ip, owner, rollback)
+        return request.ip
+    ip = allocator.assign_address(datastore, pool, request.cidr or pool.cidr, owner, ttl=CLAIM_TTL)
+    rollback.push("release the claim on %s" % ip,
+                  lambda: datastore.release_ip(pool.cidr, str(ip), owner=owner))
+    return ip
+
+
 def _confirm_claim(datastore, pool, ip, owner):
     if not datastore.confirm_claim(pool.cidr, str(ip), owner):
         raise Conflict("IP %s was claimed by someone else meanwhile." % ip)
@@ -175,16 +186,22 @@ def _require_workload(datastore, docker, hostname, query):
 
 def add_container(datastore, docker, hostname, container, ip_text, interface=DEFAULT_INTERFACE,
                   host_netns=None, progress=None):
-    """Give a running container a Calico interface with one IP; returns AddResult."""
+    """Give a running container a Calico interface with one IP; returns AddResult.
+
+    ``ip_text`` is the address, or ``ipv4``, ``ipv6`` or a CIDR inside a pool
+    to have a free one assigned (calicoctl.ops.allocator)."""
     from calicoctl.host import netlink, sysctl
-    ip = validate.parse_ip(ip_text)
+    request = allocator.parse_address_request(ip_text)
     interface = parse_interface_name(interface)
     info = docker.inspect(container)
     _require_networkable(info, container)
     if datastore.list_endpoints(hostname, ORCHESTRATOR, info.id):
         raise AlreadyExists("Container %s already has Calico networking." % container)
-    pool = _require_pool(datastore, ip)
-    gateway = _require_host_ip(datastore, hostname, ip.version)
+    if request.automatic:
+        pool = allocator.choose_pool(datastore.list_pools(request.version), request.version, request.cidr)
+    else:
+        pool = _require_pool(datastore, request.ip)
+    gateway = _require_host_ip(datastore, hostname, request.version)
     _step(progress, "checked")
 
     endpoint_id = uuid.uuid1().hex
@@ -196,7 +213,7 @@ def add_container(datastore, docker, hostname, container, ip_text, interface=DEF
                 raise Conflict("Container %s already has an interface named %s; choose another "
                                "with --interface." % (container, interface))
             with Rollback() as rollback:
-                _claim(datastore, pool, ip, owner, rollback)
+                ip = _claim_request(datastore, pool, request, owner, rollback)
                 _step(progress, "claimed")
                 try:
                     host.create_veth(veth, interface, peer_netns=info.netns_path)

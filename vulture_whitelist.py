@@ -22,4 +22,10 @@ _.used_dynamically(
     _.scope,                # calicoctl.host.netlink.RouteInfo
     _.deleted_interfaces,   # calicoctl.ops.container.RemoveResult
     _.ca_key,               # tests.harness.etcd.TlsMaterial
+    # http.server / socketserver read these from the plugin server's classes.
+    _.daemon_threads,
+    _.request_queue_size,
+    _.protocol_version,
+    _.do_POST,
+    _.log_message,
 )

@@ -1,6 +1,6 @@
 """calico-agent: the node agent's entry point and composition root.
 
-Usage: calico-agent [--hostname=<H>] [--log-dir=<DIR>] [--run-dir=<DIR>]
+Usage: calico-agent [--hostname=<H>] [--log-dir=<DIR>] [--run-dir=<DIR>] [--no-docker-plugins]
 
 Builds everything (config, etcd connections, components) and runs the main
 loop in the foreground:
@@ -68,6 +68,8 @@ def parse_args(argv):
     parser.add_argument("--log-dir", default=None, help="directory for agent.log (default /var/log/calico)")
     parser.add_argument("--run-dir", default=None,
                         help="directory for the pid and status files (default /var/run/calico)")
+    parser.add_argument("--no-docker-plugins", action="store_true",
+                        help="do not serve the calico and calico-ipam Docker plugins")
     return parser.parse_args(argv)
 
 
@@ -366,6 +368,7 @@ def main(argv=None, env=None):
     except CalicoError as exc:
         LOG.error("%s", exc)
         return exc.exit_code
+    config.docker_plugins = not args.no_docker_plugins
     config.etcd_endpoints = tuple((endpoint.host, endpoint.port) for endpoint in settings.endpoints)
     pid_path = os.path.join(config.run_dir, PID_FILE)
     other = daemon.read_pid_file(pid_path)
@@ -388,7 +391,12 @@ def main(argv=None, env=None):
     reporter = StatusReporter(config, lambda: etcdconn.connect(env))
     reporter.start()
     datastore = DatastoreClient(etcdconn.connect(env))
-    agent = Agent(config, build_components(config, datastore), watcher_factory, reporter)
+    def plugin_factory():
+        from calicoctl.host.docker import DockerAdapter
+        from calicoctl.ops.network import DockerPlugin
+        return DockerPlugin(DatastoreClient(etcdconn.connect(env)), DockerAdapter(env), config.hostname)
+
+    agent = Agent(config, build_components(config, datastore, plugin_factory), watcher_factory, reporter)
     signal.signal(signal.SIGTERM, agent.request_stop)
     signal.signal(signal.SIGINT, agent.request_stop)
     try:

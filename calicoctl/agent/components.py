@@ -6,11 +6,14 @@ be reachable before its policy is in place) comes first.
 """
 
 
-def build_components(config, datastore):
+def build_components(config, datastore, plugin_factory=None):
     """The agent's components for ``config`` (an AgentConfig), in flush order.
 
     :param datastore: the DatastoreClient components write through (the
         VXLAN component publishes this host's tunnel endpoint).
+    :param plugin_factory: builds the Docker plugins' workflows
+        (ops.network.DockerPlugin); None, or ``config.docker_plugins``
+        false, serves no plugin.
     """
     from calicoctl.agent.dataplane import PolicyDataplane
     from calicoctl.agent.routes import InterfaceWatcher, WorkloadRoutes
@@ -25,6 +28,9 @@ def build_components(config, datastore):
         WorkloadRoutes(config, links=links, parser=parser),
     ]
     components += _multihost_components(config, datastore)
+    if plugin_factory is not None and config.docker_plugins:
+        from calicoctl.agent.plugins import DockerPlugins
+        components.append(DockerPlugins(config, plugin_factory))
     return components
 
 

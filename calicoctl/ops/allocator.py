@@ -127,3 +127,17 @@ def assign_address(datastore, pool, cidr, owner, ttl=None, rng=None):
         if ip not in tried and datastore.claim_ip(pool.cidr, str(ip), owner=owner, ttl=ttl):
             return ip
     raise Conflict("No free address left in %s (pool %s)." % (cidr, pool.cidr))
+
+
+def release_address(datastore, ip, owner, allow_anonymous=True):
+    """Release ip's claim held by ``owner`` in whichever pool directory holds
+    it (a pool may have been deleted since the claim was made); False if
+    there was none. Anonymous claims (the reference's) are released only
+    when the caller knows the IP is this owner's."""
+    import netaddr
+    released = False
+    for cidr in datastore.list_claim_pools(ip.version):
+        if ip in netaddr.IPNetwork(cidr):
+            released = datastore.release_ip(cidr, str(ip), owner=owner,
+                                            allow_anonymous=allow_anonymous) or released
+    return released

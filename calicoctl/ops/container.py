@@ -48,9 +48,9 @@ from calicoctl import model, validate
 from calicoctl.datastore import paths
 from calicoctl.errors import AlreadyExists, Conflict, NotFound, ValidationError
 from calicoctl.ops import allocator, interfaces
-from calicoctl.ops.container_logic import (ORCHESTRATOR, calculate_endpoint_with_ip, calculate_endpoint_without_ip,
-                                           calculate_host_net, calculate_veth_name, default_route,
-                                           parse_interface_name, render_claim_owner, select_workloads)
+from calicoctl.ops.container_logic import (LIBNETWORK_ORCHESTRATOR, ORCHESTRATOR, calculate_endpoint_with_ip,
+                                           calculate_endpoint_without_ip, calculate_host_net, calculate_veth_name,
+                                           default_route, parse_interface_name, render_claim_owner, select_workloads)
 from calicoctl.ops.rollback import Rollback
 
 DEFAULT_INTERFACE = "eth1"
@@ -190,7 +190,7 @@ def add_container(datastore, docker, hostname, container, ip_text, interface=DEF
 
     ``ip_text`` is the address, or ``ipv4``, ``ipv6`` or a CIDR inside a pool
     to have a free one assigned (calicoctl.ops.allocator)."""
-    from calicoctl.host import netlink, sysctl
+    from calicoctl.host import netlink
     request = allocator.parse_address_request(ip_text)
     interface = parse_interface_name(interface)
     info = docker.inspect(container)
@@ -216,7 +216,8 @@ def add_container(datastore, docker, hostname, container, ip_text, interface=DEF
                 ip = _claim_request(datastore, pool, request, owner, rollback)
                 _step(progress, "claimed")
                 try:
-                    host.create_veth(veth, interface, peer_netns=info.netns_path)
+                    interfaces.create_workload_veth(host, host_netns, veth, interface, info.netns_path,
+                                                    ipv6=ip.version == 6)
                 except netlink.AlreadyPresent:
                     raise Conflict("Cannot create interface %s in container %s: the name is taken (in "
                                    "the container or, as %s, on the host)." % (interface, container, veth)) from None
@@ -226,7 +227,6 @@ def add_container(datastore, docker, hostname, container, ip_text, interface=DEF
                 link = cont.get_link(interface)
                 if ip.version == 6:
                     interfaces.enable_ipv6(info.netns_path, interface)
-                    sysctl.write("net/ipv6/conf/%s/accept_dad" % veth, 0, host_netns)
                 cont.set_link_up(link.index)
                 cont.add_address(link.index, ip)
                 interfaces.ensure_gateway_routes(cont, link, gateway)
@@ -273,24 +273,11 @@ def remove_container(datastore, docker, hostname, container, host_netns=None, pr
     released = []
     for endpoint in workload.endpoints:
         for address in endpoint.addresses():
-            if _release_anywhere(datastore, validate.parse_ip(address), owner):
+            if allocator.release_address(datastore, validate.parse_ip(address), owner):
                 released.append(address)
     _step(progress, "released")
     datastore.remove_workload(hostname, ORCHESTRATOR, workload.workload_id)
     return RemoveResult(workload=workload, released=tuple(released), deleted_interfaces=tuple(deleted))
-
-
-def _release_anywhere(datastore, ip, owner, allow_anonymous=True):
-    """Release ip's claim in whichever pool directory holds it (a pool may have
-    been deleted since the claim was made). Anonymous claims (the reference's)
-    are released only when the caller knows the IP is this workload's."""
-    import netaddr
-    released = False
-    for cidr in datastore.list_claim_pools(ip.version):
-        if ip in netaddr.IPNetwork(cidr):
-            released = datastore.release_ip(cidr, str(ip), owner=owner,
-                                            allow_anonymous=allow_anonymous) or released
-    return released
 
 
 def add_ip(datastore, docker, hostname, container, ip_text, interface=DEFAULT_INTERFACE,
@@ -367,7 +354,7 @@ def remove_ip(datastore, docker, hostname, container, ip_text, interface=DEFAULT
     holders = [ep for ep in workload.endpoints if net in ep.nets(ip.version)]
     if not holders:
         # A claim left by a failed earlier run is still ours to give back.
-        if _release_anywhere(datastore, ip, owner, allow_anonymous=False):
+        if allocator.release_address(datastore, ip, owner, allow_anonymous=False):
             return IPChangeResult(workload.workload_id, str(ip), changed=True,
                                   note="released a leftover claim")
         raise NotFound("IP %s is not on container %s." % (ip, container))
@@ -399,7 +386,7 @@ def remove_ip(datastore, docker, hostname, container, ip_text, interface=DEFAULT
         raise _container_netns_error(exc, container) from None
     # Last, and outside the rollback: if this fails the IP is already gone
     # from the container, and a retry gives back the leftover claim.
-    _release_anywhere(datastore, ip, owner)
+    allocator.release_address(datastore, ip, owner)
     return IPChangeResult(workload.workload_id, str(ip), changed=True, endpoint=updated)
 
 
@@ -419,8 +406,17 @@ def _running_netns(docker, workload_id):
 
 
 def find_endpoint_ids(datastore, docker, hostname, container):
-    """IDs of the container's endpoints on this host (NotFound if it has none)."""
-    workload = _require_workload(datastore, docker, hostname, container)
-    if not workload.endpoints:
-        raise NotFound("Container %s has no Calico endpoint." % container)
-    return [endpoint.endpoint_id for endpoint in workload.endpoints]
+    """IDs of the container's endpoints on this host (NotFound if it has none):
+    those ``container add`` made, else those of its calico Docker networks."""
+    workload = _resolve_workload(datastore, docker, hostname, container)
+    if workload is not None and workload.endpoints:
+        return [endpoint.endpoint_id for endpoint in workload.endpoints]
+    try:
+        docker_ids = set(docker.inspect(container).endpoint_ids)
+    except NotFound:
+        docker_ids = set()
+    found = [endpoint.endpoint_id for endpoint in datastore.list_endpoints(hostname, LIBNETWORK_ORCHESTRATOR)
+             if endpoint.endpoint_id in docker_ids]
+    if not found:
+        raise NotFound("Container %s has no Calico networking on host %s." % (container, hostname))
+    return sorted(found)

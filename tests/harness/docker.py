@@ -250,3 +250,148 @@ class ContainerFactory:
                 self.made.pop().remove(force=True)
             except docker.errors.NotFound:
                 pass
+
+
+HOST_DOCKERD_STATE = "/tmp/calico-harness-hostdockerd"
+# Paths as the simulated host sees them, in its private /run.
+HOST_DOCKER_SOCKET = "/run/docker.sock"
+HOST_EXEC_ROOT = "/run/docker"
+HOST_PIDFILE = "/run/docker.pid"
+
+
+class HostDockerd:
+    """A dockerd of its own for one simulated host (``SimHost(own_dockerd=True)``).
+
+    It runs inside the host's network, UTS and mount namespaces with its own
+    data root (on disk, under ``state_dir``), and its exec root, pid file and
+    socket in the host's private /run, so inside the host it is the usual
+    ``/run/docker.sock`` and a plugin socket in that host's
+    ``/run/docker/plugins/`` is found by it. It supervises its own
+    containerd (none answers in that /run), so containers, images and the
+    containerd namespace are the host's alone. No bridge, no iptables.
+
+    ``start``/``stop``/``restart`` act on the one process by PID; ``stop``
+    leaves containers in place (a restart policy brings them back) unless
+    ``remove_containers``. From the test process the socket is reached
+    through the holder's root: ``socket_path`` / ``client()``.
+    """
+
+    def __init__(self, host, state_dir=None, timeout=START_TIMEOUT):
+        import secrets
+        self.host = host
+        unique = "%s-%s" % (host.name, secrets.token_hex(3))
+        self.state_dir = state_dir or os.path.join(HOST_DOCKERD_STATE, unique)
+        self.cgroup_parent = "calico-sim-" + unique
+        self.data_root = os.path.join(self.state_dir, "data")
+        self.log_path = os.path.join(self.state_dir, "dockerd.log")
+        self.timeout = timeout
+        self._process = None
+
+    @property
+    def pid(self):
+        return self._process.pid if self._process is not None else None
+
+    @property
+    def running(self):
+        return self._process is not None and self._process.poll() is None
+
+    def _outside(self, path):
+        return "/proc/%d/root%s" % (self.host.pid, path)
+
+    @property
+    def socket_path(self):
+        """The host's /run/docker.sock as the test process reaches it."""
+        return self._outside(HOST_DOCKER_SOCKET)
+
+    @property
+    def base_url(self):
+        return "unix://" + self.socket_path
+
+    def client(self, timeout=120):
+        """A docker-py client (in the test process) for this daemon."""
+        import docker
+        return docker.DockerClient(base_url=self.base_url, timeout=timeout)
+
+    def start(self):
+        """Start the daemon (if not running) and wait until it answers; returns self."""
+        if self.running:
+            return self
+        os.makedirs(self.data_root, exist_ok=True)
+        config = os.path.join(self.state_dir, "daemon.json")
+        with open(config, "w") as handle:
+            handle.write("{}\n")
+        _clear_stale_pidfile(self._outside(HOST_PIDFILE))
+        args = [
+            "dockerd", "--config-file", config,
+            "--data-root", self.data_root, "--exec-root", HOST_EXEC_ROOT,
+            "--pidfile", HOST_PIDFILE, "-H", "unix://" + HOST_DOCKER_SOCKET,
+            "--bridge=none", "--iptables=false", "--ip6tables=false",
+            "--userland-proxy=false", "--shutdown-timeout=3",
+            "--cgroup-parent=/" + self.cgroup_parent,
+        ]
+        with open(self.log_path, "ab") as log:
+            self._process = self.host.popen(args, cwd="/", stdin=subprocess.DEVNULL, stdout=log,
+                                            stderr=subprocess.STDOUT, start_new_session=True)
+        process = self._process
+
+        def up():
+            if process.poll() is not None:
+                raise RuntimeError("dockerd of %s exited with code %s; log %s:\n%s" % (
+                    self.host.name, process.returncode, self.log_path, tail(self.log_path)))
+            return docker_answers(self.socket_path)
+        try:
+            wait_for(up, timeout=self.timeout, interval=0.1, fatal=(RuntimeError,))
+        except TimeoutError:
+            self.stop()
+            raise RuntimeError("dockerd of %s did not answer within %.0f s; log %s:\n%s" % (
+                self.host.name, self.timeout, self.log_path, tail(self.log_path))) from None
+        return self
+
+    def stop(self, remove_containers=False):
+        """Stop the daemon by PID (it stops its containers); with
+        ``remove_containers`` force-remove every container first."""
+        if not self.running:
+            self._process = None
+            return
+        if remove_containers:
+            self.remove_containers()
+        terminate_pid(self._process.pid, timeout=30.0, popen=self._process)
+        self._process = None
+
+    def restart(self):
+        """Stop and start again, as ``systemctl restart docker`` would."""
+        self.stop()
+        return self.start()
+
+    def remove_containers(self):
+        """Force-remove every container of this daemon (gone already is fine)."""
+        import docker
+        client = self.client(timeout=60)
+        try:
+            for container in client.containers.list(all=True):
+                try:
+                    container.remove(force=True)
+                except docker.errors.NotFound:
+                    pass
+        finally:
+            client.close()
+
+    def destroy(self):
+        """Stop (removing containers) and delete the data root."""
+        import shutil
+        if self.running:
+            try:
+                self.remove_containers()
+            except Exception:  # noqa: BLE001 - a daemon in trouble is still stopped below
+                pass
+        self.stop()
+        shutil.rmtree(self.state_dir, ignore_errors=True)
+        # The (empty, once its containers are gone) cgroup parents it made.
+        for controller in os.listdir("/sys/fs/cgroup"):
+            try:
+                os.rmdir(os.path.join("/sys/fs/cgroup", controller, self.cgroup_parent))
+            except OSError:
+                pass
+
+    def __repr__(self):
+        return "HostDockerd(%s, pid=%s)" % (self.host.name, self.pid)

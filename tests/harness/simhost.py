@@ -5,9 +5,12 @@ LAN's gateway address lives on it).  A :class:`SimHost` is a namespace set
 with its own hostname, an ``eth0`` veth whose peer is a port of that bridge,
 a default route via the gateway, and private tmpfs mounts on /run,
 /var/log/calico and /var/lib/calico, so pid files, control sockets and BIRD
-sockets of one simulated host never collide with another's.  Docker's socket
-is bind-mounted into each host's /run, so every host talks to the one real
-dockerd, as hosts of a real cluster each talk to their own.
+sockets of one simulated host never collide with another's.  By default
+Docker's socket is bind-mounted into each host's /run, so every host talks
+to the one shared dockerd.  With ``own_dockerd=True`` a host instead runs a
+dockerd of its own (``tests.harness.docker.HostDockerd``, ``host.dockerd``)
+on its private /run/docker.sock, with its own containers and a ``busybox``
+image, which tests may stop, restart and wipe as a real host's.
 
 Each namespace set is held open by a ``sleep infinity`` "holder" process
 made by ``unshare``; commands run in it through ``nsenter -t <holder pid>``.
@@ -15,8 +18,8 @@ Holders die with the process that made them (parent-death signal), so a
 crashed run leaves no namespace behind; names of bridge ports carry a random
 suffix so leftovers could not clash anyway.
 
-Docker's socket is bound when a host starts: start the daemon first
-(``tests.harness.docker.ensure_dockerd``).
+Docker's socket is bound when a host starts: start the shared daemon first
+(``tests.harness.docker.ensure_dockerd``), unless the host has its own.
 
 No pytest import: scripts/demo.py uses this module too.
 """
@@ -280,7 +283,7 @@ class SimHost(_Namespaces):
     PRIVATE_DIRS = ("/var/lib/calico", "/var/log/calico")
 
     def __init__(self, name, ip, lan, prefixlen=None, ip6=None, prefixlen6=64,
-                 docker_socket="/run/docker.sock"):
+                 docker_socket="/run/docker.sock", own_dockerd=False, dockerd_state_dir=None):
         super().__init__(name)
         self.ip = str(ipaddress.ip_address(ip))
         self.lan = lan
@@ -292,6 +295,10 @@ class SimHost(_Namespaces):
         self.ip6 = str(ipaddress.ip_address(ip6)) if ip6 else None
         self.prefixlen6 = prefixlen6
         self.docker_socket = docker_socket
+        self.own_dockerd = own_dockerd
+        self._dockerd_state_dir = dockerd_state_dir
+        self.dockerd = None
+        """The host's own HostDockerd (``own_dockerd=True``), else None."""
         self.port_name = _port_name(name)
 
     def start(self):
@@ -307,27 +314,56 @@ class SimHost(_Namespaces):
             self._script(self._render_setup_script(), "setting up")
             self.lan._script("ip link set %s master %s up" % (self.port_name, BRIDGE),
                              "attaching %s to the bridge" % self.port_name)
+            if self.own_dockerd:
+                self._start_own_dockerd()
         except BaseException:
             self.stop()
             raise
         return self
 
+    def _start_own_dockerd(self):
+        from tests.harness.docker import HostDockerd, ensure_busybox_image
+        self.dockerd = HostDockerd(self, state_dir=self._dockerd_state_dir).start()
+        client = self.dockerd.client()
+        try:
+            ensure_busybox_image(client)
+        finally:
+            client.close()
+
     def _render_setup_script(self):
         # /run is replaced by a tmpfs; Docker's socket is first bind-mounted
         # to a spot inside the (new, private) /var/lib/calico tmpfs while the
         # real one is still visible, then bound from there into the new /run.
+        # A host with its own dockerd needs the cgroup hierarchies instead,
+        # which the new sysfs hides: they are kept the same way.
         stash = "/var/lib/calico/.docker.sock"
+        cgroups = "/var/lib/calico/.cgroup"
         sock = self.docker_socket
         lines = [
             "hostname %s" % self.name,
-            "mount -t sysfs sysfs /sys",
             "mount -t tmpfs -o mode=0755 calico-lib /var/lib/calico",
+        ]
+        if self.own_dockerd:
+            lines += [
+                "mkdir %s" % cgroups,
+                "mount --rbind /sys/fs/cgroup %s" % cgroups,
+                "mount -t sysfs sysfs /sys",
+                "mount --rbind %s /sys/fs/cgroup" % cgroups,
+                "umount -R %s" % cgroups,
+                "rmdir %s" % cgroups,
+                "mount -t tmpfs -o mode=0755 run /run",
+            ]
+        else:
+            lines += [
+                "mount -t sysfs sysfs /sys",
+                "if [ -S %s ]; then : > %s; mount --bind %s %s; fi" % (sock, stash, sock, stash),
+                "mount -t tmpfs -o mode=0755 run /run",
+                "if [ -e %s ]; then : > %s; mount --bind %s %s; umount %s; rm -f %s; fi"
+                % (stash, sock, stash, sock, stash, stash),
+            ]
+        lines += [
             "mount -t tmpfs -o mode=0755 calico-log /var/log/calico",
-            "if [ -S %s ]; then : > %s; mount --bind %s %s; fi" % (sock, stash, sock, stash),
-            "mount -t tmpfs -o mode=0755 run /run",
             "mkdir -p /run/lock /run/calico /run/bird",
-            "if [ -e %s ]; then : > %s; mount --bind %s %s; umount %s; rm -f %s; fi"
-            % (stash, sock, stash, sock, stash, stash),
             "ip link set lo up",
             "ip link add eth0 type veth peer name %s netns %d" % (self.port_name, self.lan.pid),
             "ip addr add %s/%d dev eth0" % (self.ip, self.prefixlen),
@@ -343,7 +379,12 @@ class SimHost(_Namespaces):
 
     def stop(self):
         """End our processes in the host, the holder, and remove the bridge
-        port; safe to call repeatedly and after a partial start."""
+        port; safe to call repeatedly and after a partial start.  Its own
+        dockerd goes first, with its containers and data root."""
+        if self.dockerd is not None:
+            if self.alive:
+                self.dockerd.destroy()
+            self.dockerd = None
         self._stop_processes()
         if self.lan.alive:
             # Normally gone with the host's namespace; make sure.

@@ -28,6 +28,7 @@ ENV_TUNABLES = {
     "CALICO_AGENT_REFRESH_INTERVAL": "refresh_interval",
     "CALICO_AGENT_LOG_LEVEL": "log_level",
     "CALICO_AGENT_RESTORE_CHUNK": "restore_chunk_chains",
+    "CALICO_AGENT_PLUGIN_RECONCILE_INTERVAL": "plugin_reconcile_interval",
 }
 
 

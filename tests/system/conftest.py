@@ -62,8 +62,11 @@ class Cluster:
         self.workloads = []
 
     # -- hosts -----------------------------------------------------------------------
-    def add_host(self, name, ip, ip6=None, start_node=True, node_args=()):
-        host = SimHost(name, ip, self.lan, prefixlen=self.lan.prefixlen, ip6=ip6).start()
+    def add_host(self, name, ip, ip6=None, start_node=True, node_args=(), own_dockerd=False):
+        """``own_dockerd``: the host runs a dockerd of its own (``host.dockerd``),
+        which finds the plugins its agent serves, as on a real host."""
+        host = SimHost(name, ip, self.lan, prefixlen=self.lan.prefixlen, ip6=ip6,
+                       own_dockerd=own_dockerd).start()
         self.hosts[name] = host
         if start_node:
             self.start_node(host, *node_args)

@@ -75,7 +75,7 @@ class DockerPlugin:
             "/NetworkDriver.EndpointOperInfo": lambda _body: {"Value": {}},
             "/NetworkDriver.DeleteEndpoint": lambda body: self.delete_endpoint(
                 *protocol.parse_endpoint_ids(body)),
-            "/NetworkDriver.Join": lambda body: self.join(*protocol.parse_endpoint_ids(body)),
+            "/NetworkDriver.Join": lambda body: self.join(*protocol.parse_join(body)),
             "/NetworkDriver.Leave": ok,
             "/NetworkDriver.DiscoverNew": ok,
             "/NetworkDriver.DiscoverDelete": ok,
@@ -241,8 +241,19 @@ class DockerPlugin:
             raise NotFound("Endpoint %s is not a calico endpoint on host %s." % (endpoint_id, self.hostname))
         return found[0]
 
-    def join(self, _network_id, endpoint_id):
-        return protocol.render_join(self._endpoint(endpoint_id))
+    def join(self, _network_id, endpoint_id, sandbox_key):
+        """Where the container already routes through another interface (a
+        second calico network), the new one gets no gateway of that version."""
+        from calicoctl.host import netlink
+        endpoint = self._endpoint(endpoint_id)
+        routed = []
+        try:
+            with netlink.Session(sandbox_key) as sandbox:
+                routed = [version for version in (4, 6)
+                          if any(route.dst == "default" for route in sandbox.list_routes(version))]
+        except netlink.NetlinkError as exc:
+            LOG.info("Cannot look into sandbox %s (%s); routing through the new interface", sandbox_key, exc)
+        return protocol.render_join(endpoint, routed)
 
     def delete_endpoint(self, _network_id, endpoint_id):
         """Delete the veth (if Docker has not taken its peer away with the

@@ -248,14 +248,27 @@ def generate_mac():
     return ":".join("%02x" % octet for octet in octets)
 
 
-def render_join(endpoint):
+def parse_join(body):
+    """-> (network ID, endpoint ID, sandbox key: the path of the container's
+    network namespace) of NetworkDriver.Join."""
+    network_id, endpoint_id = parse_endpoint_ids(body)
+    key = body.get("SandboxKey")
+    if not isinstance(key, str) or not key.startswith("/"):
+        raise ValidationError("Invalid request: SandboxKey is missing.")
+    return network_id, endpoint_id, key
+
+
+def render_join(endpoint, routed_versions=()):
     """The Join reply for a model.Endpoint: move our veth's peer in, route
-    through the host as ``container add`` does."""
+    through the host as ``container add`` does. ``routed_versions``: IP
+    versions the container already has a default route of (its first
+    network's); the kernel takes one link route to the host per address,
+    so a further interface gets none and traffic leaves by the first."""
     reply = {"InterfaceName": {"SrcName": calculate_temp_name(endpoint.endpoint_id),
                                "DstPrefix": CONTAINER_PREFIX},
              "StaticRoutes": [], "DisableGatewayService": True}
     for version, gateway in ((4, endpoint.ipv4_gateway), (6, endpoint.ipv6_gateway)):
-        if gateway and endpoint.nets(version):
+        if gateway and endpoint.nets(version) and version not in routed_versions:
             reply["Gateway" if version == 4 else "GatewayIPv6"] = gateway
             reply["StaticRoutes"].append({"Destination": "%s/%d" % (gateway, 32 if version == 4 else 128),
                                           "RouteType": ROUTE_CONNECTED})
@@ -278,16 +291,22 @@ def dispatch(routes, path, body_bytes, on_bug=None):
     """
     handler = routes.get(path)
     if handler is None:
-        return 404, {"Err": "%s is not implemented." % path}
+        return 404, render_error("%s is not implemented." % path)
     try:
         body = json.loads(body_bytes.decode("utf-8")) if body_bytes and body_bytes.strip() else None
     except (UnicodeDecodeError, ValueError) as exc:
-        return 400, {"Err": "Invalid JSON in the request to %s: %s" % (path, exc)}
+        return 400, render_error("Invalid JSON in the request to %s: %s" % (path, exc))
     try:
         return 200, handler(body)
     except CalicoError as exc:
-        return 200, {"Err": str(exc)}
+        return 200, render_error(str(exc))
     except Exception as exc:  # noqa: BLE001 - Docker must get an answer; the bug is logged
         if on_bug is not None:
             on_bug(exc)
-        return 500, {"Err": "Internal error in the calico plugin: %s" % exc}
+        return 500, render_error("Internal error in the calico plugin: %s" % exc)
+
+
+def render_error(message):
+    """A failure reply: network drivers' replies carry it as ``Err``, IPAM
+    drivers' as ``Error`` (libnetwork's two API packages differ)."""
+    return {"Err": message, "Error": message}

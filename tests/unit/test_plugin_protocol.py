@@ -120,6 +120,34 @@ def test_join_routes_through_the_host_like_container_add():
     assert "GatewayIPv6" not in v4_only and len(v4_only["StaticRoutes"]) == 1
 
 
+def test_a_further_interface_gets_no_second_route_to_the_host():
+    endpoint = model.Endpoint(key=model.EndpointKey("h", "libnetwork", EP_ID, EP_ID), name="x",
+                              ipv4_nets=("192.168.1.5/32",), ipv4_gateway="172.17.8.101")
+    reply = protocol.render_join(endpoint, routed_versions=[4])
+    assert "Gateway" not in reply and reply["StaticRoutes"] == []
+    assert reply["InterfaceName"]["SrcName"] == "tmp0123456789a"
+    assert protocol.parse_join({"NetworkID": NET_ID, "EndpointID": EP_ID, "SandboxKey": "/var/run/docker/netns/1"}) \
+        == (NET_ID, EP_ID, "/var/run/docker/netns/1")
+    with pytest.raises(ValidationError):
+        protocol.parse_join({"NetworkID": NET_ID, "EndpointID": EP_ID})
+
+
+def test_docker_inspect_parsing_finds_endpoints_and_addresses():
+    from calicoctl.host import docker
+    info = docker.parse_container_info({
+        "Id": "c" * 64, "Name": "/w1", "State": {"Running": True, "Pid": 7},
+        "HostConfig": {"NetworkMode": "netA"},
+        "NetworkSettings": {"Networks": {"netA": {"EndpointID": "e2"}, "netB": {"EndpointID": "e1"},
+                                         "netC": {"EndpointID": ""}}}})
+    assert info.endpoint_ids == ("e1", "e2") and info.name == "w1"
+    net = docker.parse_network_info({
+        "Id": NET_ID, "Name": "netA", "Driver": "calico",
+        "Containers": {"c1": {"EndpointID": "e1", "IPv4Address": "192.168.1.5/32", "IPv6Address": ""}},
+        "IPAM": {"Config": [{"Subnet": "192.168.1.0/24", "AuxiliaryAddresses": {"r": "192.168.1.9"}}]}})
+    assert net.name == "netA" and net.endpoint_ids == ("e1",)
+    assert net.addresses == ("192.168.1.5", "192.168.1.9")
+
+
 def test_generated_macs_are_locally_administered_unicast():
     for _ in range(20):
         first = int(protocol.generate_mac().split(":")[0], 16)
@@ -136,7 +164,7 @@ def test_dispatch():
     routes = {"/A": lambda body: {"got": body}, "/B": refuse, "/C": broken}
     assert protocol.dispatch(routes, "/A", json.dumps({"x": 1}).encode()) == (200, {"got": {"x": 1}})
     assert protocol.dispatch(routes, "/A", b"") == (200, {"got": None})
-    assert protocol.dispatch(routes, "/B", b"{}") == (200, {"Err": "taken"})
+    assert protocol.dispatch(routes, "/B", b"{}") == (200, {"Err": "taken", "Error": "taken"})
     assert protocol.dispatch(routes, "/Z", b"{}")[0] == 404
     assert protocol.dispatch(routes, "/A", b"{nope")[0] == 400
     status, reply = protocol.dispatch(routes, "/C", b"{}", on_bug=seen.append)

@@ -271,6 +271,7 @@ def test_no_orphan_after_a_container_is_removed_while_the_agent_is_down(cluster)
     run(a, "netA", "o3")
     (o3_ip,) = addresses(a, "o3")
     wait_for(lambda: ping(a, "o3", o2_ip.split("/")[0]), timeout=20, interval=0.5, message="o3 -> o2")
+    assert ping(a, "o2", o3_ip.split("/")[0])
     remove(a, "o2", "o3")
     assert endpoints(cluster) == {} and claims(cluster) == {}
 

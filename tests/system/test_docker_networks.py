@@ -173,14 +173,21 @@ def test_ip_and_subnet(cluster):
 
 
 def test_ipv6(cluster):
-    a, _ = hosts(cluster)
+    a, b = hosts(cluster)
     create_network(a, "net6", "--ipv6")
-    run(a, "net6", "v6")
-    (v6,) = addresses(a, "v6", version=6)
+    create_network(b, "net6", "--ipv6")
+    run(a, "net6", "v6a")
+    run(b, "net6", "v6b")
+    (v6,) = addresses(a, "v6a", version=6)
     assert v6.startswith("fd80:24e2:f998:72d6:") and v6.endswith("/128")
-    assert addresses(a, "v6", version=4)
-    remove(a, "v6")
-    docker(a, "network", "rm", "net6")
+    assert addresses(a, "v6a", version=4)
+    assert "default via %s dev eth0" % a.ip6 in docker(a, "exec", "v6a", "ip", "-6", "route").stdout
+    (other,) = addresses(b, "v6b", version=6)
+    wait_for(lambda: ping(a, "v6a", other.split("/")[0]), timeout=40, interval=0.5, message="v6a -> v6b")
+    remove(a, "v6a")
+    remove(b, "v6b")
+    for host in (a, b):
+        docker(host, "network", "rm", "net6")
     assert claims(cluster) == {}
 
 

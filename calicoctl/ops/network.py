@@ -25,7 +25,7 @@ import logging
 import threading
 import time
 
-from calicoctl import model
+from calicoctl import model, validate
 from calicoctl.errors import CalicoError, Conflict, NotFound, ValidationError
 from calicoctl.ops import allocator, interfaces
 from calicoctl.ops import plugin_protocol as protocol
@@ -276,7 +276,9 @@ class DockerPlugin:
         live_addresses = {ip for net in networks for ip in net.addresses}
         live_networks = {net.id for net in networks}
         missing = set()
-        for endpoint in self.datastore.list_endpoints(self.hostname, ORCHESTRATOR):
+        ours = {endpoint.endpoint_id: endpoint
+                for endpoint in self.datastore.list_endpoints(self.hostname, ORCHESTRATOR)}
+        for endpoint in ours.values():
             if endpoint.endpoint_id not in live_endpoints:
                 missing.add(("endpoint", endpoint.endpoint_id))
                 live_addresses.update(endpoint.addresses())     # released with the endpoint, below
@@ -293,20 +295,16 @@ class DockerPlugin:
         for kind, ident in sorted(confirmed):
             LOG.warning("Docker no longer has %s %s; removing it", kind, ident)
             if kind == "endpoint":
-                endpoint = self._endpoint(ident)
                 self.delete_endpoint(None, ident)
-                for address in endpoint.addresses():
-                    allocator.release_address(self.datastore, _parse(address), owner, allow_anonymous=False)
+                addresses = ours[ident].addresses()
             elif kind == "claim":
-                allocator.release_address(self.datastore, _parse(ident), owner, allow_anonymous=False)
+                addresses = [ident]
             else:
                 self.delete_network(ident)
+                addresses = []
+            for address in addresses:
+                allocator.release_address(self.datastore, validate.parse_ip(address), owner, allow_anonymous=False)
         return sorted(confirmed)
-
-
-def _parse(text):
-    from calicoctl import validate
-    return validate.parse_ip(text)
 
 
 def _contains(cidr, ip):

@@ -146,7 +146,7 @@ class DockerPlugin:
                     return
             except CalicoError as exc:
                 LOG.info("Cannot name network %s yet: %s", network_id, exc)
-            time.sleep(0.05)
+            time.sleep(0.02)     # the user may ask for the profile right away
         LOG.warning("Docker did not show network %s within %.0f s; its profile is made at its first "
                     "endpoint", network_id, NAME_LOOKUP_TIMEOUT)
 

@@ -119,6 +119,19 @@ def test_status_and_checksystem_see_the_plugins(cluster):
     assert "checks" in cluster.calicoctl(a, "checksystem").stdout
 
 
+def test_checksystem_fails_when_a_plugin_does_not_answer(cluster):
+    a, _ = hosts(cluster)
+    sock = "/run/docker/plugins/calico-ipam.sock"
+    a.run(["mv", sock, sock + ".away"], cwd="/")
+    try:
+        result = cluster.calicoctl(a, "checksystem", check=False)
+        assert result.returncode == 1
+        assert "ERROR: Docker plugin calico-ipam: Nothing answers on %s" % sock in result.stderr
+    finally:
+        a.run(["mv", sock + ".away", sock], cwd="/")
+    assert cluster.calicoctl(a, "checksystem").returncode == 0
+
+
 def test_a_network_is_a_profile_and_one_network_across_hosts(cluster):
     a, b = hosts(cluster)
     for host in (a, b):

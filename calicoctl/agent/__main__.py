@@ -18,6 +18,8 @@ loop in the foreground:
   with a 30 s TTL. ``control_plane`` is the policy dataplane's account of
   the control-plane protection: ``{"enabled", "active", "ports",
   "addresses": {"4", "6"}, "problem"}`` ("active": programmed in the kernel).
+  While it serves the Docker plugins it adds ``"docker_plugins":
+  {"sockets", "problem"}`` (calicoctl.agent.plugins).
 
 Robustness: the loop keeps a mirror of every etcd leaf it has seen. If a
 component raises (a bug, or the kernel surprising us), the error is logged

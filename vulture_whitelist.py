@@ -26,8 +26,12 @@ _.used_dynamically(
     _.scope,                # calicoctl.host.netlink.RouteInfo
     _.deleted_interfaces,   # calicoctl.ops.container.RemoveResult
     _.ca_key,               # tests.harness.etcd.TlsMaterial
-    # http.server / socketserver call these by name (tests/functional/test_docker_adapter.py).
+    # http.server / socketserver read these from the test server's and the
+    # plugin server's classes.
     _.do_GET,
+    _.do_POST,
     _.log_message,
     _.daemon_threads,
+    _.request_queue_size,
+    _.protocol_version,
 )

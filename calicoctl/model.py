@@ -226,6 +226,34 @@ class IPPool:
 
 
 @dataclass(frozen=True)
+class DockerNetwork:
+    """Our extension: a Docker network of the calico driver on one host, at
+    /calico/v1/host/<h>/docker/network/<network ID>.
+
+    ``name`` is the network's (and its profile's) name, None until Docker
+    has told us; ``created_profile`` says the driver created that profile
+    (only then may removing the network remove it).
+    """
+    network_id: str
+    name: Optional[str] = None
+    created_profile: bool = False
+
+    @classmethod
+    def from_json(cls, network_id, text):
+        data = _load_json(text, "Docker network")
+        if not isinstance(data, dict):
+            raise ValidationError("Invalid Docker network: expected a JSON object.")
+        name = data.get("name")
+        if name is not None:
+            validate.parse_name(name, "network name")
+        return cls(network_id=validate.parse_name(network_id, "network ID"), name=name,
+                   created_profile=data.get("created_profile") is True)
+
+    def to_json(self):
+        return json.dumps({"name": self.name, "created_profile": self.created_profile})
+
+
+@dataclass(frozen=True)
 class BGPPeer:
     ip: str
     as_num: int

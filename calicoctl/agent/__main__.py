@@ -1,6 +1,6 @@
 """calico-agent: the node agent's entry point and composition root.
 
-Usage: calico-agent [--hostname=<H>] [--log-dir=<DIR>] [--run-dir=<DIR>]
+Usage: calico-agent [--hostname=<H>] [--log-dir=<DIR>] [--run-dir=<DIR>] [--no-docker-plugins]
 
 Builds everything (config, etcd connections, components) and runs the main
 loop in the foreground:
@@ -18,6 +18,8 @@ loop in the foreground:
   with a 30 s TTL (on etcd v3: a lease). ``control_plane`` is the policy dataplane's account of
   the control-plane protection: ``{"enabled", "active", "ports",
   "addresses": {"4", "6"}, "problem"}`` ("active": programmed in the kernel).
+  While it serves the Docker plugins it adds ``"docker_plugins":
+  {"sockets", "problem"}`` (calicoctl.agent.plugins).
 
 Components are fed through a ``dispatch.Dispatcher``: it parses each key
 once, keeps the shared view of etcd (``indexes.Indexes``: every leaf, each
@@ -76,6 +78,8 @@ def parse_args(argv):
     parser.add_argument("--log-dir", default=None, help="directory for agent.log (default /var/log/calico)")
     parser.add_argument("--run-dir", default=None,
                         help="directory for the pid and status files (default /var/run/calico)")
+    parser.add_argument("--no-docker-plugins", action="store_true",
+                        help="do not serve the calico and calico-ipam Docker plugins")
     return parser.parse_args(argv)
 
 
@@ -377,6 +381,7 @@ def main(argv=None, env=None):
     if problem:
         LOG.error("%s", problem)
         return 1
+    config.docker_plugins = not args.no_docker_plugins
     config.etcd_endpoints = tuple((endpoint.host, endpoint.port) for endpoint in settings.endpoints)
     pid_path = os.path.join(config.run_dir, identity.PID_FILE)
     other = daemon.read_pid_file(pid_path)

@@ -14,7 +14,8 @@ def build_components(config, datastore, env=None):
     :param datastore: the DatastoreClient components write through (the
         VXLAN component publishes this host's tunnel endpoint).
     :param env: the agent's environment (Docker and etcd settings); with it
-        the agent also follows Docker to keep workloads networked.
+        the agent also follows Docker to keep workloads networked and, unless
+        ``config.docker_plugins`` is false, serves the Docker plugins.
     """
     from calicoctl.agent.dataplane import PolicyDataplane
     from calicoctl.agent.routes import InterfaceWatcher, WorkloadRoutes
@@ -29,6 +30,8 @@ def build_components(config, datastore, env=None):
     components += _multihost_components(config, datastore)
     if env is not None:
         components.append(_lifecycle(config, env))
+        if config.docker_plugins:
+            components.append(_docker_plugins(config, env))
     return components
 
 
@@ -42,6 +45,19 @@ def _lifecycle(config, env):
 
     return WorkloadLifecycle(config, docker_factory=lambda: DockerAdapter(env),
                              datastore_factory=lambda: DatastoreClient(etcdconn.connect(env)))
+
+
+def _docker_plugins(config, env):
+    """Docker's network and IPAM drivers on their sockets (threads of their
+    own, with a Docker client and an etcd connection of their own)."""
+    from calicoctl.agent.plugins import DockerPlugins
+    from calicoctl.datastore import etcdconn
+    from calicoctl.datastore.client import DatastoreClient
+    from calicoctl.host.docker import DockerAdapter
+    from calicoctl.ops.network import DockerPlugin
+
+    return DockerPlugins(config, lambda: DockerPlugin(DatastoreClient(etcdconn.connect(env)),
+                                                      DockerAdapter(env), config.hostname))
 
 
 def _multihost_components(config, datastore):

@@ -28,6 +28,7 @@ ENV_TUNABLES = {
     "CALICO_AGENT_REFRESH_INTERVAL": "refresh_interval",
     "CALICO_AGENT_LOG_LEVEL": "log_level",
     "CALICO_AGENT_RESTORE_CHUNK": "restore_chunk_chains",
+    "CALICO_AGENT_PLUGIN_RECONCILE_INTERVAL": "plugin_reconcile_interval",
 }
 
 
@@ -74,6 +75,14 @@ class AgentConfig:
     ETCD_ENDPOINTS): workloads may reach none of them (the control plane)."""
     etcd_resolve_interval: float = 60.0
     """Seconds between lookups of etcd endpoints given by host name."""
+
+    # -- Docker plugins (calicoctl.agent.plugins) -------------------------------------
+    docker_plugins: bool = True
+    """Serve the calico network driver and the calico-ipam IPAM driver."""
+    plugin_dir: str = "/run/docker/plugins"
+    """Where Docker looks for plugin sockets."""
+    plugin_reconcile_interval: float = 30.0
+    """Seconds between reconciliations of the plugins' state with Docker."""
 
     extra: dict = field(default_factory=dict)
     """Free-form settings for components that need one without a field yet."""

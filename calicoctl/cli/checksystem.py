@@ -5,7 +5,8 @@ Usage:
 Description:
   Check that this host can run Calico: the kernel features the agent uses
   (tested by trying them: ip(6)tables filter table, ipsets, the set match,
-  veth pairs), IP forwarding, the tools on PATH and Docker.
+  veth pairs), IP forwarding, the tools on PATH and Docker; while the agent
+  serves the Docker plugins, that Docker finds and uses them.
 
 Options:
   --fix  Enable IPv4 and IPv6 forwarding if they are off.
@@ -19,7 +20,8 @@ def run(argv, ctx):
     args = parse(__doc__, argv)
     ctx.require_root()
     results = checksystem.run_checks(fix=args["--fix"], docker_version=ctx.docker.server_api_version,
-                                     backend=checksystem.backend_from_env(ctx.env))
+                                     backend=checksystem.backend_from_env(ctx.env),
+                                     plugin_probe=lambda: checksystem.probe_docker_plugins(ctx.docker))
     for result in results:
         if result.fixed:
             ctx.out("FIXED: %s" % result.message)

@@ -8,7 +8,9 @@ Usage:
 Description:
   Add or remove Calico networking for Docker containers on this host, and
   manage their IP addresses. <CONTAINER> is a container name or (short) ID.
-  Every command except endpoint-id show must run as root.
+  Every command except endpoint-id show must run as root. The <IP> of
+  container add is an address, or ipv4, ipv6 or the CIDR of a pool (or of a
+  range inside one) to have a free address of it assigned.
 
 Options:
   --interface=<INTERFACE>  The name of the interface inside the container

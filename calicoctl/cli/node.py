@@ -1,6 +1,7 @@
 """
 Usage:
   calicoctl node [--ip=<IP>] [--ip6=<IP6>] [--as=<AS_NUM>] [--log-dir=<LOG_DIR>] [--detach=<DETACH>]
+                 [--docker-plugins=<PLUGINS>]
   calicoctl node stop [--force]
   calicoctl node bgp peer add <PEER_IP> as <AS_NUM>
   calicoctl node bgp peer remove <PEER_IP>
@@ -18,6 +19,10 @@ Options:
   --log-dir=<LOG_DIR>    Where the agent writes its logs [default: /var/log/calico]
   --detach=<DETACH>      "true": run the agent as a background daemon;
                          "false": run it in the foreground [default: true]
+  --docker-plugins=<PLUGINS>  "true": the agent serves Docker's network driver
+                         calico and IPAM driver calico-ipam (docker network
+                         create --driver calico --ipam-driver calico-ipam);
+                         "false": it does not [default: true]
   --force                Stop the node even if it has endpoints: they are
                          removed and their IP addresses released.
   --ipv4                 Show IPv4 information only.
@@ -61,6 +66,10 @@ def _parse_start_options(args):
     if detach not in ("true", "false"):
         problems.append("Invalid --detach=%s: expected true or false." % args["--detach"])
     values["detach"] = detach == "true"
+    plugins = (args["--docker-plugins"] or "").strip().lower()
+    if plugins not in ("true", "false"):
+        problems.append("Invalid --docker-plugins=%s: expected true or false." % args["--docker-plugins"])
+    values["docker_plugins"] = plugins == "true"
     values["log_dir"] = args["--log-dir"]
     if not values["log_dir"]:
         problems.append("Invalid --log-dir: empty.")
@@ -75,7 +84,8 @@ def _start(args, ctx):
     options = _parse_start_options(args)
     ctx.require_root()
     settings = node_ops.NodeSettings(hostname=ctx.hostname, ip=options["ip"], ip6=options["ip6"],
-                                     as_num=options["as_num"], log_dir=options["log_dir"])
+                                     as_num=options["as_num"], log_dir=options["log_dir"],
+                                     docker_plugins=options["docker_plugins"])
     listener = _StartPrinter(ctx, options["detach"])
     try:
         result = node_ops.start_node(ctx.datastore, settings, ctx.env, listener, detach=options["detach"])

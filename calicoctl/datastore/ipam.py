@@ -102,6 +102,11 @@ class IpamStore(EtcdStore):
         return sorted(key.rsplit("/", 1)[-1] for key, _ in self._leaves(paths.claims_dir(pool_cidr)))
 
     @translate_errors
+    def list_claim_owners(self, pool_cidr):
+        """{ip: owner} of every claim in a pool's directory, in one read."""
+        return {key.rsplit("/", 1)[-1]: value or "" for key, value in self._leaves(paths.claims_dir(pool_cidr))}
+
+    @translate_errors
     def release_claims(self, ips):
         """Delete the claim of each IP in ``ips``, in whatever pool it sits.
 

@@ -104,6 +104,24 @@ def parse_endpoint_key(key):
             match.group("workload_id"), match.group("endpoint_id"))
 
 
+def docker_networks_dir(hostname):
+    """Our extension: the Docker networks of the calico driver on one host."""
+    return host_dir(hostname) + "/docker/network"
+
+
+def docker_network(hostname, network_id):
+    return "%s/%s" % (docker_networks_dir(hostname), network_id)
+
+
+DOCKER_NETWORK_KEY_RE = re.compile(r"^/calico/v1/host/(?P<hostname>[^/]+)/docker/network/(?P<network_id>[^/]+)$")
+
+
+def parse_docker_network_key(key):
+    """-> (hostname, Docker network ID) or None."""
+    match = DOCKER_NETWORK_KEY_RE.match(key)
+    return (match.group("hostname"), match.group("network_id")) if match else None
+
+
 def felix_host_dir(hostname):
     return "%s/%s" % (FELIX_STATUS_DIR, hostname)
 

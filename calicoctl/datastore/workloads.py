@@ -122,3 +122,39 @@ class WorkloadStore(EtcdStore):
     def remove_workload(self, hostname, orchestrator_id, workload_id):
         """Delete a workload directory (endpoints, name) recursively; False if absent."""
         return self._delete(paths.workload_dir(hostname, orchestrator_id, workload_id), recursive=True)
+
+    # -- Docker networks of the calico driver (our extension) ---------------------
+
+    @translate_errors
+    def write_docker_network(self, hostname, network):
+        self.etcd.write(paths.docker_network(hostname, network.network_id), network.to_json())
+
+    @translate_errors
+    def get_docker_network(self, hostname, network_id):
+        """The DockerNetwork, or None if absent or malformed."""
+        value = self._get(paths.docker_network(hostname, network_id))
+        if value is None:
+            return None
+        try:
+            return model.DockerNetwork.from_json(network_id, value)
+        except ValidationError:
+            return None
+
+    @translate_errors
+    def remove_docker_network(self, hostname, network_id):
+        return self._delete(paths.docker_network(hostname, network_id))
+
+    @translate_errors
+    def list_docker_networks(self, hostname=None):
+        """[(hostname, DockerNetwork)] of one host, or of every host."""
+        prefix = paths.docker_networks_dir(hostname) if hostname else paths.HOSTS_DIR
+        found = []
+        for key, value in self._leaves(prefix):
+            parsed = paths.parse_docker_network_key(key)
+            if parsed is None:
+                continue
+            try:
+                found.append((parsed[0], model.DockerNetwork.from_json(parsed[1], value)))
+            except ValidationError:
+                continue
+        return sorted(found, key=lambda item: (item[0], item[1].network_id))

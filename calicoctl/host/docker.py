@@ -42,6 +42,7 @@ class ContainerInfo:
     pid: int                  # 0 when not running
     running: bool
     network_mode: str         # 'default', 'bridge', 'host', 'none', 'container:<id>', ...
+    endpoint_ids: tuple = ()  # IDs of its endpoints on Docker networks (while it runs)
 
     @property
     def netns_path(self):
@@ -90,9 +91,39 @@ def parse_container_info(data):
     host_config = data.get("HostConfig") or {}
     running = bool(state.get("Running")) and not state.get("Paused", False) \
         and not state.get("Restarting", False)
+    networks = (data.get("NetworkSettings") or {}).get("Networks") or {}
+    endpoint_ids = tuple(sorted(net.get("EndpointID") for net in networks.values()
+                                if isinstance(net, dict) and net.get("EndpointID")))
     return ContainerInfo(id=data["Id"], name=(data.get("Name") or "").lstrip("/"),
                          pid=int(state.get("Pid") or 0), running=running,
-                         network_mode=host_config.get("NetworkMode") or "default")
+                         network_mode=host_config.get("NetworkMode") or "default",
+                         endpoint_ids=endpoint_ids)
+
+
+@dataclass(frozen=True)
+class NetworkInfo:
+    """A Docker network as ``docker network inspect`` shows it: the endpoint
+    IDs and addresses (bare IPs) of its containers, and its auxiliary addresses."""
+    id: str
+    name: str
+    driver: str
+    endpoint_ids: tuple = ()
+    addresses: tuple = ()
+
+
+def parse_network_info(data):
+    """Pure: docker's network JSON (a dict) -> NetworkInfo."""
+    endpoint_ids, addresses = [], []
+    for container in (data.get("Containers") or {}).values():
+        if container.get("EndpointID"):
+            endpoint_ids.append(container["EndpointID"])
+        for field in ("IPv4Address", "IPv6Address"):
+            if container.get(field):
+                addresses.append(container[field].split("/")[0])
+    for config in (data.get("IPAM") or {}).get("Config") or ():
+        addresses.extend(str(ip) for ip in (config.get("AuxiliaryAddresses") or {}).values())
+    return NetworkInfo(id=data["Id"], name=data.get("Name") or "", driver=data.get("Driver") or "",
+                       endpoint_ids=tuple(sorted(endpoint_ids)), addresses=tuple(sorted(addresses)))
 
 
 def _find_os_error(exc, depth=0):
@@ -166,6 +197,42 @@ class DockerAdapter:
             stream = api.events(decode=True, filters={"type": "container",
                                                       "event": list(EVENT_ACTIONS)})
         return _EventStream(stream, self._translated)
+
+    def inspect_network(self, network_id):
+        """NetworkInfo of a network, or None if Docker has none by that ID."""
+        import docker
+        api = self._api()
+        try:
+            with self._translated("inspect network %s" % network_id):
+                return parse_network_info(api.inspect_network(network_id))
+        except docker.errors.NotFound:
+            return None
+
+    def list_networks(self, driver):
+        """NetworkInfo of every network of ``driver`` (with their containers)."""
+        api = self._api()
+        with self._translated("list networks"):
+            ids = [net["Id"] for net in api.networks(filters={"driver": driver})]
+        found = [self.inspect_network(network_id) for network_id in ids]
+        return [info for info in found if info is not None]
+
+    def try_create_network(self, name, driver, ipam_driver, options):
+        """Ask Docker to create a network; returns its ID, or raises DockerError
+        with Docker's reason (checksystem uses the refusal as a probe)."""
+        api = self._api()
+        import docker
+        with self._translated("create network %s" % name):
+            ipam = docker.types.IPAMConfig(driver=ipam_driver)
+            return api.create_network(name, driver=driver, ipam=ipam, options=options)["Id"]
+
+    def remove_network(self, network_id):
+        import docker
+        api = self._api()
+        try:
+            with self._translated("remove network %s" % network_id):
+                api.remove_network(network_id)
+        except docker.errors.NotFound:
+            pass
 
     def server_api_version(self):
         """The daemon's API version string, e.g. '1.41' (checksystem)."""

@@ -197,13 +197,71 @@ def check_docker(docker_version):
     return CheckResult("Docker", True, "Docker answers (API version %s)." % version_text)
 
 
+PLUGIN_PROBE_OPTION = "calico.checksystem-probe"
+
+
+def probe_docker_plugins(docker, plugin_dir=None, run_dir=None):
+    """Do the Docker plugins answer, and does Docker find them?
+
+    Skipped (nothing returned) unless this host's agent runs and serves
+    them. Each socket must answer /Plugin.Activate as its driver; then Docker
+    is asked to create a network with both drivers and an option the calico
+    driver refuses: our refusal coming back proves Docker found, activated
+    and called both (the IPAM driver first), and nothing is created.
+    """
+    from calicoctl.errors import DockerError
+    from calicoctl.host import plugin_server
+    from calicoctl.ops import plugin_protocol as protocol
+    from calicoctl.ops import status as status_ops
+    run_dir = run_dir or status_ops.RUN_DIR
+    status = status_ops.read_local_status(run_dir)
+    if status_ops.read_running_agent_pid(run_dir) is None or status is None or status.docker_plugins is None:
+        return []
+    results = []
+    for name, interface in ((protocol.NETWORK_DRIVER, "NetworkDriver"), (protocol.IPAM_DRIVER, "IpamDriver")):
+        label = "Docker plugin %s" % name
+        path = plugin_server.socket_path(name, plugin_dir or plugin_server.PLUGIN_DIR)
+        try:
+            _, reply = plugin_server.post(path, "/Plugin.Activate")
+        except (OSError, ValueError) as exc:
+            results.append(CheckResult(label, False, "Nothing answers on %s (%s); see the agent's log."
+                                       % (path, exc)))
+            continue
+        if interface not in (reply.get("Implements") or ()):
+            results.append(CheckResult(label, False, "%s does not implement %s: %r." % (path, interface, reply)))
+        else:
+            results.append(CheckResult(label, True, "%s answers on %s." % (name, path)))
+    if not all(result.ok for result in results):
+        return results
+    label = "Docker finds the plugins"
+    probe_name = PROBE_PREFIX + secrets.token_hex(4)
+    try:
+        created = docker.try_create_network(probe_name, protocol.NETWORK_DRIVER, protocol.IPAM_DRIVER,
+                                            {PLUGIN_PROBE_OPTION: "1"})
+    except DockerError as exc:
+        if PLUGIN_PROBE_OPTION in str(exc):
+            results.append(CheckResult(label, True, "Docker found and called calico and calico-ipam."))
+        else:
+            results.append(CheckResult(label, False, "Docker cannot use the calico plugins: %s" % exc))
+        return results
+    except CalicoError as exc:
+        results.append(CheckResult(label, False, "Cannot ask Docker: %s" % exc))
+        return results
+    docker.remove_network(created)
+    results.append(CheckResult(label, False, "Docker created a network the calico driver should have "
+                               "refused; is another plugin named calico installed?"))
+    return results
+
+
 def backend_from_env(env):
     """The iptables back end the agent will use: CALICO_AGENT_IPTABLES_BACKEND, else nft."""
     return env.get("CALICO_AGENT_IPTABLES_BACKEND") or "nft"
 
 
-def run_checks(fix=False, docker_version: Optional[Callable[[], str]] = None, backend="nft"):
-    """Every check, in order; Docker is skipped when ``docker_version`` is None.
+def run_checks(fix=False, docker_version: Optional[Callable[[], str]] = None, backend="nft",
+               plugin_probe: Optional[Callable[[], list]] = None):
+    """Every check, in order; Docker is skipped when ``docker_version`` is None,
+    the Docker plugins when ``plugin_probe`` (probe_docker_plugins) is.
 
     ``backend`` is the iptables backend the agent programs ("nft" or
     "legacy", CALICO_AGENT_IPTABLES_BACKEND): its binaries are the ones tried.
@@ -221,5 +279,7 @@ def run_checks(fix=False, docker_version: Optional[Callable[[], str]] = None, ba
     results.extend(check_forwarding(fix))
     if docker_version is not None:
         results.append(check_docker(docker_version))
+        if plugin_probe is not None and results[-1].ok:
+            results.extend(plugin_probe())
     return results
 

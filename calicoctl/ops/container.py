@@ -56,10 +56,10 @@ from calicoctl import model, validate
 from calicoctl.datastore import paths
 from calicoctl.errors import AlreadyExists, Conflict, NotFound, ValidationError
 from calicoctl.host import locks
-from calicoctl.ops import interfaces
-from calicoctl.ops.container_logic import (ORCHESTRATOR, calculate_endpoint_with_ip, calculate_endpoint_without_ip,
-                                           calculate_host_net, calculate_veth_name, default_route,
-                                           parse_interface_name, render_claim_owner, select_workloads)
+from calicoctl.ops import allocator, interfaces
+from calicoctl.ops.container_logic import (LIBNETWORK_ORCHESTRATOR, ORCHESTRATOR, calculate_endpoint_with_ip,
+                                           calculate_endpoint_without_ip, calculate_host_net, calculate_veth_name,
+                                           default_route, parse_interface_name, render_claim_owner, select_workloads)
 from calicoctl.ops.rollback import Rollback
 
 DEFAULT_INTERFACE = "eth1"
@@ -148,6 +148,17 @@ def _claim(datastore, pool, ip, owner, rollback):
     raise Conflict("IP %s is already assigned in pool %s." % (ip, pool.cidr))
 
 
+def _claim_request(datastore, pool, request, owner, rollback):
+    """Claim the requested address, or assign a free one; returns the IP."""
+    if not request.automatic:
+        _claim(datastore, pool, request.ip, owner, rollback)
+        return request.ip
+    ip = allocator.assign_address(datastore, pool, request.cidr or pool.cidr, owner, ttl=CLAIM_TTL)
+    rollback.push("release the claim on %s" % ip,
+                  lambda: datastore.release_ip(pool.cidr, str(ip), owner=owner))
+    return ip
+
+
 def _confirm_claim(datastore, pool, ip, owner):
     if not datastore.confirm_claim(pool.cidr, str(ip), owner):
         raise Conflict("IP %s was claimed by someone else meanwhile." % ip)
@@ -192,23 +203,29 @@ def _require_workload(datastore, docker, hostname, query):
 
 def add_container(datastore, docker, hostname, container, ip_text, interface=DEFAULT_INTERFACE,
                   host_netns=None, progress=None):
-    """Give a running container a Calico interface with one IP; returns AddResult."""
-    ip = validate.parse_ip(ip_text)
+    """Give a running container a Calico interface with one IP; returns AddResult.
+
+    ``ip_text`` is the address, or ``ipv4``, ``ipv6`` or a CIDR inside a pool
+    to have a free one assigned (calicoctl.ops.allocator)."""
+    request = allocator.parse_address_request(ip_text)
     interface = parse_interface_name(interface)
     info = docker.inspect(container)
     _require_networkable(info, container)
     # One add (or agent re-creation) of a container at a time: two adds with
     # different --interface names would otherwise both pass the check below.
     with locks.workload_lock(info.id):
-        return _add_locked(datastore, hostname, container, info, ip, interface, host_netns, progress)
+        return _add_locked(datastore, hostname, container, info, request, interface, host_netns, progress)
 
 
-def _add_locked(datastore, hostname, container, info, ip, interface, host_netns, progress):
+def _add_locked(datastore, hostname, container, info, request, interface, host_netns, progress):
     from calicoctl.host import netlink
     if datastore.list_endpoints(hostname, ORCHESTRATOR, info.id):
         raise AlreadyExists("Container %s already has Calico networking." % container)
-    pool = _require_pool(datastore, ip)
-    gateway = _require_host_ip(datastore, hostname, ip.version)
+    if request.automatic:
+        pool = allocator.choose_pool(datastore.list_pools(request.version), request.version, request.cidr)
+    else:
+        pool = _require_pool(datastore, request.ip)
+    gateway = _require_host_ip(datastore, hostname, request.version)
     _step(progress, "checked")
 
     endpoint_id = uuid.uuid1().hex
@@ -220,10 +237,11 @@ def _add_locked(datastore, hostname, container, info, ip, interface, host_netns,
                 raise Conflict("Container %s already has an interface named %s; choose another "
                                "with --interface." % (container, interface))
             with Rollback() as rollback:
-                _claim(datastore, pool, ip, owner, rollback)
+                ip = _claim_request(datastore, pool, request, owner, rollback)
                 _step(progress, "claimed")
                 try:
-                    host.create_veth(veth, interface, peer_netns=info.netns_path)
+                    interfaces.create_workload_veth(host, host_netns, veth, interface, info.netns_path,
+                                                    ipv6=ip.version == 6)
                 except netlink.AlreadyPresent:
                     raise Conflict("Cannot create interface %s in container %s: the name is taken (in "
                                    "the container or, as %s, on the host)." % (interface, container, veth)) from None
@@ -297,7 +315,7 @@ def _remove_locked(datastore, hostname, workload, host_netns, progress):
     released = []
     for endpoint in workload.endpoints:
         for address in endpoint.addresses():
-            if _release_anywhere(datastore, validate.parse_ip(address), owner):
+            if allocator.release_address(datastore, validate.parse_ip(address), owner):
                 released.append(address)
     _step(progress, "released")
     datastore.remove_workload(hostname, ORCHESTRATOR, workload.workload_id)
@@ -361,19 +379,6 @@ def _restore_endpoint(datastore, hostname, host, host_netns, cont, info, endpoin
         host.delete_link(endpoint.name)
         raise
     return "restored"
-
-
-def _release_anywhere(datastore, ip, owner, allow_anonymous=True):
-    """Release ip's claim in whichever pool directory holds it (a pool may have
-    been deleted since the claim was made). Anonymous claims (the reference's)
-    are released only when the caller knows the IP is this workload's."""
-    import netaddr
-    released = False
-    for cidr in datastore.list_claim_pools(ip.version):
-        if ip in netaddr.IPNetwork(cidr):
-            released = datastore.release_ip(cidr, str(ip), owner=owner,
-                                            allow_anonymous=allow_anonymous) or released
-    return released
 
 
 def add_ip(datastore, docker, hostname, container, ip_text, interface=DEFAULT_INTERFACE,
@@ -450,7 +455,7 @@ def remove_ip(datastore, docker, hostname, container, ip_text, interface=DEFAULT
     holders = [ep for ep in workload.endpoints if net in ep.nets(ip.version)]
     if not holders:
         # A claim left by a failed earlier run is still ours to give back.
-        if _release_anywhere(datastore, ip, owner, allow_anonymous=False):
+        if allocator.release_address(datastore, ip, owner, allow_anonymous=False):
             return IPChangeResult(workload.workload_id, str(ip), changed=True,
                                   note="released a leftover claim")
         raise NotFound("IP %s is not on container %s." % (ip, container))
@@ -482,7 +487,7 @@ def remove_ip(datastore, docker, hostname, container, ip_text, interface=DEFAULT
         raise _container_netns_error(exc, container) from None
     # Last, and outside the rollback: if this fails the IP is already gone
     # from the container, and a retry gives back the leftover claim.
-    _release_anywhere(datastore, ip, owner)
+    allocator.release_address(datastore, ip, owner)
     return IPChangeResult(workload.workload_id, str(ip), changed=True, endpoint=updated)
 
 
@@ -502,8 +507,17 @@ def _running_netns(docker, workload_id):
 
 
 def find_endpoint_ids(datastore, docker, hostname, container):
-    """IDs of the container's endpoints on this host (NotFound if it has none)."""
-    workload = _require_workload(datastore, docker, hostname, container)
-    if not workload.endpoints:
-        raise NotFound("Container %s has no Calico endpoint." % container)
-    return [endpoint.endpoint_id for endpoint in workload.endpoints]
+    """IDs of the container's endpoints on this host (NotFound if it has none):
+    those ``container add`` made, else those of its calico Docker networks."""
+    workload = _resolve_workload(datastore, docker, hostname, container)
+    if workload is not None and workload.endpoints:
+        return [endpoint.endpoint_id for endpoint in workload.endpoints]
+    try:
+        docker_ids = set(docker.inspect(container).endpoint_ids)
+    except NotFound:
+        docker_ids = set()
+    found = [endpoint.endpoint_id for endpoint in datastore.list_endpoints(hostname, LIBNETWORK_ORCHESTRATOR)
+             if endpoint.endpoint_id in docker_ids]
+    if not found:
+        raise NotFound("Container %s has no Calico networking on host %s." % (container, hostname))
+    return sorted(found)

@@ -7,6 +7,8 @@ from calicoctl.datastore import paths
 from calicoctl.errors import Conflict, ValidationError
 
 ORCHESTRATOR = paths.DEFAULT_ORCHESTRATOR
+# Endpoints made by the Docker network driver (calicoctl.ops.network).
+LIBNETWORK_ORCHESTRATOR = "libnetwork"
 VETH_PREFIX = "cali"
 IFNAMSIZ = 15
 

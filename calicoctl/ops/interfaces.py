@@ -8,6 +8,17 @@ the two namespaces.
 from calicoctl.ops.container_logic import calculate_host_net, default_route
 
 
+def create_workload_veth(host, host_netns, veth, peer_name, peer_netns=None, ipv6=False):
+    """A workload's veth: ``veth`` on the host, its peer ``peer_name`` created
+    in ``peer_netns`` (None: beside it, for Docker to move into the
+    container). With ``ipv6`` the host end skips duplicate address detection.
+    Raises netlink.AlreadyPresent when either name is taken."""
+    from calicoctl.host import sysctl
+    host.create_veth(veth, peer_name, peer_netns=peer_netns)
+    if ipv6:
+        sysctl.write("net/ipv6/conf/%s/accept_dad" % veth, 0, host_netns)
+
+
 def ensure_host_side(host, host_netns, link, ips, gateway6=None):
     """Host end of a workload veth: up, proxy ARP/NDP, a scope-link route per IP."""
     from calicoctl.host import sysctl

@@ -49,6 +49,7 @@ class NodeSettings:
     as_num: Optional[int] = None
     log_dir: str = DEFAULT_LOG_DIR
     run_dir: str = RUN_DIR
+    docker_plugins: bool = True
 
 
 @dataclass(frozen=True)
@@ -161,7 +162,7 @@ def calculate_agent_command(settings, python=None):
     return [python or sys.executable, "-m", identity.MODULE,
             "--hostname=%s" % settings.hostname,
             "--log-dir=%s" % settings.log_dir,
-            "--run-dir=%s" % settings.run_dir]
+            "--run-dir=%s" % settings.run_dir] + ([] if settings.docker_plugins else ["--no-docker-plugins"])
 
 
 def calculate_agent_environment(env):

@@ -44,6 +44,16 @@ class ControlPlaneReport:
 
 
 @dataclass(frozen=True)
+class PluginsReport:
+    """What the agent says about the Docker plugins it serves.
+
+    :ivar sockets: the sockets it serves (empty: it could not, see ``problem``).
+    """
+    sockets: tuple
+    problem: Optional[str] = None
+
+
+@dataclass(frozen=True)
 class AgentStatus:
     """The agent's own report (its JSON: docs/etcd-layout.md, "Agent status")."""
     pid: int
@@ -53,6 +63,7 @@ class AgentStatus:
     last_sync: Optional[float] = None
     local_endpoints: int = 0
     control_plane: Optional[ControlPlaneReport] = None
+    docker_plugins: Optional[PluginsReport] = None      # None: not served
 
 
 @dataclass(frozen=True)
@@ -122,7 +133,8 @@ def parse_agent_status(text):
                            in_sync=data.get("in_sync") is True,
                            last_sync=float(last_sync) if last_sync is not None else None,
                            local_endpoints=int(data.get("local_endpoints") or 0),
-                           control_plane=_parse_control_plane(data.get("control_plane")))
+                           control_plane=_parse_control_plane(data.get("control_plane")),
+                           docker_plugins=_parse_plugins(data.get("docker_plugins")))
     except (KeyError, TypeError, ValueError):
         return None
 
@@ -142,6 +154,24 @@ def _parse_control_plane(data):
                                   problem=str(problem) if problem is not None else None)
     except (AttributeError, KeyError, TypeError, ValueError):
         return None
+
+
+def _parse_plugins(data):
+    if not isinstance(data, dict) or not isinstance(data.get("sockets"), list):
+        return None
+    problem = data.get("problem")
+    return PluginsReport(sockets=tuple(str(path) for path in data["sockets"]),
+                         problem=str(problem) if problem is not None else None)
+
+
+def render_plugins(report):
+    """Lines about the Docker plugins the agent serves (pure)."""
+    if report is None:
+        return ["Docker plugins: not served (calicoctl node --docker-plugins=false)."]
+    if report.problem is not None or not report.sockets:
+        return ["WARNING: Docker plugins: %s." % (report.problem or "no socket served")]
+    return ["Docker plugins: network driver calico and IPAM driver calico-ipam on %s."
+            % ", ".join(report.sockets)]
 
 
 def render_control_plane(report):
@@ -242,6 +272,7 @@ def render_agent_summary(state, now, hostname):
     lines.append("Dataplane: %s; %d local endpoint(s); last report %s ago." % (
         sync, status.local_endpoints, describe_duration(now - status.time)))
     lines += render_control_plane(status.control_plane)
+    lines += render_plugins(status.docker_plugins)
     if now - status.time > STALE_REPORT:
         lines.append("WARNING: the agent has not reported for %s (it reports every 10 s): is it hung?"
                      % describe_duration(now - status.time))

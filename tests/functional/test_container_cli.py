@@ -256,7 +256,7 @@ def test_add_imports_only_what_it_needs(seeded, host1, make_container):
     ours = {name for name in modules if name.startswith("calicoctl.")}
     assert ours == {"calicoctl.cli", "calicoctl.cli.context", "calicoctl.cli.container", "calicoctl.errors",
                     "calicoctl.validate", "calicoctl.model", "calicoctl.rulemodel", "calicoctl.ops",
-                    "calicoctl.ops.container", "calicoctl.host.locks",
+                    "calicoctl.ops.container", "calicoctl.host.locks", "calicoctl.ops.allocator",
                     "calicoctl.ops.container_logic", "calicoctl.ops.interfaces", "calicoctl.ops.rollback",
                     "calicoctl.datastore", "calicoctl.datastore.paths", "calicoctl.datastore.etcdconn",
                     "calicoctl.datastore.kv", "calicoctl.datastore.kv_v2",

@@ -108,7 +108,9 @@ def routes(host):
 def test_status_pid_file_and_clean_stop(agent, host, lan_etcd):
     status = agent.status()
     assert set(status) == {"pid", "started", "time", "in_sync", "last_sync", "local_endpoints",
-                           "control_plane"}
+                           "control_plane", "docker_plugins"}
+    assert status["docker_plugins"] == {"sockets": ["/run/docker/plugins/calico.sock",
+                                                    "/run/docker/plugins/calico-ipam.sock"], "problem": None}
     # Protection on by default, programmed, the etcd endpoint's address protected.
     assert status["control_plane"] == {"enabled": True, "active": True, "ports": [179, 2379, 2380],
                                        "addresses": {"4": 1, "6": 0}, "problem": None}

@@ -65,7 +65,8 @@ class Cluster:
     # -- hosts -----------------------------------------------------------------------
     def add_host(self, name, ip, ip6=None, start_node=True, node_args=(), own_dockerd=False):
         """A SimHost on the LAN; ``own_dockerd``: with a dockerd of its own
-        (``docker(host)`` is then a client of it) instead of the shared one."""
+        (``docker(host)`` is then a client of it), which finds the plugins its
+        agent serves, as on a real host."""
         host = SimHost(name, ip, self.lan, prefixlen=self.lan.prefixlen, ip6=ip6,
                        own_dockerd=own_dockerd).start()
         self.hosts[name] = host

@@ -3,6 +3,7 @@
 No etcd, no kernel, no processes: what the workflows decide from their
 inputs. The effects are tested in tests/functional/test_node_*.py.
 """
+import json
 import signal
 import sys
 
@@ -100,6 +101,8 @@ def test_agent_command_runs_this_python():
     settings = node_ops.NodeSettings(hostname="h1", ip="10.0.0.1", log_dir="/tmp/l", run_dir="/tmp/r")
     assert node_ops.calculate_agent_command(settings) == [
         sys.executable, "-m", "calicoctl.agent", "--hostname=h1", "--log-dir=/tmp/l", "--run-dir=/tmp/r"]
+    without = node_ops.NodeSettings(hostname="h1", ip="10.0.0.1", docker_plugins=False)
+    assert node_ops.calculate_agent_command(without)[-1] == "--no-docker-plugins"
 
 
 def test_agent_environment_finds_the_package_and_keeps_the_rest():
@@ -131,14 +134,14 @@ def start_options(argv):
 def test_start_options_defaults():
     options = start_options("node")
     assert options == {"ip": None, "ip6": None, "as_num": None, "detach": True,
-                       "log_dir": "/var/log/calico"}
+                       "log_dir": "/var/log/calico", "docker_plugins": True}
 
 
 def test_start_options_valid_values_normalised():
     options = start_options("node --ip=10.0.0.1 --ip6=FD00:0::1 --as=64512 --detach=False "
-                            "--log-dir=/tmp/x")
+                            "--log-dir=/tmp/x --docker-plugins=FALSE")
     assert options == {"ip": "10.0.0.1", "ip6": "fd00::1", "as_num": 64512, "detach": False,
-                       "log_dir": "/tmp/x"}
+                       "log_dir": "/tmp/x", "docker_plugins": False}
 
 
 @pytest.mark.parametrize("argv, fragment", [
@@ -149,6 +152,7 @@ def test_start_options_valid_values_normalised():
     ("node --as=99999999999999999999999", "AS number"),
     ("node --as=-1", "AS number"),
     ("node --detach=yes", "--detach"),
+    ("node --docker-plugins=off", "--docker-plugins"),
 ])
 def test_start_options_rejected(argv, fragment):
     with pytest.raises(ValidationError) as error:
@@ -198,7 +202,8 @@ def test_agent_summary_running_and_not():
     assert lines[0] == "calico-agent is running on h1 (pid 42), up 1m 42s."
     assert "in sync with etcd, last full sync 12s ago" in lines[1]
     assert "3 local endpoint(s)" in lines[1]
-    assert lines[2:] == ["Control-plane protection: not reported by this agent."]     # an older agent
+    assert lines[2:] == ["Control-plane protection: not reported by this agent.",     # an older agent
+                         "Docker plugins: not served (calicoctl node --docker-plugins=false)."]
     hung = status_ops.render_agent_summary(running, now=1100.5 + 95, hostname="h1")
     assert hung[-1] == "WARNING: the agent has not reported for 1m 35s (it reports every 10 s): is it hung?"
     no_key = status_ops.AgentState(pid=42, local=status, reported=None)
@@ -207,6 +212,22 @@ def test_agent_summary_running_and_not():
     assert status_ops.render_agent_summary(stopped, 1102, "h1") == ["calico-agent is not running on h1."]
     silent = status_ops.AgentState(pid=9)
     assert "not reported yet" in status_ops.render_agent_summary(silent, 1102, "h1")[0]
+
+
+def test_agent_summary_shows_the_docker_plugins():
+    data = json.loads(STATUS_JSON)
+    data["docker_plugins"] = {"sockets": ["/run/docker/plugins/calico.sock",
+                                          "/run/docker/plugins/calico-ipam.sock"], "problem": None}
+    status = status_ops.parse_agent_status(json.dumps(data))
+    lines = status_ops.render_agent_summary(status_ops.AgentState(pid=42, local=status, reported=status),
+                                            now=1102, hostname="h1")
+    assert "Docker plugins: network driver calico and IPAM driver calico-ipam on " \
+           "/run/docker/plugins/calico.sock, /run/docker/plugins/calico-ipam.sock." in lines
+    data["docker_plugins"] = {"sockets": [], "problem": "cannot serve the Docker plugins: busy"}
+    status = status_ops.parse_agent_status(json.dumps(data))
+    lines = status_ops.render_agent_summary(status_ops.AgentState(pid=42, local=status, reported=status),
+                                            now=1102, hostname="h1")
+    assert "WARNING: Docker plugins: cannot serve the Docker plugins: busy." in lines
 
 
 def test_describe_duration():

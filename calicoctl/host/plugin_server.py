@@ -1,0 +1,123 @@
+"""HTTP over a unix socket, for Docker's plugin protocol.
+
+Docker finds a legacy plugin by its socket, ``/run/docker/plugins/<name>.sock``,
+and POSTs JSON to it (``calicoctl.ops.plugin_protocol``). ``PluginServer``
+serves one such socket from a thread, one thread per request (Docker makes
+requests in parallel: fifty ``docker run`` at once are fifty CreateEndpoints).
+``handle(path, body) -> (status, reply dict)`` does the work.
+"""
+import http.server
+import json
+import logging
+import os
+import socket
+import socketserver
+import threading
+
+LOG = logging.getLogger(__name__)
+PLUGIN_DIR = "/run/docker/plugins"
+CONTENT_TYPE = "application/vnd.docker.plugins.v1.2+json"
+
+
+class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    daemon_threads = True
+    # socketserver's default backlog of 5 makes a burst of connections (fifty
+    # `docker run`s) fail with EAGAIN on a unix socket.
+    request_queue_size = 256
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_POST(self):  # the name http.server calls
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length > 0 else b""
+        status, reply = self.server.handle(self.path, body)
+        data = json.dumps(reply).encode("utf-8")
+        self.send_response(status)
+        self.send_header("Content-Type", CONTENT_TYPE)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, fmt, *args):
+        LOG.debug("%s: " + fmt, self.server.name, *args)
+
+
+def socket_path(name, directory=PLUGIN_DIR):
+    return os.path.join(directory, name + ".sock")
+
+
+def socket_answers(path, timeout=2.0):
+    """True if something accepts connections on the unix socket ``path``."""
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(timeout)
+            sock.connect(path)
+        return True
+    except OSError:
+        return False
+
+
+class PluginServer:
+    """Serves ``handle`` on ``path`` until ``stop``.
+
+    A socket file left by a dead process is replaced; one something still
+    answers on is not (another agent serves it): RuntimeError.
+    """
+
+    def __init__(self, name, path, handle):
+        self.name = name
+        self.path = path
+        self._handle = handle
+        self._server = None
+        self._thread = None
+
+    def start(self):
+        os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        if os.path.exists(self.path):
+            if socket_answers(self.path):
+                raise RuntimeError("%s is already served by another process" % self.path)
+            os.unlink(self.path)
+        server = _Server(self.path, _Handler)
+        server.handle = self._handle
+        server.name = self.name
+        self._server = server
+        self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.5},
+                                        name="plugin-%s" % self.name, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self):
+        if self._server is None:
+            return
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(5)
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass
+        self._server = None
+
+
+def post(path, url_path, body=None, timeout=10.0):
+    """POST JSON to a plugin socket as Docker does: (status, reply). For
+    checksystem and tests."""
+    import http.client
+
+    class _Connection(http.client.HTTPConnection):
+        def connect(self):
+            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.sock.settimeout(timeout)
+            self.sock.connect(path)
+
+    connection = _Connection("localhost", timeout=timeout)
+    try:
+        data = json.dumps(body if body is not None else {}).encode("utf-8")
+        connection.request("POST", url_path, body=data, headers={"Content-Type": CONTENT_TYPE})
+        response = connection.getresponse()
+        text = response.read().decode("utf-8")
+        return response.status, json.loads(text) if text else {}
+    finally:
+        connection.close()

@@ -1,0 +1,143 @@
+"""Automatic address assignment: a free address from a pool, claimed atomically.
+
+Used by ``calicoctl container add <C> ipv4|ipv6|<CIDR>`` and by the Docker
+IPAM driver (docs/decisions.md, "Automatic address assignment"). It builds
+on the pool's claim keys (docs/etcd-layout.md, "IP pools and address
+claims"): an address is taken when its claim key is created, create-only,
+so two hosts or fifty concurrent requests can never both win one address.
+
+Search: pick addresses of the range at random and try to claim each. With
+a fraction f of the range claimed a try fails with probability f, so the
+cost of one assignment depends on how full the range is, not on how many
+claims exist: 10,000 claims in a /16 cost about 1.2 tries. Only after
+``RANDOM_TRIES`` misses (a nearly full range) are the pool's claims read,
+once, and the free addresses tried in random order; when none is left the
+range is full.
+"""
+import random
+from dataclasses import dataclass
+from typing import Optional
+
+from calicoctl import validate
+from calicoctl.errors import Conflict, NotFound, ValidationError
+
+RANDOM_TRIES = 16
+AUTO_WORDS = {"ipv4": 4, "ipv6": 6}
+
+
+@dataclass(frozen=True)
+class AddressRequest:
+    """What the user asked for: one address (``ip``), or any free one of an IP
+    ``version``, optionally within ``cidr``."""
+    version: int
+    ip: Optional[object] = None          # netaddr.IPAddress
+    cidr: Optional[str] = None
+
+    @property
+    def automatic(self):
+        return self.ip is None
+
+
+# -- pure ----------------------------------------------------------------------------
+
+def parse_address_request(text):
+    """'ipv4', 'ipv6', a CIDR or an IP address -> AddressRequest (ValidationError otherwise)."""
+    if isinstance(text, str) and text.lower() in AUTO_WORDS:
+        return AddressRequest(version=AUTO_WORDS[text.lower()])
+    if isinstance(text, str) and "/" in text:
+        cidr = validate.parse_cidr(text, "pool CIDR")
+        return AddressRequest(version=cidr.version, cidr=str(cidr))
+    try:
+        ip = validate.parse_ip(text)
+    except ValidationError:
+        raise ValidationError("Invalid address %r: give an IP address, ipv4, ipv6 or the CIDR of "
+                              "a pool to assign one from." % (text,)) from None
+    return AddressRequest(version=ip.version, ip=ip)
+
+
+def choose_pool(pools, version, cidr=None):
+    """The pool to assign from: the first of ``version``, or the one holding
+    ``cidr``. NotFound names the pools there are."""
+    import netaddr
+    candidates = [pool for pool in pools if pool.version == version]
+    if cidr is None:
+        if not candidates:
+            raise NotFound("There is no IPv%d pool to assign an address from; add one with "
+                           "`calicoctl pool add`." % version)
+        return candidates[0]
+    network = netaddr.IPNetwork(cidr)
+    for pool in candidates:
+        if network in netaddr.IPNetwork(pool.cidr):
+            return pool
+    names = ", ".join(pool.cidr for pool in candidates) or "none"
+    raise NotFound("%s is not inside a Calico IPv%d pool (pools: %s)." % (cidr, version, names))
+
+
+def calculate_bounds(cidr):
+    """(first, last) assignable address values of ``cidr``: not the network
+    address, nor the IPv4 broadcast address, when the range has others."""
+    import netaddr
+    network = netaddr.IPNetwork(cidr)
+    first, last = network.first, network.last
+    if network.size > 2:
+        first += 1
+        if network.version == 4:
+            last -= 1
+    return first, last
+
+
+def random_candidates(cidr, rng, count=RANDOM_TRIES):
+    """``count`` addresses of ``cidr`` picked at random (netaddr.IPAddress)."""
+    import netaddr
+    first, last = calculate_bounds(cidr)
+    version = netaddr.IPNetwork(cidr).version
+    return [netaddr.IPAddress(rng.randint(first, last), version) for _ in range(count)]
+
+
+def free_candidates(cidr, claimed, rng):
+    """Every address of ``cidr`` not in ``claimed`` (strings), from a random
+    starting point, wrapping round (a generator: the range may be large)."""
+    import netaddr
+    first, last = calculate_bounds(cidr)
+    version = netaddr.IPNetwork(cidr).version
+    taken = {int(netaddr.IPAddress(ip)) for ip in claimed}
+    start = rng.randint(first, last)
+    for value in range(start, last + 1):
+        if value not in taken:
+            yield netaddr.IPAddress(value, version)
+    for value in range(first, start):
+        if value not in taken:
+            yield netaddr.IPAddress(value, version)
+
+
+# -- the workflow -----------------------------------------------------------------------
+
+def assign_address(datastore, pool, cidr, owner, ttl=None, rng=None):
+    """Claim a free address of ``cidr`` (inside ``pool``, an IPPool) for
+    ``owner``; returns it (netaddr.IPAddress). Conflict when none is free."""
+    rng = rng or random.SystemRandom()
+    tried = set()
+    for ip in random_candidates(cidr, rng):
+        if ip in tried:
+            continue
+        tried.add(ip)
+        if datastore.claim_ip(pool.cidr, str(ip), owner=owner, ttl=ttl):
+            return ip
+    for ip in free_candidates(cidr, datastore.list_claims(pool.cidr), rng):
+        if ip not in tried and datastore.claim_ip(pool.cidr, str(ip), owner=owner, ttl=ttl):
+            return ip
+    raise Conflict("No free address left in %s (pool %s)." % (cidr, pool.cidr))
+
+
+def release_address(datastore, ip, owner, allow_anonymous=True):
+    """Release ip's claim held by ``owner`` in whichever pool directory holds
+    it (a pool may have been deleted since the claim was made); False if
+    there was none. Anonymous claims (the reference's) are released only
+    when the caller knows the IP is this owner's."""
+    import netaddr
+    released = False
+    for cidr in datastore.list_claim_pools(ip.version):
+        if ip in netaddr.IPNetwork(cidr):
+            released = datastore.release_ip(cidr, str(ip), owner=owner,
+                                            allow_anonymous=allow_anonymous) or released
+    return released

@@ -1,0 +1,312 @@
+"""Docker networks on Calico: the workflows behind the calico network driver
+and the calico-ipam IPAM driver (docs/decisions.md, "Docker networks").
+
+``DockerPlugin`` answers each request Docker makes (parsed by
+``calicoctl.ops.plugin_protocol``) with etcd, the kernel and, for what the
+protocol does not say (a network's name), Docker's own API. Every piece of
+state is in etcd (docs/etcd-layout.md): the networks of this host, the
+profile of each network, the endpoints, the address claims.
+
+- A network is the profile of its name: created (with the default rules of
+  ``profile add``) if it does not exist, kept if it does. Docker does not
+  tell the driver the name in CreateNetwork, so it is looked up from Docker
+  right after (a thread; Docker answers once the network is stored) and at
+  the latest in CreateEndpoint.
+- Addresses: calico-ipam claims them with ``calicoctl.ops.allocator``,
+  owner ``<host>/libnetwork/ipam``, released on ReleaseAddress.
+- Endpoints: ``/calico/v1/host/<h>/workload/libnetwork/<endpoint>/endpoint/<endpoint>``
+  with the Docker endpoint ID, profile ``<network name>``; the veth is made
+  by the code ``container add`` uses (``calicoctl.ops.interfaces``), its
+  container end left on the host for Docker to move in at Join.
+- ``reconcile`` removes what Docker no longer knows (a dockerd that died
+  cannot tell us), only after seeing it missing twice.
+"""
+import logging
+import threading
+import time
+
+from calicoctl import model, validate
+from calicoctl.errors import CalicoError, Conflict, NotFound, ValidationError
+from calicoctl.ops import allocator, interfaces
+from calicoctl.ops import plugin_protocol as protocol
+from calicoctl.ops.container_logic import LIBNETWORK_ORCHESTRATOR as ORCHESTRATOR
+from calicoctl.ops.container_logic import calculate_host_net, calculate_veth_name
+from calicoctl.ops.rollback import Rollback
+
+LOG = logging.getLogger(__name__)
+NAME_LOOKUP_TIMEOUT = 10.0
+
+
+def render_ipam_owner(hostname):
+    """The value of calico-ipam's claims on one host."""
+    return "%s/%s/ipam" % (hostname, ORCHESTRATOR)
+
+
+class DockerPlugin:
+    """The two drivers' workflows on one host.
+
+    :param datastore: a DatastoreClient (its own connection: requests come
+        from the server's threads).
+    :param docker: a DockerAdapter for this host's dockerd.
+    :param host_netns: the namespace that plays the host (None: our own).
+    """
+
+    def __init__(self, datastore, docker, hostname, host_netns=None):
+        self.datastore = datastore
+        self.docker = docker
+        self.hostname = hostname
+        self.host_netns = host_netns
+        self._suspects = set()
+        self._lock = threading.Lock()
+
+    # -- routes for the two sockets -----------------------------------------------
+
+    def network_routes(self):
+        def ok(_body):
+            return {}
+        return {
+            "/Plugin.Activate": lambda _body: protocol.render_activate(["NetworkDriver"]),
+            "/NetworkDriver.GetCapabilities": lambda _body: {"Scope": "local"},
+            "/NetworkDriver.CreateNetwork": lambda body: self.create_network(
+                protocol.parse_network_request(body)),
+            "/NetworkDriver.DeleteNetwork": lambda body: self.delete_network(protocol.parse_network_id(body)),
+            "/NetworkDriver.CreateEndpoint": lambda body: self.create_endpoint(
+                protocol.parse_endpoint_request(body)),
+            "/NetworkDriver.EndpointOperInfo": lambda _body: {"Value": {}},
+            "/NetworkDriver.DeleteEndpoint": lambda body: self.delete_endpoint(
+                *protocol.parse_endpoint_ids(body)),
+            "/NetworkDriver.Join": lambda body: self.join(*protocol.parse_join(body)),
+            "/NetworkDriver.Leave": ok,
+            "/NetworkDriver.DiscoverNew": ok,
+            "/NetworkDriver.DiscoverDelete": ok,
+            "/NetworkDriver.ProgramExternalConnectivity": ok,
+            "/NetworkDriver.RevokeExternalConnectivity": ok,
+        }
+
+    def ipam_routes(self):
+        return {
+            "/Plugin.Activate": lambda _body: protocol.render_activate(["IpamDriver"]),
+            "/IpamDriver.GetCapabilities": lambda _body: {"RequiresMACAddress": False},
+            "/IpamDriver.GetDefaultAddressSpaces": lambda _body: dict(protocol.ADDRESS_SPACES),
+            "/IpamDriver.RequestPool": lambda body: self.request_pool(protocol.parse_pool_request(body)),
+            "/IpamDriver.ReleasePool": lambda _body: {},
+            "/IpamDriver.RequestAddress": lambda body: self.request_address(
+                protocol.parse_address_request(body)),
+            "/IpamDriver.ReleaseAddress": lambda body: self.release_address(
+                *protocol.parse_release_address(body)),
+        }
+
+    # -- IPAM -------------------------------------------------------------------------
+
+    def request_pool(self, request):
+        """Check the subnet against the Calico pools (NotFound names them)."""
+        pools = self.datastore.list_pools(request.version)
+        allocator.choose_pool(pools, request.version, request.cidr)
+        return protocol.render_pool(request)
+
+    def request_address(self, request):
+        version, cidr = protocol.parse_pool_id(request.pool_id)
+        owner = render_ipam_owner(self.hostname)
+        if request.ip is None:
+            pool = allocator.choose_pool(self.datastore.list_pools(version), version, cidr)
+            return protocol.render_address(
+                allocator.assign_address(self.datastore, pool, cidr or pool.cidr, owner))
+        ip = request.ip
+        pool = self.datastore.pool_for_ip(ip)
+        if pool is None or (cidr is not None and not _contains(cidr, ip)):
+            raise ValidationError("IP %s is not in the network's range %s." % (ip, cidr or "of any Calico pool"))
+        if not self.datastore.claim_ip(pool.cidr, str(ip), owner=owner):
+            raise Conflict("IP %s is already assigned in pool %s." % (ip, pool.cidr))
+        return protocol.render_address(ip)
+
+    def release_address(self, _pool_id, ip):
+        allocator.release_address(self.datastore, ip, render_ipam_owner(self.hostname), allow_anonymous=False)
+        return {}
+
+    # -- networks -----------------------------------------------------------------------
+
+    def create_network(self, request):
+        """Record the network; its name and profile follow on a thread once
+        Docker has stored it (Docker does not say the name in this request)."""
+        record = self.datastore.get_docker_network(self.hostname, request.network_id)
+        if record is None:
+            self.datastore.write_docker_network(self.hostname, model.DockerNetwork(request.network_id))
+        if record is None or record.name is None:
+            threading.Thread(target=self._adopt_name_soon, args=(request.network_id,),
+                             name="network-name", daemon=True).start()
+        else:
+            self.adopt_name(request.network_id)
+        return {}
+
+    def _adopt_name_soon(self, network_id):
+        deadline = time.monotonic() + NAME_LOOKUP_TIMEOUT
+        while time.monotonic() < deadline:
+            try:
+                if self.adopt_name(network_id) is not None:
+                    return
+            except CalicoError as exc:
+                LOG.info("Cannot name network %s yet: %s", network_id, exc)
+            time.sleep(0.02)     # the user may ask for the profile right away
+        LOG.warning("Docker did not show network %s within %.0f s; its profile is made at its first "
+                    "endpoint", network_id, NAME_LOOKUP_TIMEOUT)
+
+    def adopt_name(self, network_id):
+        """The network's DockerNetwork with its name (from etcd, else Docker),
+        its profile created if missing; None while Docker does not show it."""
+        with self._lock:
+            stored = record = self.datastore.get_docker_network(self.hostname, network_id)
+            if record is None or record.name is None:
+                info = self.docker.inspect_network(network_id)
+                if info is None:
+                    return None
+                record = model.DockerNetwork(network_id, name=info.name)
+            if not self.datastore.profile_exists(record.name) \
+                    and self.datastore.create_profile(model.Profile.new(record.name)):
+                record = model.DockerNetwork(network_id, name=record.name, created_profile=True)
+            if record != stored:
+                self.datastore.write_docker_network(self.hostname, record)
+            return record
+
+    def delete_network(self, network_id):
+        """Forget the network; remove its profile only if the driver created it
+        and neither another host's network of that name nor an endpoint uses it."""
+        record = self.datastore.get_docker_network(self.hostname, network_id)
+        self.datastore.remove_docker_network(self.hostname, network_id)
+        if record is None or record.name is None or not record.created_profile:
+            return {}
+        others = [(host, net) for host, net in self.datastore.list_docker_networks() if net.name == record.name]
+        if others:
+            host, other = others[0]      # the flag moves to a network that remains
+            self.datastore.write_docker_network(host, model.DockerNetwork(
+                other.network_id, other.name, created_profile=True))
+            return {}
+        if not any(record.name in ep.profile_ids for ep in self.datastore.list_endpoints()):
+            self.datastore.remove_profile(record.name)
+        return {}
+
+    # -- endpoints ------------------------------------------------------------------------
+
+    def create_endpoint(self, request):
+        """The veth (container end left for Docker), host side as ``container
+        add`` makes it, and the endpoint in etcd with the network's profile."""
+        from calicoctl.host import netlink
+        record = self.adopt_name(request.network_id)
+        if record is None:
+            raise NotFound("Docker does not know network %s." % request.network_id)
+        ips = [ip for ip in (request.ipv4, request.ipv6) if ip is not None]
+        gateways = {}
+        for ip in ips:
+            if self.datastore.pool_for_ip(ip) is None:
+                raise ValidationError("IP %s is not in any Calico pool." % ip)
+            gateways[ip.version] = self._host_ip(ip.version)
+        endpoint_id = request.endpoint_id
+        existing = self.datastore.list_endpoints(self.hostname, ORCHESTRATOR, endpoint_id, endpoint_id)
+        if existing:
+            return self._mac_reply(request, existing[0].mac)    # Docker retried
+        mac = request.mac or protocol.generate_mac()
+        veth = calculate_veth_name(endpoint_id)
+        with netlink.Session(self.host_netns) as host, Rollback() as rollback:
+            try:
+                interfaces.create_workload_veth(host, self.host_netns, veth,
+                                                protocol.calculate_temp_name(endpoint_id),
+                                                ipv6=request.ipv6 is not None)
+            except netlink.AlreadyPresent:
+                raise Conflict("Interface %s already exists on this host." % veth) from None
+            rollback.push("delete interface %s" % veth, lambda: netlink.delete_link(veth, self.host_netns))
+            interfaces.ensure_host_side(host, self.host_netns, host.get_link(veth), ips, gateways.get(6))
+            endpoint = model.Endpoint(
+                key=model.EndpointKey(self.hostname, ORCHESTRATOR, endpoint_id, endpoint_id),
+                name=veth, mac=mac.lower(), state="active", profile_ids=(record.name,),
+                ipv4_nets=tuple(calculate_host_net(ip) for ip in ips if ip.version == 4),
+                ipv6_nets=tuple(calculate_host_net(ip) for ip in ips if ip.version == 6),
+                ipv4_gateway=gateways.get(4), ipv6_gateway=gateways.get(6))
+            self.datastore.write_endpoint(endpoint, create_only=True)
+        return self._mac_reply(request, mac)
+
+    @staticmethod
+    def _mac_reply(request, mac):
+        # Docker takes a MAC from the driver only when it chose none itself.
+        return {} if request.mac else {"Interface": {"MacAddress": mac}}
+
+    def _host_ip(self, version):
+        gateway = self.datastore.get_host_ip(self.hostname, version)
+        if gateway is None:
+            raise NotFound("Host %s has no IPv%d address in etcd: run `calicoctl node%s` first."
+                           % (self.hostname, version, " --ip6=<IPv6>" if version == 6 else ""))
+        return gateway
+
+    def _endpoint(self, endpoint_id):
+        found = self.datastore.list_endpoints(self.hostname, ORCHESTRATOR, endpoint_id, endpoint_id)
+        if not found:
+            raise NotFound("Endpoint %s is not a calico endpoint on host %s." % (endpoint_id, self.hostname))
+        return found[0]
+
+    def join(self, _network_id, endpoint_id, sandbox_key):
+        """Where the container already routes through another interface (a
+        second calico network), the new one gets no gateway of that version."""
+        from calicoctl.host import netlink
+        endpoint = self._endpoint(endpoint_id)
+        routed = []
+        try:
+            with netlink.Session(sandbox_key) as sandbox:
+                routed = [version for version in (4, 6)
+                          if any(route.dst == "default" for route in sandbox.list_routes(version))]
+        except netlink.NetlinkError as exc:
+            LOG.info("Cannot look into sandbox %s (%s); routing through the new interface", sandbox_key, exc)
+        return protocol.render_join(endpoint, routed)
+
+    def delete_endpoint(self, _network_id, endpoint_id):
+        """Delete the veth (if Docker has not taken its peer away with the
+        container's namespace) and the endpoint. The address is calico-ipam's
+        to release (ReleaseAddress follows)."""
+        from calicoctl.host import netlink
+        netlink.delete_link(calculate_veth_name(endpoint_id), self.host_netns)
+        self.datastore.remove_workload(self.hostname, ORCHESTRATOR, endpoint_id)
+        return {}
+
+    # -- reconciliation ---------------------------------------------------------------------
+
+    def reconcile(self):
+        """Remove endpoints and IPAM claims of this host that Docker no longer
+        has, and records of networks it no longer has; each only once it was
+        missing at two calls in a row (a ``docker run`` may be between
+        RequestAddress and Join). Returns what was removed."""
+        networks = self.docker.list_networks(protocol.NETWORK_DRIVER)
+        live_endpoints = {ep for net in networks for ep in net.endpoint_ids}
+        live_addresses = {ip for net in networks for ip in net.addresses}
+        live_networks = {net.id for net in networks}
+        missing = set()
+        ours = {endpoint.endpoint_id: endpoint
+                for endpoint in self.datastore.list_endpoints(self.hostname, ORCHESTRATOR)}
+        for endpoint in ours.values():
+            if endpoint.endpoint_id not in live_endpoints:
+                missing.add(("endpoint", endpoint.endpoint_id))
+                live_addresses.update(endpoint.addresses())     # released with the endpoint, below
+        owner = render_ipam_owner(self.hostname)
+        for version in (4, 6):
+            for cidr in self.datastore.list_claim_pools(version):
+                for ip, holder in self.datastore.list_claim_owners(cidr).items():
+                    if holder == owner and ip not in live_addresses:
+                        missing.add(("claim", ip))
+        for _host, record in self.datastore.list_docker_networks(self.hostname):
+            if record.network_id not in live_networks:
+                missing.add(("network", record.network_id))
+        confirmed, self._suspects = missing & self._suspects, missing
+        for kind, ident in sorted(confirmed):
+            LOG.warning("Docker no longer has %s %s; removing it", kind, ident)
+            if kind == "endpoint":
+                self.delete_endpoint(None, ident)
+                addresses = ours[ident].addresses()
+            elif kind == "claim":
+                addresses = [ident]
+            else:
+                self.delete_network(ident)
+                addresses = []
+            for address in addresses:
+                allocator.release_address(self.datastore, validate.parse_ip(address), owner, allow_anonymous=False)
+        return sorted(confirmed)
+
+
+def _contains(cidr, ip):
+    import netaddr
+    return ip in netaddr.IPNetwork(cidr)

@@ -14,7 +14,11 @@ _.used_dynamically(
     _.pytest_collection_modifyitems,
     _.root_required,        # also requested as a parameter by fixtures, for its skip
     _.mesh_restored,
+    _.etcd_v3_server,       # requested by name through request.getfixturevalue
     _.pytestmark,
+    # requests reads these attributes of the Session the v3 client is given.
+    _.trust_env,
+    _.verify,
     # tarfile reads these TarInfo attributes when it writes the busybox image.
     _.mtime,
     _.linkname,
@@ -22,4 +26,8 @@ _.used_dynamically(
     _.scope,                # calicoctl.host.netlink.RouteInfo
     _.deleted_interfaces,   # calicoctl.ops.container.RemoveResult
     _.ca_key,               # tests.harness.etcd.TlsMaterial
+    # http.server / socketserver call these by name (tests/functional/test_docker_adapter.py).
+    _.do_GET,
+    _.log_message,
+    _.daemon_threads,
 )

@@ -138,11 +138,11 @@ class Site:
     def setup(self):
         client = self.bench.client
         for name in (self.p, self.q):
-            client.write(self.paths.profile_rules(name), json.dumps(
+            client.put(self.paths.profile_rules(name), json.dumps(
                 {"id": name, "inbound_rules": [{"action": "allow", "src_tag": name},
                                                {"action": "allow", "protocol": "tcp", "dst_ports": [5201]}],
                  "outbound_rules": [{"action": "allow"}]}))
-            client.write(self.paths.profile_tags(name), json.dumps([name]))
+            client.put(self.paths.profile_tags(name), json.dumps([name]))
         self.a = self.make_workload("w%da" % self.number, "10.%d.0.1" % (120 + self.number), [self.q])
         self.b = self.make_workload("w%db" % self.number, "10.%d.0.2" % (120 + self.number), [self.p])
         return self
@@ -152,7 +152,7 @@ class Site:
         workload = NetnsWorkload(self.host, name, ip).create()
         mac = workload.run(["cat", "/sys/class/net/eth1/address"]).stdout.strip()
         key = self.paths.endpoint_key(self.name, "docker", "wl-" + name, "ep-" + name)
-        self.bench.client.write(key, endpoint_json(workload.interface, ip, profiles, self.ip, mac=mac))
+        self.bench.client.put(key, endpoint_json(workload.interface, ip, profiles, self.ip, mac=mac))
         if self.a_key is None:
             self.a_key = key
         return workload
@@ -169,7 +169,7 @@ class Site:
         self.bulk = total
 
     def delete_bulk(self):
-        self.bench.client.delete(self.paths.orchestrator_dir(self.name, "bulk"), recursive=True, dir=True)
+        self.bench.client.delete_tree(self.paths.orchestrator_dir(self.name, "bulk"))
         self.bulk = 0
 
     def make_bulk_veths(self):
@@ -280,7 +280,7 @@ class Site:
         """ms from writing "allow icmp" into P's rules to the first reply."""
         client = self.bench.client
         key = self.paths.profile_rules(self.p)
-        plain = client.read(key).value
+        plain = client.get(key).value
         icmp = json.loads(plain)
         icmp["inbound_rules"].append({"action": "allow", "protocol": "icmp"})
         return self.converge(lambda: self.bench.write(key, json.dumps(icmp)),
@@ -330,11 +330,13 @@ class Bench:
     def __init__(self, workdir):
         from calicoctl.datastore import paths
         from tests.harness.simhost import Lan
+        from tests.harness.etcd import requested_datastore
         from tests.harness.multihost import LanEtcdServer
         self.paths = paths
         self.lan = Lan(name="calico-bench-agent").create()
-        self.etcd = LanEtcdServer(self.lan, os.path.join(workdir, "etcd", "data")).start()
-        self.client = self.etcd.client()
+        self.etcd = LanEtcdServer(self.lan, os.path.join(workdir, "etcd", "data"),
+                                  datastore=requested_datastore()).start()
+        self.client = self.etcd.kv()
         self.small = Site(self, 1, "bench-small", "172.17.8.40").setup()
         self.large = Site(self, 2, "bench-large", "172.17.8.41").setup()
 
@@ -348,26 +350,14 @@ class Bench:
     def write(self, key, value):
         """One etcd write from the bench process: (started, done) wall-clock."""
         started = time.time()
-        self.client.write(key, value)
+        self.client.put(key, value)
         return started, time.time()
 
     def write_many(self, items):
         """Write (key, value) pairs from inside the LAN with a few threads."""
-        writer = ("import json, sys, threading, etcd\n"
-                  "host, port = sys.argv[1].rsplit(':', 1)\n"
-                  "items = json.load(sys.stdin)\n"
-                  "def write(part):\n"
-                  "    client = etcd.Client(host=host, port=int(port))\n"
-                  "    for key, value in part:\n"
-                  "        client.write(key, value)\n"
-                  "parts = [items[i::8] for i in range(8)]\n"
-                  "threads = [threading.Thread(target=write, args=(p,)) for p in parts]\n"
-                  "for t in threads: t.start()\n"
-                  "for t in threads: t.join()\n")
-        result = self.lan.run([sys.executable, "-c", writer, self.etcd.authority],
-                              input=json.dumps(list(items)), cwd="/", timeout=600)
-        if result.returncode != 0:
-            raise RuntimeError("bulk write failed: %s" % result.stderr.strip())
+        from tests.harness.multihost import write_from_lan
+        items = list(items)
+        write_from_lan(self.etcd, [items[i::8] for i in range(8)])
 
     def alternate(self, measure, runs):
         """{site: [values]}: ``measure(site)`` on small, large, small, large, ..."""
@@ -396,7 +386,7 @@ def run(report):
         report("   (median of %d; reply before the command exited in %d runs)"
                % (RUNS, sum(1 for r in results if r[0] <= 0)), "", "")
         report("   calicoctl started -> first allowed ping", statistics.median(r[1] for r in results), "ms")
-        plain = bench.client.read(small.a_key).value
+        plain = bench.client.get(small.a_key).value
         joined = json.loads(plain)
         joined["profile_ids"] = [small.q, small.p]
         writes = [small.converge(lambda: bench.write(small.a_key, json.dumps(joined)),
@@ -476,7 +466,7 @@ def run(report):
                "absolute target", 1000.0, target=1.0)
         peers += ["bench-joiner-%d" % n for n in range(RUNS)]
         for peer in peers:
-            bench.client.delete(paths.bgp_host_dir(peer), recursive=True, dir=True)
+            bench.client.delete_tree(paths.bgp_host_dir(peer))
 
         large.stop_agent()
         large.clean_kernel()

@@ -10,7 +10,8 @@ so no nsenter start-up is counted), alternating every run so drift on a
 noisy machine hits all alike:
 
 - ``calicoctl container add <C> <IP>`` and ``container remove <C>``;
-- (a) ``python -c "import docker, pyroute2, etcd, netaddr, docopt"``, the
+- (a) ``python -c "import docker, pyroute2, etcd, netaddr, docopt"`` (etcd3gw
+  for etcd with ``DATASTORE_TYPE=etcdv3``), the
   import floor of the libraries the command needs. Target ratio <= 1.2.
   calicoctl runs with the cyclic garbage collector off (and frozen before
   exit), so the same imports run that way are shown too: against those, the ratio is what the
@@ -30,7 +31,7 @@ import time
 RUNS = max(15, int(os.environ.get("BENCH_RUNS", "20")))
 WARMUP = 2
 TARGET = 1.2
-FLOOR_IMPORTS = "import docker, pyroute2, etcd, netaddr, docopt"
+FLOOR_IMPORTS = "import docker, pyroute2, %s, netaddr, docopt"   # with the datastore's library
 CNI_DIR = "/usr/lib/cni"
 HOSTNAME = "bench-ctr"
 LAN_SUBNET = "172.31.250.0/24"
@@ -68,8 +69,9 @@ def _timed(args, env, stdin=None):
 
 def drive(config):
     """Alternate the five commands; return their times (ms) as lists."""
-    env = {"PATH": os.environ.get("PATH", os.defpath), "PYTHONPATH": config["repo"],
-           "ETCD_AUTHORITY": config["etcd"], "CALICO_HOSTNAME": HOSTNAME}
+    env = dict(config["etcd_env"], PATH=os.environ.get("PATH", os.defpath), PYTHONPATH=config["repo"],
+               CALICO_HOSTNAME=HOSTNAME)
+    floor_imports = FLOOR_IMPORTS % config["library"]
     cni_env = {"PATH": env["PATH"], "CNI_CONTAINERID": config["container_id"],
                "CNI_NETNS": "/proc/%d/ns/net" % config["container_pid"], "CNI_IFNAME": "eth1",
                "CNI_PATH": CNI_DIR}
@@ -78,8 +80,8 @@ def drive(config):
     times = {"floor": [], "floor_nogc": [], "add": [], "remove": [], "cni_add": [], "cni_del": []}
     for index in range(WARMUP + config["runs"]):
         sample = {
-            "floor": _timed([sys.executable, "-c", FLOOR_IMPORTS], env),
-            "floor_nogc": _timed([sys.executable, "-c", "import gc; gc.disable(); " + FLOOR_IMPORTS
+            "floor": _timed([sys.executable, "-c", floor_imports], env),
+            "floor_nogc": _timed([sys.executable, "-c", "import gc; gc.disable(); " + floor_imports
                                   + "; gc.freeze()"], env),
             "add": _timed(command + ["container", "add", config["container"], WORKLOAD_IP], env),
             "remove": _timed(command + ["container", "remove", config["container"]], env),
@@ -95,10 +97,10 @@ def drive(config):
 SEED_SCRIPT = """
 import json, sys
 sys.path.insert(0, %(repo)r)
-from tests.harness.etcd import make_client
-client = make_client(%(etcd)r)
-client.write("/calico/v1/ipam/v4/pool/%(pool_key)s", json.dumps({"cidr": %(pool)r}))
-client.write("/calico/bgp/v1/host/%(hostname)s/ip_addr_v4", %(host_ip)r)
+from tests.harness.etcd import make_kv
+kv = make_kv(%(etcd_env)r)
+kv.put("/calico/v1/ipam/v4/pool/%(pool_key)s", json.dumps({"cidr": %(pool)r}))
+kv.put("/calico/bgp/v1/host/%(hostname)s/ip_addr_v4", %(host_ip)r)
 """
 
 
@@ -106,7 +108,7 @@ client.write("/calico/bgp/v1/host/%(hostname)s/ip_addr_v4", %(host_ip)r)
 
 def run(report):
     from tests.harness.docker import ensure_busybox_image, ensure_dockerd
-    from tests.harness.etcd import EtcdServer
+    from tests.harness.etcd import DATASTORE_LIBRARY, EtcdServer, requested_datastore
     from tests.harness.simhost import Lan, SimHost
     from tests.harness.util import REPO_ROOT
 
@@ -120,9 +122,9 @@ def run(report):
         ensure_busybox_image(docker_client)
         lan = Lan(name="bench-lan-%d" % os.getpid(), subnet=LAN_SUBNET, gateway=LAN_GATEWAY).create()
         host = SimHost(HOSTNAME, HOST_IP, lan, prefixlen=24).start()
-        server = EtcdServer(os.path.join(workdir, "etcd"), runner=host).start()
+        server = EtcdServer(os.path.join(workdir, "etcd"), runner=host, datastore=requested_datastore()).start()
         seeded = host.run([sys.executable, "-c", SEED_SCRIPT % {
-            "repo": REPO_ROOT, "etcd": server.authority, "pool": POOL, "pool_key": POOL.replace("/", "-"),
+            "repo": REPO_ROOT, "etcd_env": server.env, "pool": POOL, "pool_key": POOL.replace("/", "-"),
             "hostname": HOSTNAME, "host_ip": HOST_IP}], cwd=REPO_ROOT)
         if seeded.returncode != 0:
             raise RuntimeError("seeding etcd failed: %s" % seeded.stderr.strip())
@@ -130,7 +132,8 @@ def run(report):
             "busybox:latest", detach=True, tty=True, stdin_open=True, network_mode="none",
             name="bench-container-%d" % os.getpid())
         container.reload()
-        config = {"repo": REPO_ROOT, "etcd": server.authority, "runs": RUNS, "container": container.name,
+        config = {"repo": REPO_ROOT, "etcd_env": server.env, "library": DATASTORE_LIBRARY[server.datastore],
+                  "runs": RUNS, "container": container.name,
                   "container_id": container.id, "container_pid": container.attrs["State"]["Pid"],
                   "cni_data": os.path.join(workdir, "cni-ipam")}
         result = host.run([sys.executable, os.path.abspath(__file__), "--driver", json.dumps(config)],

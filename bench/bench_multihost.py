@@ -51,13 +51,15 @@ def workload_ip(host_index, number):
 class Bench:
     def __init__(self, workdir):
         from tests.harness.simhost import Lan, SimHost
+        from tests.harness.etcd import requested_datastore
         from tests.harness.multihost import LanEtcdServer
         self.workdir = workdir
         self.lan = Lan(name="calico-bench-mh").create()
-        self.etcd = LanEtcdServer(self.lan, os.path.join(workdir, "etcd", "data")).start()
+        self.etcd = LanEtcdServer(self.lan, os.path.join(workdir, "etcd", "data"),
+                                  datastore=requested_datastore()).start()
         self.hosts = [SimHost("calico-%02d" % (i + 1), host_ip(i), self.lan).start()
                       for i in range(HOSTS)]
-        self.client = self.etcd.client()
+        self.client = self.etcd.kv()
         self.workloads = {}       # host index -> [NetnsWorkload]
 
     def close(self):
@@ -93,31 +95,15 @@ class Bench:
                                   "ep" + workload.name)
 
     def register(self, workloads):
-        """Write the workloads' endpoints to etcd from inside the LAN (no
-        port forwarder in the way, as a host's calicoctl would); returns the
+        """Write the workloads' endpoints to etcd from inside the LAN, one
+        writer per host as the hosts' calicoctl would; returns the
         ``time.monotonic()`` of the first write (the clock is system-wide)."""
-        import sys
-        # One writer thread per host, as the hosts' calicoctl would write.
-        writer = ("import json, sys, threading, time, etcd\n"
-                  "host, port = sys.argv[1].rsplit(':', 1)\n"
-                  "groups = json.load(sys.stdin)\n"
-                  "def write(items):\n"
-                  "    client = etcd.Client(host=host, port=int(port))\n"
-                  "    for key, value in items:\n"
-                  "        client.write(key, value)\n"
-                  "threads = [threading.Thread(target=write, args=(g,)) for g in groups]\n"
-                  "print(time.monotonic(), flush=True)\n"
-                  "for t in threads: t.start()\n"
-                  "for t in threads: t.join()\n")
+        from tests.harness.multihost import write_from_lan
         groups = {}
         for workload in workloads:
             groups.setdefault(workload.host.name, []).append(
                 (self.endpoint_key(workload), workload.endpoint_json(["BENCH"])))
-        result = self.lan.run([sys.executable, "-c", writer, self.etcd.authority],
-                              input=json.dumps(list(groups.values())), cwd="/", timeout=120)
-        if result.returncode != 0:
-            raise RuntimeError("registering workloads failed: %s" % result.stderr.strip())
-        return float(result.stdout.strip().splitlines()[0])
+        return write_from_lan(self.etcd, groups.values(), timeout=120)
 
     # -- observation -------------------------------------------------------------------
     def remote_route_counts(self):
@@ -229,8 +215,8 @@ def run(report):
 
         # -- a: calicoctl node on the second host, then the first cross-host ping.
         env = bench.etcd.env
-        bench.client.write("/calico/v1/policy/profile/BENCH/tags", json.dumps(["BENCH"]))
-        bench.client.write("/calico/v1/policy/profile/BENCH/rules", json.dumps(
+        bench.client.put("/calico/v1/policy/profile/BENCH/tags", json.dumps(["BENCH"]))
+        bench.client.put("/calico/v1/policy/profile/BENCH/rules", json.dumps(
             {"id": "BENCH", "inbound_rules": [{"action": "allow", "src_tag": "BENCH"}],
              "outbound_rules": [{"action": "allow"}]}))
 
@@ -240,7 +226,7 @@ def run(report):
         result = node(bench.hosts[0])
         if result.returncode != 0:
             raise RuntimeError("calicoctl node failed: %s" % (result.stderr or result.stdout))
-        bench.client.write(paths.pool_key(POOL), json.dumps({"cidr": POOL}))
+        bench.client.put(paths.pool_key(POOL), json.dumps({"cidr": POOL}))
         bench.register(pair)
         time.sleep(1.0)
         result = node(bench.hosts[1])

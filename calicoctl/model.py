@@ -75,6 +75,9 @@ class Endpoint:
     ipv6_nets: tuple = ()
     ipv4_gateway: Optional[str] = None
     ipv6_gateway: Optional[str] = None
+    container_interface: Optional[str] = None
+    """The interface's name inside the container (extension; None in
+    endpoints written before it was recorded, or by other tools)."""
 
     @property
     def endpoint_id(self):
@@ -126,14 +129,21 @@ class Endpoint:
             else:
                 value = None
             gateways[key_name] = value
+        inside = data.get("container_interface")
+        if inside is not None and (not isinstance(inside, str) or not 0 < len(inside) <= 15
+                                   or "/" in inside):
+            raise ValidationError("Invalid endpoint: bad container_interface %r." % (inside,))
         return cls(key=key, name=name, mac=mac, state=state, profile_ids=tuple(profile_ids),
-                   **nets, **gateways)
+                   container_interface=inside, **nets, **gateways)
 
     def to_dict(self):
-        return {"state": self.state, "name": self.name, "mac": self.mac,
+        data = {"state": self.state, "name": self.name, "mac": self.mac,
                 "profile_ids": list(self.profile_ids),
                 "ipv4_nets": list(self.ipv4_nets), "ipv6_nets": list(self.ipv6_nets),
                 "ipv4_gateway": self.ipv4_gateway, "ipv6_gateway": self.ipv6_gateway}
+        if self.container_interface is not None:
+            data["container_interface"] = self.container_interface
+        return data
 
     def to_json(self):
         return json.dumps(self.to_dict())

@@ -43,7 +43,7 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
 
 from tests.harness.docker import ensure_busybox_image, ensure_dockerd  # noqa: E402
-from tests.harness.etcd import EtcdServer  # noqa: E402
+from tests.harness.etcd import EtcdServer, datastore_env, requested_datastore  # noqa: E402
 from tests.harness.simhost import Lan, SimHost  # noqa: E402
 from tests.harness.util import pid_alive, terminate_pid  # noqa: E402
 
@@ -241,10 +241,11 @@ class Demo:
         for name, ip in HOSTS:
             self.hosts[name] = SimHost(name, ip, self.lan).start()
         self.etcd = DemoEtcd(os.path.join(STATE_DIR, "etcd", "data"), host=HOSTS[0][1],
-                             client_port=2379, peer_port=2380, runner=self.hosts[ETCD_HOST])
+                             client_port=2379, peer_port=2380, runner=self.hosts[ETCD_HOST],
+                             datastore=requested_datastore())
         self.etcd.start()
-        self.env = {"ETCD_AUTHORITY": ETCD_AUTHORITY,
-                    "PATH": self.shim_dir + os.pathsep + os.environ.get("PATH", os.defpath)}
+        self.env = dict(datastore_env(self.etcd.datastore), ETCD_AUTHORITY=ETCD_AUTHORITY,
+                        PATH=self.shim_dir + os.pathsep + os.environ.get("PATH", os.defpath))
 
     def _write_shims(self):
         os.makedirs(self.shim_dir, exist_ok=True)
@@ -304,7 +305,8 @@ class Demo:
         forward = PortForward("127.0.0.1", _free_port(), HOSTS[0][1], 2379,
                               target_netns=self.hosts[ETCD_HOST].netns_path).start()
         try:
-            datastore = DatastoreClient(etcdconn.connect({"ETCD_AUTHORITY": forward.authority}))
+            datastore = DatastoreClient(etcdconn.connect(dict(datastore_env(self.etcd.datastore),
+                                                              ETCD_AUTHORITY=forward.authority)))
             profiles = {}
             for endpoint in datastore.list_endpoints():
                 address = endpoint.addresses(4)[0] if endpoint.addresses(4) else None

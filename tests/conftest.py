@@ -13,7 +13,7 @@ import os
 
 import pytest
 
-from tests.harness.etcd import EtcdServer, make_client, wipe
+from tests.harness.etcd import DATASTORES, EtcdServer, make_client, make_kv, wipe
 
 MARKERS = {
     "functional": "real kernel/etcd/Docker components, one at a time",
@@ -55,18 +55,25 @@ class EtcdHandle:
     """What a test needs to talk to the session's etcd.
 
     :ivar authority: ``127.0.0.1:<port>``.
-    :ivar env: ``{"ETCD_AUTHORITY": authority}`` for calicoctl/the agent.
+    :ivar env: ``{"ETCD_AUTHORITY": authority}`` for calicoctl/the agent
+        (and ``DATASTORE_TYPE`` on a v3 etcd).
     :ivar server: the EtcdServer (stop/restart it only if you restore it).
+    :ivar datastore: "etcdv2" or "etcdv3".
     """
 
     def __init__(self, server):
         self.server = server
         self.authority = server.authority
-        self.env = {"ETCD_AUTHORITY": server.authority}
+        self.datastore = server.datastore
+        self.env = server.env
 
     def client(self, **kwargs):
-        """A new python-etcd client for this etcd."""
+        """A new python-etcd client for this etcd (v2 only)."""
         return make_client(self.authority, **kwargs)
+
+    def kv(self):
+        """calicoctl's key-value store for this etcd, in its API (v2 or v3)."""
+        return make_kv(self.env)
 
 
 @pytest.fixture(scope="session")
@@ -78,14 +85,36 @@ def etcd_server(tmp_path_factory):
     server.stop()
 
 
+@pytest.fixture(scope="session")
+def etcd_v3_server(tmp_path_factory):
+    """One real etcd without the v2 API (as etcd 3.6 is) for the whole session."""
+    server = EtcdServer(str(tmp_path_factory.mktemp("etcd-v3") / "data"), datastore="etcdv3")
+    server.start()
+    yield server
+    server.stop()
+
+
+def _wiped(server):
+    if not server.running:
+        # A test stopped or killed it: bring it back for the next one.
+        server.start()
+    wipe(server.env)
+    return EtcdHandle(server)
+
+
 @pytest.fixture
 def etcd(etcd_server):
-    """The session etcd with /calico wiped before the test."""
-    if not etcd_server.running:
-        # A test stopped or killed it: bring it back for the next one.
-        etcd_server.start()
-    wipe(etcd_server.authority)
-    yield EtcdHandle(etcd_server)
+    """The session etcd (v2) with /calico wiped before the test."""
+    yield _wiped(etcd_server)
+
+
+@pytest.fixture(params=DATASTORES)
+def any_etcd(request):
+    """The session etcd of each datastore in turn (v2, then v3 without the v2
+    API), /calico wiped. A module runs its tests on both by overriding
+    ``etcd`` with a fixture returning ``any_etcd``."""
+    server = request.getfixturevalue("etcd_server" if request.param == "etcdv2" else "etcd_v3_server")
+    yield _wiped(server)
 
 
 # -- Docker ------------------------------------------------------------------
@@ -143,6 +172,10 @@ class LanEtcd:
     def client(self, **kwargs):
         """A python-etcd client (in the test process) for this etcd."""
         return make_client(self.local_authority, **kwargs)
+
+    def kv(self):
+        """calicoctl's key-value store for this etcd, from the test process."""
+        return make_kv({"ETCD_AUTHORITY": self.local_authority})
 
 
 @pytest.fixture(scope="session")

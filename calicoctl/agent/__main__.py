@@ -15,7 +15,7 @@ loop in the foreground:
   "time", "in_sync", "last_sync", "local_endpoints", "control_plane"}``
   to ``<run-dir>/agent-status.json`` and (from a thread, so a dead etcd
   never stalls the loop) to ``/calico/felix/v1/host/<hostname>/status``
-  with a 30 s TTL. ``control_plane`` is the policy dataplane's account of
+  with a 30 s TTL (on etcd v3: a lease). ``control_plane`` is the policy dataplane's account of
   the control-plane protection: ``{"enabled", "active", "ports",
   "addresses": {"4", "6"}, "problem"}`` ("active": programmed in the kernel).
 
@@ -23,6 +23,10 @@ Components are fed through a ``dispatch.Dispatcher``: it parses each key
 once, keeps the shared view of etcd (``indexes.Indexes``: every leaf, each
 endpoint parsed once, the tunnel and local-endpoint indexes) and calls each
 component only for the kinds of keys it registered for.
+
+One component (``lifecycle.WorkloadLifecycle``) also follows Docker, in a
+thread of its own: it keeps this host's containers networked through
+restarts and releases what removed ones held.
 
 Robustness: the view holds every etcd leaf seen. If a component raises (a
 bug, or the kernel surprising us), the error is logged and every component
@@ -148,7 +152,7 @@ class StatusReporter:
             try:
                 if connection is None:
                     connection = self._connection_factory()
-                connection.write(paths.felix_status(self.config.hostname), text, ttl=self.config.status_ttl)
+                connection.put(paths.felix_status(self.config.hostname), text, ttl=self.config.status_ttl)
             except Exception as exc:  # noqa: BLE001 - any etcd failure: try at the next report
                 LOG.info("Cannot report status to etcd: %s", exc)
                 connection = None
@@ -366,9 +370,13 @@ def main(argv=None, env=None):
     from calicoctl.datastore import etcdconn
     try:
         settings = etcdconn.parse_settings(env)
+        problem = check_datastore_api(etcdconn.connect(env))
     except CalicoError as exc:
         LOG.error("%s", exc)
         return exc.exit_code
+    if problem:
+        LOG.error("%s", problem)
+        return 1
     config.etcd_endpoints = tuple((endpoint.host, endpoint.port) for endpoint in settings.endpoints)
     pid_path = os.path.join(config.run_dir, identity.PID_FILE)
     other = daemon.read_pid_file(pid_path)
@@ -388,16 +396,30 @@ def main(argv=None, env=None):
         return EtcdWatcher(etcdconn.connect(env), emit, watch_timeout=config.watch_timeout,
                            retry_interval=config.etcd_retry_interval)
 
+    datastore = DatastoreClient(etcdconn.connect(env))
     reporter = StatusReporter(config, lambda: etcdconn.connect(env))
     reporter.start()
-    datastore = DatastoreClient(etcdconn.connect(env))
-    agent = Agent(config, build_components(config, datastore), watcher_factory, reporter)
+    agent = Agent(config, build_components(config, datastore, env), watcher_factory, reporter)
     signal.signal(signal.SIGTERM, agent.request_stop)
     signal.signal(signal.SIGINT, agent.request_stop)
     try:
         return agent.run()
     finally:
         daemon.remove_pid_file(pid_path, os.getpid())
+
+
+def check_datastore_api(kv):
+    """A message if etcd answers but not with the API ``DATASTORE_TYPE`` names
+    (the agent then refuses to start), else None. An etcd that does not
+    answer yet is no reason to refuse: the watcher waits for it."""
+    from calicoctl.errors import DatastoreError, DatastoreUnavailable
+    try:
+        kv.check_api()
+    except DatastoreUnavailable:
+        return None
+    except DatastoreError as exc:
+        return "Not starting: %s" % exc
+    return None
 
 
 def _version():

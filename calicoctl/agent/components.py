@@ -8,11 +8,13 @@ workload must never be reachable before its policy is in place) comes first.
 """
 
 
-def build_components(config, datastore):
+def build_components(config, datastore, env=None):
     """The agent's components for ``config`` (an AgentConfig), in flush order.
 
     :param datastore: the DatastoreClient components write through (the
         VXLAN component publishes this host's tunnel endpoint).
+    :param env: the agent's environment (Docker and etcd settings); with it
+        the agent also follows Docker to keep workloads networked.
     """
     from calicoctl.agent.dataplane import PolicyDataplane
     from calicoctl.agent.routes import InterfaceWatcher, WorkloadRoutes
@@ -25,7 +27,21 @@ def build_components(config, datastore):
         WorkloadRoutes(config, links=links),
     ]
     components += _multihost_components(config, datastore)
+    if env is not None:
+        components.append(_lifecycle(config, env))
     return components
+
+
+def _lifecycle(config, env):
+    """Workloads through docker restart, reboot and docker rm (its own
+    thread, Docker client and etcd connection)."""
+    from calicoctl.agent.lifecycle import WorkloadLifecycle
+    from calicoctl.datastore import etcdconn
+    from calicoctl.datastore.client import DatastoreClient
+    from calicoctl.host.docker import DockerAdapter
+
+    return WorkloadLifecycle(config, docker_factory=lambda: DockerAdapter(env),
+                             datastore_factory=lambda: DatastoreClient(etcdconn.connect(env)))
 
 
 def _multihost_components(config, datastore):

@@ -1,22 +1,27 @@
 """etcd -> a stream of snapshots and updates, on a thread of its own.
 
-``EtcdWatcher.run`` loops forever (until stopped):
+It speaks the key-value interface (``calicoctl.datastore.kv``), so it runs
+the same on etcd v2 and v3. ``EtcdWatcher.run`` loops forever (until
+stopped):
 
-1. snapshot: one recursive GET of ``/calico``; every leaf becomes
-   ``Snapshot(items, index)``, where ``index`` is the response's
-   ``X-Etcd-Index``;
-2. watch: ``GET /calico?wait=true&recursive=true&waitIndex=<index+1>``;
-   each answer becomes ``Update(key, value)`` (value None for a delete or
-   expiry; a deleted directory arrives as its own key) and the next
-   ``waitIndex`` is the event's ``modifiedIndex + 1``. A watch that simply
-   times out is re-issued with the same index.
+1. snapshot: one read of every leaf under ``/calico`` becomes
+   ``Snapshot(items, revision)`` (v2: the response's ``X-Etcd-Index``; v3:
+   its header revision);
+2. watch from ``revision + 1``: each event becomes ``Update(key, value)``
+   (value None for a delete or expiry; a deleted v2 directory arrives as
+   its own key). v2 asks once per event (a long poll); v3 keeps one stream
+   open. A watch that was quiet for ``watch_timeout`` seconds is issued
+   again from where it was.
 3. Anything that means our view may have a gap starts again at 1: the
-   index was cleared from etcd's history (HTTP 401, ``EtcdEventIndexCleared``,
-   more than 1000 events behind), the cluster ID changed (etcd was replaced
-   or restored), or any connection error (etcd restarted or unreachable;
-   ``Lost`` is reported first, and the snapshot is retried every
-   ``retry_interval`` seconds until etcd answers). Meanwhile the dataplane is
-   left exactly as it is.
+   revision is gone from etcd's history (v2 keeps 1000 events; v3 compacts),
+   the cluster ID changed (etcd was replaced or restored), or any
+   connection error (etcd restarted or unreachable; ``Lost`` is reported
+   first, and the snapshot is retried every ``retry_interval`` seconds until
+   etcd answers). Meanwhile the dataplane is left exactly as it is.
+4. Falling behind: when an event is more than ``catch_up_limit`` revisions
+   older than the store (a burst of writes, or a slow agent), the rest is
+   not replayed one event (on v2: one request) at a time: a fresh snapshot
+   catches up in one read.
 
 Events go to ``emit`` (the main loop's queue); the main loop drains whatever
 has queued up before flushing, which batches a burst of writes into one
@@ -38,6 +43,7 @@ LOG = logging.getLogger(__name__)
 class Snapshot:
     items: dict
     index: int
+    """The store's revision the items were read at (v2 index or v3 revision)."""
 
 
 @dataclass(frozen=True)
@@ -51,42 +57,32 @@ class Lost:
     reason: str
 
 
+# How many revisions behind etcd the watcher may be before it stops
+# replaying events and takes a snapshot instead (step 4).
+CATCH_UP_LIMIT = 200
+
+
 class ResyncNeeded(Exception):
     """Our view of etcd may have a gap: take a fresh snapshot."""
 
 
-def collect_leaves(node, into):
-    """Every non-directory leaf of a raw etcd v2 node dict -> into[key] = value."""
-    stack = [node]
-    while stack:
-        current = stack.pop()
-        if current.get("dir"):
-            stack.extend(current.get("nodes", ()))
-        elif "key" in current:
-            into[current["key"]] = current.get("value")
-    return into
-
-
-def parse_watch_result(result):
-    """(Update or None, next index) from a python-etcd watch EtcdResult."""
-    next_index = result.modifiedIndex + 1
-    if result.action in ("delete", "expire", "compareAndDelete"):
-        return Update(result.key, None), next_index
-    if getattr(result, "dir", False):
-        return None, next_index        # a directory was created: no leaf yet
-    return Update(result.key, result.value), next_index
+def fallen_behind(event, limit):
+    """Pure: True if ``event`` is more than ``limit`` revisions older than the store."""
+    return event.current - event.revision > limit
 
 
 class EtcdWatcher:
     """Snapshot + watch loop (see module docstring).
 
-    :param connection: an ``etcdconn.EtcdConnection`` used only by this watcher.
+    :param kv: a ``kv.KeyValueStore`` used only by this watcher.
     :param emit: callable receiving Snapshot / Update / Lost objects.
     """
 
-    def __init__(self, connection, emit, prefix=paths.ROOT, watch_timeout=60.0, retry_interval=1.0):
-        self.connection = connection
+    def __init__(self, kv, emit, prefix=paths.ROOT, watch_timeout=60.0, retry_interval=1.0,
+                 catch_up_limit=CATCH_UP_LIMIT):
+        self.kv = kv
         self.emit = emit
+        self.catch_up_limit = catch_up_limit
         self.prefix = prefix
         self.watch_timeout = watch_timeout
         self.retry_interval = retry_interval
@@ -102,32 +98,27 @@ class EtcdWatcher:
         self._stop.set()
 
     def run(self):
+        from calicoctl.datastore.kv import HistoryLost
         lost = False
         while not self._stop.is_set():
             try:
-                index = self._snapshot()
+                revision = self._snapshot()
                 lost = False
-                self._watch(index)
-            except ResyncNeeded as exc:
+                self._watch(revision)
+            except (ResyncNeeded, HistoryLost) as exc:
                 LOG.info("Resynchronising with etcd: %s", exc)
             except CalicoError as exc:
-                self._report_lost(str(exc), lost)
-                lost = True
-                self._stop.wait(self.retry_interval)
-            except Exception as exc:  # python-etcd raises many kinds
-                import etcd
-                if isinstance(exc, (etcd.EtcdEventIndexCleared, etcd.EtcdClusterIdChanged)):
-                    LOG.info("Resynchronising with etcd: %s", exc)
-                    continue
-                if isinstance(exc, etcd.EtcdException):
-                    self._report_lost("%s: %s" % (type(exc).__name__, exc), lost)
-                    lost = True
-                    self._stop.wait(self.retry_interval)
-                    continue
+                lost = self._lost(str(exc), lost)
+            except self.kv.library_errors as exc:
+                lost = self._lost("%s: %s" % (type(exc).__name__, exc), lost)
+            except Exception as exc:  # a bug must not end the watcher
                 LOG.exception("Unexpected error in the etcd watcher; resynchronising")
-                self._report_lost("unexpected error: %r" % exc, lost)
-                lost = True
-                self._stop.wait(self.retry_interval)
+                lost = self._lost("unexpected error: %r" % exc, lost)
+
+    def _lost(self, reason, already):
+        self._report_lost(reason, already)
+        self._stop.wait(self.retry_interval)
+        return True
 
     def _report_lost(self, reason, already):
         if not already:
@@ -135,37 +126,23 @@ class EtcdWatcher:
             self.emit(Lost(reason))
 
     def _snapshot(self):
-        import etcd
         started = time.monotonic()
-        try:
-            result = self.connection.read(self.prefix, recursive=True)
-        except etcd.EtcdKeyNotFound as exc:
-            index = int((exc.payload or {}).get("index") or 0)
-            items = {}
-        else:
-            index = result.etcd_index
-            items = {}
-            raw = {"key": result.key, "dir": result.dir, "value": result.value,
-                   "nodes": result._children}
-            collect_leaves(raw, items)
-        LOG.info("Snapshot of %s: %d keys at index %d in %.0f ms", self.prefix, len(items), index,
+        tree = self.kv.tree(self.prefix)
+        items = {entry.key: entry.value for entry in tree.entries}
+        LOG.info("Snapshot of %s: %d keys at revision %d in %.0f ms", self.prefix, len(items), tree.revision,
                  (time.monotonic() - started) * 1000)
-        self.emit(Snapshot(items, index))
-        return index
+        self.emit(Snapshot(items, tree.revision))
+        return tree.revision
 
-    def _watch(self, index):
-        import etcd
-        next_index = index + 1
+    def _watch(self, revision):
+        next_revision = revision + 1
         while not self._stop.is_set():
-            try:
-                result = self.connection.read(self.prefix, recursive=True, wait=True,
-                                              waitIndex=next_index, timeout=self.watch_timeout)
-            except etcd.EtcdWatchTimedOut:
-                continue
-            except etcd.EtcdEventIndexCleared:
-                raise ResyncNeeded("watch index %d was cleared from etcd's history" % next_index) from None
-            except etcd.EtcdClusterIdChanged:
-                raise ResyncNeeded("the etcd cluster ID changed") from None
-            update, next_index = parse_watch_result(result)
-            if update is not None:
-                self.emit(update)
+            for event in self.kv.watch(self.prefix, next_revision, self.watch_timeout):
+                if fallen_behind(event, self.catch_up_limit):
+                    raise ResyncNeeded("%d revisions behind etcd: catching up with a snapshot"
+                                       % (event.current - event.revision))
+                next_revision = event.revision + 1
+                if event.key is not None:
+                    self.emit(Update(event.key, event.value))
+                if self._stop.is_set():
+                    return

@@ -12,6 +12,7 @@ from calicoctl.errors import CalicoError, ExitCode
 
 USAGE = """Override the host:port of the ETCD server by setting the environment variable
 ETCD_AUTHORITY [default: 127.0.0.1:2379] (or ETCD_ENDPOINTS for a cluster).
+Speak etcd's v3 API instead of v2 with DATASTORE_TYPE=etcdv3 [default: etcdv2].
 
 Usage: calicoctl <command> [<args>...]
 
@@ -25,6 +26,7 @@ Usage: calicoctl <command> [<args>...]
     control-plane     Keep workloads off etcd and BGP (show, ports, protection)
     checksystem       Check for incompatibilities on the host system
     diags             Save diagnostic information
+    datastore         Copy the etcd v2 data into etcd v3 (migrate)
     version           Display the version of calicoctl
 
 See 'calicoctl <command> --help' to read about a specific subcommand.
@@ -43,6 +45,7 @@ COMMANDS = {
     "control-plane": "control_plane",
     "checksystem": "checksystem",
     "diags": "diags",
+    "datastore": "datastore",
     "version": "version",
 }
 

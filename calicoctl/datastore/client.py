@@ -1,11 +1,12 @@
 """Typed reads and writes of Calico's etcd data: ``DatastoreClient``.
 
-It takes an etcd connection (``etcdconn.EtcdConnection`` or a python-etcd
-``Client``) and speaks in models (``calicoctl.model``). Its methods come by
+It takes a key-value store (``kv.KeyValueStore``, etcd v2 or v3, from
+``etcdconn.connect``) and speaks in models (``calicoctl.model``). Its methods come by
 concern from ``profiles``, ``workloads`` (endpoints and workloads),
 ``ipam`` (pools and claims) and ``hosts`` (readiness, BGP, host records,
-agent status); ``store`` has what they share: python-etcd's exceptions
-translated into ours and the compare-and-swap ``update_value``.
+agent status); ``store`` has what they share: the library exceptions
+that escape the key-value layer translated into ours and the
+compare-and-swap ``update_value``.
 """
 from calicoctl.datastore.hosts import HostStore
 from calicoctl.datastore.ipam import IpamStore
@@ -14,4 +15,4 @@ from calicoctl.datastore.workloads import WorkloadStore
 
 
 class DatastoreClient(ProfileStore, WorkloadStore, IpamStore, HostStore):
-    """Every typed read and write of the datastore, on one etcd connection."""
+    """Every typed read and write of the datastore, on one key-value store."""

@@ -4,15 +4,16 @@ Environment (docs/decisions.md, "Identity and connection"):
 - ``ETCD_ENDPOINTS``: comma-separated URLs of cluster members; or
 - ``ETCD_AUTHORITY``: ``host:port`` (default ``127.0.0.1:2379``), with
   ``ETCD_SCHEME`` (``http`` or ``https``);
-- ``ETCD_CA_CERT_FILE``, ``ETCD_CERT_FILE``, ``ETCD_KEY_FILE`` for TLS.
+- ``ETCD_CA_CERT_FILE``, ``ETCD_CERT_FILE``, ``ETCD_KEY_FILE`` for TLS;
+- ``DATASTORE_TYPE``: ``etcdv2`` (default) or ``etcdv3``, the API spoken.
 
-python-etcd's own reconnect logic asks the cluster for its member list when
-the client is built (a network round trip before the first command, and a
-failure if the first member is down). Instead we keep one plain client per
-configured endpoint and move to the next one when a request cannot connect.
+The clients' own reconnect logic (python-etcd asks the cluster for its
+member list when the client is built: a round trip before the first
+command, and a failure if the first member is down) is not used: we keep
+one plain client per configured endpoint and move to the next one when a
+request cannot connect (``Failover``), whichever API runs.
 """
 import ipaddress
-import logging
 import re
 from dataclasses import dataclass
 from typing import Optional, Tuple
@@ -22,6 +23,8 @@ from calicoctl import validate
 from calicoctl.errors import DatastoreUnavailable, ValidationError
 
 DEFAULT_AUTHORITY = "127.0.0.1:2379"
+# The etcd APIs we speak (DATASTORE_TYPE); the first is the default.
+DATASTORE_TYPES = ("etcdv2", "etcdv3")
 # One part of a host name: letters, digits and inner hyphens (and underscores).
 HOST_LABEL_RE = re.compile(r"^[A-Za-z0-9_](?:[A-Za-z0-9_-]*[A-Za-z0-9_])?\Z")
 # Short enough that "etcd is down" is reported within seconds; watches pass
@@ -146,38 +149,36 @@ def describe(settings):
     return ", ".join(endpoint.url for endpoint in settings.endpoints)
 
 
-class EtcdConnection:
-    """python-etcd clients for each endpoint, used in turn on connection failure.
+class Failover:
+    """One client per endpoint (built on first use by ``build(endpoint)``),
+    used in turn: a call that cannot connect moves on to the next endpoint.
 
-    Offers ``read``, ``write``, ``delete`` and ``test_and_set`` with python-etcd's
-    signatures; a request that cannot reach any endpoint raises
-    DatastoreUnavailable naming every endpoint tried.
+    ``unreachable`` are the exception types meaning "this endpoint does not
+    answer", except those also in ``passthrough`` (a watch that merely timed
+    out). When every endpoint failed, DatastoreUnavailable names them all.
     """
 
-    def __init__(self, settings, timeout=DEFAULT_TIMEOUT):
+    def __init__(self, settings, build, unreachable, passthrough=()):
         self.settings = settings
-        self.timeout = timeout
+        self._build = build
+        self._unreachable = unreachable
+        self._passthrough = passthrough
         self._clients = [None] * len(settings.endpoints)
         self._current = 0
-        _quiet_library_logging()
 
-    def _client(self, index):
-        if self._clients[index] is None:
-            self._clients[index] = _build_client(self.settings, self.settings.endpoints[index], self.timeout)
-        return self._clients[index]
-
-    def _call(self, method, *args, **kwargs):
-        import etcd
+    def call(self, function):
+        """``function(client)`` on the first endpoint that answers."""
         failures = []
         count = len(self._clients)
         for attempt in range(count):
             index = (self._current + attempt) % count
             try:
-                result = getattr(self._client(index), method)(*args, **kwargs)
-            except etcd.EtcdConnectionFailed as exc:
-                # A watch that simply timed out is not a dead endpoint.
-                if isinstance(exc, etcd.EtcdWatchTimedOut):
-                    raise
+                if self._clients[index] is None:
+                    self._clients[index] = self._build(self.settings.endpoints[index])
+                result = function(self._clients[index])
+            except self._passthrough:
+                raise
+            except self._unreachable as exc:
                 failures.append(self.settings.endpoints[index].url + _failure_hint(exc))
                 continue
             self._current = index
@@ -185,19 +186,14 @@ class EtcdConnection:
         raise DatastoreUnavailable("Cannot reach etcd at %s: is etcd running, and is "
                                    "ETCD_AUTHORITY/ETCD_ENDPOINTS right?" % ", ".join(failures))
 
-    def read(self, key, **kwargs):
-        return self._call("read", key, **kwargs)
-
-    def write(self, key, value, **kwargs):
-        return self._call("write", key, value, **kwargs)
-
-    def delete(self, key, **kwargs):
-        return self._call("delete", key, **kwargs)
+    @property
+    def current_url(self):
+        return self.settings.endpoints[self._current].url
 
 
 def _failure_hint(exc):
     """A short reason for a failed request when it is not simply 'nobody listens'."""
-    text = repr(getattr(exc, "cause", None)) + str(exc)
+    text = repr(getattr(exc, "cause", None)) + str(exc) + str(getattr(exc, "detail_text", ""))
     if "SSL" in text or "certificate" in text.lower():
         return " (TLS handshake failed: check ETCD_CA_CERT_FILE, ETCD_CERT_FILE and ETCD_KEY_FILE)"
     if "FileNotFoundError" in text or "No such file" in text:
@@ -205,34 +201,21 @@ def _failure_hint(exc):
     return ""
 
 
-def connect(env, timeout=DEFAULT_TIMEOUT):
-    """Build (without contacting etcd) a connection from an environment mapping."""
-    return EtcdConnection(parse_settings(env), timeout=timeout)
+def datastore_type(env):
+    """Pure: ``DATASTORE_TYPE`` from the environment (default etcdv2), or ValidationError."""
+    text = env.get("DATASTORE_TYPE", "").strip() or DATASTORE_TYPES[0]
+    if text not in DATASTORE_TYPES:
+        raise ValidationError("Invalid DATASTORE_TYPE %r: expected %s." % (text, " or ".join(DATASTORE_TYPES)))
+    return text
 
 
-def _build_client(settings, endpoint, timeout):
-    import etcd
-    import urllib3
-    kwargs = dict(host=endpoint.host, port=endpoint.port, protocol=endpoint.scheme,
-                  read_timeout=timeout, allow_reconnect=False)
-    if settings.cert:
-        kwargs["cert"] = (settings.cert, settings.key)
-    if settings.ca_cert:
-        kwargs["ca_cert"] = settings.ca_cert
-    client = etcd.Client(**kwargs)
-    # NOTE: urllib3 retries a failed connect three times by default, which
-    # multiplies the wait for an unreachable member; we fail over instead.
-    # other=0 as well: with total=None, an unlimited "other" budget retries a
-    # TLS handshake failure (e.g. a rejected client certificate) forever.
-    client.http.connection_pool_kw["retries"] = urllib3.Retry(
-        total=None, connect=0, read=0, redirect=5, status=0, other=0)
-    return client
-
-
-def _quiet_library_logging():
-    # python-etcd logs every failed request at ERROR; without a handler
-    # Python would print those to stderr next to our own one-line message.
-    logger = logging.getLogger("etcd")
-    if not logger.handlers:
-        logger.addHandler(logging.NullHandler())
-    logger.propagate = False
+def connect(env, timeout=DEFAULT_TIMEOUT, kind=None):
+    """Build (without contacting etcd) the key-value store ``DATASTORE_TYPE``
+    names (or ``kind``) from an environment mapping."""
+    kind = kind or datastore_type(env)
+    settings = parse_settings(env)
+    if kind == "etcdv3":
+        from calicoctl.datastore.kv_v3 import EtcdV3
+        return EtcdV3(settings, timeout=timeout)
+    from calicoctl.datastore.kv_v2 import EtcdV2
+    return EtcdV2(settings, timeout=timeout)

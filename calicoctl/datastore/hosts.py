@@ -14,16 +14,12 @@ class HostStore(EtcdStore):
 
     @translate_errors
     def set_ready(self, ready=True):
-        self.etcd.write(paths.READY, "true" if ready else "false")
+        self.kv.put(paths.READY, "true" if ready else "false")
 
     @translate_errors
     def ensure_global_config(self, name, value):
         """Create a global config value if missing (never overwrite)."""
-        import etcd
-        try:
-            self.etcd.write(paths.global_config(name), value, prevExist=False)
-        except etcd.EtcdAlreadyExist:
-            pass
+        self.kv.create(paths.global_config(name), value)
 
     @translate_errors
     def get_control_plane_protection(self):
@@ -48,7 +44,7 @@ class HostStore(EtcdStore):
 
     @translate_errors
     def set_default_as(self, as_num):
-        self.etcd.write(paths.BGP_GLOBAL_AS, str(as_num))
+        self.kv.put(paths.BGP_GLOBAL_AS, str(as_num))
 
     @translate_errors
     def get_node_mesh(self):
@@ -62,17 +58,13 @@ class HostStore(EtcdStore):
 
     @translate_errors
     def set_node_mesh(self, enabled):
-        self.etcd.write(paths.BGP_NODE_MESH, json.dumps({"enabled": bool(enabled)}))
+        self.kv.put(paths.BGP_NODE_MESH, json.dumps({"enabled": bool(enabled)}))
 
     @translate_errors
     def ensure_bgp_defaults(self):
-        import etcd
         for key, value in ((paths.BGP_GLOBAL_AS, "64511"),
                            (paths.BGP_NODE_MESH, json.dumps({"enabled": True}))):
-            try:
-                self.etcd.write(key, value, prevExist=False)
-            except etcd.EtcdAlreadyExist:
-                pass
+            self.kv.create(key, value)
 
     @translate_errors
     def list_bgp_peers(self, hostname=None, version=None):
@@ -87,7 +79,7 @@ class HostStore(EtcdStore):
     @translate_errors
     def add_bgp_peer(self, peer, hostname=None):
         key = paths.global_peer(peer.ip) if hostname is None else paths.host_peer(hostname, peer.ip)
-        self.etcd.write(key, peer.to_json())
+        self.kv.put(key, peer.to_json())
 
     @translate_errors
     def remove_bgp_peer(self, ip, hostname=None):
@@ -116,20 +108,16 @@ class HostStore(EtcdStore):
         ``ip6`` None stores "" (no IPv6); ``as_num`` None deletes the per-host
         AS so the global default applies.
         """
-        import etcd
-        self.etcd.write(paths.host_bird_ip(hostname), ip)
-        self.etcd.write(paths.host_ip_addr(hostname, 4), ip)
-        self.etcd.write(paths.host_ip_addr(hostname, 6), ip6 or "")
-        try:
-            self.etcd.write(paths.host_workloads_dir(hostname), None, dir=True)
-        except (etcd.EtcdNotFile, etcd.EtcdAlreadyExist):
-            pass   # already there, perhaps with endpoints in it
+        self.kv.put(paths.host_bird_ip(hostname), ip)
+        self.kv.put(paths.host_ip_addr(hostname, 4), ip)
+        self.kv.put(paths.host_ip_addr(hostname, 6), ip6 or "")
+        self.kv.make_dir(paths.host_workloads_dir(hostname))
         if as_num is None:
             self._delete(paths.host_as_num(hostname))
         else:
-            self.etcd.write(paths.host_as_num(hostname), str(as_num))
-        self.etcd.write(paths.host_config(hostname, "DefaultEndpointToHostAction"), "RETURN")
-        self.etcd.write(paths.host_config(hostname, "marker"), "created")
+            self.kv.put(paths.host_as_num(hostname), str(as_num))
+        self.kv.put(paths.host_config(hostname, "DefaultEndpointToHostAction"), "RETURN")
+        self.kv.put(paths.host_config(hostname, "marker"), "created")
 
     @translate_errors
     def remove_host(self, hostname):
@@ -148,7 +136,7 @@ class HostStore(EtcdStore):
     @translate_errors
     def write_host_vxlan(self, hostname, tunnel):
         """Record ``tunnel`` (a model.VxlanTunnel) as ``hostname``'s VXLAN endpoint."""
-        self.etcd.write(paths.host_vxlan(hostname), tunnel.to_json())
+        self.kv.put(paths.host_vxlan(hostname), tunnel.to_json())
 
     @translate_errors
     def remove_host_vxlan(self, hostname):

@@ -17,7 +17,7 @@ class IpamStore(EtcdStore):
 
     @translate_errors
     def write_pool(self, pool):
-        self.etcd.write(paths.pool_key(pool.cidr), pool.to_json())
+        self.kv.put(paths.pool_key(pool.cidr), pool.to_json())
 
     @translate_errors
     def remove_pool(self, cidr):
@@ -36,16 +36,12 @@ class IpamStore(EtcdStore):
         """Claim ip in pool atomically; False if someone already holds it.
 
         ``owner`` is stored as the value (the reference stored ""; only the
-        key's existence means "taken"). With ``ttl`` the claim expires unless
-        ``confirm_claim`` makes it permanent: a command that dies half-way
-        (etcd gone, process killed) cannot leak it for ever.
+        key's existence means "taken"). With ``ttl`` the claim expires (v2: a
+        TTL, v3: a lease) unless ``confirm_claim`` makes it permanent: a
+        command that dies half-way (etcd gone, process killed) cannot leak it
+        for ever.
         """
-        import etcd
-        try:
-            self.etcd.write(paths.claim_key(pool_cidr, ip), owner, prevExist=False, ttl=ttl)
-            return True
-        except etcd.EtcdAlreadyExist:
-            return False
+        return self.kv.create(paths.claim_key(pool_cidr, ip), owner, ttl=ttl)
 
     @translate_errors
     def get_claim(self, pool_cidr, ip):
@@ -54,24 +50,13 @@ class IpamStore(EtcdStore):
 
     @translate_errors
     def confirm_claim(self, pool_cidr, ip, owner):
-        """Make ``owner``'s claim permanent (drop its TTL); False if another owner holds it.
+        """Make ``owner``'s claim permanent (drop its TTL or lease); False if
+        another owner holds it.
 
         If the claim expired meanwhile it is made again, create-only.
         """
-        import etcd
         key = paths.claim_key(pool_cidr, ip)
-        try:
-            self.etcd.write(key, owner, prevValue=owner)
-            return True
-        except etcd.EtcdCompareFailed:
-            return False
-        except etcd.EtcdKeyNotFound:
-            pass
-        try:
-            self.etcd.write(key, owner, prevExist=False)
-            return True
-        except etcd.EtcdAlreadyExist:
-            return False
+        return self.kv.swap(key, owner, prev_value=owner) or self.kv.create(key, owner)
 
     @translate_errors
     def release_ip(self, pool_cidr, ip, owner=None, allow_anonymous=True):
@@ -82,31 +67,22 @@ class IpamStore(EtcdStore):
         deleted, compare-and-delete, so a retry never frees an address
         someone else claimed in between.
         """
-        import etcd
         key = paths.claim_key(pool_cidr, ip)
         if owner is None:
             return self._delete(key)
         value = self._get(key)
         if value is None or value not in ((owner, "") if allow_anonymous else (owner,)):
             return False
-        try:
-            self.etcd.delete(key, prevValue=value)
-            return True
-        except (etcd.EtcdCompareFailed, etcd.EtcdKeyNotFound):
-            return False
+        return self.kv.delete(key, prev_value=value)
 
     @translate_errors
     def list_claim_pools(self, version):
         """CIDRs of every pool that has an assignment directory (claims may
         outlive their pool's definition)."""
-        import etcd
-        try:
-            result = self.etcd.read(paths.assignments_dir(version))
-        except etcd.EtcdKeyNotFound:
-            return []
+        directory = paths.assignments_dir(version)
         cidrs = []
-        for node in result.children:
-            cidr = paths.parse_claims_dir(node.key or "")
+        for name in self.kv.children(directory):
+            cidr = paths.parse_claims_dir(directory.rstrip("/") + "/" + name)
             if cidr is not None:
                 cidrs.append(cidr)
         return cidrs
@@ -115,18 +91,11 @@ class IpamStore(EtcdStore):
     def remove_empty_claims_dir(self, pool_cidr):
         """Delete a pool's claims directory if it is empty (or absent).
 
-        False when it still holds claims: etcd refuses to delete a
-        non-empty directory without ``recursive``, which makes this safe
-        against a claim made after the caller looked.
+        False when it still holds claims: v2 refuses to delete a non-empty
+        directory without ``recursive``, which makes this safe against a
+        claim made after the caller looked (v3 has no directory to delete).
         """
-        import etcd
-        try:
-            self.etcd.delete(paths.claims_dir(pool_cidr), dir=True)
-        except etcd.EtcdKeyNotFound:
-            pass
-        except etcd.EtcdDirNotEmpty:
-            return False
-        return True
+        return self.kv.delete_empty_dir(paths.claims_dir(pool_cidr))
 
     @translate_errors
     def list_claims(self, pool_cidr):

@@ -14,23 +14,14 @@ class ProfileStore(EtcdStore):
 
     @translate_errors
     def list_profile_names(self):
-        import etcd
-        try:
-            result = self.etcd.read(paths.PROFILES_DIR)
-        except etcd.EtcdKeyNotFound:
-            return []
-        names = [node.key.rsplit("/", 1)[-1] for node in result.children if node.key and node.key != paths.PROFILES_DIR]
-        return sorted(set(names))
+        return self.kv.children(paths.PROFILES_DIR)
 
     @translate_errors
     def create_profile(self, profile):
         """Write a new profile; False if it already existed (nothing written)."""
-        import etcd
-        try:
-            self.etcd.write(paths.profile_rules(profile.name), profile.rules.to_json(), prevExist=False)
-        except etcd.EtcdAlreadyExist:
+        if not self.kv.create(paths.profile_rules(profile.name), profile.rules.to_json()):
             return False
-        self.etcd.write(paths.profile_tags(profile.name), model.render_tags_json(profile.tags))
+        self.kv.put(paths.profile_tags(profile.name), model.render_tags_json(profile.tags))
         return True
 
     @translate_errors

@@ -1,36 +1,34 @@
 """The etcd side of the datastore client: error translation, reads, CAS writes.
 
-``EtcdStore`` holds the etcd connection (``etcdconn.EtcdConnection`` or a
-python-etcd ``Client``) and the generic operations every part of
-``DatastoreClient`` builds on. It is the boundary where python-etcd's
-exceptions become ours: connection failures become DatastoreUnavailable
-(exit 3), anything else unexpected from etcd becomes DatastoreError.
+``EtcdStore`` holds the key-value store (``kv.KeyValueStore``: etcd v2 or
+v3, from ``etcdconn.connect``) and the generic operations every part of
+``DatastoreClient`` builds on. The key-value layer reports an unreachable
+etcd as DatastoreUnavailable (exit 3); ``translate_errors`` turns anything
+else unexpected from its library into DatastoreError.
 
 Read-modify-write of a value goes through ``update_value``: read the value
-and its modifiedIndex, compute the new value, write with ``prevIndex``; if
-someone else wrote in between, read again and retry. That is what lets
-twenty concurrent ``endpoint <ID> profile append`` calls all land.
+and its revision, compute the new value, write only if the key is still at
+that revision; if someone else wrote in between, read again and retry.
+That is what lets twenty concurrent ``endpoint <ID> profile append`` calls
+all land.
 """
 import functools
 from dataclasses import dataclass
 
-from calicoctl.errors import CalicoError, DatastoreError, DatastoreUnavailable, NotFound, ValidationError
+from calicoctl.errors import CalicoError, DatastoreError, NotFound, ValidationError
 
 CAS_ATTEMPTS = 50
 
 
 def translate_errors(method):
-    """Turn python-etcd exceptions escaping ``method`` into CalicoErrors."""
+    """Turn the key-value library's exceptions escaping ``method`` into DatastoreError."""
     @functools.wraps(method)
     def wrapper(self, *args, **kwargs):
-        import etcd
         try:
             return method(self, *args, **kwargs)
         except CalicoError:
             raise
-        except etcd.EtcdConnectionFailed as exc:
-            raise DatastoreUnavailable("Cannot reach etcd: %s" % exc) from None
-        except etcd.EtcdException as exc:
+        except self.kv.library_errors as exc:
             raise DatastoreError("etcd error in %s: %s" % (method.__name__, exc)) from None
     return wrapper
 
@@ -53,47 +51,26 @@ class Update:
 
 
 class EtcdStore:
-    def __init__(self, etcd_client):
-        self.etcd = etcd_client
+    def __init__(self, kv):
+        self.kv = kv
 
     # -- generic helpers ------------------------------------------------------
 
     def _get(self, key):
         """The value at key, or None when it is absent."""
-        import etcd
-        try:
-            return self.etcd.read(key).value
-        except etcd.EtcdKeyNotFound:
-            return None
+        entry = self.kv.get(key)
+        return None if entry is None else entry.value
 
-    def _exists(self, key):
-        import etcd
-        try:
-            self.etcd.read(key)
-            return True
-        except etcd.EtcdKeyNotFound:
-            return False
+    def _exists(self, directory):
+        return self.kv.exists(directory)
 
     def _delete(self, key, recursive=False):
-        """Delete key (a dir when recursive); False if it was not there."""
-        import etcd
-        try:
-            if recursive:
-                self.etcd.delete(key, recursive=True, dir=True)
-            else:
-                self.etcd.delete(key)
-            return True
-        except etcd.EtcdKeyNotFound:
-            return False
+        """Delete key (a directory when recursive); False if it was not there."""
+        return self.kv.delete_tree(key) if recursive else self.kv.delete(key)
 
     def _leaves(self, prefix):
         """(key, value) of every leaf under prefix; empty if prefix is absent."""
-        import etcd
-        try:
-            result = self.etcd.read(prefix, recursive=True)
-        except etcd.EtcdKeyNotFound:
-            return []
-        return [(node.key, node.value) for node in result.leaves if not node.dir and node.key]
+        return [(entry.key, entry.value) for entry in self.kv.tree(prefix).entries]
 
     def _valid_models(self, directories, from_json, key_filter=None):
         """Models parsed from the leaves of directories; malformed ones are skipped
@@ -119,24 +96,19 @@ class EtcdStore:
         ``create`` is false. Returns an Update of the raw values: the one
         ``compute`` was last given and the one written (or kept).
         """
-        import etcd
         for _ in range(CAS_ATTEMPTS):
-            try:
-                node = self.etcd.read(key)
-                old_value, index = node.value, node.modifiedIndex
-            except etcd.EtcdKeyNotFound:
-                if not create:
-                    raise NotFound("%s does not exist." % key) from None
-                old_value, index = None, None
+            entry = self.kv.get(key)
+            if entry is None and not create:
+                raise NotFound("%s does not exist." % key)
+            old_value = None if entry is None else entry.value
             new_value = compute(old_value)
             if new_value == old_value:
                 return Update(old_value, old_value)
-            try:
-                if index is None:
-                    self.etcd.write(key, new_value, prevExist=False)
-                else:
-                    self.etcd.write(key, new_value, prevIndex=index)
+            if entry is None:
+                written = self.kv.create(key, new_value)
+            else:
+                written = self.kv.swap(key, new_value, revision=entry.revision)
+            if written:
                 return Update(old_value, new_value)
-            except (etcd.EtcdCompareFailed, etcd.EtcdAlreadyExist, etcd.EtcdKeyNotFound):
-                continue   # someone else wrote first: read again
+            # someone else wrote first: read again
         raise DatastoreError("Gave up updating %s after %d conflicting writes." % (key, CAS_ATTEMPTS))

@@ -55,15 +55,12 @@ class WorkloadStore(EtcdStore):
 
     @translate_errors
     def write_endpoint(self, endpoint, create_only=False):
-        import etcd
         key = paths.endpoint_key(*_key_tuple(endpoint.key))
-        try:
-            if create_only:
-                self.etcd.write(key, endpoint.to_json(), prevExist=False)
-            else:
-                self.etcd.write(key, endpoint.to_json())
-        except etcd.EtcdAlreadyExist:
-            raise Conflict("Endpoint %s already exists." % endpoint.endpoint_id) from None
+        if create_only:
+            if not self.kv.create(key, endpoint.to_json()):
+                raise Conflict("Endpoint %s already exists." % endpoint.endpoint_id)
+        else:
+            self.kv.put(key, endpoint.to_json())
 
     def update_endpoint(self, ep_key, compute):
         """CAS-update an endpoint: compute(Endpoint) -> Endpoint. Returns an
@@ -80,13 +77,15 @@ class WorkloadStore(EtcdStore):
     # -- workloads (per host, per orchestrator) ---------------------------------
 
     @translate_errors
-    def list_workloads(self, hostname, orchestrator_id=paths.DEFAULT_ORCHESTRATOR):
-        """Every workload of one orchestrator on one host, with its endpoints and
-        name, from a single recursive read. Malformed endpoints are skipped."""
+    def list_workloads(self, hostname, orchestrator_id=paths.DEFAULT_ORCHESTRATOR, workload_id=None):
+        """Every workload of one orchestrator on one host (or only ``workload_id``),
+        with its endpoints and name, from a single recursive read. Malformed
+        endpoints are skipped."""
         prefix = paths.orchestrator_dir(hostname, orchestrator_id)
+        read = paths.workload_dir(hostname, orchestrator_id, workload_id) if workload_id else prefix
         names = {}
         endpoints = {}
-        for key, value in self._leaves(prefix):
+        for key, value in self._leaves(read):
             parts = paths.parse_endpoint_key(key)
             if parts is not None:
                 ep_key = model.EndpointKey(*parts)
@@ -106,9 +105,14 @@ class WorkloadStore(EtcdStore):
                                             endpoints=tuple(eps)))
         return workloads
 
+    def get_workload(self, hostname, orchestrator_id, workload_id):
+        """One workload (endpoints and name), or None if etcd has nothing of it."""
+        found = self.list_workloads(hostname, orchestrator_id, workload_id)
+        return found[0] if found else None
+
     @translate_errors
     def write_workload_name(self, hostname, orchestrator_id, workload_id, name):
-        self.etcd.write(paths.workload_name_key(hostname, orchestrator_id, workload_id), name)
+        self.kv.put(paths.workload_name_key(hostname, orchestrator_id, workload_id), name)
 
     @translate_errors
     def remove_workload_name(self, hostname, orchestrator_id, workload_id):

@@ -4,6 +4,12 @@ calicoctl asks Docker one thing: which container is this name or (short)
 ID, what is its full ID, is it running, and which process holds its
 network namespace. ``DockerAdapter.inspect`` answers with a small
 ``ContainerInfo``; everything else about Docker stays out of the project.
+The agent also lists the containers (``list_container_ids``) and follows
+their starts and removals (``events``, ``ContainerEvent``).
+
+Only Docker's own "No such container" answer is NotFound: any other error,
+a 404 from something that is not the daemon, or a daemon we cannot reach is
+doubt (DockerError / DockerUnavailable), which nobody may take for "gone".
 
 The client follows ``DOCKER_HOST`` (and ``DOCKER_TLS_VERIFY`` /
 ``DOCKER_CERT_PATH``) from the environment it is given, and pins an API
@@ -50,6 +56,32 @@ class ContainerInfo:
     def shares_netns(self):
         """True if it uses another container's network namespace."""
         return self.network_mode.startswith("container:")
+
+
+@dataclass(frozen=True)
+class ContainerEvent:
+    id: str                   # the container's full ID
+    action: str               # 'start' or 'destroy' (the only ones asked for)
+
+
+EVENT_ACTIONS = ("start", "destroy")
+
+
+def parse_event(data):
+    """Pure: one decoded event of Docker's stream -> ContainerEvent, or None
+    for anything that is not a container's start or destroy."""
+    if not isinstance(data, dict) or data.get("Type", "container") != "container":
+        return None
+    action = data.get("Action") or data.get("status")
+    container_id = (data.get("Actor") or {}).get("ID") or data.get("id")
+    if action not in EVENT_ACTIONS or not isinstance(container_id, str) or not container_id:
+        return None
+    return ContainerEvent(id=container_id, action=action)
+
+
+def is_no_such_container(explanation):
+    """Pure: does a 404's explanation come from the daemon saying the container does not exist?"""
+    return "no such container" in str(explanation or "").lower()
 
 
 def parse_container_info(data):
@@ -108,9 +140,32 @@ class DockerAdapter:
         try:
             with self._translated("inspect %s" % name_or_id):
                 data = api.inspect_container(name_or_id)
-        except docker.errors.NotFound:
+        except docker.errors.NotFound as exc:
+            if not is_no_such_container(exc.explanation):
+                raise DockerError("Docker at %s answered an unexpected 404 for %s: %s"
+                                  % (self.host, name_or_id, exc.explanation or exc)) from None
             raise NotFound("Container %s not found." % name_or_id) from None
         return parse_container_info(data)
+
+    def list_container_ids(self):
+        """Full IDs of every container Docker has (running or not), as a frozenset."""
+        api = self._api()
+        with self._translated("list containers"):
+            listed = api.containers(all=True, quiet=True)
+        return frozenset(entry["Id"] for entry in listed)
+
+    def events(self):
+        """Follow containers' starts and removals: an iterator of ContainerEvent.
+
+        The subscription is made before this returns, so a listing taken
+        afterwards misses nothing; the iterator ends when the stream drops
+        (daemon restarted or gone). ``close`` ends it from another thread.
+        """
+        api = self._api()
+        with self._translated("send events"):
+            stream = api.events(decode=True, filters={"type": "container",
+                                                      "event": list(EVENT_ACTIONS)})
+        return _EventStream(stream, self._translated)
 
     def server_api_version(self):
         """The daemon's API version string, e.g. '1.41' (checksystem)."""
@@ -146,6 +201,37 @@ class DockerAdapter:
                                     else type(exc).__name__))
 
     def close(self):
+        """Close the client (and with it any event stream, from any thread)."""
         if self._client is not None:
             self._client.close()
             self._client = None
+
+
+_END = object()
+
+
+class _EventStream:
+    """Docker's event stream as ContainerEvents; ends when the stream drops."""
+
+    def __init__(self, stream, translated):
+        self._stream = stream
+        self._translated = translated
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        while True:
+            with self._translated("stream events"):
+                data = next(self._stream, _END)
+            if data is _END:
+                raise StopIteration
+            event = parse_event(data)
+            if event is not None:
+                return event
+
+    def close(self):
+        try:
+            self._stream.close()
+        except Exception:  # noqa: BLE001 - closing a stream that already broke
+            pass

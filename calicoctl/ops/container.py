@@ -28,6 +28,14 @@ before the TTL ran out) is owned by the same container, so a retry adopts it
 instead of calling the address taken. The endpoint key is written last, so
 an agent watching etcd never sees an endpoint whose interface is not ready.
 
+``restore_container`` (the agent's, when a container restarted) re-creates
+missing endpoints in the container's new namespace with the same steps as
+``add`` (``_configure_veth``), from what the endpoint records: the inside
+name (``container_interface``), the MAC, every address and gateway.
+``add``, ``restore`` and ``remove`` each hold the workload's lock
+(``host.locks``), so two adds with different ``--interface`` names, or an
+add racing a re-creation, never interleave.
+
 ``remove_container`` deletes the veth first (traffic stops), then releases
 the claims (compare-and-delete on the owner), then the workload's record;
 a retry after a failure at any point picks up where the last one stopped.
@@ -47,6 +55,7 @@ from typing import Optional, Tuple
 from calicoctl import model, validate
 from calicoctl.datastore import paths
 from calicoctl.errors import AlreadyExists, Conflict, NotFound, ValidationError
+from calicoctl.host import locks
 from calicoctl.ops import interfaces
 from calicoctl.ops.container_logic import (ORCHESTRATOR, calculate_endpoint_with_ip, calculate_endpoint_without_ip,
                                            calculate_host_net, calculate_veth_name, default_route,
@@ -73,6 +82,14 @@ class RemoveResult:
     workload: model.Workload
     released: Tuple[str, ...] = ()
     deleted_interfaces: Tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class RestoreResult:
+    workload_id: str
+    restored: Tuple[str, ...] = ()   # endpoint IDs re-created in the container
+    intact: Tuple[str, ...] = ()     # endpoint IDs that needed nothing
+    problems: Tuple[str, ...] = ()   # one line per endpoint that could not be restored
 
 
 @dataclass(frozen=True)
@@ -176,11 +193,18 @@ def _require_workload(datastore, docker, hostname, query):
 def add_container(datastore, docker, hostname, container, ip_text, interface=DEFAULT_INTERFACE,
                   host_netns=None, progress=None):
     """Give a running container a Calico interface with one IP; returns AddResult."""
-    from calicoctl.host import netlink, sysctl
     ip = validate.parse_ip(ip_text)
     interface = parse_interface_name(interface)
     info = docker.inspect(container)
     _require_networkable(info, container)
+    # One add (or agent re-creation) of a container at a time: two adds with
+    # different --interface names would otherwise both pass the check below.
+    with locks.workload_lock(info.id):
+        return _add_locked(datastore, hostname, container, info, ip, interface, host_netns, progress)
+
+
+def _add_locked(datastore, hostname, container, info, ip, interface, host_netns, progress):
+    from calicoctl.host import netlink
     if datastore.list_endpoints(hostname, ORCHESTRATOR, info.id):
         raise AlreadyExists("Container %s already has Calico networking." % container)
     pool = _require_pool(datastore, ip)
@@ -205,16 +229,8 @@ def add_container(datastore, docker, hostname, container, ip_text, interface=DEF
                                    "the container or, as %s, on the host)." % (interface, container, veth)) from None
                 rollback.push("delete interface %s" % veth, lambda: netlink.delete_link(veth, host_netns))
                 _step(progress, "veth")
-
-                link = cont.get_link(interface)
-                if ip.version == 6:
-                    interfaces.enable_ipv6(info.netns_path, interface)
-                    sysctl.write("net/ipv6/conf/%s/accept_dad" % veth, 0, host_netns)
-                cont.set_link_up(link.index)
-                cont.add_address(link.index, ip)
-                interfaces.ensure_gateway_routes(cont, link, gateway)
-                host_link = host.get_link(veth)
-                interfaces.ensure_host_side(host, host_netns, host_link, [ip], gateway if ip.version == 6 else None)
+                link = _configure_veth(host, host_netns, cont, info.netns_path, veth, interface, [ip],
+                                       {ip.version: gateway})
                 _step(progress, "configured")
                 # Our open socket kept its namespace alive; if the container
                 # died meanwhile the interface dies as soon as we let go.
@@ -230,7 +246,8 @@ def add_container(datastore, docker, hostname, container, ip_text, interface=DEF
                     ipv4_nets=(calculate_host_net(ip),) if ip.version == 4 else (),
                     ipv6_nets=(calculate_host_net(ip),) if ip.version == 6 else (),
                     ipv4_gateway=gateway if ip.version == 4 else None,
-                    ipv6_gateway=gateway if ip.version == 6 else None)
+                    ipv6_gateway=gateway if ip.version == 6 else None,
+                    container_interface=interface)
                 datastore.write_workload_name(hostname, ORCHESTRATOR, info.id, info.name)
                 rollback.push("remove the name record of %s" % container,
                               lambda: datastore.remove_workload_name(hostname, ORCHESTRATOR, info.id))
@@ -242,10 +259,34 @@ def add_container(datastore, docker, hostname, container, ip_text, interface=DEF
     return AddResult(container=info, endpoint=endpoint, interface=interface)
 
 
+def _configure_veth(host, host_netns, cont, netns_path, veth, interface, ips, gateways):
+    """Both ends of a just-created workload veth: in the container the
+    addresses and the routes via each gateway (``{version: gateway}``), on
+    the host the host side. Returns the container end's LinkInfo."""
+    from calicoctl.host import sysctl
+    link = cont.get_link(interface)
+    if any(ip.version == 6 for ip in ips):
+        interfaces.enable_ipv6(netns_path, interface)
+        sysctl.write("net/ipv6/conf/%s/accept_dad" % veth, 0, host_netns)
+    cont.set_link_up(link.index)
+    for ip in ips:
+        cont.add_address(link.index, ip)
+    for version in sorted(gateways):
+        interfaces.ensure_gateway_routes(cont, link, gateways[version])
+    host_link = host.get_link(veth)
+    interfaces.ensure_host_side(host, host_netns, host_link, ips, gateways.get(6))
+    return link
+
+
 def remove_container(datastore, docker, hostname, container, host_netns=None, progress=None):
     """Take Calico networking away from a container (known to Docker or not)."""
-    from calicoctl.host import netlink
     workload = _require_workload(datastore, docker, hostname, container)
+    with locks.workload_lock(workload.workload_id):
+        return _remove_locked(datastore, hostname, workload, host_netns, progress)
+
+
+def _remove_locked(datastore, hostname, workload, host_netns, progress):
+    from calicoctl.host import netlink
     owner = render_claim_owner(hostname, workload.workload_id)
     deleted = []
     with netlink.Session(host_netns) as host:
@@ -261,6 +302,65 @@ def remove_container(datastore, docker, hostname, container, host_netns=None, pr
     _step(progress, "released")
     datastore.remove_workload(hostname, ORCHESTRATOR, workload.workload_id)
     return RemoveResult(workload=workload, released=tuple(released), deleted_interfaces=tuple(deleted))
+
+
+def restore_container(datastore, docker, hostname, workload_id, host_netns=None):
+    """Re-create the endpoints of a (re)started container in its current
+    namespace, as ``add_container`` made them: same inside name, MAC,
+    addresses, routes and host side. Endpoint IDs, profiles and claims are
+    untouched; endpoints already in place are left alone. Returns a
+    RestoreResult; a container that is not running gets nothing."""
+    from calicoctl.host import netlink
+    with locks.workload_lock(workload_id):
+        info = docker.inspect(workload_id)
+        endpoints = datastore.list_endpoints(hostname, ORCHESTRATOR, workload_id)
+        if not endpoints or not info.running or info.host_networked or info.shares_netns:
+            return RestoreResult(workload_id)
+        restored, intact, problems = [], [], []
+        try:
+            with netlink.Session(host_netns) as host, netlink.Session(info.netns_path) as cont:
+                for endpoint in endpoints:
+                    outcome = _restore_endpoint(datastore, hostname, host, host_netns, cont, info, endpoint)
+                    if outcome == "restored":
+                        restored.append(endpoint.endpoint_id)
+                    elif outcome == "intact":
+                        intact.append(endpoint.endpoint_id)
+                    else:
+                        problems.append(outcome)
+        except netlink.NetlinkError as exc:
+            raise _container_netns_error(exc, workload_id[:12]) from None
+    return RestoreResult(workload_id, tuple(restored), tuple(intact), tuple(problems))
+
+
+def _restore_endpoint(datastore, hostname, host, host_netns, cont, info, endpoint):
+    """Re-create one endpoint if needed: 'restored', 'intact', or a problem line."""
+    from calicoctl.ops.lifecycle_logic import EndpointPlan, plan_endpoint
+    inside = endpoint.container_interface or DEFAULT_INTERFACE
+    host_link = host.find_link(endpoint.name)
+    peer = interfaces.find_container_link(cont, host_link, inside)
+    named = cont.find_link(inside)
+    plan = plan_endpoint(host_link is not None, peer is not None,
+                         named is not None and (peer is None or named.index != peer.index))
+    if plan is EndpointPlan.INTACT:
+        return "intact"
+    if plan is EndpointPlan.NAME_TAKEN:
+        return ("endpoint %s: the container already has an interface %s that is not ours"
+                % (endpoint.endpoint_id, inside))
+    if plan is EndpointPlan.REPLACE_STALE:
+        host.delete_link(endpoint.name)
+    ips = [validate.parse_ip(address) for address in endpoint.addresses()]
+    gateways = {}
+    for version in (4, 6):
+        if endpoint.nets(version):
+            gateways[version] = getattr(endpoint, "ipv%d_gateway" % version) \
+                or _require_host_ip(datastore, hostname, version)
+    host.create_veth(endpoint.name, inside, peer_netns=info.netns_path, peer_mac=endpoint.mac)
+    try:
+        _configure_veth(host, host_netns, cont, info.netns_path, endpoint.name, inside, ips, gateways)
+    except BaseException:
+        host.delete_link(endpoint.name)
+        raise
+    return "restored"
 
 
 def _release_anywhere(datastore, ip, owner, allow_anonymous=True):

@@ -13,6 +13,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 
+from tests.harness.etcd import make_kv
 from tests.harness.util import REPO_ROOT
 
 
@@ -64,28 +65,27 @@ def run_cli_process(env, argv, stdin="", timeout=60):
     return CliResult(proc.returncode, proc.stdout, proc.stderr)
 
 
-def dump_etcd(client):
-    """(etcd index, {key: (value, modifiedIndex)}) of the whole keyspace.
+def store_of(client):
+    """calicoctl's key-value store for ``client``: a store already, or a
+    python-etcd client (v2) that the v2-only tests hold."""
+    if hasattr(client, "tree"):
+        return client
+    return make_kv({"ETCD_AUTHORITY": "%s:%d" % (client.host, client.port)})
 
-    The index moves on every write anywhere, so an equal dump before and
+
+def dump_etcd(client):
+    """(revision, {key: (value, revision)}) of the whole keyspace (v2 or v3).
+
+    The revision moves on every write anywhere, so an equal dump before and
     after a command proves it wrote nothing (not even the same value again).
     """
-    result = client.read("/", recursive=True)
-    nodes = {}
-    for node in result.get_subtree():
-        if node.key:
-            nodes[node.key] = (node.value, node.modifiedIndex)
-    return result.etcd_index, nodes
+    tree = store_of(client).tree("/")
+    return tree.revision, {entry.key: (entry.value, entry.revision) for entry in tree.entries}
 
 
 def calico_values(client):
     """{key: value} of every leaf under /calico (for readable assertions)."""
-    import etcd
-    try:
-        result = client.read("/calico", recursive=True)
-    except etcd.EtcdKeyNotFound:
-        return {}
-    return {node.key: node.value for node in result.leaves if not node.dir and node.key}
+    return {entry.key: entry.value for entry in store_of(client).tree("/calico").entries}
 
 
 def assert_one_line_error(result, rc=1, contains=None):
@@ -99,7 +99,7 @@ def assert_one_line_error(result, rc=1, contains=None):
 
 def assert_refused(etcd, argv, rc=1, contains=None, stdin=""):
     """The command fails with one clear line and etcd is exactly as before."""
-    client = etcd.client()
+    client = etcd.kv()
     before = dump_etcd(client)
     result = run_cli(etcd.env, argv, stdin=stdin)
     line = assert_one_line_error(result, rc=rc, contains=contains)

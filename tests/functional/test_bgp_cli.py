@@ -6,6 +6,12 @@ import pytest
 from tests.functional.clitools import assert_ok, assert_refused, calico_values, dump_etcd, run_cli_process
 
 
+@pytest.fixture
+def etcd(any_etcd):
+    """Every test here runs on etcd v2 and on v3 (an etcd without the v2 API)."""
+    return any_etcd
+
+
 def table_rows(text):
     return [[cell.strip() for cell in line.strip("|").split("|")] for line in text.splitlines()
             if line.startswith("| ")]
@@ -15,7 +21,7 @@ def test_peer_add_show_remove(etcd):
     assert assert_ok(etcd.env, "bgp peer add 10.0.0.2 as 64513").strip() == \
         "Added global BGP peer 10.0.0.2 with AS 64513."
     assert_ok(etcd.env, "bgp peer add fd00::2 as 4294967295")
-    values = calico_values(etcd.client())
+    values = calico_values(etcd.kv())
     assert json.loads(values["/calico/bgp/v1/global/peer_v4/10.0.0.2"]) == {"ip": "10.0.0.2", "as_num": 64513}
     assert json.loads(values["/calico/bgp/v1/global/peer_v6/fd00::2"]) == {"ip": "fd00::2", "as_num": 4294967295}
     out = assert_ok(etcd.env, "bgp peer show")
@@ -29,28 +35,28 @@ def test_peer_add_show_remove(etcd):
 
 def test_peer_add_again(etcd):
     assert_ok(etcd.env, "bgp peer add 10.0.0.2 as 64513")
-    before = dump_etcd(etcd.client())
+    before = dump_etcd(etcd.kv())
     assert "already a global BGP peer" in assert_ok(etcd.env, "bgp peer add 10.0.0.2 as 64513")
-    assert dump_etcd(etcd.client()) == before
+    assert dump_etcd(etcd.kv()) == before
     assert "from 64513 to 64514" in assert_ok(etcd.env, "bgp peer add 10.0.0.2 as 64514")
-    assert json.loads(etcd.client().read("/calico/bgp/v1/global/peer_v4/10.0.0.2").value)["as_num"] == 64514
+    assert json.loads(etcd.kv().get("/calico/bgp/v1/global/peer_v4/10.0.0.2").value)["as_num"] == 64514
 
 
 def test_node_mesh_reference_sequence(etcd):
     assert assert_ok(etcd.env, "bgp node-mesh") == "on\n"
     assert_ok(etcd.env, "bgp node-mesh off", contains="mesh off")
-    assert json.loads(etcd.client().read("/calico/bgp/v1/global/node_mesh").value) == {"enabled": False}
+    assert json.loads(etcd.kv().get("/calico/bgp/v1/global/node_mesh").value) == {"enabled": False}
     assert assert_ok(etcd.env, "bgp node-mesh") == "off\n"
     assert "already off" in assert_ok(etcd.env, "bgp node-mesh off")
     assert_ok(etcd.env, "bgp node-mesh on")
     assert assert_ok(etcd.env, "bgp node-mesh") == "on\n"
-    assert json.loads(etcd.client().read("/calico/bgp/v1/global/node_mesh").value) == {"enabled": True}
+    assert json.loads(etcd.kv().get("/calico/bgp/v1/global/node_mesh").value) == {"enabled": True}
 
 
 def test_default_node_as_reference_sequence(etcd):
     assert assert_ok(etcd.env, "bgp default-node-as") == "64511\n"
     assert_ok(etcd.env, "bgp default-node-as 12345", contains="12345")
-    assert etcd.client().read("/calico/bgp/v1/global/as_num").value == "12345"
+    assert etcd.kv().get("/calico/bgp/v1/global/as_num").value == "12345"
     assert assert_ok(etcd.env, "bgp default-node-as") == "12345\n"
     assert "already 12345" in assert_ok(etcd.env, "bgp default-node-as 12345")
     assert_ok(etcd.env, "bgp default-node-as 0")

@@ -48,10 +48,10 @@ def test_add_ipv4_builds_both_ends_and_the_record(seeded, host1, make_container)
     assert len(endpoint_id) == 32 and int(endpoint_id, 16) >= 0
     veth = "cali" + endpoint_id[:11]
 
-    # The reference's JSON, all fields present.
+    # The reference's JSON, all fields present, and the inside name (our extension).
     assert ep == {"state": "active", "name": veth, "mac": ep["mac"], "profile_ids": [],
                   "ipv4_nets": ["192.168.1.10/32"], "ipv6_nets": [],
-                  "ipv4_gateway": host1.ip, "ipv6_gateway": None}
+                  "ipv4_gateway": host1.ip, "ipv6_gateway": None, "container_interface": "eth1"}
     # Inside the container: eth1 up, the /32, link route to the host, default via it.
     cont = in_container(c1)
     eth1 = links(cont)["eth1"]
@@ -256,9 +256,10 @@ def test_add_imports_only_what_it_needs(seeded, host1, make_container):
     ours = {name for name in modules if name.startswith("calicoctl.")}
     assert ours == {"calicoctl.cli", "calicoctl.cli.context", "calicoctl.cli.container", "calicoctl.errors",
                     "calicoctl.validate", "calicoctl.model", "calicoctl.rulemodel", "calicoctl.ops",
-                    "calicoctl.ops.container",
+                    "calicoctl.ops.container", "calicoctl.host.locks",
                     "calicoctl.ops.container_logic", "calicoctl.ops.interfaces", "calicoctl.ops.rollback",
                     "calicoctl.datastore", "calicoctl.datastore.paths", "calicoctl.datastore.etcdconn",
+                    "calicoctl.datastore.kv", "calicoctl.datastore.kv_v2",
                     "calicoctl.datastore.client", "calicoctl.datastore.store", "calicoctl.datastore.profiles",
                     "calicoctl.datastore.workloads", "calicoctl.datastore.ipam", "calicoctl.datastore.hosts",
                     "calicoctl.host", "calicoctl.host.netlink",

@@ -1,6 +1,7 @@
 """Races: one IP wanted by two hosts at once, one container added twice at
 once, and raw claims from many processes. Exactly one may win; losers
 leave nothing behind."""
+import json
 import subprocess
 import sys
 import time
@@ -66,6 +67,31 @@ def test_one_container_added_twice_at_once(lan_etcd, host1, make_container):
     assert len(new_cali_links(host1, known)) == 1
     assert len(claims(client)) == 1
     assert len([k for k in workload_keys(client) if "/endpoint/" in k]) == 1
+
+
+def test_one_container_added_twice_with_different_interfaces(lan_etcd, host1, make_container):
+    """Different --interface names pass the inside-name check, so only the
+    workload lock keeps both adds from succeeding."""
+    client = lan_etcd.client()
+    seed(client, [host1])
+    for attempt in range(3):
+        c1 = make_container()
+        known = cali_links(host1)
+        p1 = start_cli(host1, ["container", "add", c1.name, "192.168.2.%d" % (20 + 2 * attempt),
+                               "--interface=eth1"], lan_etcd.env)
+        p2 = start_cli(host1, ["container", "add", c1.name, "192.168.2.%d" % (21 + 2 * attempt),
+                               "--interface=data0"], lan_etcd.env)
+        (rc1, _, err1), (rc2, _, err2) = finish(p1), finish(p2)
+        assert sorted([rc1, rc2]) == [0, 1], (err1, err2)
+        loser_err = err1 if rc1 else err2
+        assert "already has Calico networking" in loser_err and loser_err.count("\n") == 1
+        inside = set(links(in_container(c1)))
+        assert inside in ({"lo", "eth1"}, {"lo", "data0"})
+        assert len(new_cali_links(host1, known)) == 1
+        assert len([k for k in workload_keys(client) if "/endpoint/" in k and c1.id in k]) == 1
+        endpoint_key = [k for k in workload_keys(client) if "/endpoint/" in k and c1.id in k][0]
+        recorded = json.loads(client.read(endpoint_key).value)["container_interface"]
+        assert {"lo", recorded} == inside
 
 
 CLAIM_SCRIPT = """

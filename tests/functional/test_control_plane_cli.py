@@ -9,30 +9,33 @@ from tests.functional.clitools import (assert_ok, assert_refused, dump_etcd, run
 KEY = paths.control_plane_protection()
 
 
+@pytest.fixture
+def etcd(any_etcd):
+    """Every test here runs on etcd v2 and on v3 (an etcd without the v2 API)."""
+    return any_etcd
+
+
 def stored(etcd):
-    import etcd as etcd_lib
-    try:
-        return json.loads(etcd.client().read(KEY).value)
-    except etcd_lib.EtcdKeyNotFound:
-        return None
+    entry = etcd.kv().get(KEY)
+    return None if entry is None else json.loads(entry.value)
 
 
 def test_show_without_a_setting_shows_the_defaults_and_writes_nothing(etcd):
-    before = dump_etcd(etcd.client())
+    before = dump_etcd(etcd.kv())
     lines = assert_ok(etcd.env, "control-plane").splitlines()
     assert lines[0] == "Control-plane protection is on (the default)."
     assert "2379, 2380, 179 (the default)" in lines[1]
     assert assert_ok(etcd.env, "control-plane show").splitlines() == lines
-    assert dump_etcd(etcd.client()) == before
+    assert dump_etcd(etcd.kv()) == before
 
 
 def test_switch_off_and_on_and_set_ports(etcd):
     assert assert_ok(etcd.env, "control-plane protection off").startswith("Control-plane protection switched off")
     assert stored(etcd) == {"enabled": False, "ports": [2379, 2380, 179]}
     assert assert_ok(etcd.env, "control-plane show").startswith("Control-plane protection is OFF")
-    before = dump_etcd(etcd.client())
+    before = dump_etcd(etcd.kv())
     assert "already off; nothing to do" in assert_ok(etcd.env, "control-plane protection off")
-    assert dump_etcd(etcd.client()) == before
+    assert dump_etcd(etcd.kv()) == before
     assert_ok(etcd.env, "control-plane ports 4001,179", contains="ports set to 4001, 179.")
     assert stored(etcd) == {"enabled": False, "ports": [4001, 179]}       # still off
     assert_ok(etcd.env, "control-plane protection on", contains="switched on")
@@ -43,21 +46,21 @@ def test_switch_off_and_on_and_set_ports(etcd):
         "Protected TCP ports: 4001, 179, plus the port of every etcd endpoint each host's agent uses."]
     assert_ok(etcd.env, "control-plane ports --default", contains="2379, 2380, 179 (the default)")
     assert stored(etcd) == {"enabled": True, "ports": [2379, 2380, 179]}
-    before = dump_etcd(etcd.client())
+    before = dump_etcd(etcd.kv())
     assert "already 2379, 2380, 179" in assert_ok(etcd.env, "control-plane ports 2379,2380,179")
-    assert dump_etcd(etcd.client()) == before
+    assert dump_etcd(etcd.kv()) == before
 
 
 def test_nothing_to_do_on_an_unset_key_writes_nothing(etcd):
-    before = dump_etcd(etcd.client())
+    before = dump_etcd(etcd.kv())
     assert "already on" in assert_ok(etcd.env, "control-plane protection on")
     assert "nothing to do" in assert_ok(etcd.env, "control-plane ports --default")
-    assert dump_etcd(etcd.client()) == before
+    assert dump_etcd(etcd.kv()) == before
     assert stored(etcd) is None
 
 
 def test_a_broken_stored_value_is_shown_and_can_be_replaced(etcd):
-    etcd.client().write(KEY, '{"enabled": false, "ports": "all"}')
+    etcd.kv().put(KEY, '{"enabled": false, "ports": "all"}')
     out = assert_ok(etcd.env, "control-plane show")
     assert out.startswith("Control-plane protection is on.")             # what the agents do with it
     assert "WARNING: the stored setting is not valid (Invalid control-plane protection: ports must be a list.)" \
@@ -92,7 +95,7 @@ def configured(etcd):
 ])
 def test_mistakes_leave_etcd_unchanged(configured, argv, contains):
     if contains == "Usage:":
-        client = configured.client()
+        client = configured.kv()
         before = dump_etcd(client)
         result = run_cli(configured.env, argv)
         assert result.rc == 1 and "Traceback" not in result.err and result.out == ""

@@ -19,6 +19,12 @@ KEY = "/calico/v1/test/value"
 
 
 @pytest.fixture
+def etcd(any_etcd):
+    """Every test here runs on etcd v2 and on v3."""
+    return any_etcd
+
+
+@pytest.fixture
 def datastore(etcd):
     return DatastoreClient(etcdconn.connect(etcd.env))
 
@@ -41,12 +47,12 @@ def test_old_is_what_the_last_attempt_saw(datastore, etcd):
     def compute(old):
         seen.append(old)
         if len(seen) == 1:
-            etcd.client().write(KEY, "b")      # another writer gets in first
+            etcd.kv().put(KEY, "b")      # another writer gets in first
         return old + "+"
     update = datastore.update_value(KEY, compute)
     assert seen == ["a", "b"]
     assert (update.old, update.new) == ("b", "b+")
-    assert etcd.client().read(KEY).value == "b+"
+    assert etcd.kv().get(KEY).value == "b+"
 
 
 def test_profile_updates_return_models(datastore):
@@ -67,7 +73,7 @@ def test_profile_updates_return_models(datastore):
 
 def test_endpoint_update_returns_both_endpoints(datastore, etcd):
     ep_key = model.EndpointKey("host1", "docker", "wl1", "e1")
-    etcd.client().write(paths.endpoint_key("host1", "docker", "wl1", "e1"), json.dumps({
+    etcd.kv().put(paths.endpoint_key("host1", "docker", "wl1", "e1"), json.dumps({
         "state": "active", "name": "calie1", "mac": "ee:ee:ee:ee:ee:01", "profile_ids": ["A"],
         "ipv4_nets": ["192.168.0.1/32"], "ipv6_nets": [], "ipv4_gateway": None, "ipv6_gateway": None}))
     update = datastore.update_endpoint(ep_key, lambda ep: replace(ep, profile_ids=ep.profile_ids + ("B",)))

@@ -11,10 +11,16 @@ from tests.harness.util import REPO_ROOT
 EP_KEY = "/calico/v1/host/%s/workload/%s/%s/endpoint/%s"
 
 
+@pytest.fixture
+def etcd(any_etcd):
+    """Every test here runs on etcd v2 and on v3 (an etcd without the v2 API)."""
+    return any_etcd
+
+
 def write_endpoint(etcd, endpoint_id, profile_ids=(), host="host1", orchestrator="docker", workload="wl1",
                    nets=("192.168.0.1/32",), nets6=()):
     key = EP_KEY % (host, orchestrator, workload, endpoint_id)
-    etcd.client().write(key, json.dumps({
+    etcd.kv().put(key, json.dumps({
         "state": "active", "name": "cali" + endpoint_id[:11], "mac": "ee:ee:ee:ee:ee:01",
         "profile_ids": list(profile_ids), "ipv4_nets": list(nets), "ipv6_nets": list(nets6),
         "ipv4_gateway": "172.17.8.101", "ipv6_gateway": None}))
@@ -22,7 +28,7 @@ def write_endpoint(etcd, endpoint_id, profile_ids=(), host="host1", orchestrator
 
 
 def profiles_on(etcd, key):
-    return json.loads(etcd.client().read(key).value)["profile_ids"]
+    return json.loads(etcd.kv().get(key).value)["profile_ids"]
 
 
 def table_rows(text):
@@ -87,10 +93,10 @@ def test_append_keeps_order(seeded):
 
 
 def test_append_already_present_says_so(seeded):
-    before = dump_etcd(seeded.client())
+    before = dump_etcd(seeded.kv())
     out = assert_ok(seeded.env, "endpoint ep1 profile append A")
     assert "already has profile A" in out
-    assert dump_etcd(seeded.client()) == before
+    assert dump_etcd(seeded.kv()) == before
     out = assert_ok(seeded.env, "endpoint ep1 profile append A B")
     assert "Appended profile B" in out and "A already there" in out
     assert profiles_on(seeded, seeded.ep1) == ["A", "B"]
@@ -121,9 +127,9 @@ def test_filters_pick_one_of_duplicate_ids(seeded):
 
 
 def test_update_keeps_the_other_fields(seeded):
-    before = json.loads(seeded.client().read(seeded.ep2).value)
+    before = json.loads(seeded.kv().get(seeded.ep2).value)
     assert_ok(seeded.env, "endpoint ep2 profile append A")
-    after = json.loads(seeded.client().read(seeded.ep2).value)
+    after = json.loads(seeded.kv().get(seeded.ep2).value)
     assert after == dict(before, profile_ids=["A"])
 
 
@@ -158,11 +164,11 @@ def test_mistakes_leave_etcd_unchanged(seeded, argv, contains):
 def test_twenty_concurrent_appends_all_land(etcd):
     """Twenty real calicoctl processes append different profiles to one endpoint at once."""
     names = ["CONC%02d" % i for i in range(20)]
-    client = etcd.client()
+    client = etcd.kv()
     for name in names:
-        client.write("/calico/v1/policy/profile/%s/tags" % name, json.dumps([name]))
-        client.write("/calico/v1/policy/profile/%s/rules" % name,
-                     json.dumps({"id": name, "inbound_rules": [], "outbound_rules": []}))
+        client.put("/calico/v1/policy/profile/%s/tags" % name, json.dumps([name]))
+        client.put("/calico/v1/policy/profile/%s/rules" % name,
+                   json.dumps({"id": name, "inbound_rules": [], "outbound_rules": []}))
     key = write_endpoint(etcd, "busy", [])
     env = process_env(etcd.env)
     procs = [subprocess.Popen(cli_command() + ["endpoint", "busy", "profile", "append", name], env=env,

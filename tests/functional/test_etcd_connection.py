@@ -1,21 +1,24 @@
-"""How calicoctl reaches etcd: clusters with failover, TLS, and etcd being down."""
+"""How calicoctl reaches etcd: clusters with failover, TLS, and etcd being down,
+on etcd v2 and on v3 (an etcd without the v2 API)."""
 import json
 import os
+import queue
 import signal
 import time
 
 import pytest
 
 from tests.functional.clitools import assert_one_line_error, run_cli, run_cli_process
-from tests.harness.etcd import EtcdServer, cluster_env, make_tls_material, start_cluster, stop_all
+from tests.harness.etcd import (DATASTORES, EtcdServer, cluster_env, datastore_env, make_tls_material,
+                                start_cluster, stop_all)
 from tests.harness.util import free_port
 
 
 # -- a 3-member cluster with one member stopped ------------------------------------------
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    members = start_cluster(str(tmp_path_factory.mktemp("cluster")), size=3)
+@pytest.fixture(scope="module", params=DATASTORES)
+def cluster(request, tmp_path_factory):
+    members = start_cluster(str(tmp_path_factory.mktemp("cluster")), size=3, datastore=request.param)
     yield members
     stop_all(members)
 
@@ -33,17 +36,56 @@ def test_cluster_with_first_member_stopped(cluster):
         assert run_cli(env, "profile CLUSTERED rule add inbound --at=1 deny tcp to ports 22").rc == 0
         assert run_cli(env, "pool add 10.20.0.0/16").rc == 0
         # What was written is there on a live member.
-        client = cluster[1].client()
-        assert json.loads(client.read("/calico/v1/policy/profile/CLUSTERED/tags").value) == ["CLUSTERED", "T"]
-        rules = json.loads(client.read("/calico/v1/policy/profile/CLUSTERED/rules").value)
+        kv = cluster[1].kv()
+        assert json.loads(kv.get("/calico/v1/policy/profile/CLUSTERED/tags").value) == ["CLUSTERED", "T"]
+        rules = json.loads(kv.get("/calico/v1/policy/profile/CLUSTERED/rules").value)
         assert rules["inbound_rules"][0] == {"action": "deny", "protocol": "tcp", "dst_ports": [22]}
         assert "10.20.0.0/16" in run_cli(env, "pool show").out
     finally:
         stopped.start()
 
 
+def test_watch_moves_to_another_member_when_its_member_stops(cluster):
+    """The agent's watcher on the first member; that member stops: the watch
+    goes on from another one, missing nothing."""
+    from calicoctl.agent.watcher import EtcdWatcher, Snapshot, Update
+    from tests.harness.etcd import make_kv
+    from tests.harness.util import wait_for
+    env = cluster_env(cluster)
+    events = queue.Queue()
+    watcher = EtcdWatcher(make_kv(env), events.put, watch_timeout=2.0, retry_interval=0.2).start()
+    try:
+        first = next_of(events, Snapshot)
+        cluster[0].stop()
+        writer = make_kv(cluster_env(cluster[1:]))
+        for n in range(3):
+            # A new leader may still be being elected: retry a refused write.
+            wait_for(lambda n=n: writer.put("/calico/v1/failover/%d" % n, str(n)) is None, timeout=15,
+                     interval=0.5, message="a write to the remaining members")
+        seen = {}
+        while len(seen) < 3:
+            item = next_of(events, (Snapshot, Update))
+            if isinstance(item, Snapshot):
+                seen.update((k, v) for k, v in item.items.items() if "/failover/" in k)
+            elif "/failover/" in item.key:
+                seen[item.key] = item.value
+        assert seen == {"/calico/v1/failover/%d" % n: str(n) for n in range(3)}
+        assert first.items == {} or "/calico/v1/failover/0" not in first.items
+    finally:
+        watcher.stop()
+        cluster[0].start()
+
+
+def next_of(events, kinds, timeout=20):
+    deadline = time.monotonic() + timeout
+    while True:
+        item = events.get(timeout=max(0.1, deadline - time.monotonic()))
+        if isinstance(item, kinds):
+            return item
+
+
 def test_cluster_endpoint_order_does_not_matter(cluster):
-    env = {"ETCD_ENDPOINTS": ",".join(m.url for m in reversed(cluster))}
+    env = dict(cluster_env(cluster), ETCD_ENDPOINTS=",".join(m.url for m in reversed(cluster)))
     cluster[2].stop()
     try:
         result = run_cli(env, "profile add REORDERED")
@@ -53,9 +95,10 @@ def test_cluster_endpoint_order_does_not_matter(cluster):
         cluster[2].start()
 
 
-def test_all_members_down_names_every_endpoint():
+@pytest.mark.parametrize("datastore", DATASTORES)
+def test_all_members_down_names_every_endpoint(datastore):
     ports = [free_port() for _ in range(3)]
-    env = {"ETCD_ENDPOINTS": ",".join("http://127.0.0.1:%d" % port for port in ports)}
+    env = dict(datastore_env(datastore), ETCD_ENDPOINTS=",".join("http://127.0.0.1:%d" % port for port in ports))
     started = time.monotonic()
     result = run_cli_process(env, "profile show")
     assert time.monotonic() - started < 5
@@ -66,11 +109,11 @@ def test_all_members_down_names_every_endpoint():
 
 # -- TLS ---------------------------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def tls_etcd(tmp_path_factory):
+@pytest.fixture(scope="module", params=DATASTORES)
+def tls_etcd(request, tmp_path_factory):
     base = tmp_path_factory.mktemp("tls")
     material = make_tls_material(str(base / "pki"))
-    server = EtcdServer(str(base / "data"), tls=material).start()
+    server = EtcdServer(str(base / "data"), tls=material, datastore=request.param).start()
     yield server
     server.stop()
 
@@ -82,7 +125,7 @@ def test_tls_commands_work(tls_etcd):
     assert result.rc == 0, result.err
     assert run_cli(env, "bgp peer add 10.0.0.5 as 64512").rc == 0
     assert "SECURE" in run_cli(env, "profile show").out
-    assert json.loads(tls_etcd.client().read("/calico/v1/policy/profile/SECURE/tags").value) == ["SECURE"]
+    assert json.loads(tls_etcd.kv().get("/calico/v1/policy/profile/SECURE/tags").value) == ["SECURE"]
 
 
 def test_tls_through_endpoints_list(tls_etcd):
@@ -94,23 +137,24 @@ def test_tls_through_endpoints_list(tls_etcd):
 
 
 def test_tls_without_client_certificate_fails_cleanly(tls_etcd):
-    env = {"ETCD_AUTHORITY": tls_etcd.authority, "ETCD_SCHEME": "https",
-           "ETCD_CA_CERT_FILE": tls_etcd.tls.ca_cert}
+    env = dict(datastore_env(tls_etcd.datastore), ETCD_AUTHORITY=tls_etcd.authority, ETCD_SCHEME="https",
+               ETCD_CA_CERT_FILE=tls_etcd.tls.ca_cert)
     line = assert_one_line_error(run_cli(env, "profile show"), rc=3)
     assert tls_etcd.url in line and "TLS handshake failed" in line
 
 
 def test_plain_http_to_tls_etcd_fails_cleanly(tls_etcd):
-    result = run_cli({"ETCD_AUTHORITY": tls_etcd.authority}, "profile show")
+    result = run_cli(dict(datastore_env(tls_etcd.datastore), ETCD_AUTHORITY=tls_etcd.authority), "profile show")
     assert result.rc in (1, 3)
     assert_one_line_error(result, rc=result.rc)
 
 
 # -- etcd down, bad settings ---------------------------------------------------------------------
 
-def test_etcd_down_exit_3_fast_one_line(tmp_path):
-    server = EtcdServer(str(tmp_path / "data")).start()
-    env = {"ETCD_AUTHORITY": server.authority}
+@pytest.mark.parametrize("datastore", DATASTORES)
+def test_etcd_down_exit_3_fast_one_line(tmp_path, datastore):
+    server = EtcdServer(str(tmp_path / "data"), datastore=datastore).start()
+    env = server.env
     assert run_cli(env, "profile add BEFORE").rc == 0
     server.stop()
     for argv in ("profile add X", "profile show", "endpoint E profile append A", "pool add 10.0.0.0/8",
@@ -124,10 +168,11 @@ def test_etcd_down_exit_3_fast_one_line(tmp_path):
         assert result.out == ""
 
 
-def test_hung_etcd_exit_3_within_5_seconds(tmp_path):
+@pytest.mark.parametrize("datastore", DATASTORES)
+def test_hung_etcd_exit_3_within_5_seconds(tmp_path, datastore):
     """etcd accepts connections but never answers (SIGSTOP): a timeout, not a hang."""
-    server = EtcdServer(str(tmp_path / "data")).start()
-    env = {"ETCD_AUTHORITY": server.authority}
+    server = EtcdServer(str(tmp_path / "data"), datastore=datastore).start()
+    env = server.env
     os.kill(server.pid, signal.SIGSTOP)
     try:
         started = time.monotonic()

@@ -28,10 +28,10 @@ def test_etcd_write_read_and_wipe(etcd):
     assert client.read("/calico/v1/harness/key").value == "value"
     assert etcd.env == {"ETCD_AUTHORITY": etcd.authority}
     from tests.harness.etcd import wipe
-    wipe(etcd.authority)
+    wipe(etcd.env)
     with pytest.raises(python_etcd.EtcdKeyNotFound):
         client.read("/calico/v1/harness/key")
-    wipe(etcd.authority)  # nothing left to delete: still fine
+    wipe(etcd.env)  # nothing left to delete: still fine
 
 
 def test_etcd_fixture_starts_empty(etcd):

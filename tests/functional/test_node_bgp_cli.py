@@ -1,9 +1,17 @@
 """``calicoctl node bgp peer ...`` (this node's own BGP peers) against a real etcd."""
 import json
 
+import pytest
+
 from tests.functional.clitools import assert_ok, assert_refused, calico_values, dump_etcd, run_cli
 
 HOST = {"CALICO_HOSTNAME": "bgp-node-1"}
+
+
+@pytest.fixture
+def etcd(any_etcd):
+    """Every test here runs on etcd v2 and on v3 (an etcd without the v2 API)."""
+    return any_etcd
 
 
 def env_for(etcd, **extra):
@@ -23,7 +31,7 @@ def test_peer_add_show_remove(etcd):
         "Added BGP peer 10.0.0.2 with AS 64513 to node bgp-node-1."
     assert_ok(env, "node bgp peer add FD00:0::2 as 4294967295")
     assert_ok(env, "node bgp peer add 10.0.0.10 as 0")
-    values = calico_values(etcd.client())
+    values = calico_values(etcd.kv())
     assert json.loads(values["/calico/bgp/v1/host/bgp-node-1/peer_v4/10.0.0.2"]) == {
         "ip": "10.0.0.2", "as_num": 64513}
     assert json.loads(values["/calico/bgp/v1/host/bgp-node-1/peer_v6/fd00::2"]) == {
@@ -45,12 +53,12 @@ def test_peer_add_show_remove(etcd):
 def test_peer_add_again_and_change_as(etcd):
     env = env_for(etcd)
     assert_ok(env, "node bgp peer add 10.0.0.2 as 64513")
-    before = dump_etcd(etcd.client())
+    before = dump_etcd(etcd.kv())
     assert "already a BGP peer of node bgp-node-1 with AS 64513; nothing to do" in \
         assert_ok(env, "node bgp peer add 10.0.0.2 as 64513")
-    assert dump_etcd(etcd.client()) == before
+    assert dump_etcd(etcd.kv()) == before
     assert "from 64513 to 64514" in assert_ok(env, "node bgp peer add 10.0.0.2 as 64514")
-    value = etcd.client().read("/calico/bgp/v1/host/bgp-node-1/peer_v4/10.0.0.2").value
+    value = etcd.kv().get("/calico/bgp/v1/host/bgp-node-1/peer_v4/10.0.0.2").value
     assert json.loads(value)["as_num"] == 64514
 
 

@@ -249,7 +249,7 @@ def add_endpoint(datastore, hostname, workload, endpoint_id, ips):
 @pytest.fixture
 def registered(lan_etcd):
     """This host and another one registered, each with endpoints holding IP claims."""
-    datastore = DatastoreClient(lan_etcd.client())
+    datastore = DatastoreClient(lan_etcd.kv())
     for pool in ("192.168.0.0/16", "fd80:24e2:f998:72d6::/64"):
         datastore.write_pool(model.IPPool(cidr=pool))
     datastore.set_ready(True)

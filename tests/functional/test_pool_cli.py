@@ -7,8 +7,14 @@ from calicoctl.datastore import paths
 from tests.functional.clitools import assert_ok, assert_refused, calico_values, dump_etcd, run_cli_process
 
 
+@pytest.fixture
+def etcd(any_etcd):
+    """Every test here runs on etcd v2 and on v3 (an etcd without the v2 API)."""
+    return any_etcd
+
+
 def pool_values(etcd):
-    return {key: json.loads(value) for key, value in calico_values(etcd.client()).items()
+    return {key: json.loads(value) for key, value in calico_values(etcd.kv()).items()
             if "/ipam/" in key and "/pool/" in key}
 
 
@@ -41,10 +47,10 @@ def test_flags(etcd):
 
 def test_adding_again_updates_flags_or_says_nothing_to_do(etcd):
     assert_ok(etcd.env, "pool add 10.0.0.0/16 --nat-outgoing")
-    before = dump_etcd(etcd.client())
+    before = dump_etcd(etcd.kv())
     out = assert_ok(etcd.env, "pool add 10.0.0.0/16 --nat-outgoing")
     assert "already configured" in out and "Nothing to do" in out
-    assert dump_etcd(etcd.client()) == before
+    assert dump_etcd(etcd.kv()) == before
     out = assert_ok(etcd.env, "pool add 10.0.0.0/16 --ipip")
     assert out.strip() == "Updated pool 10.0.0.0/16 (ipip)."
     assert pool_values(etcd)["/calico/v1/ipam/v4/pool/10.0.0.0-16"] == {"cidr": "10.0.0.0/16", "ipip": "tunl0"}
@@ -90,8 +96,8 @@ def test_range_add(etcd):
 
 def test_remove_releases_nothing_else(etcd):
     assert_ok(etcd.env, "pool add 10.0.0.0/16 10.1.0.0/16")
-    client = etcd.client()
-    client.write(paths.claim_key("10.1.0.0/16", "10.1.0.9"), "")
+    client = etcd.kv()
+    client.put(paths.claim_key("10.1.0.0/16", "10.1.0.9"), "")
     assert assert_ok(etcd.env, "pool remove 10.0.0.0/16").strip() == "Removed pool 10.0.0.0/16."
     assert set(pool_values(etcd)) == {"/calico/v1/ipam/v4/pool/10.1.0.0-16"}
     assert paths.claim_key("10.1.0.0/16", "10.1.0.9") in calico_values(client)
@@ -99,9 +105,9 @@ def test_remove_releases_nothing_else(etcd):
 
 def test_remove_refused_while_ips_claimed_names_them(etcd):
     assert_ok(etcd.env, "pool add 10.0.0.0/16 10.1.0.0/16")
-    client = etcd.client()
+    client = etcd.kv()
     for ip in ("10.0.0.3", "10.0.0.1"):
-        client.write(paths.claim_key("10.0.0.0/16", ip), "")
+        client.put(paths.claim_key("10.0.0.0/16", ip), "")
     line = assert_refused(etcd, "pool remove 10.1.0.0/16 10.0.0.0/16", contains="still has addresses in use")
     assert "10.0.0.1, 10.0.0.3" in line and "10.0.0.0/16" in line
     # Once released, the pool goes (and its empty claims directory with it).

@@ -7,23 +7,30 @@ import pytest
 
 from tests.functional.clitools import (assert_ok, assert_refused, calico_values, dump_etcd, process_env,
                                        run_cli, run_cli_process)
+from tests.harness.etcd import DATASTORE_LIBRARY
 from tests.harness.util import REPO_ROOT
 
 RULES = "/calico/v1/policy/profile/%s/rules"
 TAGS = "/calico/v1/policy/profile/%s/tags"
 
 
+@pytest.fixture
+def etcd(any_etcd):
+    """Every test here runs on etcd v2 and on v3 (an etcd without the v2 API)."""
+    return any_etcd
+
+
 def rules_of(etcd, name):
-    return json.loads(etcd.client().read(RULES % name).value)
+    return json.loads(etcd.kv().get(RULES % name).value)
 
 
 def tags_of(etcd, name):
-    return json.loads(etcd.client().read(TAGS % name).value)
+    return json.loads(etcd.kv().get(TAGS % name).value)
 
 
 def add_endpoint(etcd, endpoint_id, profile_ids, host="host1", workload="wl1"):
     key = "/calico/v1/host/%s/workload/docker/%s/endpoint/%s" % (host, workload, endpoint_id)
-    etcd.client().write(key, json.dumps({
+    etcd.kv().put(key, json.dumps({
         "state": "active", "name": "cali" + endpoint_id, "mac": "ee:ee:ee:ee:ee:01",
         "profile_ids": profile_ids, "ipv4_nets": ["192.168.0.1/32"], "ipv6_nets": [],
         "ipv4_gateway": None, "ipv6_gateway": None}))
@@ -42,10 +49,10 @@ def test_add_writes_reference_layout(etcd):
 def test_add_existing_says_so_and_changes_nothing(etcd):
     assert_ok(etcd.env, "profile add WEB")
     assert_ok(etcd.env, "profile WEB tag add EXTRA")
-    before = dump_etcd(etcd.client())
+    before = dump_etcd(etcd.kv())
     out = assert_ok(etcd.env, "profile add WEB")
     assert "already exists" in out
-    assert dump_etcd(etcd.client()) == before
+    assert dump_etcd(etcd.kv()) == before
 
 
 def test_show_lists_sorted_names(etcd):
@@ -75,7 +82,7 @@ def test_remove(etcd):
     assert_ok(etcd.env, "profile add WEB")
     out = assert_ok(etcd.env, "profile remove WEB")
     assert out.strip() == "Removed profile WEB."
-    assert not any("/profile/WEB" in key for key in calico_values(etcd.client()))
+    assert not any("/profile/WEB" in key for key in calico_values(etcd.kv()))
     assert "WEB" not in assert_ok(etcd.env, "profile show")
 
 
@@ -151,10 +158,10 @@ def test_rule_add_full_grammar_round_trips_through_show(etcd):
 
 def test_rule_add_duplicate_says_so_and_writes_nothing(etcd):
     assert_ok(etcd.env, "profile add P")
-    before = dump_etcd(etcd.client())
+    before = dump_etcd(etcd.kv())
     out = assert_ok(etcd.env, "profile P rule add inbound --at=1 allow from tag P")
     assert "already has this inbound rule (at 1)" in out
-    assert dump_etcd(etcd.client()) == before
+    assert dump_etcd(etcd.kv()) == before
 
 
 def test_rule_remove_by_position(etcd):
@@ -273,9 +280,9 @@ def test_real_process_usage_error(etcd):
 
 
 IMPORT_CHECK = r"""
-import io, sys
+import io, json, sys
 from calicoctl.cli import main
-env = {"ETCD_AUTHORITY": sys.argv[1]}
+env = json.loads(sys.argv[1])
 out = io.StringIO()
 for argv in (["profile", "add", "IMPORTS"], ["profile", "IMPORTS", "rule", "add", "inbound", "allow", "tcp"],
              ["profile", "show"], ["endpoint", "show"], ["pool", "show"], ["bgp", "peer", "show"]):
@@ -283,13 +290,14 @@ for argv in (["profile", "add", "IMPORTS"], ["profile", "IMPORTS", "rule", "add"
     assert rc == 0, (argv, rc)
 heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("docker", "pyroute2"))
 print(",".join(heavy) or "none")
-assert "etcd" in sys.modules   # the commands really ran against etcd
+print(",".join(sorted(m for m in ("etcd", "etcd3gw") if m in sys.modules)))
 """
 
 
 def test_policy_commands_import_neither_docker_nor_pyroute2(etcd):
-    proc = subprocess.run([sys.executable, "-c", IMPORT_CHECK, etcd.authority], capture_output=True, text=True,
-                          env=process_env({}), cwd=REPO_ROOT, timeout=60)
+    """...and only the etcd library of the datastore in use."""
+    proc = subprocess.run([sys.executable, "-c", IMPORT_CHECK, json.dumps(etcd.env)], capture_output=True,
+                          text=True, env=process_env({}), cwd=REPO_ROOT, timeout=60)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip() == "none"
+    assert proc.stdout.split() == ["none", DATASTORE_LIBRARY[etcd.datastore]]
     assert "IMPORTS" in run_cli(etcd.env, "profile show").out

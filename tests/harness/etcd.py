@@ -1,7 +1,9 @@
 """Real etcd servers for tests and scripts: single members, clusters, TLS.
 
-Every server runs Debian's ``etcd`` (3.4) with the v2 API enabled, on free
-ports, with its own data directory and log file.  A server can run inside a
+Every server runs Debian's ``etcd`` (3.4) on free ports, with its own data
+directory and log file. ``datastore="etcdv2"`` (the default) enables the
+v2 API and leaves DATASTORE_TYPE unset in ``env``; ``"etcdv3"`` starts etcd
+without ``--enable-v2``, as etcd 3.6 is, and sets DATASTORE_TYPE=etcdv3.  A server can run inside a
 network namespace by passing a ``runner`` (an object with a
 ``popen(args, **kw)`` method, such as :class:`tests.harness.simhost.Lan`).
 
@@ -17,6 +19,9 @@ from dataclasses import dataclass
 from tests.harness.util import free_port, kill_pid, tail, terminate_pid, wait_for
 
 ETCD_BINARY = "etcd"
+DATASTORES = ("etcdv2", "etcdv3")
+# The Python library each datastore's commands import.
+DATASTORE_LIBRARY = {"etcdv2": "etcd", "etcdv3": "etcd3gw"}
 START_TIMEOUT = 15.0
 
 
@@ -106,7 +111,10 @@ class EtcdServer:
 
     def __init__(self, data_dir, host="127.0.0.1", client_port=None, peer_port=None,
                  name="default", tls=None, runner=None, initial_cluster=None,
-                 initial_cluster_state="new", cluster_token="calico-test"):
+                 initial_cluster_state="new", cluster_token="calico-test", datastore="etcdv2"):
+        if datastore not in DATASTORES:
+            raise ValueError("datastore must be one of %s" % (DATASTORES,))
+        self.datastore = datastore
         self.data_dir = os.path.abspath(data_dir)
         self.host = host
         self.client_port = client_port or free_port(host)
@@ -145,13 +153,18 @@ class EtcdServer:
     def env(self):
         """Environment for calicoctl/the agent to reach this server."""
         env = {"ETCD_AUTHORITY": self.authority}
+        env.update(datastore_env(self.datastore))
         if self.tls:
             env.update(self.tls.env())
         return env
 
     def client(self, **kwargs):
-        """A python-etcd client for this server (from the caller's netns)."""
+        """A python-etcd client for this server (from the caller's netns; v2 only)."""
         return make_client(self.authority, tls=self.tls, **kwargs)
+
+    def kv(self):
+        """calicoctl's own key-value store for this server, in its datastore's API."""
+        return make_kv(self.env)
 
     # -- lifecycle -----------------------------------------------------
     def command(self):
@@ -160,7 +173,7 @@ class EtcdServer:
             ETCD_BINARY,
             "--name", self.name,
             "--data-dir", self.data_dir,
-            "--enable-v2=true",
+            "--enable-v2=%s" % ("true" if self.datastore == "etcdv2" else "false"),
             "--listen-client-urls", self.url,
             "--advertise-client-urls", self.url,
             "--listen-peer-urls", self.peer_url,
@@ -321,13 +334,13 @@ class _Exited(Exception):
     """etcd died while we waited for it."""
 
 
-def start_cluster(base_dir, size=3, host="127.0.0.1", tls=None, runner=None):
+def start_cluster(base_dir, size=3, host="127.0.0.1", tls=None, runner=None, datastore="etcdv2"):
     """Start ``size`` members forming one cluster; return them, all healthy."""
     members = []
     for index in range(size):
         name = "member%d" % index
         members.append(EtcdServer(os.path.join(base_dir, name), host=host, name=name,
-                                  tls=tls, runner=runner))
+                                  tls=tls, runner=runner, datastore=datastore))
     initial = ",".join("%s=%s" % (m.name, m.peer_url) for m in members)
     try:
         for member in members:
@@ -360,6 +373,7 @@ def stop_all(members, graceful=False):
 def cluster_env(members):
     """Environment naming every member, for a client that fails over."""
     env = {"ETCD_ENDPOINTS": ",".join(m.url for m in members)}
+    env.update(datastore_env(members[0].datastore if members else "etcdv2"))
     if members and members[0].tls:
         env.update(members[0].tls.env())
     return env
@@ -378,12 +392,23 @@ def make_client(authority, tls=None, **kwargs):
     return etcd.Client(host=host, port=int(port), **kwargs)
 
 
-def wipe(authority, tls=None, prefix="/calico"):
-    """Delete ``prefix`` recursively; a missing key is fine."""
-    import etcd
+def requested_datastore():
+    """The datastore benches and the demo run on: ``DATASTORE_TYPE`` of this process (etcdv2 when unset)."""
+    from calicoctl.datastore import etcdconn
+    return etcdconn.datastore_type(os.environ)
 
-    client = make_client(authority, tls=tls)
-    try:
-        client.delete(prefix, recursive=True)
-    except etcd.EtcdKeyNotFound:
-        pass
+
+def datastore_env(datastore):
+    """The DATASTORE_TYPE setting for ``datastore`` (none for the default, v2)."""
+    return {} if datastore == "etcdv2" else {"DATASTORE_TYPE": datastore}
+
+
+def make_kv(env):
+    """calicoctl's key-value store (``calicoctl.datastore.kv``) for an environment."""
+    from calicoctl.datastore import etcdconn
+    return etcdconn.connect(env)
+
+
+def wipe(env, prefix="/calico"):
+    """Delete ``prefix`` and everything under it; a missing key is fine."""
+    make_kv(env).delete_tree(prefix)

@@ -9,14 +9,46 @@
 - ``route_to``, ``bird_protocols``, ``tcp_peer_address``: checks that only
   ever target addresses inside namespaces the tests made;
 - ``start_echo_server``: TCP echo servers on a few ports (IPv4 and IPv6) in
-  a namespace the tests made.
+  a namespace the tests made;
+- ``write_from_lan``: bulk writes from inside the LAN, for benches.
 
 No pytest import, so bench/ can use this module too.
 """
+import json
 import subprocess
+import sys
 
-from tests.harness.etcd import EtcdServer, make_client
+from tests.harness.etcd import EtcdServer, datastore_env, make_client, make_kv
 from tests.harness.util import free_port
+
+
+# Writes (key, value) groups given on stdin, one thread each, with calicoctl's
+# own key-value store; prints the monotonic clock (system-wide) before the first.
+LAN_WRITER = """
+import json, sys, threading, time
+from calicoctl.datastore import etcdconn
+env = json.loads(sys.argv[1])
+groups = json.load(sys.stdin)
+def write(items):
+    kv = etcdconn.connect(env)
+    for key, value in items:
+        kv.put(key, value)
+threads = [threading.Thread(target=write, args=(group,)) for group in groups]
+print(time.monotonic(), flush=True)
+for thread in threads: thread.start()
+for thread in threads: thread.join()
+"""
+
+
+def write_from_lan(etcd, groups, timeout=600):
+    """Write each group of (key, value) pairs in a thread of its own, from
+    inside ``etcd``'s LAN (no port forwarder in the way, as a host's calicoctl
+    writes); returns the ``time.monotonic()`` of the start."""
+    result = etcd.lan.run([sys.executable, "-c", LAN_WRITER, json.dumps(etcd.env)],
+                          input=json.dumps([list(group) for group in groups]), cwd="/", timeout=timeout)
+    if result.returncode != 0:
+        raise RuntimeError("writing to etcd from the LAN failed: %s" % result.stderr.strip())
+    return float(result.stdout.strip().splitlines()[0])
 
 
 class LanEtcdServer:
@@ -24,12 +56,14 @@ class LanEtcdServer:
 
     :ivar authority: what simulated hosts use (``ETCD_AUTHORITY``).
     :ivar local_authority: the same etcd from the test process (forwarded).
+    :ivar datastore: "etcdv2" or "etcdv3" (see tests.harness.etcd).
     """
 
-    def __init__(self, lan, data_dir, port=None):
+    def __init__(self, lan, data_dir, port=None, datastore="etcdv2"):
         self.lan = lan
+        self.datastore = datastore
         self.server = EtcdServer(data_dir, host=lan.gateway, client_port=port or free_port(),
-                                 peer_port=free_port(), runner=lan)
+                                 peer_port=free_port(), runner=lan, datastore=datastore)
         self._forward = None
 
     def start(self):
@@ -43,21 +77,27 @@ class LanEtcdServer:
 
     @property
     def env(self):
-        return {"ETCD_AUTHORITY": self.authority}
+        return dict(datastore_env(self.datastore), ETCD_AUTHORITY=self.authority)
+
+    @property
+    def local_env(self):
+        """The environment reaching this etcd from the test process."""
+        return dict(datastore_env(self.datastore), ETCD_AUTHORITY=self.local_authority)
 
     @property
     def local_authority(self):
         return self._forward.authority
 
     def client(self, **kwargs):
+        """A python-etcd client (v2 only)."""
         return make_client(self.local_authority, **kwargs)
 
+    def kv(self):
+        """calicoctl's key-value store for this etcd, from the test process."""
+        return make_kv(self.local_env)
+
     def wipe(self, prefix="/calico"):
-        import etcd
-        try:
-            self.client().delete(prefix, recursive=True)
-        except etcd.EtcdKeyNotFound:
-            pass
+        self.kv().delete_tree(prefix)
 
     def stop(self):
         if self._forward is not None:

@@ -377,6 +377,22 @@ class SimHost(_Namespaces):
                 lines.append("ip -6 route add default via %s" % self.lan.gateway6)
         return "\n".join(lines)
 
+    def wipe_run(self):
+        """Empty the host's /run as a reboot does (a fresh tmpfs with the
+        usual directories). Stop what keeps files there (its dockerd) first;
+        a shared Docker socket is bound in again."""
+        stash = "/var/lib/calico/.docker.sock"
+        sock = self.docker_socket
+        lines = ["umount -l /run"]
+        if not self.own_dockerd:
+            lines.insert(0, "if [ -S %s ]; then : > %s; mount --bind %s %s; fi" % (sock, stash, sock, stash))
+        lines += ["mount -t tmpfs -o mode=0755 run /run",
+                  "mkdir -p /run/lock /run/calico /run/bird"]
+        if not self.own_dockerd:
+            lines.append("if [ -e %s ]; then : > %s; mount --bind %s %s; umount %s; rm -f %s; fi"
+                         % (stash, sock, stash, sock, stash, stash))
+        self._script("\n".join(lines), "wiping /run")
+
     def stop(self):
         """End our processes in the host, the holder, and remove the bridge
         port; safe to call repeatedly and after a partial start.  Its own

@@ -52,22 +52,35 @@ class Cluster:
         ``client()`` for the test process).
     """
 
-    def __init__(self, base_dir, docker_client, tag, subnet6=None, gateway6=None):
+    def __init__(self, base_dir, docker_client, tag, subnet6=None, gateway6=None, datastore="etcdv2"):
         self.base_dir = base_dir
-        self.docker = docker_client
+        self.docker_client = docker_client
+        self._host_clients = {}
         self.tag = tag
         self.lan = Lan(name="calico-st-%s" % tag, subnet6=subnet6, gateway6=gateway6).create()
-        self.etcd = LanEtcdServer(self.lan, os.path.join(base_dir, "etcd", "data")).start()
+        self.etcd = LanEtcdServer(self.lan, os.path.join(base_dir, "etcd", "data"), datastore=datastore).start()
         self.hosts = {}
         self.workloads = []
 
     # -- hosts -----------------------------------------------------------------------
-    def add_host(self, name, ip, ip6=None, start_node=True, node_args=()):
-        host = SimHost(name, ip, self.lan, prefixlen=self.lan.prefixlen, ip6=ip6).start()
+    def add_host(self, name, ip, ip6=None, start_node=True, node_args=(), own_dockerd=False):
+        """A SimHost on the LAN; ``own_dockerd``: with a dockerd of its own
+        (``docker(host)`` is then a client of it) instead of the shared one."""
+        host = SimHost(name, ip, self.lan, prefixlen=self.lan.prefixlen, ip6=ip6,
+                       own_dockerd=own_dockerd).start()
         self.hosts[name] = host
         if start_node:
             self.start_node(host, *node_args)
         return host
+
+    def docker(self, host):
+        """A docker-py client of the daemon ``host`` uses."""
+        if host.dockerd is None:
+            return self.docker_client
+        client = self._host_clients.get(host.name)
+        if client is None:
+            client = self._host_clients[host.name] = host.dockerd.client()
+        return client
 
     def start_node(self, host, *args):
         ip_args = ["--ip=%s" % host.ip] + (["--ip6=%s" % host.ip6] if host.ip6 else [])
@@ -105,15 +118,17 @@ class Cluster:
         return peers
 
     # -- workloads ---------------------------------------------------------------------
-    def add_workload(self, host, letter, ip, profiles=()):
-        """A busybox container on ``host`` with ``ip`` and ``profiles`` appended."""
+    def add_workload(self, host, letter, ip, profiles=(), add_args=(), **run_options):
+        """A busybox container on ``host`` with ``ip`` and ``profiles`` appended
+        (``add_args`` go to ``container add``, ``run_options`` to docker-py's run)."""
         name = "st-%s-%s" % (self.tag, letter)
-        container = self.docker.containers.run(
-            "busybox:latest", name=name, detach=True, tty=True, stdin_open=True,
-            network_mode="none", labels={CONTAINER_LABEL: self.tag})
+        options = dict(name=name, detach=True, tty=True, stdin_open=True,
+                       network_mode="none", labels={CONTAINER_LABEL: self.tag})
+        options.update(run_options)
+        container = self.docker(host).containers.run("busybox:latest", **options)
         workload = Workload(self, host, name, ip, container, None)
         self.workloads.append(workload)
-        self.calicoctl(host, "container", "add", name, ip)
+        self.calicoctl(host, "container", "add", name, ip, *add_args)
         workload.endpoint_id = self.calicoctl(host, "container", name, "endpoint-id", "show").stdout.strip()
         if profiles:
             self.calicoctl(host, "endpoint", workload.endpoint_id, "profile", "append", *profiles)
@@ -173,6 +188,8 @@ class Cluster:
                 workload.container.remove(force=True)
             except Exception:  # noqa: BLE001 - gone already, or dockerd trouble: clean up the rest
                 pass
+        for client in self._host_clients.values():
+            client.close()
         for host in self.hosts.values():
             host.stop()             # agents, BIRDs and anything else we ran there, by PID
         self.etcd.stop()
@@ -183,13 +200,15 @@ class Cluster:
 def make_cluster(root_required, docker_daemon, tmp_path_factory):
     """Factory: ``make_cluster()`` -> an empty Cluster (add hosts with
     ``add_host``); ``make_cluster(subnet6=..., gateway6=...)`` gives its LAN
-    IPv6 too. All clusters of the module are removed at its end."""
+    IPv6 too; ``make_cluster(datastore="etcdv3")`` runs its etcd without the
+    v2 API and every command and agent with DATASTORE_TYPE=etcdv3. All
+    clusters of the module are removed at its end."""
     made = []
 
-    def factory(subnet6=None, gateway6=None):
+    def factory(subnet6=None, gateway6=None, datastore="etcdv2"):
         tag = uuid.uuid4().hex[:6]
         cluster = Cluster(str(tmp_path_factory.mktemp("cluster-" + tag)), docker_daemon, tag,
-                          subnet6=subnet6, gateway6=gateway6)
+                          subnet6=subnet6, gateway6=gateway6, datastore=datastore)
         made.append(cluster)
         return cluster
 

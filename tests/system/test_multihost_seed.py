@@ -5,18 +5,22 @@ share PROF_A_C_E, B and D each have a profile of their own. With the
 default profile rules (members accept traffic from members), A, C and E
 reach each other -- across hosts, over the BGP routes BIRD installs -- and
 B and D reach nobody and nobody reaches them.
+
+The whole module runs twice: on etcd v2, and on v3 with an etcd that has
+no v2 API (every command and agent with DATASTORE_TYPE=etcdv3).
 """
 import pytest
 
+from tests.harness.etcd import DATASTORES
 from tests.harness.multihost import route_to
 from tests.harness.util import wait_for
 
 PROFILES = {"A": "PROF_A_C_E", "B": "PROF_B", "C": "PROF_A_C_E", "D": "PROF_D", "E": "PROF_A_C_E"}
 
 
-@pytest.fixture(scope="module")
-def seed(make_cluster):
-    cluster = make_cluster()
+@pytest.fixture(scope="module", params=DATASTORES)
+def seed(request, make_cluster):
+    cluster = make_cluster(datastore=request.param)
     h1 = cluster.add_host("calico-01", "172.17.8.101")
     h2 = cluster.add_host("calico-02", "172.17.8.102")
     for profile in sorted(set(PROFILES.values())):

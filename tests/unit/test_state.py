@@ -1,11 +1,10 @@
 """Pure indexes (calicoctl.agent.state) and the other pure helpers of the agent
-(watcher parsing, route staleness, config)."""
+(route staleness, config); the watcher's parsing is in test_kv.py."""
 import json
-from types import SimpleNamespace
 
 import pytest
 
-from calicoctl.agent import indexes, state, watcher
+from calicoctl.agent import indexes, state
 from calicoctl.agent.config import AgentConfig
 from calicoctl.agent.routes import WorkloadNetwork, calculate_stale_routes
 from calicoctl.datastore import paths
@@ -224,28 +223,6 @@ def test_stale_routes_are_only_our_host_routes_on_workload_interfaces():
               route("10.0.0.4/32", "eth0"),                   # not a workload interface
               route("10.1.0.0/24", "cali1")]                  # not a host route
     assert [r.dst for r in calculate_stale_routes(routes, desired, "cali")] == ["10.0.0.9/32", "10.0.0.2/32"]
-
-
-# -- watcher parsing ------------------------------------------------------------------------------
-
-def test_snapshot_leaves_skip_directories():
-    raw = {"key": "/calico", "dir": True, "nodes": [
-        {"key": "/calico/v1", "dir": True, "nodes": [
-            {"key": "/calico/v1/Ready", "value": "true"},
-            {"key": "/calico/v1/host", "dir": True}]},
-        {"key": "/calico/bgp", "dir": True, "nodes": [{"key": "/calico/bgp/x", "value": "1"}]}]}
-    assert watcher.collect_leaves(raw, {}) == {"/calico/v1/Ready": "true", "/calico/bgp/x": "1"}
-
-
-def test_watch_events_become_updates():
-    def result(action, key, value=None, is_dir=False, index=10):
-        return SimpleNamespace(action=action, key=key, value=value, dir=is_dir, modifiedIndex=index)
-    assert watcher.parse_watch_result(result("set", "/calico/a", "1")) == (watcher.Update("/calico/a", "1"), 11)
-    assert watcher.parse_watch_result(result("delete", "/calico/d", is_dir=True)) == \
-        (watcher.Update("/calico/d", None), 11)
-    assert watcher.parse_watch_result(result("expire", "/calico/t", index=12)) == \
-        (watcher.Update("/calico/t", None), 13)
-    assert watcher.parse_watch_result(result("set", "/calico/newdir", is_dir=True)) == (None, 11)
 
 
 # -- config ---------------------------------------------------------------------------------------

@@ -60,14 +60,17 @@ class Links:
         with translated("Cannot list interfaces %s" % self._where):
             return [link_info(msg) for msg in self._ipr.link("dump")]
 
-    def create_veth(self, name, peer_name, peer_netns=None):
-        """Create veth ``name`` here with its peer ``peer_name`` created directly in ``peer_netns``.
+    def create_veth(self, name, peer_name, peer_netns=None, peer_mac=None):
+        """Create veth ``name`` here with its peer ``peer_name`` created directly in ``peer_netns``
+        (with MAC ``peer_mac`` if given, else a random one).
 
         One netlink request: the peer never exists in our namespace, so no
         move (and no rename) is needed. EEXIST (either name taken) raises
         AlreadyPresent.
         """
         peer = {"ifname": peer_name}
+        if peer_mac:
+            peer["address"] = peer_mac
         fd = open_netns(peer_netns) if peer_netns else None
         try:
             if fd is not None:

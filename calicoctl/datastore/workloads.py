@@ -127,7 +127,7 @@ class WorkloadStore(EtcdStore):
 
     @translate_errors
     def write_docker_network(self, hostname, network):
-        self.etcd.write(paths.docker_network(hostname, network.network_id), network.to_json())
+        self.kv.put(paths.docker_network(hostname, network.network_id), network.to_json())
 
     @translate_errors
     def get_docker_network(self, hostname, network_id):

@@ -146,7 +146,9 @@ class DockerPlugin:
                     return
             except CalicoError as exc:
                 LOG.info("Cannot name network %s yet: %s", network_id, exc)
-            time.sleep(0.02)     # the user may ask for the profile right away
+            # Docker stores the network as soon as we answer; the user may ask
+            # for its profile right after `docker network create` returns.
+            time.sleep(0.005 if time.monotonic() < deadline - NAME_LOOKUP_TIMEOUT + 2 else 0.05)
         LOG.warning("Docker did not show network %s within %.0f s; its profile is made at its first "
                     "endpoint", network_id, NAME_LOOKUP_TIMEOUT)
 

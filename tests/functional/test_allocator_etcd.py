@@ -1,4 +1,4 @@
-"""Automatic address assignment against real etcd, and through
+"""Automatic address assignment against real etcd (both datastores), and through
 ``calicoctl container add <C> ipv4|ipv6|<CIDR>`` on a simulated host."""
 import subprocess
 import sys
@@ -20,10 +20,11 @@ POOL = model.IPPool("10.50.0.0/16")
 
 
 def client_for(etcd):
-    return DatastoreClient(etcdconn.connect({"ETCD_AUTHORITY": etcd.authority}, timeout=10))
+    return DatastoreClient(etcdconn.connect(etcd.env, timeout=10))
 
 
-def test_fifty_concurrent_assignments_get_fifty_addresses(etcd):
+def test_fifty_concurrent_assignments_get_fifty_addresses(any_etcd):
+    etcd = any_etcd
     client_for(etcd).write_pool(POOL)
     # A /26 has 62 addresses: random picks by 50 threads collide often.
     barrier = threading.Barrier(50)
@@ -57,7 +58,7 @@ from calicoctl import model
 from calicoctl.datastore import etcdconn
 from calicoctl.datastore.client import DatastoreClient
 from calicoctl.ops import allocator
-client = DatastoreClient(etcdconn.connect({"ETCD_AUTHORITY": %(authority)r}))
+client = DatastoreClient(etcdconn.connect(%(env)r))
 client.list_pools()
 while time.time() < %(start)f:
     time.sleep(0.001)
@@ -66,10 +67,11 @@ print(" ".join(str(allocator.assign_address(client, pool, %(range)r, sys.argv[1]
 """
 
 
-def test_two_processes_filling_a_small_range_never_share_an_address(etcd):
+def test_two_processes_filling_a_small_range_never_share_an_address(any_etcd):
+    etcd = any_etcd
     """Like two hosts: separate processes and connections; six addresses, six requests."""
     client_for(etcd).write_pool(POOL)
-    script = ASSIGN_SCRIPT % {"repo": REPO_ROOT, "authority": etcd.authority, "start": time.time() + 2,
+    script = ASSIGN_SCRIPT % {"repo": REPO_ROOT, "env": dict(etcd.env), "start": time.time() + 2,
                               "pool": POOL.cidr, "range": "10.50.9.0/29"}
     procs = [subprocess.Popen([sys.executable, "-c", script, "host%d" % i], stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for i in (1, 2)]
@@ -81,7 +83,8 @@ def test_two_processes_filling_a_small_range_never_share_an_address(etcd):
         allocator.assign_address(client_for(etcd), POOL, "10.50.9.0/29", "late")
 
 
-def test_a_leftover_claim_with_a_ttl_expires(etcd):
+def test_a_leftover_claim_with_a_ttl_expires(any_etcd):
+    etcd = any_etcd
     datastore = client_for(etcd)
     datastore.write_pool(POOL)
     ip = allocator.assign_address(datastore, POOL, "10.50.10.0/30", "crashed", ttl=1)

@@ -101,8 +101,20 @@ def profile_rules(cluster, name):
         return None
 
 
-def create_network(host, name, *extra):
+def create_network(cluster, host, name, *extra):
+    """Create a calico network; its profile follows within moments (Docker
+    tells the driver the name only once the network is stored)."""
     docker(host, "network", "create", *DRIVER, *extra, name)
+    wait_for(lambda: _profile_exists(cluster.etcd, name), timeout=5, interval=0.02,
+             message="profile %s" % name)
+
+
+def _profile_exists(etcd, name):
+    try:
+        etcd.client().read("/calico/v1/policy/profile/%s/rules" % name)
+        return True
+    except Exception:  # noqa: BLE001 - absent
+        return False
 
 
 def remove(host, *names):
@@ -135,8 +147,8 @@ def test_checksystem_fails_when_a_plugin_does_not_answer(cluster):
 def test_a_network_is_a_profile_and_one_network_across_hosts(cluster):
     a, b = hosts(cluster)
     for host in (a, b):
-        create_network(host, "netA")
-        create_network(host, "netB")
+        create_network(cluster, host, "netA")
+        create_network(cluster, host, "netB")
     rules = profile_rules(cluster, "netA")
     assert rules["inbound_rules"] == [{"action": "allow", "src_tag": "netA"}]
     run(a, "netA", "a1")
@@ -165,7 +177,7 @@ def test_a_network_is_a_profile_and_one_network_across_hosts(cluster):
 
 def test_ip_and_subnet(cluster):
     a, _ = hosts(cluster)
-    create_network(a, "netS", "--subnet", "192.168.50.0/24")
+    create_network(cluster, a, "netS", "--subnet", "192.168.50.0/24")
     run(a, "netS", "s1", "--ip", "192.168.50.7")
     run(a, "netS", "s2")
     assert addresses(a, "s1") == ["192.168.50.7/32"]
@@ -187,8 +199,8 @@ def test_ip_and_subnet(cluster):
 
 def test_ipv6(cluster):
     a, b = hosts(cluster)
-    create_network(a, "net6", "--ipv6")
-    create_network(b, "net6", "--ipv6")
+    create_network(cluster, a, "net6", "--ipv6")
+    create_network(cluster, b, "net6", "--ipv6")
     run(a, "net6", "v6a")
     run(b, "net6", "v6b")
     (v6,) = addresses(a, "v6a", version=6)
@@ -244,18 +256,18 @@ def test_connect_and_disconnect(cluster):
 
 def test_network_rm_removes_only_a_profile_the_driver_created_and_nobody_uses(cluster):
     a, b = hosts(cluster)
-    create_network(a, "netR")
+    create_network(cluster, a, "netR")
     assert profile_rules(cluster, "netR") is not None
     docker(a, "network", "rm", "netR")
     wait_for(lambda: profile_rules(cluster, "netR") is None, timeout=5, interval=0.1, message="netR removed")
     cluster.calicoctl(a, "profile", "add", "netP")
-    create_network(a, "netP")
+    create_network(cluster, a, "netP")
     docker(a, "network", "rm", "netP")
     assert profile_rules(cluster, "netP") is not None
     # netA still exists on host B: removing it on A keeps the profile.
     docker(a, "network", "rm", "netA")
     assert profile_rules(cluster, "netA") is not None
-    create_network(a, "netA")
+    create_network(cluster, a, "netA")
 
 
 def test_fifty_containers_started_at_once_get_fifty_addresses(cluster):
@@ -298,7 +310,7 @@ def test_no_orphan_after_a_container_is_removed_while_the_agent_is_down(cluster)
 
 def test_dockerd_restart_leaves_no_orphan_and_restarts_containers(cluster):
     a, _ = hosts(cluster)
-    create_network(a, "netD", "--subnet", "192.168.70.0/24")
+    create_network(cluster, a, "netD", "--subnet", "192.168.70.0/24")
     run(a, "netD", "d1", "--restart", "always", "--ip", "192.168.70.5")
     run(a, "netD", "d2")
     a.dockerd.restart()
@@ -316,8 +328,8 @@ def test_dockerd_restart_leaves_no_orphan_and_restarts_containers(cluster):
 
 def test_concurrent_runs_on_two_hosts_never_share_an_address(cluster):
     a, b = hosts(cluster)
-    create_network(a, "netC", "--subnet", "192.168.80.0/28")
-    create_network(b, "netC", "--subnet", "192.168.80.0/28")
+    create_network(cluster, a, "netC", "--subnet", "192.168.80.0/28")
+    create_network(cluster, b, "netC", "--subnet", "192.168.80.0/28")
     results = {}
 
     def start(host, index):

@@ -9,7 +9,8 @@ loop in the foreground:
   on a queue; components may queue work too (``Component.start(wake)``);
 - the loop takes whatever is queued (so a burst becomes one cycle), feeds it
   to every component, then flushes each once; about once a second it calls
-  ``tick``;
+  ``tick``; a snapshot the watcher took only to catch up is fed as the
+  updates that differ from the view (``Dispatcher.catch_up``);
 - after each successful (re)sync, whenever the components' figures change
   and every ``status_interval`` seconds it reports ``{"pid", "started",
   "time", "in_sync", "last_sync", "local_endpoints", "control_plane"}``
@@ -249,6 +250,11 @@ class Agent:
                 fed = True
             elif isinstance(item, Snapshot):
                 if position != last_snapshot:
+                    continue
+                if item.catch_up and self._have_snapshot:
+                    # Nothing went wrong: only what differs, as updates.
+                    self._after_calls(self.dispatcher.catch_up(item.items), "on_update")
+                    fed = True
                     continue
                 self._have_snapshot = True
                 self._after_calls(self.dispatcher.snapshot(item.items), "on_snapshot")

@@ -21,7 +21,10 @@ stopped):
 4. Falling behind: when an event is more than ``catch_up_limit`` revisions
    older than the store (a burst of writes, or a slow agent), the rest is
    not replayed one event (on v2: one request) at a time: a fresh snapshot
-   catches up in one read.
+   catches up in one read. Such a snapshot, and one after the history was
+   lost, is marked ``catch_up``: nothing went wrong, so the agent applies
+   only its differences from what it has (as updates), rather than
+   starting every component over.
 
 Events go to ``emit`` (the main loop's queue); the main loop drains whatever
 has queued up before flushing, which batches a burst of writes into one
@@ -44,6 +47,9 @@ class Snapshot:
     items: dict
     index: int
     """The store's revision the items were read at (v2 index or v3 revision)."""
+    catch_up: bool = False
+    """Taken to catch up with a watch that fell behind or lost its history
+    (not at start, nor after an error)."""
 
 
 @dataclass(frozen=True)
@@ -99,14 +105,16 @@ class EtcdWatcher:
 
     def run(self):
         from calicoctl.datastore.kv import HistoryLost
-        lost = False
+        lost = catch_up = False
         while not self._stop.is_set():
             try:
-                revision = self._snapshot()
+                revision = self._snapshot(catch_up)
                 lost = False
                 self._watch(revision)
             except (ResyncNeeded, HistoryLost) as exc:
                 LOG.info("Resynchronising with etcd: %s", exc)
+                catch_up = True
+                continue
             except CalicoError as exc:
                 lost = self._lost(str(exc), lost)
             except self.kv.library_errors as exc:
@@ -114,6 +122,7 @@ class EtcdWatcher:
             except Exception as exc:  # a bug must not end the watcher
                 LOG.exception("Unexpected error in the etcd watcher; resynchronising")
                 lost = self._lost("unexpected error: %r" % exc, lost)
+            catch_up = False        # after an error: start every component over
 
     def _lost(self, reason, already):
         self._report_lost(reason, already)
@@ -125,13 +134,13 @@ class EtcdWatcher:
             LOG.warning("Lost etcd (%s); keeping the dataplane as it is and retrying", reason)
             self.emit(Lost(reason))
 
-    def _snapshot(self):
+    def _snapshot(self, catch_up=False):
         started = time.monotonic()
         tree = self.kv.tree(self.prefix)
         items = {entry.key: entry.value for entry in tree.entries}
         LOG.info("Snapshot of %s: %d keys at revision %d in %.0f ms", self.prefix, len(items), tree.revision,
                  (time.monotonic() - started) * 1000)
-        self.emit(Snapshot(items, tree.revision))
+        self.emit(Snapshot(items, tree.revision, catch_up))
         return tree.revision
 
     def _watch(self, revision):

@@ -206,3 +206,22 @@ def test_the_agent_applies_a_catch_up_snapshot_as_updates_but_a_first_or_later_o
     assert recorder.updates == [(Kind.ENDPOINT, ep_key(), ep_json())]
     agent._handle([Snapshot({POOL: POOL_JSON}, 9)])                      # after an error: whole
     assert len(recorder.views) == 2 and recorder.views[1].items == {POOL: POOL_JSON}
+
+
+def test_the_agent_gathers_a_burst_into_one_cycle_but_takes_a_change_after_quiet_at_once(monkeypatch):
+    import threading
+    import time
+
+    from calicoctl.agent import __main__ as agent_main
+    monkeypatch.setattr(agent_main, "BURST_CYCLE", 1.0)
+    agent = Agent(AgentConfig(hostname=HOST), [], lambda emit: None, Reporter())
+    agent.queue.put("first")
+    assert agent._take_batch(0.1) == ["first"]            # no flush yet: nothing to wait for
+    agent._last_flush = time.monotonic()                  # a cycle just ended: a burst is on
+    agent.queue.put("second")
+    later = threading.Timer(0.05, agent.queue.put, args=("third",))
+    later.start()
+    try:
+        assert agent._take_batch(0.1) == ["second", "third"]
+    finally:
+        later.cancel()

@@ -21,7 +21,11 @@ stopped):
 4. Falling behind: when an event is more than ``catch_up_limit`` revisions
    older than the store (a burst of writes, or a slow agent), the rest is
    not replayed one event (on v2: one request) at a time: a fresh snapshot
-   catches up in one read. Such a snapshot, and one after the history was
+   catches up in one read. By default the limit is what a snapshot costs,
+   counted in events: the store's keys at the last snapshot divided by the
+   datastore's ``keys_per_event`` (v2 reads about 30 keys in a tree for the
+   cost of one long poll; v3's stream replays an event for about the cost
+   of a key), and never under ``CATCH_UP_MIN``. Such a snapshot, and one after the history was
    lost, is marked ``catch_up``: nothing went wrong, so the agent applies
    only its differences from what it has (as updates), rather than
    starting every component over.
@@ -63,9 +67,9 @@ class Lost:
     reason: str
 
 
-# How many revisions behind etcd the watcher may be before it stops
+# How many revisions behind etcd the watcher may always be before it stops
 # replaying events and takes a snapshot instead (step 4).
-CATCH_UP_LIMIT = 200
+CATCH_UP_MIN = 20
 
 
 class ResyncNeeded(Exception):
@@ -85,10 +89,12 @@ class EtcdWatcher:
     """
 
     def __init__(self, kv, emit, prefix=paths.ROOT, watch_timeout=60.0, retry_interval=1.0,
-                 catch_up_limit=CATCH_UP_LIMIT):
+                 catch_up_limit=None):
         self.kv = kv
         self.emit = emit
         self.catch_up_limit = catch_up_limit
+        """None: from the size of the store (see the module docstring)."""
+        self._limit = catch_up_limit or CATCH_UP_MIN
         self.prefix = prefix
         self.watch_timeout = watch_timeout
         self.retry_interval = retry_interval
@@ -140,6 +146,8 @@ class EtcdWatcher:
         items = {entry.key: entry.value for entry in tree.entries}
         LOG.info("Snapshot of %s: %d keys at revision %d in %.0f ms", self.prefix, len(items), tree.revision,
                  (time.monotonic() - started) * 1000)
+        if self.catch_up_limit is None:
+            self._limit = max(CATCH_UP_MIN, len(items) // self.kv.keys_per_event)
         self.emit(Snapshot(items, tree.revision, catch_up))
         return tree.revision
 
@@ -147,7 +155,7 @@ class EtcdWatcher:
         next_revision = revision + 1
         while not self._stop.is_set():
             for event in self.kv.watch(self.prefix, next_revision, self.watch_timeout):
-                if fallen_behind(event, self.catch_up_limit):
+                if fallen_behind(event, self._limit):
                     raise ResyncNeeded("%d revisions behind etcd: catching up with a snapshot"
                                        % (event.current - event.revision))
                 next_revision = event.revision + 1

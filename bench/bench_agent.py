@@ -44,6 +44,17 @@ e. A host joining: from the etcd write of a new host's address (what
    ``calicoctl node`` records first) to that address being in the
    protected-address set on the large host, with 1,000 hosts there already.
    Median of RUNS; absolute target 1 s (the issue's "within a second").
+f. Memory: the large host's agent's resident set (VmRSS) once in sync with
+   its 10,000 endpoints. Absolute target 150 MB.
+g. CPU per 1,000 remote endpoint updates: 1,000 endpoints of another host,
+   in the small host's local tag P1 (so its tag set takes them), written
+   in one burst, then deleted; the small agent's user + system CPU time
+   from the first write until its set has (no longer has) all of them,
+   per 1,000 updates. For the record, no target; the large host's agent,
+   to which the same endpoints are irrelevant, is shown alongside.
+
+Every figure runs on the datastore ``DATASTORE_TYPE`` names (etcdv2 by
+default): ``DATASTORE_TYPE=etcdv3 bench/run.py agent`` for the other.
 """
 import json
 import os
@@ -234,6 +245,32 @@ class Site:
             time.sleep(0.02)
         raise RuntimeError("%s: the agent did not sync within %.0f s" % (self.name, timeout))
 
+    def agent_rss_mb(self):
+        with open("/proc/%d/status" % self.agent.pid) as handle:
+            fields = dict(line.split(":", 1) for line in handle)
+        return int(fields["VmRSS"].split()[0]) / 1024.0
+
+    def agent_cpu_seconds(self):
+        """The agent's user + system CPU time so far."""
+        with open("/proc/%d/stat" % self.agent.pid) as handle:
+            fields = handle.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def set_size(self, name):
+        listed = self.host.run(["ipset", "list", "-t", name], cwd="/").stdout
+        for line in listed.splitlines():
+            if line.startswith("Number of entries:"):
+                return int(line.split(":")[1])
+        return None
+
+    def wait_set_size(self, name, count, timeout=120):
+        deadline = time.monotonic() + timeout
+        while self.set_size(name) != count:
+            if time.monotonic() > deadline:
+                raise RuntimeError("%s: %s never held %d entries (%s)" % (self.name, name, count,
+                                                                         self.set_size(name)))
+            time.sleep(0.05)
+
     def stop_agent(self, sig=signal.SIGTERM):
         if self.agent is not None and self.agent.poll() is None:
             self.agent.send_signal(sig)
@@ -359,6 +396,28 @@ class Bench:
         items = list(items)
         write_from_lan(self.etcd, [items[i::8] for i in range(8)])
 
+    def remote_updates_cpu(self, count):
+        """CPU milliseconds per 1,000 updates of each agent (small, large) while
+        ``count`` endpoints of another host in the small host's tag P1 are
+        written, and then while they are deleted (see g)."""
+        from calicoctl.agent.rules import tag_set_name
+        paths, small, large = self.paths, self.small, self.large
+        name = tag_set_name(small.p, 4)
+        before = small.set_size(name)
+        items = [(paths.endpoint_key("bench-remote", "bulk", "r%05d" % n, "r%031x" % n),
+                  endpoint_json("calir%010x" % n, "10.200.%d.%d" % (n // 250, n % 250 + 1), [small.p],
+                                "172.17.8.99")) for n in range(count)]
+        figures = []
+        for change, wanted in ((lambda: self.write_many(items), before + count),
+                               (lambda: self.client.delete_tree(paths.host_dir("bench-remote")), before)):
+            cpu = (small.agent_cpu_seconds(), large.agent_cpu_seconds())
+            change()
+            small.wait_set_size(name, wanted)
+            time.sleep(0.5)       # the large agent has nothing to wait for; let it finish
+            figures.append(tuple((site.agent_cpu_seconds() - spent) * 1e6 / count
+                                 for site, spent in zip((small, large), cpu)))
+        return figures
+
     def alternate(self, measure, runs):
         """{site: [values]}: ``measure(site)`` on small, large, small, large, ..."""
         values = {self.small: [], self.large: []}
@@ -407,6 +466,14 @@ def run(report):
         report("b. cold start, %d endpoints" % BULK, cold_10k, "s", "cold start, 1000 endpoints", cold_1k)
         report("   restart after SIGKILL, %d in the kernel" % BULK, warm_10k, "s",
                "cold start, %d endpoints" % BULK, cold_10k)
+
+        # f. memory with 10,000 endpoints; g. CPU per 1,000 remote endpoint updates
+        report("f. agent resident memory, %d endpoints" % BULK, large.agent_rss_mb(), "MB",
+               "absolute target", 150.0, target=1.0)
+        (add_small, add_large), (del_small, del_large) = bench.remote_updates_cpu(1000)
+        report("g. agent CPU per 1000 remote endpoints added", add_small, "ms",
+               "an agent they do not concern", add_large)
+        report("   same, deleted", del_small, "ms", "an agent they do not concern", del_large)
 
         # c. cost of a change: 100 endpoints (small) vs 10,002 (large), alternating
         small.add_bulk(98)

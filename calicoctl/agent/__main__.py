@@ -9,7 +9,11 @@ loop in the foreground:
   on a queue; components may queue work too (``Component.start(wake)``);
 - the loop takes whatever is queued (so a burst becomes one cycle), feeds it
   to every component, then flushes each once; about once a second it calls
-  ``tick``;
+  ``tick``. Work arriving within ``BURST_CYCLE`` of the last flush (a burst
+  trickling in) is gathered until that much time has passed, so a burst
+  costs a few cycles, not one per event, while a change after a quiet spell
+  is flushed at once; a snapshot the watcher took only to catch up is fed as the
+  updates that differ from the view (``Dispatcher.catch_up``);
 - after each successful (re)sync, whenever the components' figures change
   and every ``status_interval`` seconds it reports ``{"pid", "started",
   "time", "in_sync", "last_sync", "local_endpoints", "control_plane"}``
@@ -62,6 +66,7 @@ LOG_FILE = "agent.log"
 TICK_INTERVAL = 1.0
 RESYNC_BACKOFF = 5.0
 SLOW_CALL = 0.25          # component calls slower than this are logged
+BURST_CYCLE = 0.05        # seconds: at most one cycle this often while work keeps arriving
 
 
 @dataclass(frozen=True)
@@ -180,6 +185,7 @@ class Agent:
         self._have_snapshot = False
         self._resync_due = None
         self._reported_figures = None
+        self._last_flush = -BURST_CYCLE
 
     def wake(self, function):
         self.queue.put(Wake(function))
@@ -223,16 +229,24 @@ class Agent:
         return 0
 
     def _take_batch(self, timeout):
+        """Everything queued (waiting up to ``timeout`` for the first item);
+        within BURST_CYCLE of the last flush, also what arrives until then."""
         try:
             first = self.queue.get(timeout=timeout) if timeout > 0 else self.queue.get_nowait()
         except queue.Empty:
             return []
-        batch = [first]
+        return [first] + self._take_until(self._last_flush + BURST_CYCLE)
+
+    def _take_until(self, deadline):
+        """Whatever is queued, and whatever arrives before ``deadline``
+        (``time.monotonic()``; nothing is waited for if it is past)."""
+        more = []
         while True:
+            remaining = deadline - time.monotonic()
             try:
-                batch.append(self.queue.get_nowait())
+                more.append(self.queue.get(timeout=remaining) if remaining > 0 else self.queue.get_nowait())
             except queue.Empty:
-                return batch
+                return more
 
     def _handle(self, batch):
         from calicoctl.agent.watcher import Lost, Snapshot, Update
@@ -249,6 +263,11 @@ class Agent:
                 fed = True
             elif isinstance(item, Snapshot):
                 if position != last_snapshot:
+                    continue
+                if item.catch_up and self._have_snapshot:
+                    # Nothing went wrong: only what differs, as updates.
+                    self._after_calls(self.dispatcher.catch_up(item.items), "on_update")
+                    fed = True
                     continue
                 self._have_snapshot = True
                 self._after_calls(self.dispatcher.snapshot(item.items), "on_snapshot")
@@ -267,7 +286,8 @@ class Agent:
             return
         started = time.monotonic()
         ok = self._call_all("flush")
-        LOG.debug("Cycle of %d events flushed in %.1f ms", len(batch), (time.monotonic() - started) * 1000)
+        self._last_flush = time.monotonic()
+        LOG.debug("Cycle of %d events flushed in %.1f ms", len(batch), (self._last_flush - started) * 1000)
         if synced:
             if ok:
                 self.in_sync = True

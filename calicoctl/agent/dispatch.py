@@ -15,7 +15,9 @@ keys of its kinds:
   ``on_update(key, value)``.
 
 A resynchronisation after an error is a snapshot of the view's own leaves
-(``resync``): new indexes, every component starting over from them.
+(``resync``): new indexes, every component starting over from them. A
+snapshot taken only to catch up with etcd (``catch_up``) is applied as the
+updates that turn the view into it: components see only what differs.
 """
 import enum
 import logging
@@ -130,6 +132,18 @@ class Dispatcher:
     def resync(self):
         """Start every component over from the view's own leaves (etcd is not read)."""
         return self.snapshot(dict(self.indexes.items))
+
+    def catch_up(self, items):
+        """Bring the view to ``items`` (a later snapshot of every leaf) by
+        updates, each leaf that differs once; returns False if any component failed."""
+        current = self.indexes.items
+        ok = True
+        for path in [path for path in current if items.get(path) is None]:
+            ok = self.update(path, None) and ok
+        for path, value in items.items():
+            if value is not None and current.get(path) != value:
+                ok = self.update(path, value) and ok
+        return ok
 
     def update(self, path, value):
         """One etcd change; returns False if any component failed."""

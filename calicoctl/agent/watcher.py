@@ -21,7 +21,14 @@ stopped):
 4. Falling behind: when an event is more than ``catch_up_limit`` revisions
    older than the store (a burst of writes, or a slow agent), the rest is
    not replayed one event (on v2: one request) at a time: a fresh snapshot
-   catches up in one read.
+   catches up in one read. By default the limit is what a snapshot costs,
+   counted in events: the store's keys at the last snapshot divided by the
+   datastore's ``keys_per_event`` (v2 reads about 30 keys in a tree for the
+   cost of one long poll; v3's stream replays an event for about the cost
+   of a key), and never under ``CATCH_UP_MIN``. Such a snapshot, and one after the history was
+   lost, is marked ``catch_up``: nothing went wrong, so the agent applies
+   only its differences from what it has (as updates), rather than
+   starting every component over.
 
 Events go to ``emit`` (the main loop's queue); the main loop drains whatever
 has queued up before flushing, which batches a burst of writes into one
@@ -44,6 +51,9 @@ class Snapshot:
     items: dict
     index: int
     """The store's revision the items were read at (v2 index or v3 revision)."""
+    catch_up: bool = False
+    """Taken to catch up with a watch that fell behind or lost its history
+    (not at start, nor after an error)."""
 
 
 @dataclass(frozen=True)
@@ -57,9 +67,9 @@ class Lost:
     reason: str
 
 
-# How many revisions behind etcd the watcher may be before it stops
+# How many revisions behind etcd the watcher may always be before it stops
 # replaying events and takes a snapshot instead (step 4).
-CATCH_UP_LIMIT = 200
+CATCH_UP_MIN = 20
 
 
 class ResyncNeeded(Exception):
@@ -79,10 +89,12 @@ class EtcdWatcher:
     """
 
     def __init__(self, kv, emit, prefix=paths.ROOT, watch_timeout=60.0, retry_interval=1.0,
-                 catch_up_limit=CATCH_UP_LIMIT):
+                 catch_up_limit=None):
         self.kv = kv
         self.emit = emit
         self.catch_up_limit = catch_up_limit
+        """None: from the size of the store (see the module docstring)."""
+        self._limit = catch_up_limit or CATCH_UP_MIN
         self.prefix = prefix
         self.watch_timeout = watch_timeout
         self.retry_interval = retry_interval
@@ -99,14 +111,16 @@ class EtcdWatcher:
 
     def run(self):
         from calicoctl.datastore.kv import HistoryLost
-        lost = False
+        lost = catch_up = False
         while not self._stop.is_set():
             try:
-                revision = self._snapshot()
+                revision = self._snapshot(catch_up)
                 lost = False
                 self._watch(revision)
             except (ResyncNeeded, HistoryLost) as exc:
                 LOG.info("Resynchronising with etcd: %s", exc)
+                catch_up = True
+                continue
             except CalicoError as exc:
                 lost = self._lost(str(exc), lost)
             except self.kv.library_errors as exc:
@@ -114,6 +128,7 @@ class EtcdWatcher:
             except Exception as exc:  # a bug must not end the watcher
                 LOG.exception("Unexpected error in the etcd watcher; resynchronising")
                 lost = self._lost("unexpected error: %r" % exc, lost)
+            catch_up = False        # after an error: start every component over
 
     def _lost(self, reason, already):
         self._report_lost(reason, already)
@@ -125,20 +140,22 @@ class EtcdWatcher:
             LOG.warning("Lost etcd (%s); keeping the dataplane as it is and retrying", reason)
             self.emit(Lost(reason))
 
-    def _snapshot(self):
+    def _snapshot(self, catch_up=False):
         started = time.monotonic()
         tree = self.kv.tree(self.prefix)
         items = {entry.key: entry.value for entry in tree.entries}
         LOG.info("Snapshot of %s: %d keys at revision %d in %.0f ms", self.prefix, len(items), tree.revision,
                  (time.monotonic() - started) * 1000)
-        self.emit(Snapshot(items, tree.revision))
+        if self.catch_up_limit is None:
+            self._limit = max(CATCH_UP_MIN, len(items) // self.kv.keys_per_event)
+        self.emit(Snapshot(items, tree.revision, catch_up))
         return tree.revision
 
     def _watch(self, revision):
         next_revision = revision + 1
         while not self._stop.is_set():
             for event in self.kv.watch(self.prefix, next_revision, self.watch_timeout):
-                if fallen_behind(event, self.catch_up_limit):
+                if fallen_behind(event, self._limit):
                     raise ResyncNeeded("%d revisions behind etcd: catching up with a snapshot"
                                        % (event.current - event.revision))
                 next_revision = event.revision + 1

@@ -62,6 +62,9 @@ class KeyValueStore:
 
     datastore_type = None
     library_errors = ()
+    keys_per_event = 1
+    """How many keys a ``tree`` reads for what one ``watch`` event costs
+    (the watcher weighs a snapshot against replaying a backlog with it)."""
 
     def get(self, key):
         """The Entry at ``key``, or None."""

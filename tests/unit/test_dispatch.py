@@ -178,3 +178,50 @@ def test_the_agent_resynchronises_from_a_fresh_view_after_a_failed_update():
     assert len(broken.views) == 2 and broken.views[1] is not broken.views[0]
     assert broken.views[1].items == {POOL: POOL_JSON, ep_key(endpoint="bad"): ep_json()}
     assert agent.in_sync and agent._resync_due is None
+
+
+def test_a_catch_up_snapshot_reaches_components_as_the_updates_that_differ():
+    everything = Recorder(*Kind)
+    dispatcher = Dispatcher(HOST, [everything])
+    gone, changed, same = ep_key(endpoint="gone"), ep_key(endpoint="changed"), ep_key(endpoint="same")
+    dispatcher.snapshot({POOL: POOL_JSON, gone: ep_json(), changed: ep_json(), same: ep_json()})
+    view = dispatcher.indexes
+    later = {POOL: POOL_JSON, changed: ep_json(name="cali2"), same: ep_json(), ep_key(endpoint="new"): ep_json()}
+    assert dispatcher.catch_up(later)
+    assert dispatcher.indexes is view and len(everything.views) == 1      # nobody started over
+    assert sorted(everything.updates) == sorted([
+        (Kind.ENDPOINT, gone, None), (Kind.ENDPOINT, changed, ep_json(name="cali2")),
+        (Kind.ENDPOINT, ep_key(endpoint="new"), ep_json())])
+    assert view.items == later
+
+
+def test_the_agent_applies_a_catch_up_snapshot_as_updates_but_a_first_or_later_one_whole():
+    recorder = Recorder(Kind.ENDPOINT)
+    agent = Agent(AgentConfig(hostname=HOST), [recorder], lambda emit: None, Reporter())
+    agent._handle([Snapshot({POOL: POOL_JSON}, 1, catch_up=True)])      # nothing to diff against yet
+    assert agent.in_sync and len(recorder.views) == 1
+    agent._handle([Update(ep_key(endpoint="skipped"), ep_json()),
+                   Snapshot({POOL: POOL_JSON, ep_key(): ep_json()}, 5, catch_up=True)])
+    assert len(recorder.views) == 1
+    assert recorder.updates == [(Kind.ENDPOINT, ep_key(), ep_json())]
+    agent._handle([Snapshot({POOL: POOL_JSON}, 9)])                      # after an error: whole
+    assert len(recorder.views) == 2 and recorder.views[1].items == {POOL: POOL_JSON}
+
+
+def test_the_agent_gathers_a_burst_into_one_cycle_but_takes_a_change_after_quiet_at_once(monkeypatch):
+    import threading
+    import time
+
+    from calicoctl.agent import __main__ as agent_main
+    monkeypatch.setattr(agent_main, "BURST_CYCLE", 1.0)
+    agent = Agent(AgentConfig(hostname=HOST), [], lambda emit: None, Reporter())
+    agent.queue.put("first")
+    assert agent._take_batch(0.1) == ["first"]            # no flush yet: nothing to wait for
+    agent._last_flush = time.monotonic()                  # a cycle just ended: a burst is on
+    agent.queue.put("second")
+    later = threading.Timer(0.05, agent.queue.put, args=("third",))
+    later.start()
+    try:
+        assert agent._take_batch(0.1) == ["second", "third"]
+    finally:
+        later.cancel()

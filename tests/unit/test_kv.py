@@ -5,9 +5,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from calicoctl.agent.watcher import fallen_behind
+from calicoctl.agent.watcher import EtcdWatcher, fallen_behind
 from calicoctl.datastore import etcdconn, kv_v2, kv_v3
-from calicoctl.datastore.kv import Entry, Event, HistoryLost
+from calicoctl.datastore.kv import Entry, Event, HistoryLost, KeyValueStore, Tree
 from calicoctl.errors import DatastoreError, ValidationError
 
 
@@ -139,3 +139,24 @@ def test_render_migration():
         "Nothing to migrate: etcd v3 already holds the 4 keys of v2. Left out 1 keys with a TTL."
     assert render_migration(MigrationPlan((("/k", "v"),), ("/x",), ("/x",), 2, 0)) == \
         "Copied 1 keys from etcd v2 to v3 (2 already there; removed 1 keys only v3 had)."
+
+
+class SizedStore(KeyValueStore):
+    """A store whose tree has ``size`` keys."""
+    keys_per_event = 30
+
+    def __init__(self, size):
+        self.size = size
+
+    def tree(self, directory):
+        return Tree(tuple(Entry("/calico/k%d" % n, "v", n + 1) for n in range(self.size)), self.size)
+
+
+def test_the_catch_up_limit_is_what_a_snapshot_costs_in_events():
+    seen = []
+    for size, fixed, limit in ((3000, None, 100), (300, None, 20), (3000, 50, 50)):
+        watcher = EtcdWatcher(SizedStore(size), seen.append, catch_up_limit=fixed)
+        watcher._snapshot()
+        assert watcher._limit == limit
+        assert fallen_behind(Event("/k", "v", 1, 1 + limit + 1), watcher._limit)
+    assert [len(item.items) for item in seen] == [3000, 300, 3000]

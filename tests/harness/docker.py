@@ -49,7 +49,21 @@ def docker_answers(socket_path=DOCKER_SOCKET, timeout=2.0):
     return len(status) >= 2 and status[0].startswith(b"HTTP/") and status[1] == b"200"
 
 
-class DockerDaemon:
+class _DockerClients:
+    """docker-py clients, in the test process, for a daemon at ``socket_path``."""
+
+    @property
+    def base_url(self):
+        return "unix://" + self.socket_path
+
+    def client(self, timeout=120):
+        """A docker-py client for this daemon."""
+        import docker  # lazy: importing the harness must stay cheap
+
+        return docker.DockerClient(base_url=self.base_url, timeout=timeout)
+
+
+class DockerDaemon(_DockerClients):
     """Handle on the Docker daemon the tests use.
 
     :ivar socket_path: the daemon's unix socket.
@@ -69,16 +83,6 @@ class DockerDaemon:
     @property
     def pid(self):
         return self._process.pid if self._process is not None else None
-
-    @property
-    def base_url(self):
-        return "unix://" + self.socket_path
-
-    def client(self, timeout=120):
-        """A docker-py client for this daemon."""
-        import docker  # lazy: importing the harness must stay cheap
-
-        return docker.DockerClient(base_url=self.base_url, timeout=timeout)
 
     def stop(self):
         """Stop the daemon if (and only if) we started it, by PID."""
@@ -259,7 +263,7 @@ HOST_EXEC_ROOT = "/run/docker"
 HOST_PIDFILE = "/run/docker.pid"
 
 
-class HostDockerd:
+class HostDockerd(_DockerClients):
     """A dockerd of its own for one simulated host (``SimHost(own_dockerd=True)``).
 
     It runs inside the host's network, UTS and mount namespaces with its own
@@ -303,14 +307,6 @@ class HostDockerd:
         """The host's /run/docker.sock as the test process reaches it."""
         return self._outside(HOST_DOCKER_SOCKET)
 
-    @property
-    def base_url(self):
-        return "unix://" + self.socket_path
-
-    def client(self, timeout=120):
-        """A docker-py client (in the test process) for this daemon."""
-        import docker
-        return docker.DockerClient(base_url=self.base_url, timeout=timeout)
 
     def start(self):
         """Start the daemon (if not running) and wait until it answers; returns self."""

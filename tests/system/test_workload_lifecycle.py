@@ -90,6 +90,16 @@ class World:
         text = host.run(["cat", "/run/calico/agent.pid"], cwd="/").stdout.strip()
         return int(text) if text.isdigit() else None
 
+    def power_off(self, host):
+        """What a reboot leaves: agent and BIRD SIGKILLed, Docker stopped
+        (its containers kept, as on disk), the dataplane and /run wiped."""
+        for pid in (self.agent_pid(host), self.cluster.bird_pid(host)):
+            assert pid is not None
+            os.kill(pid, signal.SIGKILL)       # ours: started in the simulated host by the test
+        host.dockerd.stop()
+        self.cluster.sh(host, "nft flush ruleset; ipset destroy 2>/dev/null; true")
+        host.wipe_run()
+
     # -- checks ------------------------------------------------------------------------
     def assert_policy(self, reach=None, cut=None, timeout=30.0):
         reach = reach if reach is not None else [self.a, self.b, self.c]
@@ -187,12 +197,7 @@ def test_reboot(world):
     h2, cluster = world.h2, world.cluster
     before = world.host_keys(h2)
     other_host = world.host_keys(world.h1)
-    for pid in (world.agent_pid(h2), cluster.bird_pid(h2)):
-        assert pid is not None
-        os.kill(pid, signal.SIGKILL)       # ours: started in the simulated host by the test
-    h2.dockerd.stop()
-    cluster.sh(h2, "nft flush ruleset; ipset destroy 2>/dev/null; true")
-    h2.wipe_run()
+    world.power_off(h2)
     h2.dockerd.start()
     world.wait_running(world.c)
     world.y.container.start()              # no restart policy: started after the boot
@@ -300,12 +305,7 @@ def test_reboot_with_docker_after_the_agent(world):
     says so once, and restores the workloads when Docker starts them."""
     h1, cluster = world.h1, world.cluster
     before = world.host_keys(h1)
-    for pid in (world.agent_pid(h1), cluster.bird_pid(h1)):
-        assert pid is not None
-        os.kill(pid, signal.SIGKILL)       # ours: started in the simulated host by the test
-    h1.dockerd.stop()
-    cluster.sh(h1, "nft flush ruleset; ipset destroy 2>/dev/null; true")
-    h1.wipe_run()
+    world.power_off(h1)
     log_offset = len(world.agent_log(h1))
     cluster.start_node(h1)
     time.sleep(4)                          # several retries of the agent

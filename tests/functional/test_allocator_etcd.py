@@ -14,7 +14,7 @@ from calicoctl.errors import Conflict
 from calicoctl.ops import allocator
 from tests.functional.containertools import (calicoctl, claims, endpoints_of, in_container, ok, refused,
                                              global_addresses)
-from tests.harness.util import REPO_ROOT
+from tests.harness.util import REPO_ROOT, run_in_threads
 
 POOL = model.IPPool("10.50.0.0/16")
 
@@ -28,22 +28,14 @@ def test_fifty_concurrent_assignments_get_fifty_addresses(any_etcd):
     client_for(etcd).write_pool(POOL)
     # A /26 has 62 addresses: random picks by 50 threads collide often.
     barrier = threading.Barrier(50)
-    results, errors = [], []
+    results = []
 
     def one(index):
         datastore = client_for(etcd)
         datastore.list_pools()                  # connected before the start line
         barrier.wait()
-        try:
-            results.append(str(allocator.assign_address(datastore, POOL, "10.50.3.0/26", "t/%d" % index)))
-        except Exception as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
-    threads = [threading.Thread(target=one, args=(i,)) for i in range(50)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
-    assert errors == []
+        results.append(str(allocator.assign_address(datastore, POOL, "10.50.3.0/26", "t/%d" % index)))
+    assert run_in_threads(one, [(i,) for i in range(50)], 60) == []
     assert len(results) == 50 and len(set(results)) == 50
     stored = client_for(etcd).list_claims(POOL.cidr)
     assert sorted(stored) == sorted(results)

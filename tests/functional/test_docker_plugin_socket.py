@@ -3,7 +3,6 @@ drives them (the requests of moby's remote-driver and IPAM protocols), with
 real etcd and the kernel of a simulated host. What Docker itself does with
 the answers is in tests/system/test_docker_networks.py."""
 import json
-import threading
 
 import pytest
 
@@ -14,6 +13,7 @@ from calicoctl.model import DockerNetwork
 from calicoctl.ops import plugin_protocol as protocol
 from calicoctl.ops.network import DockerPlugin
 from tests.functional.containertools import (cali_links, claims, in_host, links, read_proc, route_to)
+from tests.harness.util import run_in_threads
 
 pytestmark = pytest.mark.usefixtures("root_required")
 
@@ -148,24 +148,16 @@ def test_fifty_concurrent_endpoints(plugin, seeded, host1):
     client = seeded.client()
     known = cali_links(host1)
     call(plugin["net"], "/NetworkDriver.CreateNetwork", network_request())
-    results, errors = {}, []
+    results = {}
 
     def start(index):
-        try:
-            address = call(plugin["ipam"], "/IpamDriver.RequestAddress", {"PoolID": "192.168.200.0/26"})
-            eid = endpoint_id(index)
-            reply = call(plugin["net"], "/NetworkDriver.CreateEndpoint", {
-                "NetworkID": NET_ID, "EndpointID": eid, "Options": {}, "Interface": {"Address": address["Address"]}})
-            assert "Err" not in reply, reply
-            results[eid] = address["Address"]
-        except Exception as exc:  # noqa: BLE001 - collected and reported below
-            errors.append(exc)
-    threads = [threading.Thread(target=start, args=(i,)) for i in range(50)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(120)
-    assert errors == []
+        address = call(plugin["ipam"], "/IpamDriver.RequestAddress", {"PoolID": "192.168.200.0/26"})
+        eid = endpoint_id(index)
+        reply = call(plugin["net"], "/NetworkDriver.CreateEndpoint", {
+            "NetworkID": NET_ID, "EndpointID": eid, "Options": {}, "Interface": {"Address": address["Address"]}})
+        assert "Err" not in reply, reply
+        results[eid] = address["Address"]
+    assert run_in_threads(start, [(i,) for i in range(50)], 120) == []
     assert len(set(results.values())) == 50
     assert len(set(cali_links(host1)) - set(known)) == 50
     assert len(claims(client)) == 50

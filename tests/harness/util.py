@@ -171,3 +171,23 @@ def pids_in_netns(inode, exclude=()):
         if netns_inode(pid) == inode:
             found.append(pid)
     return found
+
+
+def run_in_threads(function, argument_lists, timeout):
+    """Call ``function(*arguments)`` for each of ``argument_lists`` at once,
+    each on a thread of its own; wait up to ``timeout`` seconds for each.
+    Returns the exceptions raised (an empty list when every call returned)."""
+    import threading
+    errors = []
+
+    def call(arguments):
+        try:
+            function(*arguments)
+        except Exception as exc:  # noqa: BLE001 - handed back to the test
+            errors.append(exc)
+    threads = [threading.Thread(target=call, args=(arguments,)) for arguments in argument_lists]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout)
+    return errors

@@ -7,12 +7,11 @@ Policy is checked by traffic: containers of one network reach each other
 across hosts, containers of different networks do not."""
 import json
 import subprocess
-import threading
 import time
 
 import pytest
 
-from tests.harness.util import wait_for
+from tests.harness.util import run_in_threads, wait_for
 
 HOST_A = ("dn-a", "172.17.8.81", "fd00:8::81")
 HOST_B = ("dn-b", "172.17.8.82", "fd00:8::82")
@@ -335,11 +334,7 @@ def test_concurrent_runs_on_two_hosts_never_share_an_address(cluster):
     def start(host, index):
         results[host.name, index] = docker(host, "run", "-d", "--net", "netC", "--name", "cc%d" % index,
                                            "busybox", "sleep", "100000", check=False).returncode
-    threads = [threading.Thread(target=start, args=(host, i)) for i in range(7) for host in (a, b)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(120)
+    assert run_in_threads(start, [(host, i) for i in range(7) for host in (a, b)], 120) == []
     assert list(results.values()) == [0] * 14
     ips = [ep["ipv4_nets"][0] for ep in endpoints(cluster).values()]
     assert len(ips) == 14 and len(set(ips)) == 14

@@ -104,8 +104,8 @@ class Dispatcher:
     :param hostname: this host (the indexes tell its endpoints apart).
     :param components: the components, each with ``kinds``.
     :param call: ``call(bound_method, *args) -> ok``: how to call a
-        component's method (the agent's main loop logs and times each call
-        and returns False on an error); by default, directly.
+        component's ``on_snapshot`` (the agent's main loop logs and times
+        it and returns False on an error); by default, directly.
     """
 
     def __init__(self, hostname, components, call=_call_directly):
@@ -146,16 +146,25 @@ class Dispatcher:
         return ok
 
     def update(self, path, value):
-        """One etcd change; returns False if any component failed."""
-        if value is None and path not in self.indexes.items:
+        """One etcd change; returns False if any component failed.
+
+        This is the agent's per-event path: components are called directly
+        (no timing, no name formatting); ``call`` wraps the rarer, longer
+        calls (``on_snapshot``)."""
+        items = self.indexes.items
+        if value is None and path not in items:
             keys = self.indexes.keys_under(path)     # a directory: each leaf below it
-        elif self.indexes.items.get(path) == value:
+        elif items.get(path) == value:
             return True
         else:
-            keys = [parse_key(path)]
+            keys = (parse_key(path),)
         ok = True
         for key in keys:
             self.indexes.apply(key, value)
             for component in self._by_kind[key.kind]:
-                ok = self._call(component.on_update, key, value) and ok
+                try:
+                    component.on_update(key, value)
+                except Exception:  # logged; the agent resynchronises (component.py)
+                    LOG.exception("%s failed on %s; will resynchronise", type(component).__name__, key.path)
+                    ok = False
         return ok

@@ -42,7 +42,7 @@ class Indexes:
         """path -> dispatch.Key of every leaf."""
         self._by_kind = {kind: {} for kind in Kind}
         """Kind -> {path: value}."""
-        self.endpoints = EndpointParser(previous.endpoints if previous is not None else None)
+        self.endpoints = EndpointParser(hostname, previous.endpoints if previous is not None else None)
         self.tunnels = TunnelIndex(parser=self.endpoints)
         self.local = LocalEndpoints(hostname, self.endpoints)
 

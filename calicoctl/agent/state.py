@@ -116,11 +116,15 @@ class EndpointParser:
     sharing one parser (the dispatcher's ``Indexes`` hold it) parses each
     value once. Endpoints are frozen, so sharing them is safe.
 
+    :param hostname: this host: its endpoints are read whole (``Endpoint``),
+        other hosts' only as far as this host needs them
+        (``EndpointAddresses``); None reads every endpoint whole.
     :param previous: the parser of the view this one replaces: values it
         parsed already are not parsed again (until ``forget_previous``).
     """
 
-    def __init__(self, previous=None):
+    def __init__(self, hostname=None, previous=None):
+        self.hostname = hostname
         self._cache = {}
         """etcd key -> (value, result) of the last parse."""
         self._previous = previous._cache if previous is not None else {}
@@ -137,15 +141,17 @@ class EndpointParser:
         if cached is not None and cached[0] == value:
             self._cache[key.path] = cached
             return cached[1]
-        result = parse_endpoint(key, value)
+        result = parse_endpoint(key, value, self.hostname)
         if result is not None:
             self._cache[key.path] = (value, result)
         return result
 
 
-def parse_endpoint(key, value):
-    """(EndpointKey, Endpoint or None) for an endpoint leaf (a path or a
-    dispatch.Key); None if not one."""
+def parse_endpoint(key, value, hostname=None):
+    """(EndpointKey, endpoint or None) for an endpoint leaf (a path or a
+    dispatch.Key); None if not one. The endpoint is an ``Endpoint``, or, when
+    ``hostname`` is given and the leaf is another host's, an
+    ``EndpointAddresses`` (all this host needs of it, read faster)."""
     key = as_key(key)
     if key.kind is not Kind.ENDPOINT:
         return None
@@ -153,6 +159,8 @@ def parse_endpoint(key, value):
     if value is None:
         return ep_key, None
     try:
+        if hostname is not None and ep_key.hostname != hostname:
+            return ep_key, model.EndpointAddresses.from_json(value)
         return ep_key, model.Endpoint.from_json(ep_key, value)
     except ValidationError as exc:
         LOG.warning("Ignoring invalid endpoint at %s: %s", key.path, exc)

@@ -18,7 +18,6 @@ from typing import Dict, Optional, Tuple
 from calicoctl import model, validate
 from calicoctl.agent.dispatch import Kind, as_key
 from calicoctl.agent.state import parse_endpoint
-from calicoctl.datastore import paths
 from calicoctl.errors import ValidationError
 
 LOG = logging.getLogger(__name__)
@@ -68,25 +67,29 @@ class TunnelIndex:
             self.update(key, value)
 
     def update(self, key, value):
-        """One leaf (a path or dispatch.Key); returns the kinds of data that changed."""
+        """One leaf (a path or dispatch.Key) set, or deleted (None); returns
+        the kinds of data that changed. Constant time: a deleted directory
+        reaches us as one deletion per leaf (the dispatcher sees to that)."""
         key = as_key(key)
         path = key.path
-        if value is None:
-            return self._delete(path)
         if key.kind is Kind.ENDPOINT:
-            if self._endpoint_text.get(path) == value:
+            if value is None:
+                if self._endpoint_text.pop(path, None) is None:
+                    return set()
+            elif self._endpoint_text.get(path) == value:
                 return set()
-            self._endpoint_text[path] = value
+            else:
+                self._endpoint_text[path] = value
             self._endpoints.pop(path, None)
             return {self.ENDPOINTS}
         if key.kind is Kind.POOL:
-            return self._set(self.pools, path, _parse_pool(value), self.POOLS)
+            return self._set(self.pools, path, None if value is None else _parse_pool(value), self.POOLS)
         if key.kind is Kind.HOST_ADDRESS:
             if key.parts[1] != "ip_addr_v4":
                 return set()
-            return self._set(self.host_ips, key.parts[0], _parse_ipv4(value), self.HOSTS)
+            return self._set(self.host_ips, key.parts[0], None if value is None else _parse_ipv4(value), self.HOSTS)
         if key.kind is Kind.HOST_VXLAN:
-            return self._set(self.vteps, key.parts[0], _parse_vtep(value), self.VTEPS)
+            return self._set(self.vteps, key.parts[0], None if value is None else _parse_vtep(value), self.VTEPS)
         return set()
 
     @staticmethod
@@ -98,24 +101,6 @@ class TunnelIndex:
             return set()
         table[key] = parsed
         return {kind}
-
-    def _delete(self, key):
-        changed = set()
-        prefix = key.rstrip("/") + "/"
-        for table, kind in ((self.pools, self.POOLS), (self._endpoint_text, self.ENDPOINTS)):
-            for existing in [k for k in table if k == key or k.startswith(prefix)]:
-                del table[existing]
-                self._endpoints.pop(existing, None)
-                changed.add(kind)
-        # Host-keyed tables: a deleted host directory (or any ancestor) drops the host.
-        for table, key_of, kind in ((self.host_ips, lambda h: paths.host_ip_addr(h, 4), self.HOSTS),
-                                    (self.vteps, paths.host_vxlan, self.VTEPS)):
-            for hostname in list(table):
-                leaf = key_of(hostname)
-                if leaf == key or leaf.startswith(prefix):
-                    del table[hostname]
-                    changed.add(kind)
-        return changed
 
     def endpoint_list(self):
         """Every valid endpoint as a RemoteEndpoint (parsing what is new)."""

@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from calicoctl import model
 from calicoctl.agent import indexes, state
 from calicoctl.agent.config import AgentConfig
 from calicoctl.agent.routes import WorkloadNetwork, calculate_stale_routes
@@ -49,6 +50,20 @@ def test_remote_endpoints_are_indexed_but_not_local(index):
     changes = index.take_changes()
     assert not changes.ifaces and not changes.profiles
     assert index.local == {} and index.used_profiles() == set()
+
+
+def test_with_the_agents_parser_other_hosts_endpoints_are_read_for_their_addresses_only():
+    parser = state.EndpointParser(HOST)
+    idx = state.PolicyIndex(HOST, parser)
+    bad_mac = json.loads(ep_json(v4=("10.0.0.2/32",)))
+    bad_mac["mac"] = "junk"
+    idx.apply(paths.profile_tags("A"), json.dumps(["web"]))
+    idx.apply(ep_key(host="h2", endpoint="r"), json.dumps(bad_mac))    # its own host ignores it
+    idx.apply(ep_key(endpoint="l"), json.dumps(dict(bad_mac, name="cali1")))
+    assert idx.tag_members("web", 4) == {"10.0.0.2"}
+    assert idx.local == {}
+    assert isinstance(parser(ep_key(host="h2", endpoint="r"), json.dumps(bad_mac))[1], model.EndpointAddresses)
+    assert isinstance(parser(ep_key(), ep_json())[1], model.Endpoint)
 
 
 def test_tag_members_come_from_every_host(index):

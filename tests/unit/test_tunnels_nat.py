@@ -49,7 +49,7 @@ def test_vxlan_plan_routes_remote_vxlan_pool_workloads_to_their_vtep():
     assert plan.fdb == {"02:00:00:00:00:02": "172.17.8.102"}
 
 
-def test_vxlan_plan_follows_updates_and_directory_deletes():
+def test_vxlan_plan_follows_updates_and_deletes():
     index = tunnels.TunnelIndex()
     index.load(cluster_items())
     key, value = vtep("h3", "172.17.8.103", "02:00:00:00:00:03")
@@ -59,9 +59,15 @@ def test_vxlan_plan_follows_updates_and_directory_deletes():
     plan = tunnels.calculate_vxlan_plan("h1", index, 4096)
     assert plan.routes == {"10.65.0.2/32": "172.17.8.102", "10.65.0.3/32": "172.17.8.103",
                            "10.65.0.9/32": "172.17.8.103"}
-    # The whole host h2 goes (node stop): its routes, neighbour and FDB entry go.
-    assert index.update(paths.host_dir("h2"), None) == {index.VTEPS, index.ENDPOINTS}
-    assert index.update(paths.bgp_host_dir("h2"), None) == {index.HOSTS}
+    # The whole host h2 goes (node stop; the dispatcher hands over each leaf
+    # of the deleted directories): its routes, neighbour and FDB entry go.
+    h2_leaves = [key for key in cluster_items()
+                 if key.startswith((paths.host_dir("h2") + "/", paths.bgp_host_dir("h2") + "/"))]
+    changed = set()
+    for leaf in h2_leaves:
+        changed |= index.update(leaf, None)
+    assert changed == {index.VTEPS, index.ENDPOINTS, index.HOSTS}
+    assert index.update(h2_leaves[0], None) == set()     # already gone
     plan = tunnels.calculate_vxlan_plan("h1", index, 4096)
     assert plan.routes == {"10.65.0.3/32": "172.17.8.103", "10.65.0.9/32": "172.17.8.103"}
     assert set(plan.neighbours) == {"172.17.8.103"}

@@ -9,10 +9,12 @@ loop in the foreground:
   on a queue; components may queue work too (``Component.start(wake)``);
 - the loop takes whatever is queued (so a burst becomes one cycle), feeds it
   to every component, then flushes each once; about once a second it calls
-  ``tick``. Work arriving within ``BURST_CYCLE`` of the last flush (a burst
-  trickling in) is gathered until that much time has passed, so a burst
+  ``tick``. Work arriving within the gathering window of the last flush (a
+  burst trickling in) is gathered until the window has passed, so a burst
   costs a few cycles, not one per event, while a change after a quiet spell
-  is flushed at once; a snapshot the watcher took only to catch up is fed as the
+  is flushed at once. The window is ``BURST_CYCLE``, or longer while cycles
+  take long (``gathering_window``: an agent starved of CPU gathers more
+  per cycle instead of falling further behind); a snapshot the watcher took only to catch up is fed as the
   updates that differ from the view (``Dispatcher.catch_up``);
 - after each successful (re)sync, whenever the components' figures change
   and every ``status_interval`` seconds it reports ``{"pid", "started",
@@ -66,7 +68,9 @@ LOG_FILE = "agent.log"
 TICK_INTERVAL = 1.0
 RESYNC_BACKOFF = 5.0
 SLOW_CALL = 0.25          # component calls slower than this are logged
-BURST_CYCLE = 0.05        # seconds: at most one cycle this often while work keeps arriving
+BURST_CYCLE = 0.05        # seconds: at most one cycle this often while work keeps arriving,
+GATHER_PER_CYCLE = 4.0    # or, when a cycle took longer, this many times as long as the last one took,
+MAX_GATHER = 1.0          # but never longer than this.
 
 
 @dataclass(frozen=True)
@@ -119,6 +123,15 @@ def _quiet_libraries(record):
     """Drop libraries' debug/info output (every netlink message, every HTTP
     request), which would drown ours at DEBUG."""
     return record.levelno >= logging.WARNING or not record.name.startswith(NOISY_LIBRARIES)
+
+
+def gathering_window(cycle):
+    """How long to gather work after a flush, given how long the last cycle
+    (feeding and flushing its batch) took (pure): ``BURST_CYCLE``, or
+    ``GATHER_PER_CYCLE`` times the cycle when that is longer (at most
+    ``MAX_GATHER``), so that cycles take a bounded share of the agent's time
+    however slowly it runs."""
+    return min(MAX_GATHER, max(BURST_CYCLE, GATHER_PER_CYCLE * cycle))
 
 
 class StatusReporter:
@@ -185,7 +198,9 @@ class Agent:
         self._have_snapshot = False
         self._resync_due = None
         self._reported_figures = None
-        self._last_flush = -BURST_CYCLE
+        self._last_flush = -MAX_GATHER
+        self._gather = BURST_CYCLE
+        """The current gathering window (``gathering_window``)."""
 
     def wake(self, function):
         self.queue.put(Wake(function))
@@ -230,12 +245,12 @@ class Agent:
 
     def _take_batch(self, timeout):
         """Everything queued (waiting up to ``timeout`` for the first item);
-        within BURST_CYCLE of the last flush, also what arrives until then."""
+        within the gathering window of the last flush, also what arrives until then."""
         try:
             first = self.queue.get(timeout=timeout) if timeout > 0 else self.queue.get_nowait()
         except queue.Empty:
             return []
-        return [first] + self._take_until(self._last_flush + BURST_CYCLE)
+        return [first] + self._take_until(self._last_flush + self._gather)
 
     def _take_until(self, deadline):
         """Whatever is queued, and whatever arrives before ``deadline``
@@ -250,6 +265,7 @@ class Agent:
 
     def _handle(self, batch):
         from calicoctl.agent.watcher import Lost, Snapshot, Update
+        handling = time.monotonic()
         # A snapshot replaces everything before it in the batch.
         last_snapshot = max((i for i, item in enumerate(batch) if isinstance(item, Snapshot)), default=None)
         synced = False
@@ -287,7 +303,9 @@ class Agent:
         started = time.monotonic()
         ok = self._call_all("flush")
         self._last_flush = time.monotonic()
-        LOG.debug("Cycle of %d events flushed in %.1f ms", len(batch), (self._last_flush - started) * 1000)
+        self._gather = gathering_window(self._last_flush - handling)
+        LOG.debug("Cycle of %d events flushed in %.1f ms (next window %.0f ms)", len(batch),
+                  (self._last_flush - started) * 1000, self._gather * 1000)
         if synced:
             if ok:
                 self.in_sync = True

@@ -1,6 +1,7 @@
 """calico-agent: the node agent's entry point and composition root.
 
 Usage: calico-agent [--hostname=<H>] [--log-dir=<DIR>] [--run-dir=<DIR>] [--no-docker-plugins]
+                    [--dataplane=auto|nftables|iptables]
 
 Builds everything (config, etcd connections, components) and runs the main
 loop in the foreground:
@@ -87,6 +88,9 @@ def parse_args(argv):
     parser.add_argument("--log-dir", default=None, help="directory for agent.log (default /var/log/calico)")
     parser.add_argument("--run-dir", default=None,
                         help="directory for the pid and status files (default /var/run/calico)")
+    parser.add_argument("--dataplane", default=None,
+                        help="the policy dataplane: nftables, iptables or auto (default: nftables where the "
+                             "host supports it)")
     parser.add_argument("--no-docker-plugins", action="store_true",
                         help="do not serve the calico and calico-ipam Docker plugins")
     return parser.parse_args(argv)
@@ -396,7 +400,7 @@ def main(argv=None, env=None):
     from calicoctl.errors import CalicoError
     try:
         config = AgentConfig.from_environment(env, hostname=args.hostname, log_dir=args.log_dir,
-                                              run_dir=args.run_dir)
+                                              run_dir=args.run_dir, dataplane=args.dataplane)
     except CalicoError as exc:
         sys.stderr.write("%s\n" % exc)
         return exc.exit_code

@@ -17,14 +17,13 @@ def build_components(config, datastore, env=None):
         the agent also follows Docker to keep workloads networked and, unless
         ``config.docker_plugins`` is false, serves the Docker plugins.
     """
-    from calicoctl.agent.dataplane import PolicyDataplane
     from calicoctl.agent.routes import InterfaceWatcher, WorkloadRoutes
 
-    # Shared by the policy and routes components: one view of the interfaces.
+    # Shared by the iptables dataplane and routes: one view of the interfaces.
     # (What they read of etcd, they share through the dispatcher's indexes.)
     links = InterfaceWatcher(poll_interval=config.link_poll_interval)
     components = [
-        PolicyDataplane(config, links=links),
+        _policy_dataplane(config, links),
         WorkloadRoutes(config, links=links),
     ]
     components += _multihost_components(config, datastore)
@@ -33,6 +32,36 @@ def build_components(config, datastore, env=None):
         if config.docker_plugins:
             components.append(_docker_plugins(config, env))
     return components
+
+
+def choose_dataplane(requested, nftables_problem):
+    """(dataplane, why): the one to run for ``requested`` (AgentConfig.dataplane)
+    given ``nftables_problem()`` (None when this host can program nftables)."""
+    if requested != "auto":
+        return requested, "asked for"
+    problem = nftables_problem()
+    if problem is None:
+        return "nftables", "the default where the host supports it"
+    return "iptables", "nftables is not usable here: %s" % problem
+
+
+def _policy_dataplane(config, links):
+    """The policy dataplane ``config.dataplane`` asks for; each removes, once
+    it has written its own state, whatever the other one programmed."""
+    import logging
+
+    from calicoctl.host import nftables
+    name, why = choose_dataplane(config.dataplane, nftables.probe)
+    logging.getLogger(__name__).info("Policy dataplane: %s (%s)", name, why)
+    config.dataplane = name
+    if name == "nftables":
+        from calicoctl.agent.dataplane import remove_iptables_policy
+        from calicoctl.agent.policy.nftables.dataplane import NftablesDataplane
+        return NftablesDataplane(config, cleanup=remove_iptables_policy)
+    from calicoctl.agent.dataplane import PolicyDataplane
+    from calicoctl.agent.policy.nftables.dataplane import remove_nftables_policy
+    cleanup = remove_nftables_policy if nftables.probe() is None else None
+    return PolicyDataplane(config, links=links, cleanup=cleanup)
 
 
 def _lifecycle(config, env):

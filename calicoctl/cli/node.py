@@ -1,7 +1,7 @@
 """
 Usage:
   calicoctl node [--ip=<IP>] [--ip6=<IP6>] [--as=<AS_NUM>] [--log-dir=<LOG_DIR>] [--detach=<DETACH>]
-                 [--docker-plugins=<PLUGINS>]
+                 [--docker-plugins=<PLUGINS>] [--dataplane=<DATAPLANE>]
   calicoctl node stop [--force]
   calicoctl node bgp peer add <PEER_IP> as <AS_NUM>
   calicoctl node bgp peer remove <PEER_IP>
@@ -23,6 +23,13 @@ Options:
                          calico and IPAM driver calico-ipam (docker network
                          create --driver calico --ipam-driver calico-ipam);
                          "false": it does not [default: true]
+  --dataplane=<DATAPLANE>  How the agent programs policy: "nftables" (one
+                         nftables table, endpoints as set elements) or
+                         "iptables" (Felix's chains and ipsets). Default:
+                         nftables where the kernel and libnftables support
+                         it, else iptables. On a running node with the
+                         other one, the agent restarts with this one, which
+                         removes what the other programmed.
   --force                Stop the node even if it has endpoints: they are
                          removed and their IP addresses released.
   --ipv4                 Show IPv4 information only.
@@ -70,6 +77,9 @@ def _parse_start_options(args):
     if plugins not in ("true", "false"):
         problems.append("Invalid --docker-plugins=%s: expected true or false." % args["--docker-plugins"])
     values["docker_plugins"] = plugins == "true"
+    values["dataplane"] = args["--dataplane"]
+    if values["dataplane"] is not None and values["dataplane"] not in ("nftables", "iptables"):
+        problems.append("Invalid --dataplane=%s: expected nftables or iptables." % values["dataplane"])
     values["log_dir"] = args["--log-dir"]
     if not values["log_dir"]:
         problems.append("Invalid --log-dir: empty.")
@@ -85,13 +95,15 @@ def _start(args, ctx):
     ctx.require_root()
     settings = node_ops.NodeSettings(hostname=ctx.hostname, ip=options["ip"], ip6=options["ip6"],
                                      as_num=options["as_num"], log_dir=options["log_dir"],
-                                     docker_plugins=options["docker_plugins"])
+                                     docker_plugins=options["docker_plugins"], dataplane=options["dataplane"])
     listener = _StartPrinter(ctx, options["detach"])
     try:
         result = node_ops.start_node(ctx.datastore, settings, ctx.env, listener, detach=options["detach"])
     finally:
         if listener.line_open:          # the "waiting..." line, however the wait ended
             ctx.out()
+    if result.switched_from is not None:
+        ctx.out("Switched the policy dataplane from %s to %s." % (result.switched_from, settings.dataplane))
     if result.running_pid is not None:
         ctx.out("Calico node is already running on %s (calico-agent pid %d); nothing to do. "
                 "Use 'calicoctl node stop' first to restart it with other settings."

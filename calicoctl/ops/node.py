@@ -50,6 +50,8 @@ class NodeSettings:
     log_dir: str = DEFAULT_LOG_DIR
     run_dir: str = RUN_DIR
     docker_plugins: bool = True
+    dataplane: Optional[str] = None
+    """'nftables' or 'iptables'; None: the agent chooses (nftables where it can)."""
 
 
 @dataclass(frozen=True)
@@ -99,6 +101,8 @@ class NodeStart:
     settings: Optional[NodeSettings] = None
     started: Optional[StartResult] = None
     exit_code: Optional[int] = None
+    switched_from: Optional[str] = None
+    """The dataplane of the agent that was stopped to switch to another."""
 
 
 @dataclass
@@ -162,7 +166,17 @@ def calculate_agent_command(settings, python=None):
     return [python or sys.executable, "-m", identity.MODULE,
             "--hostname=%s" % settings.hostname,
             "--log-dir=%s" % settings.log_dir,
-            "--run-dir=%s" % settings.run_dir] + ([] if settings.docker_plugins else ["--no-docker-plugins"])
+            "--run-dir=%s" % settings.run_dir] + ([] if settings.docker_plugins else ["--no-docker-plugins"]) \
+        + (["--dataplane=%s" % settings.dataplane] if settings.dataplane else [])
+
+
+def calculate_dataplane_switch(requested, running_status):
+    """The running agent's dataplane when ``requested`` is another one (so the
+    agent is restarted with it), else None (pure)."""
+    current = running_status.dataplane if running_status is not None else None
+    if requested is None or current is None or current == requested:
+        return None
+    return current
 
 
 def calculate_agent_environment(env):
@@ -246,9 +260,14 @@ def start_node(datastore, settings, env, listener, detach=True):
     SYNC_TIMEOUT; it keeps running).
     """
     from calicoctl.ops import checksystem
-    running = find_running_agent()
+    running = find_running_agent(settings.run_dir)
+    switched_from = None
     if running is not None:
-        return NodeStart(running_pid=running)
+        switched_from = calculate_dataplane_switch(settings.dataplane, status_ops.read_local_status(settings.run_dir))
+        if switched_from is None:
+            return NodeStart(running_pid=running)
+        # The new agent removes what the old dataplane programmed once its own is in place.
+        stop_agent(settings.run_dir)
     checks = checksystem.run_checks(fix=False, backend=checksystem.backend_from_env(env))
     listener.checks_failed([result for result in checks if not result.ok])
     os.makedirs(settings.log_dir, exist_ok=True)
@@ -259,8 +278,9 @@ def start_node(datastore, settings, env, listener, detach=True):
     listener.registered(settings, register_node(datastore, settings))
     if not detach:
         code = run_agent_foreground(settings, env, on_synced=listener.synced)
-        return NodeStart(settings=settings, exit_code=code)
-    return NodeStart(settings=settings, started=start_agent(settings, env, report=listener.waiting))
+        return NodeStart(settings=settings, exit_code=code, switched_from=switched_from)
+    return NodeStart(settings=settings, started=start_agent(settings, env, report=listener.waiting),
+                     switched_from=switched_from)
 
 
 def choose_addresses(settings, addresses, route_source=None):

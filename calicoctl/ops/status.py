@@ -64,6 +64,18 @@ class AgentStatus:
     local_endpoints: int = 0
     control_plane: Optional[ControlPlaneReport] = None
     docker_plugins: Optional[PluginsReport] = None      # None: not served
+    dataplane: Optional[str] = None                      # "nftables" or "iptables" (None: an older agent)
+    refused_rules: tuple = ()
+    """Rules the kernel refused (RefusedRule), each a drop in its place."""
+
+
+@dataclass(frozen=True)
+class RefusedRule:
+    profile: str
+    direction: str
+    position: int
+    rule: str
+    error: str
 
 
 @dataclass(frozen=True)
@@ -134,7 +146,12 @@ def parse_agent_status(text):
                            last_sync=float(last_sync) if last_sync is not None else None,
                            local_endpoints=int(data.get("local_endpoints") or 0),
                            control_plane=_parse_control_plane(data.get("control_plane")),
-                           docker_plugins=_parse_plugins(data.get("docker_plugins")))
+                           docker_plugins=_parse_plugins(data.get("docker_plugins")),
+                           dataplane=str(data["dataplane"]) if data.get("dataplane") else None,
+                           refused_rules=tuple(RefusedRule(str(entry["profile"]), str(entry["direction"]),
+                                                           int(entry["position"]), str(entry["rule"]),
+                                                           str(entry["error"]))
+                                               for entry in data.get("refused_rules") or ()))
     except (KeyError, TypeError, ValueError):
         return None
 
@@ -269,8 +286,13 @@ def render_agent_summary(state, now, hostname):
         sync = "NOT in sync with etcd"
     if status.last_sync is not None:
         sync += ", last full sync %s ago" % describe_duration(now - status.last_sync)
-    lines.append("Dataplane: %s; %d local endpoint(s); last report %s ago." % (
-        sync, status.local_endpoints, describe_duration(now - status.time)))
+    lines.append("Dataplane%s: %s; %d local endpoint(s); last report %s ago." % (
+        " (%s)" % status.dataplane if status.dataplane else "", sync, status.local_endpoints,
+        describe_duration(now - status.time)))
+    for refused in status.refused_rules:
+        lines.append("WARNING: profile %s, %s rule %d (%s): refused by the kernel (%s); it drops all "
+                     "traffic in its place." % (refused.profile, refused.direction, refused.position,
+                                                refused.rule, refused.error))
     lines += render_control_plane(status.control_plane)
     lines += render_plugins(status.docker_plugins)
     if now - status.time > STALE_REPORT:

@@ -103,6 +103,18 @@ def test_agent_command_runs_this_python():
         sys.executable, "-m", "calicoctl.agent", "--hostname=h1", "--log-dir=/tmp/l", "--run-dir=/tmp/r"]
     without = node_ops.NodeSettings(hostname="h1", ip="10.0.0.1", docker_plugins=False)
     assert node_ops.calculate_agent_command(without)[-1] == "--no-docker-plugins"
+    chosen = node_ops.NodeSettings(hostname="h1", ip="10.0.0.1", dataplane="iptables")
+    assert node_ops.calculate_agent_command(chosen)[-1] == "--dataplane=iptables"
+
+
+def test_a_running_node_switches_only_to_another_dataplane_it_was_asked_for():
+    def running(dataplane):
+        return status_ops.AgentStatus(pid=1, started=0.0, time=0.0, in_sync=True, dataplane=dataplane)
+    assert node_ops.calculate_dataplane_switch("iptables", running("nftables")) == "nftables"
+    assert node_ops.calculate_dataplane_switch("nftables", running("nftables")) is None
+    assert node_ops.calculate_dataplane_switch(None, running("nftables")) is None       # not asked: keep it
+    assert node_ops.calculate_dataplane_switch("iptables", running(None)) is None       # an older agent
+    assert node_ops.calculate_dataplane_switch("iptables", None) is None
 
 
 def test_agent_environment_finds_the_package_and_keeps_the_rest():
@@ -134,14 +146,14 @@ def start_options(argv):
 def test_start_options_defaults():
     options = start_options("node")
     assert options == {"ip": None, "ip6": None, "as_num": None, "detach": True,
-                       "log_dir": "/var/log/calico", "docker_plugins": True}
+                       "log_dir": "/var/log/calico", "docker_plugins": True, "dataplane": None}
 
 
 def test_start_options_valid_values_normalised():
     options = start_options("node --ip=10.0.0.1 --ip6=FD00:0::1 --as=64512 --detach=False "
-                            "--log-dir=/tmp/x --docker-plugins=FALSE")
+                            "--log-dir=/tmp/x --docker-plugins=FALSE --dataplane=iptables")
     assert options == {"ip": "10.0.0.1", "ip6": "fd00::1", "as_num": 64512, "detach": False,
-                       "log_dir": "/tmp/x", "docker_plugins": False}
+                       "log_dir": "/tmp/x", "docker_plugins": False, "dataplane": "iptables"}
 
 
 @pytest.mark.parametrize("argv, fragment", [
@@ -153,6 +165,7 @@ def test_start_options_valid_values_normalised():
     ("node --as=-1", "AS number"),
     ("node --detach=yes", "--detach"),
     ("node --docker-plugins=off", "--docker-plugins"),
+    ("node --dataplane=ebpf", "--dataplane"),
 ])
 def test_start_options_rejected(argv, fragment):
     with pytest.raises(ValidationError) as error:

@@ -211,26 +211,26 @@ class NftablesDataplane(PolicyComponent):
 
     def _refused(self, unit, error):
         source = self.plan.profile_of_chain(unit.name) if unit.phase == transaction.WRITE_CHAIN else None
+        self._failed.add(unit.name)
         if source is None:
             LOG.error("nftables refused %s: %s; retrying in %.0f s", unit.name, error, RETRY_INTERVAL)
-            self._failed.add(unit.name)
             return
         profile, direction = source
         chain_rules, refused = self._without_refused_rules(unit.name, unit.payload)
-        entries = []
-        for position, text, reason in refused:
-            rule = self.plan.policy_rule(profile, direction, text)
-            entries.append({"profile": profile, "direction": direction, "position": position,
-                            "rule": rule, "error": reason})
-            LOG.error("Profile %s, %s rule %d (%s): the kernel refused it (%s); it drops in its place",
-                      profile, direction, position, rule, reason)
-        self.refused[unit.name] = entries
+        entries = [{"profile": profile, "direction": direction, "position": position,
+                    "rule": self.plan.policy_rule(profile, direction, text), "error": reason}
+                   for position, text, reason in refused]
+        if entries != self.refused.get(unit.name):
+            for entry in entries:
+                LOG.error("Profile %s, %s rule %d (%s): the kernel refused it (%s); it drops in its place "
+                          "(retried every %.0f s)", profile, direction, entry["position"], entry["rule"],
+                          entry["error"], RETRY_INTERVAL)
         retry = transaction.Unit(transaction.WRITE_CHAIN, unit.name,
-                                 transaction.chain_commands(unit.name, chain_rules, flush=True), unit.payload)
+                                 transaction.chain_commands(unit.name, chain_rules, flush=True), chain_rules)
         failed = self._send([retry])
+        self.refused[unit.name] = entries
         if failed:
             LOG.error("nftables refused %s even so: %s; retrying in %.0f s", unit.name, failed[0][1], RETRY_INTERVAL)
-            self._failed.add(unit.name)
 
     def _without_refused_rules(self, chain, chain_rules):
         """(rules with each one the kernel refuses replaced by a drop,

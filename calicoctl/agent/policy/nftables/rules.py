@@ -160,16 +160,9 @@ def _address(text):
 
 # -- profile rules ----------------------------------------------------------------------
 
-def _render_port(port):
-    text = str(port)
-    low, sep, high = text.partition(":")
-    if not sep:
-        return text
-    return low if low == high else "%s-%s" % (low, high)
-
-
 def _render_ports(ports):
-    rendered = [_render_port(port) for port in ports]
+    """A port list (numbers and "lo:hi" ranges, as the rule model keeps them)."""
+    rendered = [str(port).replace(":", "-") for port in ports]
     return rendered[0] if len(rendered) == 1 else "{ %s }" % ", ".join(rendered)
 
 

@@ -84,7 +84,7 @@ def plan_units(desired, programmed, dirty_chains, dirty_sets):
             continue
         if have is None:
             units.append(Unit(ADD_CHAIN, name, (_chain_header(name, desired.hooks.get(name)),)))
-        if have != want:
+        if have != want and (want or have):
             units.append(Unit(WRITE_CHAIN, name, chain_commands(name, want, flush=bool(have)), want))
     return sorted(units, key=lambda unit: unit.phase)
 

@@ -331,7 +331,9 @@ def test_rules_carry_their_profile_and_order_into_the_refusal_report():
     index, plan = planner(cluster())
     assert plan.profile_of_chain("p-B-i") == ("B", "inbound")
     assert plan.profile_of_chain("from-wl") is None
-    assert plan.policy_rule("B", "inbound", "meta l4proto 6 th dport 22 drop") == "deny tcp to ports 22"
+    assert plan.policy_rule("B", "inbound", "meta l4proto 6 th dport 22 drop") == (1, "deny tcp to ports 22")
+    assert plan.policy_rule("A", "inbound", "meta nfproto ipv6 ip6 saddr @t6-A accept") == (1, "allow from tag A")
+    assert plan.policy_rule("A", "inbound", "nothing like it") == (None, "nothing like it")
     assert Rules.default_for("X").inbound_rules[0].src_tag == "X"
 
 

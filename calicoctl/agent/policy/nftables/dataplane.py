@@ -217,9 +217,12 @@ class NftablesDataplane(PolicyComponent):
             return
         profile, direction = source
         chain_rules, refused = self._without_refused_rules(unit.name, unit.payload)
-        entries = [{"profile": profile, "direction": direction, "position": position,
-                    "rule": self.plan.policy_rule(profile, direction, text), "error": reason}
-                   for position, text, reason in refused]
+        entries = []
+        for text, reason in refused:
+            position, rule = self.plan.policy_rule(profile, direction, text)
+            if not any(entry["position"] == position and entry["rule"] == rule for entry in entries):
+                entries.append({"profile": profile, "direction": direction, "position": position,
+                                "rule": rule, "error": reason})
         if entries != self.refused.get(unit.name):
             for entry in entries:
                 LOG.error("Profile %s, %s rule %d (%s): the kernel refused it (%s); it drops in its place "
@@ -234,16 +237,15 @@ class NftablesDataplane(PolicyComponent):
 
     def _without_refused_rules(self, chain, chain_rules):
         """(rules with each one the kernel refuses replaced by a drop,
-        [(1-based position, rule, error)] of those refused), by a dry run
-        of each rule alone."""
+        [(rule, error)] of those refused), by a dry run of each rule alone."""
         kept, refused = [], []
-        for position, rule in enumerate(chain_rules, start=1):
+        for rule in chain_rules:
             try:
                 self.nft.check("add chain %s %s\nadd rule %s %s %s\n" % (rules.TABLE_REF, chain, rules.TABLE_REF,
                                                                          chain, rule))
                 kept.append(rule)
             except nftables_mod.NftError as exc:
-                refused.append((position, rule, str(exc)))
+                refused.append((rule, str(exc)))
                 kept.append('drop comment %s' % rules.quote("refused by the kernel"))
         return tuple(kept), refused
 

@@ -81,13 +81,14 @@ class TablePlanner:
         return self._profile_chains.get(chain)
 
     def policy_rule(self, profile, direction, rendered):
-        """The policy rule (as ``rule show`` prints it) that rendered as
-        ``rendered`` in the profile's chain, or the rendered text itself."""
+        """(1-based position, text as ``rule show`` prints it) of the policy
+        rule that rendered as ``rendered`` in the profile's chain, or
+        (None, the rendered text)."""
         rules_obj = self.index.profile_rules(profile)
-        for rule in getattr(rules_obj, direction + "_rules", ()):
+        for position, rule in enumerate(getattr(rules_obj, direction + "_rules", ()), start=1):
             if rendered in rules.render_rule(rule):
-                return rule.describe()
-        return rendered
+                return position, rule.describe()
+        return None, rendered
 
     # -- the whole table ----------------------------------------------------------------
     def recompute_all(self):

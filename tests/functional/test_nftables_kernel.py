@@ -1,0 +1,289 @@
+"""The nftables policy dataplane against a real kernel: libnftables, the
+``inet calico`` table and traffic between network namespaces inside one
+simulated host.
+
+``NftablesDataplane`` is driven directly from the test (snapshot, updates,
+flush), its libnftables context opened inside the host's network namespace,
+so the tests can look at exactly what it programmed. The same policy on the
+iptables dataplane is test_dataplane_kernel.py; the agent on both dataplanes
+is in tests/system.
+"""
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+
+from calicoctl.agent.config import AgentConfig
+from calicoctl.agent.dataplane import PolicyDataplane, remove_iptables_policy
+from calicoctl.agent.policy.nftables.dataplane import NftablesDataplane, remove_nftables_policy
+from calicoctl.datastore import paths
+from calicoctl.host import nftables
+from calicoctl.host.ipsets import Ipsets
+from calicoctl.host.iptables import IptablesTable, parse_save
+from tests.harness.feed import feed
+from tests.harness.multihost import NetnsWorkload
+from tests.harness.simhost import SimHost
+
+HOSTNAME = "nft-kernel"
+HOST_IP = "172.17.8.62"
+
+
+@pytest.fixture(scope="module")
+def host(lan):
+    sim = SimHost(HOSTNAME, HOST_IP, lan, prefixlen=lan.prefixlen).start()
+    yield sim
+    sim.stop()
+
+
+@pytest.fixture
+def clean(host):
+    """No nftables ruleset, ipsets, workloads or cali interfaces in the host, before and after."""
+    script = ("nft flush ruleset; ipset destroy 2>/dev/null; "
+              "for n in $(ip netns list | cut -d' ' -f1); do ip netns del $n; done; "
+              "for l in $(ip -o link show | awk -F': ' '{print $2}' | grep '^cali' | cut -d@ -f1); "
+              "do ip link del $l; done; true")
+    host.run(["sh", "-c", script], cwd="/")
+    yield host
+    host.run(["sh", "-c", script], cwd="/")
+
+
+class Refusing(nftables.Nftables):
+    """The real libnftables, refusing any batch or check containing ``refuse``
+    (a kernel without some feature)."""
+    refuse = None
+
+    def run(self, commands, flags=0):
+        if self.refuse and self.refuse in commands:
+            raise nftables.NftError("nftables refused the change: Operation not supported", commands)
+        return super().run(commands, flags)
+
+
+def netns(host):
+    return "/proc/%d/ns/net" % host.pid
+
+
+def make_dataplane(host, nft=None, cleanup=None, **config):
+    return NftablesDataplane(AgentConfig(hostname=HOSTNAME, **config), nft=nft or Refusing(netns(host)),
+                             cleanup=cleanup)
+
+
+def kernel_table(host):
+    """{"chains": {name: rule count}, "sets": {name: elements}} of inet calico, or None."""
+    result = host.run(["nft", "-j", "list", "table", "inet", "calico"], cwd="/")
+    if result.returncode != 0:
+        return None
+    found = {"chains": {}, "sets": {}}
+    for item in json.loads(result.stdout)["nftables"]:
+        if "chain" in item:
+            found["chains"].setdefault(item["chain"]["name"], 0)
+        elif "rule" in item:
+            found["chains"][item["rule"]["chain"]] = found["chains"].get(item["rule"]["chain"], 0) + 1
+        elif "set" in item:
+            found["sets"][item["set"]["name"]] = len(item["set"].get("elem", ()))
+    return found
+
+
+def ep_key(name, host=HOSTNAME):
+    return paths.endpoint_key(host, "docker", "w-" + name, "ep-" + name)
+
+
+def endpoint(interface, ips, profiles, mac=None):
+    return json.dumps({"state": "active", "name": interface, "mac": mac, "profile_ids": list(profiles),
+                       "ipv4_nets": ["%s/32" % ip for ip in ips], "ipv6_nets": [],
+                       "ipv4_gateway": HOST_IP, "ipv6_gateway": None})
+
+
+def profile(name, inbound, outbound=({"action": "allow"},), tags=None):
+    return {paths.profile_rules(name): json.dumps({"id": name, "inbound_rules": list(inbound),
+                                                   "outbound_rules": list(outbound)}),
+            paths.profile_tags(name): json.dumps(list(tags if tags is not None else [name]))}
+
+
+def workload(host, name, ip):
+    load = NetnsWorkload(host, name, ip).create()
+    mac = load.run(["cat", "/sys/class/net/eth1/address"]).stdout.strip()
+    return load, mac
+
+
+def can_connect(source, ip, port):
+    return source.run(["busybox", "nc", "-w", "1", ip, str(port)], input="", timeout=10).returncode == 0
+
+
+def serve(load, port):
+    """A TCP echo server in ``load`` (until the host stops) that hangs up on
+    a client quiet for 0.3 s (so ``nc`` with nothing to say returns)."""
+    code = ("import socket, threading\ns=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
+            "s.bind(('0.0.0.0', %d)); s.listen(16)\n"
+            "def echo(c):\n    c.settimeout(0.3)\n    try:\n        while True:\n            d = c.recv(100)\n"
+            "            if not d: break\n            c.sendall(d)\n    except OSError: pass\n    c.close()\n"
+            "while True:\n    c, _ = s.accept(); threading.Thread(target=echo, args=(c,), daemon=True).start()\n"
+            % port)
+    load.host.popen(["ip", "netns", "exec", load.name, sys.executable, "-c", code], cwd="/")
+    time.sleep(0.3)
+
+
+def three_workloads(host):
+    """a and b in profile front (which admits its own tag), c in back (admits nothing but front on 8080)."""
+    a, mac_a = workload(host, "na", "10.70.0.1")
+    b, mac_b = workload(host, "nb", "10.70.0.2")
+    c, mac_c = workload(host, "nc", "10.70.0.3")
+    items = {}
+    items.update(profile("front", [{"action": "allow", "src_tag": "front"}]))
+    items.update(profile("back", [{"action": "deny", "protocol": "icmp"},
+                                  {"action": "allow", "protocol": "tcp", "src_tag": "front", "dst_ports": [8080]}]))
+    items[ep_key("na")] = endpoint(a.interface, [a.ip], ["front"], mac=mac_a)
+    items[ep_key("nb")] = endpoint(b.interface, [b.ip], ["front"], mac=mac_b)
+    items[ep_key("nc")] = endpoint(c.interface, [c.ip], ["back"], mac=mac_c)
+    return (a, b, c), items
+
+
+def test_policy_holds_with_endpoints_as_elements_and_changes_cost_elements_only(clean):
+    host = clean
+    (a, b, c), items = three_workloads(host)
+    serve(c, 8080)
+    dataplane = make_dataplane(host)
+    feed(dataplane).snapshot(items)
+    dataplane.flush()
+    table = kernel_table(host)
+    assert set(table["chains"]) == set(dataplane.plan.table.chains)
+    assert table["sets"]["ep-addr4"] == 3 and table["sets"]["t4-front"] == 2
+    assert a.ping(b.ip) and b.ping(a.ip)
+    assert can_connect(a, c.ip, 8080)           # front -> back on its port
+    assert not a.ping(c.ip)                     # but not ICMP: back denies it
+    assert not c.ping(a.ip)                     # front admits front only
+    # d appears: elements only, no chain added; allowed at the flush.
+    d, mac_d = workload(host, "nd", "10.70.0.4")
+    chains_before = kernel_table(host)["chains"]
+    feed(dataplane).update(ep_key("nd"), endpoint(d.interface, [d.ip], ["front"], mac=mac_d))
+    dataplane.flush()
+    assert kernel_table(host)["chains"] == chains_before
+    assert d.ping(a.ip) and a.ping(d.ip)
+    # An address the endpoint does not own, and another MAC, are spoofing.
+    d.run(["ip", "addr", "add", "10.70.0.99/32", "dev", "eth1"])
+    assert d.run(["busybox", "ping", "-c", "1", "-W", "1", "-I", "10.70.0.99", a.ip]).returncode != 0
+    d.run(["ip", "link", "set", "eth1", "address", "02:00:00:00:99:99"])
+    d.run(["ip", "neigh", "flush", "all"])
+    assert not d.ping(a.ip)
+    # An interface with the prefix but no endpoint gets nothing.
+    feed(dataplane).update(ep_key("nd"), None)
+    dataplane.flush()
+    assert not d.ping(a.ip)
+
+
+def test_established_flows_survive_a_policy_change_and_a_rewrite_of_the_whole_table(clean):
+    host = clean
+    (a, b, c), items = three_workloads(host)
+    serve(c, 8080)
+    dataplane = make_dataplane(host)
+    feed(dataplane).snapshot(items)
+    dataplane.flush()
+    # A connection from a to c that sends a line every 50 ms and expects it back.
+    client = ("import socket, time, sys\ns = socket.create_connection(('%s', 8080), timeout=2)\n"
+              "for i in range(60):\n    s.sendall(b'x' * 10); assert s.recv(100)\n    time.sleep(0.05)\n"
+              "print('ok')\n" % c.ip)
+    talker = host.popen(["ip", "netns", "exec", a.name, sys.executable, "-c", client], cwd="/",
+                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(0.5)
+    # New connections from front to back are no longer allowed...
+    feed(dataplane).update(paths.profile_rules("back"), json.dumps(
+        {"id": "back", "inbound_rules": [], "outbound_rules": [{"action": "allow"}]}))
+    dataplane.flush()
+    assert not can_connect(b, c.ip, 8080)
+    # ... and an agent restarted after SIGKILL writes the whole table again.
+    restarted = make_dataplane(host)
+    feed(restarted).snapshot(dict(items, **{paths.profile_rules("back"): json.dumps(
+        {"id": "back", "inbound_rules": [], "outbound_rules": [{"action": "allow"}]})}))
+    restarted.flush()
+    out, err = talker.communicate(timeout=30)
+    assert talker.returncode == 0 and out.strip() == "ok", err
+    assert not can_connect(b, c.ip, 8080)
+
+
+def test_a_refused_rule_drops_in_its_place_and_the_rest_of_the_policy_applies(clean):
+    host = clean
+    (a, b, c), items = three_workloads(host)
+    serve(c, 8080)
+    nft = Refusing(netns(host))
+    nft.refuse = "th dport 8080"
+    dataplane = make_dataplane(host, nft=nft)
+    feed(dataplane).snapshot(items)
+    dataplane.flush()
+    assert a.ping(b.ip)                                   # the other profiles are in force
+    assert not can_connect(a, c.ip, 8080)                 # the refused allow is a drop
+    refused = dataplane.status()["refused_rules"]
+    assert [(r["profile"], r["direction"], r["position"]) for r in refused] == [("back", "inbound", 2)]
+    assert "Operation not supported" in refused[0]["error"]
+    nft.refuse = None
+    dataplane.tick(dataplane._last_refresh + 10)           # the retry
+    assert can_connect(a, c.ip, 8080) and dataplane.status()["refused_rules"] == []
+
+
+def test_beside_dockers_forward_drop_allowed_traffic_flows_and_denied_does_not(clean):
+    host = clean
+    (a, b, c), items = three_workloads(host)
+    host.run(["sh", "-ec", "iptables-nft -P FORWARD DROP; iptables-nft -N DOCKER-USER; "
+              "iptables-nft -A DOCKER-USER -j RETURN; iptables-nft -A FORWARD -j DOCKER-USER; "
+              "ip6tables-nft -P FORWARD DROP"], cwd="/")
+    dataplane = make_dataplane(host)
+    feed(dataplane).snapshot(items)
+    dataplane.flush()
+    assert a.ping(b.ip) and not c.ping(a.ip)
+    saved = parse_save(host.run(["iptables-nft-save", "-t", "filter"], cwd="/").stdout)
+    assert set(saved["FORWARD"][:2]) == {"-i cali+ -m comment --comment \"calico-nftables from cali*\" -j ACCEPT",
+                                         "-o cali+ -m comment --comment \"calico-nftables to cali*\" -j ACCEPT"}
+    assert "-j DOCKER-USER" in saved["FORWARD"] and saved["DOCKER-USER"] == ["-j RETURN"]
+    # Someone flushes FORWARD: the check puts our rules back.
+    host.run(["iptables-nft", "-F", "FORWARD"], cwd="/")
+    assert not a.ping(b.ip)
+    dataplane.tick(dataplane._last_refresh + dataplane.config.hook_check_interval + 1)
+    assert a.ping(b.ip)
+
+
+@pytest.mark.parametrize("action, to_host", [("DROP", False), ("RETURN", True), ("ACCEPT", True)])
+def test_workloads_reach_their_host_as_the_default_endpoint_to_host_action_says(clean, action, to_host):
+    host = clean
+    (a, b, c), items = three_workloads(host)
+    items[paths.global_config("DefaultEndpointToHostAction")] = action
+    host.run(["sh", "-ec", "iptables-nft -P INPUT DROP"], cwd="/")      # a host firewall
+    dataplane = make_dataplane(host)
+    feed(dataplane).snapshot(items)
+    dataplane.flush()
+    # With RETURN the host's own rules decide (its INPUT policy drops); with ACCEPT we accept.
+    assert a.ping(HOST_IP) is (action == "ACCEPT")
+    host.run(["sh", "-ec", "iptables-nft -P INPUT ACCEPT"], cwd="/")
+    assert a.ping(HOST_IP) is to_host
+
+
+def test_switching_dataplanes_removes_only_what_the_other_one_programmed(clean):
+    host = clean
+    (a, b, c), items = three_workloads(host)
+    prefix = ["nsenter", "-t", str(host.pid), "-n", "--"]
+    tables = {v: IptablesTable(v, prefix=prefix) for v in (4, 6)}
+    ipsets = Ipsets(prefix=prefix)
+    foreign = ("iptables-nft -N DOCKER && iptables-nft -A DOCKER -j RETURN && iptables-nft -A FORWARD -j DOCKER && "
+               "ipset create other hash:ip && nft add table inet other && "
+               "nft add chain inet other c '{ type filter hook forward priority 0; }'")
+    host.run(["sh", "-ec", foreign], cwd="/")
+    old = PolicyDataplane(AgentConfig(hostname=HOSTNAME), tables=tables, ipsets=ipsets)
+    feed(old).snapshot(items)
+    old.flush()
+    assert any(name.startswith("felix-") for name in tables[4].read())
+    new = make_dataplane(host, cleanup=lambda: remove_iptables_policy(tables, ipsets))
+    feed(new).snapshot(items)
+    new.flush()
+    chains = tables[4].read()
+    assert not any(name.startswith("felix-") for name in chains)
+    assert chains["DOCKER"] == ["-j RETURN"] and "-j DOCKER" in chains["FORWARD"]
+    assert set(ipsets.read()) == {"other"}
+    assert a.ping(b.ip) and not c.ping(a.ip)
+    # And back: the table goes, the other nftables table stays.
+    back = PolicyDataplane(AgentConfig(hostname=HOSTNAME), tables=tables, ipsets=ipsets,
+                           cleanup=lambda: remove_nftables_policy(nftables.Nftables(netns(host))))
+    feed(back).snapshot(items)
+    back.flush()
+    assert kernel_table(host) is None
+    assert "table inet other" in host.run(["nft", "list", "tables"], cwd="/").stdout
+    assert not any("calico-nftables" in rule for rule in tables[4].read()["FORWARD"])
+    assert a.ping(b.ip) and not c.ping(a.ip)

@@ -98,9 +98,14 @@ def _multihost_components(config, datastore):
     from calicoctl.agent.vxlan import VxlanManager
 
     ipip = IpipManager(config)
+    if config.dataplane == "nftables":
+        from calicoctl.agent.nat_nftables import NftablesNatOutgoing
+        nat = NftablesNatOutgoing(config, cleanup=lambda: NatOutgoing(config).apply_sets(None))
+    else:
+        nat = NatOutgoing(config)
     return [
         VxlanManager(config, datastore),
         ipip,
-        NatOutgoing(config),
+        nat,
         BirdManager(config, ipip_tunnelled=ipip.routes_itself),
     ]

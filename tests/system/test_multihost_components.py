@@ -252,7 +252,48 @@ def test_ipip_pool_is_skipped_with_a_reason_without_kernel_support(clean):
         pytest.skip("kernel without IP-in-IP: %s" % manager.unsupported_reason)
 
 
-def test_nat_outgoing_masquerades_to_outside_pools_only(clean):
+class IptablesNat:
+    """NAT-outgoing of the iptables dataplane, and how to see it in the kernel."""
+    @staticmethod
+    def make(config):
+        return NatOutgoing(config)
+
+    @staticmethod
+    def assert_programmed(host):
+        saved = host.run(["iptables-nft-save", "-t", "nat"]).stdout
+        assert "-A POSTROUTING -j %s" % CHAIN in saved
+        assert "--match-set %s src" % MASQ_SET in saved
+        # What the kernel reads back is exactly what we asked for: nothing left to do.
+        from calicoctl.host.iptables import IptablesTable
+        assert in_host(host, lambda: render_nat_restore(IptablesTable(4, "nat").read(), True)) is None
+
+    @staticmethod
+    def assert_removed(host):
+        assert CHAIN not in host.run(["iptables-nft-save", "-t", "nat"]).stdout
+        sets = host.run(["ipset", "list", "-n"]).stdout.split()
+        assert MASQ_SET not in sets and ALL_SET not in sets
+
+
+class NftablesNat:
+    """NAT-outgoing of the nftables dataplane (table ip calico-nat)."""
+    @staticmethod
+    def make(config):
+        from calicoctl.agent.nat_nftables import NftablesNatOutgoing
+        return NftablesNatOutgoing(config)
+
+    @staticmethod
+    def assert_programmed(host):
+        listed = host.run(["nft", "list", "table", "ip", "calico-nat"]).stdout
+        assert "ip saddr @masq-pools ip daddr != @all-pools masquerade" in listed
+        assert "10.66.0.0/16" in listed and "10.68.0.0/16" in listed
+
+    @staticmethod
+    def assert_removed(host):
+        assert host.run(["nft", "list", "table", "ip", "calico-nat"]).returncode != 0
+
+
+@pytest.mark.parametrize("dataplane", [IptablesNat, NftablesNat], ids=["iptables", "nftables"])
+def test_nat_outgoing_masquerades_to_outside_pools_only(clean, dataplane):
     rig = clean
     h1 = rig.hosts[0]
     pool_key = paths.pool_key("10.66.0.0/16")
@@ -260,7 +301,7 @@ def test_nat_outgoing_masquerades_to_outside_pools_only(clean):
     rig.client.write(paths.pool_key("10.68.0.0/16"), json.dumps({"cidr": "10.68.0.0/16"}))
     workload = NetnsWorkload(h1, "nat1", "10.66.0.1").create()
     inside_pools = NetnsWorkload(h1, "nat2", "10.68.0.2").create()
-    nat = NatOutgoing(rig.config(h1))
+    nat = dataplane.make(rig.config(h1))
 
     def connect_from(source, target, port):
         return lambda: source.run(["busybox", "nc", "-w", "1", target, str(port)], input="hello\n")
@@ -270,12 +311,7 @@ def test_nat_outgoing_masquerades_to_outside_pools_only(clean):
         assert tcp_peer_address(rig.lan, rig.lan.gateway, 7001, connect_from(workload, rig.lan.gateway, 7001),
                                 timeout=2.5) is None
         start(h1, nat, rig.items())
-        saved = h1.run(["iptables-nft-save", "-t", "nat"]).stdout
-        assert "-A POSTROUTING -j %s" % CHAIN in saved
-        assert "--match-set %s src" % MASQ_SET in saved
-        # What the kernel reads back is exactly what we asked for: nothing left to do.
-        from calicoctl.host.iptables import IptablesTable
-        assert in_host(h1, lambda: render_nat_restore(IptablesTable(4, "nat").read(), True)) is None
+        dataplane.assert_programmed(h1)
         # After: the peer outside the pools sees the host's address.
         assert tcp_peer_address(rig.lan, rig.lan.gateway, 7002,
                                 connect_from(workload, rig.lan.gateway, 7002)) == h1.ip
@@ -285,13 +321,11 @@ def test_nat_outgoing_masquerades_to_outside_pools_only(clean):
 
         # Masquerade off: rule, chain and sets are gone.
         rig.write(pool_key, json.dumps({"cidr": "10.66.0.0/16"}), [(h1, nat)])
-        saved = h1.run(["iptables-nft-save", "-t", "nat"]).stdout
-        assert CHAIN not in saved
-        sets = h1.run(["ipset", "list", "-n"]).stdout.split()
-        assert MASQ_SET not in sets and ALL_SET not in sets
+        dataplane.assert_removed(h1)
         assert tcp_peer_address(rig.lan, rig.lan.gateway, 7004,
                                 connect_from(workload, rig.lan.gateway, 7004), timeout=2.5) is None
     finally:
+        in_host(h1, nat.close)
         workload.delete()
         inside_pools.delete()
 

@@ -36,11 +36,13 @@ class CheckResult:
     :ivar ok: True when the host passes (possibly after a fix).
     :ivar message: the problem (or, when ok, what was found).
     :ivar fixed: True when ``fix`` changed the host to make it pass.
+    :ivar noteworthy: shown even when it passes (what the host will run).
     """
     name: str
     ok: bool
     message: str = ""
     fixed: bool = False
+    noteworthy: bool = False
 
 
 # -- pure ----------------------------------------------------------------------
@@ -137,6 +139,39 @@ def probe_ipset():
                                % (family, _first_line(err)))
         run_status(["ipset", "destroy", name])
     return CheckResult("ipset hash:ip", True, "hash:ip sets (IPv4 and IPv6) can be created.")
+
+
+def probe_nftables(required=False):
+    """Can this host run the nftables dataplane? One batch that makes and
+    removes a table with what the dataplane uses (a concatenated set, a base
+    chain, a rule matching the set): all of it is checked, nothing stays.
+
+    Not passing is a failure only when ``required`` (``--dataplane=nftables``);
+    otherwise it says the agent will use iptables.
+    """
+    from calicoctl.host import nftables
+    problem = nftables.probe()
+    if problem is None:
+        name = "inet " + PROBE_PREFIX + secrets.token_hex(4)
+        probe = ["add table %s" % name,
+                 "add set %s s { type ifname . ipv4_addr; }" % name,
+                 "add chain %s c { type filter hook forward priority 0; policy accept; }" % name,
+                 "add rule %s c iifname . ip saddr != @s drop" % name,
+                 "delete table %s" % name]
+        nft = nftables.Nftables()
+        try:
+            nft.run("\n".join(probe) + "\n")
+        except CalicoError as exc:
+            problem = str(exc)
+        finally:
+            nft.close()
+    if problem is None:
+        return CheckResult("nftables", True, "nftables usable (libnftables and the kernel's nf_tables): "
+                           "the agent's dataplane unless --dataplane=iptables.", noteworthy=True)
+    if required:
+        return CheckResult("nftables", False, "nftables is not usable: %s." % problem)
+    return CheckResult("nftables", True, "nftables is not usable (%s): the agent will use its iptables "
+                       "dataplane." % problem, noteworthy=True)
 
 
 def probe_veth():
@@ -259,12 +294,13 @@ def backend_from_env(env):
 
 
 def run_checks(fix=False, docker_version: Optional[Callable[[], str]] = None, backend="nft",
-               plugin_probe: Optional[Callable[[], list]] = None):
+               plugin_probe: Optional[Callable[[], list]] = None, dataplane=None):
     """Every check, in order; Docker is skipped when ``docker_version`` is None,
     the Docker plugins when ``plugin_probe`` (probe_docker_plugins) is.
 
     ``backend`` is the iptables backend the agent programs ("nft" or
     "legacy", CALICO_AGENT_IPTABLES_BACKEND): its binaries are the ones tried.
+    ``dataplane``: the one asked for (None: the agent's default).
     """
     if backend not in BACKENDS:
         raise ValidationError("Invalid iptables backend %r: expected nft or legacy." % (backend,))
@@ -275,6 +311,7 @@ def run_checks(fix=False, docker_version: Optional[Callable[[], str]] = None, ba
         if set_result is not None:
             results.append(set_result)
     results.append(probe_ipset())
+    results.append(probe_nftables(required=dataplane == "nftables"))
     results.append(probe_veth())
     results.extend(check_forwarding(fix))
     if docker_version is not None:

@@ -268,7 +268,8 @@ def start_node(datastore, settings, env, listener, detach=True):
             return NodeStart(running_pid=running)
         # The new agent removes what the old dataplane programmed once its own is in place.
         stop_agent(settings.run_dir)
-    checks = checksystem.run_checks(fix=False, backend=checksystem.backend_from_env(env))
+    checks = checksystem.run_checks(fix=False, backend=checksystem.backend_from_env(env),
+                                    dataplane=settings.dataplane)
     listener.checks_failed([result for result in checks if not result.ok])
     os.makedirs(settings.log_dir, exist_ok=True)
     route_source = read_etcd_route_source(env) if settings.ip is None else None

@@ -30,6 +30,7 @@ def host(lan_etcd, make_simhost):
     script = "\n".join([
         "iptables-nft -N diags-marker-chain",
         "ipset create diags-marker-set hash:ip",
+        "nft add table inet diags-marker-table",
         "ip route add 10.77.0.0/16 via 172.17.8.1",
         "echo 'agent log line 1' > /var/log/calico/agent.log",
         "mkdir -p /var/log/calico/bird && echo 'bird says hi' > /var/log/calico/bird/current",
@@ -76,6 +77,8 @@ def test_diags_tarball_contents(host, lan_etcd, cleanup):
     assert "diags-marker-chain" in members[d + "iptables-save.txt"]
     assert members[d + "ip6tables-save.txt"].startswith("# ip6tables-save")
     assert "diags-marker-set" in members[d + "ipset-list.txt"]
+    assert "table inet diags-marker-table" in members[d + "nft-ruleset.txt"]
+    assert members[d + "dataplane.txt"].startswith("unknown")     # the status file names no agent
     assert "10.77.0.0/16 via 172.17.8.1 dev eth0" in members[d + "ip-route-v4.txt"]
     assert d + "ip-route-v6.txt" in members
     assert "eth0" in members[d + "ip-link.txt"]

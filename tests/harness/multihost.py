@@ -8,6 +8,7 @@
   ``calicoctl container add`` does it. Cheap enough to make hundreds.
 - ``route_to``, ``bird_protocols``, ``tcp_peer_address``: checks that only
   ever target addresses inside namespaces the tests made;
+- ``reachable``: many TCP probes at once from one namespace;
 - ``start_echo_server``: TCP echo servers on a few ports (IPv4 and IPv6) in
   a namespace the tests made;
 - ``write_from_lan``: bulk writes from inside the LAN, for benches.
@@ -167,6 +168,10 @@ class NetnsWorkload:
                           timeout=count * wait + 10)
         return result.returncode == 0
 
+    def reachable(self, targets, wait=1):
+        """The (address, port) of ``targets`` this workload connects to, probed at once."""
+        return reachable(lambda args: self.run(args, timeout=wait + 30).stdout, targets, wait=wait)
+
     def endpoint_json(self, profiles=()):
         import json
         return json.dumps({"state": "active", "name": self.interface, "mac": None,
@@ -176,6 +181,16 @@ class NetnsWorkload:
     def delete(self):
         self.host.run(["sh", "-c", "ip link del %s; ip netns del %s" % (self.interface, self.name)],
                       cwd="/")
+
+
+REMOVE_NETNS_WORKLOADS = (
+    "for n in $(ip netns list | cut -d' ' -f1); do ip netns del $n; done; "
+    "for l in $(ip -o link show | awk -F': ' '{print $2}' | grep '^cali' | cut -d@ -f1); do ip link del $l; done; true")
+
+
+def remove_netns_workloads(host):
+    """No NetnsWorkload (nor any other named netns or ``cali*`` link) left in ``host``."""
+    host.run(["sh", "-c", REMOVE_NETNS_WORKLOADS], cwd="/")
 
 
 def routes(host, version=4):
@@ -232,6 +247,20 @@ def tcp_peer_address(listener_host, listen_ip, port, connect, timeout=10.0, netn
         if process.poll() is None:
             process.kill()
         process.wait()
+
+
+def reachable(run, targets, nc="busybox nc", wait=1):
+    """The (address, port) pairs of ``targets`` that accept a TCP connection,
+    probed all at once (each ``nc`` in the background of one shell), so that
+    the dropped ones cost ``wait`` seconds together, not one after another.
+
+    :param run: ``run(args)`` runs a command where the probes start from
+        (a workload) and returns its standard output as text.
+    """
+    script = "".join("(%s -w %d %s %d </dev/null >/dev/null 2>&1 && echo %s %d) & " % (nc, wait, ip, port, ip, port)
+                     for ip, port in targets) + "wait"
+    return {(line.split()[0], int(line.split()[1])) for line in run(["sh", "-c", script]).splitlines()
+            if line.strip()}
 
 
 ECHO_SERVER = r"""

@@ -14,15 +14,14 @@ import pytest
 from calicoctl.agent import rules
 from calicoctl.agent.config import AgentConfig
 from calicoctl.agent.chain_reconciler import CLEANUP_DELAY
-from calicoctl.agent.dataplane import RETRY_INTERVAL, PolicyDataplane
+from calicoctl.agent.dataplane import RETRY_INTERVAL
 from calicoctl.datastore import paths
-from calicoctl.errors import CommandFailed
-from calicoctl.host import run as run_mod
 from calicoctl.host.ipsets import Ipsets
-from calicoctl.host.iptables import IptablesTable, parse_save
+from calicoctl.host.iptables import parse_save
+from tests.harness.dataplanes import IptablesRecorder, make_component, wipe
 from tests.harness.feed import feed
 from tests.harness.simhost import SimHost
-from tests.harness.multihost import NetnsWorkload
+from tests.harness.multihost import NetnsWorkload, remove_netns_workloads
 
 HOSTNAME = "dp-kernel"
 HOST_IP = "172.17.8.61"
@@ -37,41 +36,23 @@ def host(lan):
 
 @pytest.fixture
 def clean(host):
-    """Empty filter tables and no ipsets in the host, before and after a test."""
-    script = ("for t in iptables-nft ip6tables-nft; do $t -t filter -F; $t -t filter -X; done; "
-              "ipset destroy 2>/dev/null; "
-              "for n in $(ip netns list | cut -d' ' -f1); do ip netns del $n; done; "
-              "for l in $(ip -o link show | awk -F': ' '{print $2}' | grep '^cali' | cut -d@ -f1); "
-              "do ip link del $l; done; true")
-    host.run(["sh", "-c", script], cwd="/")
+    """No firewall state and no workloads in the host, before and after a test."""
+    wipe(host)
+    remove_netns_workloads(host)
     yield host
-    host.run(["sh", "-c", script], cwd="/")
+    wipe(host)
+    remove_netns_workloads(host)
 
 
-class Recorder:
-    """Runs commands for real and remembers restore inputs (optionally refusing some)."""
-
-    def __init__(self, refuse=None):
-        self.inputs = []
-        self.refuse = refuse
-
-    def __call__(self, args, input_text=None, **kwargs):
-        if input_text is not None:
-            self.inputs.append(input_text)
-            if self.refuse and self.refuse in input_text:
-                raise CommandFailed(args, 1, "", "refused by the test", input_text)
-        return run_mod.run(args, input_text=input_text, **kwargs)
-
-    def chain_writes(self):
-        return [line[1:].split()[0] for text in self.inputs for line in text.splitlines()
-                if line.startswith(":")]
+def chain_writes(recorder):
+    """The chains an IptablesRecorder saw written."""
+    return [line[1:].split()[0] for text in recorder.writes for line in text.splitlines()
+            if line.startswith(":")]
 
 
 def make_dataplane(host, budget=100, runner=None):
-    prefix = ["nsenter", "-t", str(host.pid), "-n", "--"]
     config = AgentConfig(hostname=HOSTNAME, tag_ipset_budget=budget, restore_chunk_chains=7)
-    tables = {v: IptablesTable(v, prefix=prefix, runner=runner) for v in (4, 6)}
-    return PolicyDataplane(config, tables=tables, ipsets=Ipsets(prefix=prefix, runner=runner))
+    return make_component("iptables", host, config, recorder=runner)
 
 
 def kernel_chains(host, version=4):
@@ -161,11 +142,11 @@ def test_programs_exactly_what_it_renders_and_a_restart_rewrites_nothing(clean):
     assert sets["felix-v4-db"].members == {"10.65.0.2", "10.65.0.3", "10.65.9.9"}
     assert sets["felix-v6-web"].members == {"fd00::a"}
     # A second dataplane (an agent restarted after SIGKILL) finds nothing to do.
-    recorder = Recorder()
+    recorder = IptablesRecorder()
     restarted = make_dataplane(host, runner=recorder)
     feed(restarted).snapshot(rich_items())
     restarted.flush()
-    assert recorder.inputs == []
+    assert recorder.writes == []
 
 
 def test_restart_removes_stale_state_and_never_touches_foreign_rules(clean):
@@ -184,7 +165,7 @@ def test_restart_removes_stale_state_and_never_touches_foreign_rules(clean):
     for key in list(items):
         if "/profile/db/" in key:
             del items[key]
-    recorder = Recorder()
+    recorder = IptablesRecorder()
     second = make_dataplane(host, runner=recorder)
     feed(second).snapshot(items)
     second.flush()
@@ -193,7 +174,7 @@ def test_restart_removes_stale_state_and_never_touches_foreign_rules(clean):
     assert "felix-p-db-i" not in chains and "felix-p-lonely-i" not in chains
     assert owned(chains) == second.families[4].desired
     # Only what changed was written: not endpoint a's chains, not the profile web.
-    written = set(recorder.chain_writes())
+    written = set(chain_writes(recorder))
     assert "felix-from-a" not in written and "felix-p-web-i" not in written
     assert chains["DOCKER"] == ["-j RETURN"] and "-j DOCKER" in chains["FORWARD"]
     assert chains["FORWARD"].count("-j felix-FORWARD") == 1
@@ -303,7 +284,7 @@ def test_a_set_the_kernel_will_not_create_falls_back_to_a_tree(clean):
 
 def test_a_refused_chain_is_stubbed_alone_and_retried(clean):
     host = clean
-    recorder = Recorder(refuse="--dports 666")
+    recorder = IptablesRecorder(refuse="--dports 666")
     items = rich_items()
     items.update(profile("odd", [{"action": "allow", "protocol": "tcp", "dst_ports": [666]}]))
     items[ep_key("o")] = endpoint("calio", ["10.65.3.1"], ["odd"])

@@ -17,13 +17,13 @@ import pytest
 
 from calicoctl.agent.config import AgentConfig
 from calicoctl.agent.dataplane import PolicyDataplane, remove_iptables_policy
-from calicoctl.agent.policy.nftables.dataplane import NftablesDataplane, remove_nftables_policy
+from calicoctl.agent.policy.nftables.dataplane import remove_nftables_policy
 from calicoctl.datastore import paths
 from calicoctl.host import nftables
-from calicoctl.host.ipsets import Ipsets
-from calicoctl.host.iptables import IptablesTable, parse_save
+from calicoctl.host.iptables import parse_save
+from tests.harness.dataplanes import NftablesRecorder, iptables_access, make_component, wipe
 from tests.harness.feed import feed
-from tests.harness.multihost import NetnsWorkload
+from tests.harness.multihost import NetnsWorkload, remove_netns_workloads
 from tests.harness.simhost import SimHost
 
 HOSTNAME = "nft-kernel"
@@ -40,33 +40,17 @@ def host(lan):
 @pytest.fixture
 def clean(host):
     """No nftables ruleset, ipsets, workloads or cali interfaces in the host, before and after."""
-    script = ("nft flush ruleset; ipset destroy 2>/dev/null; "
-              "for n in $(ip netns list | cut -d' ' -f1); do ip netns del $n; done; "
-              "for l in $(ip -o link show | awk -F': ' '{print $2}' | grep '^cali' | cut -d@ -f1); "
-              "do ip link del $l; done; true")
-    host.run(["sh", "-c", script], cwd="/")
+    wipe(host)
+    remove_netns_workloads(host)
     yield host
-    host.run(["sh", "-c", script], cwd="/")
+    wipe(host)
+    remove_netns_workloads(host)
 
 
-class Refusing(nftables.Nftables):
-    """The real libnftables, refusing any batch or check containing ``refuse``
-    (a kernel without some feature)."""
-    refuse = None
-
-    def run(self, commands, flags=0):
-        if self.refuse and self.refuse in commands:
-            raise nftables.NftError("nftables refused the change: Operation not supported", commands)
-        return super().run(commands, flags)
-
-
-def netns(host):
-    return "/proc/%d/ns/net" % host.pid
-
-
-def make_dataplane(host, nft=None, cleanup=None, **config):
-    return NftablesDataplane(AgentConfig(hostname=HOSTNAME, **config), nft=nft or Refusing(netns(host)),
-                             cleanup=cleanup)
+def make_dataplane(host, recorder=None, cleanup=None, **config):
+    """:param recorder: a NftablesRecorder, to refuse what a kernel without some feature would."""
+    return make_component("nftables", host, AgentConfig(hostname=HOSTNAME, **config), recorder=recorder,
+                          cleanup=cleanup)
 
 
 def kernel_table(host):
@@ -205,9 +189,8 @@ def test_a_refused_rule_drops_in_its_place_and_the_rest_of_the_policy_applies(cl
     host = clean
     (a, b, c), items = three_workloads(host)
     serve(c, 8080)
-    nft = Refusing(netns(host))
-    nft.refuse = "th dport 8080"
-    dataplane = make_dataplane(host, nft=nft)
+    kernel = NftablesRecorder(refuse="th dport 8080")
+    dataplane = make_dataplane(host, recorder=kernel)
     feed(dataplane).snapshot(items)
     dataplane.flush()
     assert a.ping(b.ip)                                   # the other profiles are in force
@@ -215,7 +198,7 @@ def test_a_refused_rule_drops_in_its_place_and_the_rest_of_the_policy_applies(cl
     refused = dataplane.status()["refused_rules"]
     assert [(r["profile"], r["direction"], r["position"]) for r in refused] == [("back", "inbound", 2)]
     assert "Operation not supported" in refused[0]["error"]
-    nft.refuse = None
+    kernel.refuse = None
     dataplane.tick(dataplane._last_refresh + 10)           # the retry
     assert can_connect(a, c.ip, 8080) and dataplane.status()["refused_rules"] == []
 
@@ -259,9 +242,7 @@ def test_workloads_reach_their_host_as_the_default_endpoint_to_host_action_says(
 def test_switching_dataplanes_removes_only_what_the_other_one_programmed(clean):
     host = clean
     (a, b, c), items = three_workloads(host)
-    prefix = ["nsenter", "-t", str(host.pid), "-n", "--"]
-    tables = {v: IptablesTable(v, prefix=prefix) for v in (4, 6)}
-    ipsets = Ipsets(prefix=prefix)
+    tables, ipsets = iptables_access(host)
     foreign = ("iptables-nft -N DOCKER && iptables-nft -A DOCKER -j RETURN && iptables-nft -A FORWARD -j DOCKER && "
                "ipset create other hash:ip && nft add table inet other && "
                "nft add chain inet other c '{ type filter hook forward priority 0; }'")
@@ -280,7 +261,7 @@ def test_switching_dataplanes_removes_only_what_the_other_one_programmed(clean):
     assert a.ping(b.ip) and not c.ping(a.ip)
     # And back: the table goes, the other nftables table stays.
     back = PolicyDataplane(AgentConfig(hostname=HOSTNAME), tables=tables, ipsets=ipsets,
-                           cleanup=lambda: remove_nftables_policy(nftables.Nftables(netns(host))))
+                           cleanup=lambda: remove_nftables_policy(nftables.Nftables(host.netns_path)))
     feed(back).snapshot(items)
     back.flush()
     assert kernel_table(host) is None

@@ -14,6 +14,7 @@ import time
 
 import pytest
 
+from tests.harness.dataplanes import wipe
 from tests.harness.util import pid_alive, wait_for
 from tests.system.conftest import Workload
 
@@ -97,7 +98,7 @@ class World:
             assert pid is not None
             os.kill(pid, signal.SIGKILL)       # ours: started in the simulated host by the test
         host.dockerd.stop()
-        self.cluster.sh(host, "nft flush ruleset; ipset destroy 2>/dev/null; true")
+        wipe(host)
         host.wipe_run()
 
     # -- checks ------------------------------------------------------------------------

@@ -18,6 +18,7 @@ import uuid
 
 import pytest
 
+from tests.harness.dataplanes import agent_args
 from tests.harness.simhost import Lan, SimHost
 from tests.harness.multihost import LanEtcdServer
 from tests.harness.util import wait_for
@@ -50,10 +51,14 @@ class Cluster:
     :ivar hosts: name -> SimHost, in creation order.
     :ivar etcd: the LanEtcdServer (``env`` for commands in hosts,
         ``client()`` for the test process).
+    :ivar dataplane: the policy dataplane ``start_node`` asks for
+        (tests.harness.dataplanes), None: ``calicoctl node``'s default.
     """
 
-    def __init__(self, base_dir, docker_client, tag, subnet6=None, gateway6=None, datastore="etcdv2"):
+    def __init__(self, base_dir, docker_client, tag, subnet6=None, gateway6=None, datastore="etcdv2",
+                 dataplane=None):
         self.base_dir = base_dir
+        self.dataplane = dataplane
         self.docker_client = docker_client
         self._host_clients = {}
         self.tag = tag
@@ -61,6 +66,7 @@ class Cluster:
         self.etcd = LanEtcdServer(self.lan, os.path.join(base_dir, "etcd", "data"), datastore=datastore).start()
         self.hosts = {}
         self.workloads = []
+        self.closed = False
 
     # -- hosts -----------------------------------------------------------------------
     def add_host(self, name, ip, ip6=None, start_node=True, node_args=(), own_dockerd=False):
@@ -85,6 +91,8 @@ class Cluster:
 
     def start_node(self, host, *args):
         ip_args = ["--ip=%s" % host.ip] + (["--ip6=%s" % host.ip6] if host.ip6 else [])
+        if self.dataplane is not None:
+            ip_args += agent_args(self.dataplane)
         return self.calicoctl(host, "node", *(ip_args + list(args)))
 
     def calicoctl(self, host, *args, check=True, input=None, timeout=90):
@@ -184,6 +192,10 @@ class Cluster:
         assert not leaks, "reached although the profiles forbid it: %s" % leaks
 
     def close(self):
+        """Remove everything the cluster made; safe to call again."""
+        if self.closed:
+            return
+        self.closed = True
         for workload in list(self.workloads):
             try:
                 workload.container.remove(force=True)
@@ -202,14 +214,16 @@ def make_cluster(root_required, docker_daemon, tmp_path_factory):
     """Factory: ``make_cluster()`` -> an empty Cluster (add hosts with
     ``add_host``); ``make_cluster(subnet6=..., gateway6=...)`` gives its LAN
     IPv6 too; ``make_cluster(datastore="etcdv3")`` runs its etcd without the
-    v2 API and every command and agent with DATASTORE_TYPE=etcdv3. All
-    clusters of the module are removed at its end."""
+    v2 API and every command and agent with DATASTORE_TYPE=etcdv3;
+    ``make_cluster(dataplane="iptables")`` starts every node with that policy
+    dataplane. All clusters of the module are removed at its end (or
+    sooner, by ``close``)."""
     made = []
 
-    def factory(subnet6=None, gateway6=None, datastore="etcdv2"):
+    def factory(subnet6=None, gateway6=None, datastore="etcdv2", dataplane=None):
         tag = uuid.uuid4().hex[:6]
         cluster = Cluster(str(tmp_path_factory.mktemp("cluster-" + tag)), docker_daemon, tag,
-                          subnet6=subnet6, gateway6=gateway6, datastore=datastore)
+                          subnet6=subnet6, gateway6=gateway6, datastore=datastore, dataplane=dataplane)
         made.append(cluster)
         return cluster
 

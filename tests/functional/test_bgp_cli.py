@@ -31,7 +31,9 @@ def test_peer_add_show_remove(etcd):
     assert table_rows(assert_ok(etcd.env, "bgp peer show --ipv6")) == [["Global IPv6 BGP Peer", "AS Num"],
                                                                        ["fd00::2", "4294967295"]]
     assert_ok(etcd.env, "bgp peer remove 10.0.0.2", contains="Removed global BGP peer 10.0.0.2")
-    assert assert_ok(etcd.env, "bgp peer show --ipv4").strip() == "No global IPv4 BGP peers defined."
+    assert assert_ok(etcd.env, "bgp peer show --ipv4").splitlines() == [
+        "No global IPv4 BGP peers defined.", "",
+        "No route reflectors (make one with 'calicoctl node --rr-cluster-id=<IPv4>')."]
 
 
 def test_peer_add_again(etcd):

@@ -2,9 +2,11 @@
 Usage:
   calicoctl bgp peer add <PEER_IP> as <AS_NUM>
   calicoctl bgp peer remove <PEER_IP>
-  calicoctl bgp peer show [--ipv4 | --ipv6]
-  calicoctl bgp node-mesh [on|off]
-  calicoctl bgp default-node-as [<AS_NUM>]
+  calicoctl bgp peer show [--ipv4 | --ipv6] [--output=<FORMAT>]
+  calicoctl bgp node-mesh [--output=<FORMAT>]
+  calicoctl bgp node-mesh (on|off)
+  calicoctl bgp default-node-as [--output=<FORMAT>]
+  calicoctl bgp default-node-as <AS_NUM>
 
 Description:
   Configure BGP for every node. Global peers are BGP speakers that every
@@ -16,10 +18,11 @@ Description:
 Options:
   --ipv4    Show only the IPv4 peers.
   --ipv6    Show only the IPv6 peers.
+  -o FORMAT --output=<FORMAT>  table (the default) or json.
 """
 from calicoctl import model, validate
 from calicoctl.cli import parse, parse_versions
-from calicoctl.cli.output import render_peer_tables
+from calicoctl.cli.output import parse_output_format, peers_to_dict, render_json, render_peer_tables
 from calicoctl.ops import bgp as ops
 
 
@@ -27,7 +30,11 @@ def run(argv, ctx):
     args = parse(__doc__, argv)
     if args["peer"]:
         if args["show"]:
-            for line in render_peer_tables(ops.list_peers(ctx.datastore), parse_versions(args),
+            peers = ops.list_peers(ctx.datastore)
+            if parse_output_format(args) == "json":
+                ctx.out(render_json(peers_to_dict(peers, parse_versions(args))))
+                return 0
+            for line in render_peer_tables(peers, parse_versions(args),
                                            heading=lambda version: "Global IPv%d BGP Peer" % version,
                                            missing=lambda version: "No global IPv%d BGP peers defined." % version):
                 ctx.out(line)
@@ -41,8 +48,8 @@ def run(argv, ctx):
         ctx.out("Removed global BGP peer %s." % ip)
         return 0
     if args["node-mesh"]:
-        return node_mesh(ctx, True if args["on"] else False if args["off"] else None)
-    return default_node_as(ctx, args["<AS_NUM>"])
+        return node_mesh(ctx, True if args["on"] else False if args["off"] else None, parse_output_format(args))
+    return default_node_as(ctx, args["<AS_NUM>"], parse_output_format(args))
 
 
 def render_peer_change(change):
@@ -55,9 +62,10 @@ def render_peer_change(change):
     return "Added global BGP peer %s with AS %d." % (peer.ip, peer.as_num)
 
 
-def node_mesh(ctx, enable):
+def node_mesh(ctx, enable, output="table"):
     if enable is None:
-        ctx.out("on" if ops.read_node_mesh(ctx.datastore) else "off")
+        enabled = ops.read_node_mesh(ctx.datastore)
+        ctx.out(render_json({"node_mesh": enabled}) if output == "json" else "on" if enabled else "off")
         return 0
     word = "on" if enable else "off"
     if ops.set_node_mesh(ctx.datastore, enable).changed:
@@ -67,9 +75,10 @@ def node_mesh(ctx, enable):
     return 0
 
 
-def default_node_as(ctx, value):
+def default_node_as(ctx, value, output="table"):
     if value is None:
-        ctx.out(str(ops.read_default_as(ctx.datastore)))
+        as_num = ops.read_default_as(ctx.datastore)
+        ctx.out(render_json({"as_num": as_num}) if output == "json" else str(as_num))
         return 0
     as_num = validate.parse_as_number(value)
     if ops.set_default_as(ctx.datastore, as_num).changed:

@@ -45,10 +45,8 @@ def probe(netns, packet, timeout=1.0, attempts=2):
     """Send ``packet`` from inside ``netns`` (a namespace path) and return the
     Observation. HostNetworkError when it cannot even be sent (the source
     address is not in the namespace, the namespace is gone)."""
-    if packet.protocol == TCP:
-        send = _tcp
-    elif packet.protocol == UDP:
-        send = _udp
+    if packet.protocol in (TCP, UDP):
+        send = _connect
     elif packet.icmp_type is not None:
         send = _ping
     else:
@@ -81,39 +79,27 @@ def _silence(timeout):
     return Observation(False, "no answer within %g s" % timeout)
 
 
-def _tcp(netns, packet, timeout):
-    sock = _socket(netns, packet, socket.SOCK_STREAM)
+def _connect(netns, packet, timeout):
+    """TCP: connect; UDP: connect, send, wait for an answer."""
+    tcp = packet.protocol == TCP
+    sock = _socket(netns, packet, socket.SOCK_STREAM if tcp else socket.SOCK_DGRAM)
     try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        if tcp:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         sock.settimeout(timeout)
         try:
             sock.connect((packet.destination, packet.destination_port))
+            if not tcp:
+                sock.send(PAYLOAD)
+                sock.recv(512)
         except ConnectionRefusedError:
-            return Observation(True, "refused with a reset (nothing listens there)")
+            return Observation(True, "refused with a reset (nothing listens there)" if tcp
+                               else "answered with port unreachable (nothing listens there)")
         except socket.timeout:
             return _silence(timeout)
         except OSError as exc:
             return Observation(False, exc.strerror)
-        return Observation(True, "connection accepted")
-    finally:
-        sock.close()
-
-
-def _udp(netns, packet, timeout):
-    sock = _socket(netns, packet, socket.SOCK_DGRAM)
-    try:
-        sock.settimeout(timeout)
-        try:
-            sock.connect((packet.destination, packet.destination_port))
-            sock.send(PAYLOAD)
-            sock.recv(512)
-        except ConnectionRefusedError:
-            return Observation(True, "answered with port unreachable (nothing listens there)")
-        except socket.timeout:
-            return _silence(timeout)
-        except OSError as exc:
-            return Observation(False, exc.strerror)
-        return Observation(True, "answered")
+        return Observation(True, "connection accepted" if tcp else "answered")
     finally:
         sock.close()
 

@@ -116,11 +116,14 @@ def verdict_to_dict(verdict):
         "from": party_to_dict(verdict.source, packet.source),
         "to": party_to_dict(verdict.destination, packet.destination),
         "packet": packet_to_dict(packet),
-        "steps": [{"side": step.side, "kind": step.kind, "effect": step.effect, "endpoint": step.endpoint,
-                   "profile": step.profile, "position": step.position, "rule": step.rule, "text": step.text}
-                  for step in explanation.steps],
+        "steps": [step_to_dict(step) for step in explanation.steps],
         "probe": probe,
     }
+
+
+def step_to_dict(step):
+    return {"side": step.side, "kind": step.kind, "effect": step.effect, "endpoint": step.endpoint,
+            "profile": step.profile, "position": step.position, "rule": step.rule, "text": step.text}
 
 
 def packet_to_dict(packet):
@@ -185,11 +188,8 @@ def matrix_to_dict(matrix, traffic):
         cell = {"from": verdict.source.endpoint.endpoint_id, "to": verdict.destination.endpoint.endpoint_id,
                 "verdict": None, "packet": None, "decided_by": None, "observed": None, "agrees": None}
         if explanation is not None:
-            last = explanation.steps[-1]
             cell.update(verdict="allowed" if explanation.allowed else "denied",
-                        packet=packet_to_dict(explanation.packet),
-                        decided_by={"side": last.side, "kind": last.kind, "profile": last.profile,
-                                    "position": last.position, "text": last.text})
+                        packet=packet_to_dict(explanation.packet), decided_by=step_to_dict(explanation.steps[-1]))
         if verdict.observed is not None:
             cell.update(observed={"reached": verdict.observed.reached, "detail": verdict.observed.detail},
                         agrees=verdict.agrees)

@@ -82,12 +82,6 @@ BEFORE_POLICY = "accepted before policy"
 HOST_ACTION = "host action"
 LEAVES = "leaves calico"
 
-# What felix-INPUT accepts from a workload before any policy (rules.render_global_chains).
-HOST_SERVICES = {
-    4: (("DHCP", UDP, 68, 67), ("DNS", UDP, None, 53)),
-    6: (("DHCPv6", UDP, 546, 547), ("DNS", UDP, None, 53)),
-}
-
 
 class PortDecides(ValidationError):
     """The verdict depends on a port the packet does not pin down."""
@@ -311,8 +305,8 @@ class _Walk:
         hostname = source.key.hostname
         if not self.protect(hostname, to_host=True):
             return
-        for name, protocol, source_port, port in HOST_SERVICES[packet.version]:
-            if (packet.protocol == protocol and packet.destination_port == port
+        for name, source_port, port in agent_rules.HOST_UDP_SERVICES[packet.version]:
+            if (packet.protocol == UDP and packet.destination_port == port
                     and (source_port is None or packet.source_port == source_port)):
                 self.add(HOST, BEFORE_POLICY, ALLOW,
                          "%s to the workload's own host is accepted before any policy" % name)

@@ -4,7 +4,9 @@ Usage:
 
 Description:
   Print the state of this host's calico-agent (pid, uptime, last sync,
-  whether it keeps workloads off the control plane) and of its BGP sessions.
+  whether it keeps workloads off the control plane) and of its BGP sessions:
+  each one's kind (node-to-node mesh, route reflector, route reflector
+  client, node specific, global) and state.
 
 Options:
   -o FORMAT --output=<FORMAT>  table (the default) or json.
@@ -13,7 +15,7 @@ from calicoctl.cli import parse
 
 
 def run(argv, ctx):
-    from calicoctl.cli.output import parse_output_format, render_json, render_table
+    from calicoctl.cli.output import parse_output_format, render_json
     from calicoctl.ops import status as status_ops
 
     args = parse(__doc__, argv)
@@ -22,27 +24,35 @@ def run(argv, ctx):
     if output == "json":
         ctx.out(render_json(status_to_dict(report, ctx.hostname)))
     else:
-        for line in status_ops.render_agent_summary(report.agent, report.now, ctx.hostname):
+        for line in render_status(report, ctx.hostname):
             ctx.out(line)
-        if report.bird_error is not None:
-            ctx.out(report.bird_error)
-        elif report.bgp_peers is None:
-            ctx.out("Could not read BIRD's protocol table; BIRD said:")
-            ctx.out(report.bird_output.rstrip())
-        else:
-            for version in (4, 6):
-                ctx.out("IPv%d BGP status" % version)
-                peers = [row for row in report.bgp_peers if row.version == version]
-                if peers:
-                    ctx.out(render_table(["Peer address", "Peer type", "State", "Since", "Info"],
-                                         [[r.address, r.peer_type, r.state, r.since, r.info] for r in peers]))
-                else:
-                    ctx.out("No IPv%d BGP peers." % version)
-                ctx.out()
     if report.unreachable is not None:
         ctx.err(str(report.unreachable))
         return report.unreachable.exit_code
     return 0
+
+
+def render_status(report, hostname):
+    """The lines ``calicoctl status`` prints (pure)."""
+    from calicoctl.cli.output import render_table
+    from calicoctl.ops import status as status_ops
+    lines = status_ops.render_agent_summary(report.agent, report.now, hostname)
+    if report.rr_cluster_id is not None:
+        lines.append("This host is a BGP route reflector (cluster ID %s)." % report.rr_cluster_id)
+    if report.bird_error is not None:
+        return lines + [report.bird_error]
+    if report.bgp_peers is None:
+        return lines + ["Could not read BIRD's protocol table; BIRD said:", report.bird_output.rstrip()]
+    for version in (4, 6):
+        lines.append("IPv%d BGP status" % version)
+        peers = [row for row in report.bgp_peers if row.version == version]
+        if peers:
+            lines.append(render_table(["Peer address", "Peer type", "State", "Since", "Info"],
+                                      [[r.address, r.peer_type, r.state, r.since, r.info] for r in peers]))
+        else:
+            lines.append("No IPv%d BGP peers." % version)
+        lines.append("")
+    return lines
 
 
 def status_to_dict(report, hostname):
@@ -56,7 +66,7 @@ def status_to_dict(report, hostname):
     elif report.bgp_peers is not None:
         bgp["peers"] = [{"address": row.address, "ip_version": row.version, "type": row.peer_type,
                          "state": row.state, "since": row.since, "info": row.info} for row in report.bgp_peers]
-    return {"hostname": hostname, "time": report.now,
+    return {"hostname": hostname, "time": report.now, "rr_cluster_id": report.rr_cluster_id,
             "agent": {"running": agent.running, "pid": agent.pid, "status": agent_status_to_dict(status),
                       "reported_in_etcd": agent.reported is not None},
             "bgp": bgp,

@@ -5,7 +5,8 @@ has run, written straight into etcd (no agent, no Docker): the world the
 
 calico-01 (172.17.8.101) runs workloads A, B, C and calico-02
 (172.17.8.102) runs D and E; A, C and E are in PROF_A_C_E, B in PROF_B, D in
-PROF_D. A also has an IPv6 address, and so does E.
+PROF_D. A also has an IPv6 address, and so does E. calico-02 is a route
+reflector too (unused: the node-to-node mesh is on).
 """
 import json
 
@@ -24,6 +25,7 @@ WORKLOADS = {
 }
 GLOBAL_PEER = ("172.17.8.200", 64567)
 NODE_PEER = ("172.17.8.201", 64568)
+REFLECTOR = ("calico-02", "1.0.0.1")        # a route reflector (the mesh stays on)
 ENV = {"CALICO_HOSTNAME": "calico-01"}
 
 
@@ -59,5 +61,6 @@ def write(kv):
             "state": "active", "name": "cali" + endpoint[:11], "mac": "ee:ee:ee:ee:ee:0%s" % letter.lower(),
             "profile_ids": [profile], "ipv4_nets": [ip + "/32"], "ipv6_nets": [ip6 + "/128"] if ip6 else [],
             "ipv4_gateway": HOSTS[host][0], "ipv6_gateway": HOSTS[host][1] if ip6 else None}))
+    kv.put(paths.host_rr_cluster_id(REFLECTOR[0]), REFLECTOR[1])
     kv.put(paths.global_peer(GLOBAL_PEER[0]), model.BGPPeer(*GLOBAL_PEER).to_json())
     kv.put(paths.host_peer("calico-01", NODE_PEER[0]), model.BGPPeer(*NODE_PEER).to_json())

@@ -14,8 +14,15 @@ Beside the indexes it keeps what only explanations need: every endpoint
 (to name parties), the workloads' recorded names, each profile's stored
 rules (Felix's reasons for rejecting them) and each host's recorded
 addresses.
+
+The agent's index logs the data it skips, for the agent's operator; here
+the explanation says what matters (a profile Felix rejects, an interface
+claimed twice), and a command's stderr is for its own errors, so those
+logs are silenced while the view is built.
 """
+import contextlib
 import ipaddress
+import logging
 
 from calicoctl.datastore import paths
 
@@ -35,6 +42,17 @@ def endpoint_path(endpoint):
     """The etcd key of an endpoint (as the agent's index knows it)."""
     key = endpoint.key
     return paths.endpoint_key(key.hostname, key.orchestrator_id, key.workload_id, key.endpoint_id)
+
+
+@contextlib.contextmanager
+def _agent_logs_silenced():
+    logger = logging.getLogger("calicoctl.agent")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 class ClusterPolicy:
@@ -66,7 +84,8 @@ class ClusterPolicy:
         """canonical address -> hostname, from each host's recorded addresses."""
         for key, value in self._items:
             if key.kind is Kind.ENDPOINT:
-                endpoint = self._parse(key, value)[1]
+                with _agent_logs_silenced():
+                    endpoint = self._parse(key, value)[1]
                 if endpoint is not None:
                     self.endpoints.append(endpoint)
             elif key.kind is Kind.PROFILE:
@@ -90,7 +109,8 @@ class ClusterPolicy:
         if index is None:
             from calicoctl.agent.state import PolicyIndex
             index = PolicyIndex(hostname, parser=self._parse, etcd_endpoints=self._etcd_endpoints)
-            index.apply_snapshot(self._items)
+            with _agent_logs_silenced():
+                index.apply_snapshot(self._items)
             self._indexes[hostname] = index
         return index
 

@@ -214,17 +214,19 @@ def explain_matrix(datastore, docker, hostname, env, queries, traffic, probe=Fal
     if not probe:
         return Matrix(tuple(parties), tuple(verdicts))
     _check_probe(traffic)
-    local = [verdict for verdict in verdicts
+    local = [number for number, verdict in enumerate(verdicts)
              if verdict.source.endpoint.key.hostname == hostname and verdict.explanation is not None]
     namespaces = {}
-    for verdict in local:
-        endpoint = verdict.source.endpoint
+    for number in local:
+        endpoint = verdicts[number].source.endpoint
         if endpoint.endpoint_id not in namespaces:
             namespaces[endpoint.endpoint_id] = (netns_of or find_netns)(endpoint)
+
+    def probe_one(number):
+        return _probed(verdicts[number], namespaces[verdicts[number].source.endpoint.endpoint_id])
     with ThreadPoolExecutor(PROBE_THREADS) as pool:
-        probed = dict(zip(map(id, local), pool.map(
-            lambda verdict: _probed(verdict, namespaces[verdict.source.endpoint.endpoint_id]), local)))
-    verdicts = [probed.get(id(verdict), verdict) for verdict in verdicts]
+        for number, probed in zip(local, list(pool.map(probe_one, local))):
+            verdicts[number] = probed
     return Matrix(tuple(parties), tuple(verdicts), (hostname,))
 
 

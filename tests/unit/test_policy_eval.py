@@ -458,3 +458,17 @@ def test_packets_of_each_family():
                                                                             "from port 4000"
     with pytest.raises(ValidationError, match="same IP version"):
         pe.Packet.new("10.0.0.1", "fd80::2", "icmp")
+
+
+def test_the_agents_logs_of_bad_data_stay_out_of_the_commands_output(w, caplog):
+    """What the agent logs for its operator (invalid rules, an endpoint it
+    cannot read, an interface claimed twice) is said by the explanation, not
+    sprayed on the command's stderr."""
+    w.items[paths.profile_rules("P")] = '{"id": "P", "inbound_rules": [{"action": "accept"}]}'
+    w.items[paths.endpoint_key("h1", "docker", "bad", "bad")] = "{not json"
+    a = w.endpoint("h1", "192.168.0.1", ["P"], interface="calitwice")
+    w.endpoint("h1", "192.168.0.2", ["P"], interface="calitwice")
+    caplog.set_level("DEBUG")
+    explanation = w.explain(a, "192.168.0.2")
+    assert "Felix rejects" in explanation.steps[-1].text
+    assert [record for record in caplog.records if record.levelname == "WARNING"] == []

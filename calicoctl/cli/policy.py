@@ -159,20 +159,17 @@ def render_matrix(matrix, traffic):
                          % ", ".join(unprobed))
     else:
         lines = ["Who reaches whom by policy (%s): row to column." % traffic.describe()]
-    labels = ["%d %s" % (number, party.label) for number, party in enumerate(parties, 1)]
-    details = [" ".join(filter(None, (", ".join(p.endpoint.addresses()), p.endpoint.key.hostname)))
-               for p in parties]
-    label_width = max([len(text) for text in labels] + [0])
-    detail_width = max([len(text) for text in details] + [0])
-    rows = []
-    for source in parties:
-        rows.append([cells.get((id(source), id(target)), "-") for target in parties])
+    heads = [["%d %s" % (number, party.label), party.endpoint.key.hostname,
+              party.address or ", ".join(party.endpoint.addresses())]
+             for number, party in enumerate(parties, 1)]
+    head_widths = [max([len(head[column]) for head in heads] + [0]) for column in range(3)]
+    rows = [[cells.get((id(source), id(target)), "-") for target in parties] for source in parties]
     width = max([len(cell) for row in rows for cell in row] + [len(str(len(parties)))]) + 2
     lines.append("")
-    lines.append(" " * (label_width + detail_width + 4)
+    lines.append(" " * (sum(head_widths) + 8)
                  + "".join(str(number).ljust(width) for number in range(1, len(parties) + 1)).rstrip())
-    for label, detail, row in zip(labels, details, rows):
-        lines.append(("  %s  %s  " % (label.ljust(label_width), detail.ljust(detail_width)))
+    for head, row in zip(heads, rows):
+        lines.append("  " + "  ".join(text.ljust(size) for text, size in zip(head, head_widths)) + "  "
                      + "".join(cell.ljust(width) for cell in row).rstrip())
     if matrix.disagreements:
         lines.append("")

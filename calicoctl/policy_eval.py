@@ -16,8 +16,9 @@ A new connection from workload FROM to address TO:
 - TO in FROM's own workload: the packet never leaves the namespace.
 - TO one of FROM's host's addresses (recorded by ``calicoctl node``, or
   FROM's gateway): the host's INPUT path. The control-plane ports are
-  dropped first; DHCP, DNS (and IPv6 neighbour discovery) are accepted
-  before any policy; ``DefaultEndpointToHostAction`` DROP drops the rest,
+  dropped first; DHCP and DNS are accepted before any policy (so is IPv6
+  neighbour discovery, which is never what is explained: a ping is an echo
+  request); ``DefaultEndpointToHostAction`` DROP drops the rest,
   otherwise FROM's outbound policy decides, then ACCEPT accepts and RETURN
   leaves the packet to the host's own firewall.
 - Anything else: the FORWARD path. The control-plane protection first (TCP
@@ -311,11 +312,6 @@ class _Walk:
                 self.add(HOST, BEFORE_POLICY, ALLOW,
                          "%s to the workload's own host is accepted before any policy" % name)
                 return
-        if packet.protocol == ICMP_PROTOCOL[6] and packet.icmp_type in agent_rules.ICMPV6_HOST_TYPES:
-            self.add(HOST, BEFORE_POLICY, ALLOW,
-                     "ICMPv6 type %d (neighbour discovery, MLD) to the host is accepted before any policy"
-                     % packet.icmp_type)
-            return
         action = self.cluster.host(hostname).host_action
         if action == "DROP":
             self.add(HOST, HOST_ACTION, DENY,

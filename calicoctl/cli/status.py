@@ -86,4 +86,7 @@ def agent_status_to_dict(status):
             "ipv4_addresses": control_plane.ipv4_addresses, "ipv6_addresses": control_plane.ipv6_addresses,
             "problem": control_plane.problem},
         "docker_plugins": None if plugins is None else {"sockets": list(plugins.sockets), "problem": plugins.problem},
+        "dataplane": status.dataplane,
+        "refused_rules": [{"profile": refused.profile, "direction": refused.direction, "position": refused.position,
+                           "rule": refused.rule, "error": refused.error} for refused in status.refused_rules],
     }

@@ -129,12 +129,16 @@ def _quiet_libraries(record):
     return record.levelno >= logging.WARNING or not record.name.startswith(NOISY_LIBRARIES)
 
 
-def gathering_window(cycle):
+def gathering_window(cycle, items):
     """How long to gather work after a flush, given how long the last cycle
-    (feeding and flushing its batch) took (pure): ``BURST_CYCLE``, or
+    (feeding and flushing its batch) took and how many items its batch had
+    (pure): ``BURST_CYCLE``; during a burst (a batch of several items), or
     ``GATHER_PER_CYCLE`` times the cycle when that is longer (at most
     ``MAX_GATHER``), so that cycles take a bounded share of the agent's time
-    however slowly it runs."""
+    however slowly it runs. A lone change that made a slow cycle (BIRD
+    reconfigured, say) does not make the next lone change wait longer."""
+    if items <= 1:
+        return BURST_CYCLE
     return min(MAX_GATHER, max(BURST_CYCLE, GATHER_PER_CYCLE * cycle))
 
 
@@ -307,7 +311,7 @@ class Agent:
         started = time.monotonic()
         ok = self._call_all("flush")
         self._last_flush = time.monotonic()
-        self._gather = gathering_window(self._last_flush - handling)
+        self._gather = gathering_window(self._last_flush - handling, len(batch))
         LOG.debug("Cycle of %d events flushed in %.1f ms (next window %.0f ms)", len(batch),
                   (self._last_flush - started) * 1000, self._gather * 1000)
         if synced:

@@ -29,7 +29,7 @@ from calicoctl import model, rulemodel
 from calicoctl.datastore import paths
 from calicoctl.errors import ValidationError
 
-DATAPLANES = {"iptables": ()}
+DATAPLANES = {"nftables": ("--dataplane=nftables",), "iptables": ("--dataplane=iptables",)}
 HOSTS = (("calico-01", "172.17.8.101", "fd00:8::101"), ("calico-02", "172.17.8.102", "fd00:8::102"))
 PER_HOST = 6
 TCP_PORT, UDP_PORT, SOURCE_PORT = 8080, 5353, 40404

@@ -283,7 +283,8 @@ class SimHost(_Namespaces):
     PRIVATE_DIRS = ("/var/lib/calico", "/var/log/calico")
 
     def __init__(self, name, ip, lan, prefixlen=None, ip6=None, prefixlen6=64,
-                 docker_socket="/run/docker.sock", own_dockerd=False, dockerd_state_dir=None):
+                 docker_socket="/run/docker.sock", own_dockerd=False, dockerd_state_dir=None,
+                 docker_iptables=False):
         super().__init__(name)
         self.ip = str(ipaddress.ip_address(ip))
         self.lan = lan
@@ -296,6 +297,8 @@ class SimHost(_Namespaces):
         self.prefixlen6 = prefixlen6
         self.docker_socket = docker_socket
         self.own_dockerd = own_dockerd
+        self.docker_iptables = docker_iptables
+        """With its own dockerd: Docker manages iptables and a default bridge."""
         self._dockerd_state_dir = dockerd_state_dir
         self.dockerd = None
         """The host's own HostDockerd (``own_dockerd=True``), else None."""
@@ -323,7 +326,8 @@ class SimHost(_Namespaces):
 
     def _start_own_dockerd(self):
         from tests.harness.docker import HostDockerd, ensure_busybox_image
-        self.dockerd = HostDockerd(self, state_dir=self._dockerd_state_dir).start()
+        self.dockerd = HostDockerd(self, state_dir=self._dockerd_state_dir,
+                                   manages_iptables=self.docker_iptables).start()
         client = self.dockerd.client()
         try:
             ensure_busybox_image(client)

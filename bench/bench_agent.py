@@ -76,6 +76,8 @@ RUNS = int(os.environ.get("BENCH_AGENT_RUNS", "11"))
 DATAPLANES = tuple(os.environ.get("BENCH_DATAPLANES", "nftables,iptables").split(","))
 EVENT_CASES = (("nftables", "etcdv3"), ("nftables", "etcdv2"), ("iptables", "etcdv3"))
 EVENTS = 1000
+# The agents see the bench's CALICO_AGENT_* settings (CALICO_AGENT_LOG_LEVEL=DEBUG logs each cycle).
+AGENT_TUNABLES = {name: value for name, value in os.environ.items() if name.startswith("CALICO_AGENT_")}
 G_TARGET = {"etcdv3": 100.0, "etcdv2": 300.0}          # us of agent CPU per event (issue 18)
 C_TARGET = {"nftables": 1.2, "iptables": 2.0}          # a change with 10,000 endpoints vs 100
 D_TARGET = {"nftables": 0.95, "iptables": 0.9}         # throughput with 10,000 endpoints vs 2
@@ -317,7 +319,7 @@ class Site:
         started = time.monotonic()
         self.agent = self.host.popen(["calico-agent", "--hostname=%s" % self.name, "--log-dir=%s" % LOG_DIR,
                                       "--run-dir=%s" % RUN_DIR, "--dataplane=%s" % self.dataplane],
-                                     env=self.bench.etcd.env, cwd="/",
+                                     env=dict(self.bench.etcd.env, **AGENT_TUNABLES), cwd="/",
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         while time.monotonic() - started < timeout:
             status = self.status()

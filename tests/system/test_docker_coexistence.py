@@ -1,9 +1,11 @@
 """Calico workloads beside a stock Docker that manages iptables.
 
-A Docker that manages iptables sets the FORWARD policy to DROP once it
-enables forwarding, and adds its own chains and MASQUERADE. On such a host
-(a simulated host whose own dockerd runs with its default bridge and
-``--iptables=true``), on each policy dataplane:
+A Docker that manages iptables sets the FORWARD policy to DROP when it is
+the one to enable forwarding, and adds its own chains and MASQUERADE. On
+such a host (a simulated host whose own dockerd runs with its default
+bridge and ``--iptables=true``; forwarding is on in simulated hosts before
+Docker starts, so the fixture sets the policy as Docker would have), on
+each policy dataplane:
 
 - workloads on a calico Docker network reach each other, and not those of
   another network (nftables: our table's accepts alone would still meet
@@ -26,6 +28,7 @@ def world(request, make_cluster):
     name, ip = HOST
     host = cluster.add_host("%s-%s" % (name, request.param[:3]), ip, start_node=False, own_dockerd=True,
                             docker_iptables=True)
+    assert host.run(["iptables-nft", "-P", "FORWARD", "DROP"], cwd="/").returncode == 0
     cluster.start_node(host, "--dataplane=%s" % request.param)
     docker(host, "network", "create", *DRIVER, "front")
     docker(host, "network", "create", *DRIVER, "back")
@@ -44,9 +47,10 @@ def address(host, container, network):
                   container).stdout.strip()
 
 
-def test_docker_drops_forwarded_traffic_by_default_here(world):
+def test_docker_owns_forward_and_drops_what_it_does_not_know(world):
     _, host = world
-    assert "-P FORWARD DROP" in host.run(["iptables-nft", "-S", "FORWARD"], cwd="/").stdout
+    rules = host.run(["iptables-nft", "-S", "FORWARD"], cwd="/").stdout
+    assert "-P FORWARD DROP" in rules and "-j DOCKER-USER" in rules and "-o docker0 -j DOCKER" in rules
 
 
 def test_calico_networks_keep_their_policy_beside_dockers_drop(world):

@@ -31,6 +31,8 @@ class DockerPlugins(Component):
         self._reconciling = threading.Lock()
 
     def start(self, wake):
+        import socket
+
         from calicoctl.host import plugin_server
         from calicoctl.ops import plugin_protocol as protocol
         try:
@@ -38,8 +40,12 @@ class DockerPlugins(Component):
             for name, routes in ((protocol.NETWORK_DRIVER, self._plugin.network_routes()),
                                  (protocol.IPAM_DRIVER, self._plugin.ipam_routes())):
                 path = plugin_server.socket_path(name, self.config.plugin_dir)
-                self._servers.append(plugin_server.PluginServer(name, path, self._handler(routes)).start())
-                LOG.info("Serving Docker plugin %s on %s", name, path)
+                fd = self.config.plugin_fds.get(name)
+                listener = socket.socket(fileno=fd) if fd is not None else None
+                server = plugin_server.PluginServer(name, path, self._handler(routes))
+                self._servers.append(server.start(listener))
+                LOG.info("Serving Docker plugin %s on %s%s", name, path,
+                         " (bound by calicoctl node)" if listener is not None else "")
         except (OSError, RuntimeError) as exc:
             self._problem = "cannot serve the Docker plugins: %s" % exc
             LOG.error("%s", self._problem)

@@ -21,6 +21,8 @@ profile of each network, the endpoints, the address claims.
 - ``reconcile`` removes what Docker no longer knows (a dockerd that died
   cannot tell us), only after seeing it missing twice, or at once for an
   endpoint whose veth is gone too (its container died unseen: a power-off).
+- ``start_abandoned`` starts the containers Docker gave up on at boot
+  because the plugins were not there yet.
 """
 import logging
 import threading
@@ -323,6 +325,35 @@ class DockerPlugin:
             return netlink.find_link(endpoint.name, self.host_netns) is None
         except netlink.NetlinkError:
             return False
+
+    def start_abandoned(self):
+        """Start the containers Docker gave up on because our plugins were not
+        there when it started (``lifecycle_logic.should_start_abandoned``:
+        stopped for that reason, and its restart policy says it runs).
+        Returns [(ContainerInfo, None, or why its start failed)]."""
+        from calicoctl.errors import DockerUnavailable
+        from calicoctl.ops.lifecycle_logic import should_start_abandoned
+        plugins = (protocol.NETWORK_DRIVER, protocol.IPAM_DRIVER)
+        networks = {net.id for net in self.docker.list_networks(protocol.NETWORK_DRIVER)}
+        outcomes = []
+        for container_id in sorted(self.docker.list_container_ids(status="exited")):
+            try:
+                info = self.docker.inspect(container_id)
+            except NotFound:
+                continue            # removed meanwhile
+            if not should_start_abandoned(info, networks, plugins):
+                continue
+            try:
+                self.docker.start(info.id)
+            except DockerUnavailable:
+                raise
+            except NotFound:
+                continue
+            except CalicoError as exc:
+                outcomes.append((info, str(exc)))
+                continue
+            outcomes.append((info, None))
+        return outcomes
 
 
 def _contains(cidr, ip):

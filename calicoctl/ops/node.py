@@ -22,6 +22,7 @@ from calicoctl import model
 from calicoctl.agent import identity
 from calicoctl.errors import AgentError, CalicoError, Conflict, NotFound
 from calicoctl.host import daemon
+from calicoctl.ops import bgp as bgp_ops
 from calicoctl.ops import status as status_ops
 
 DEFAULT_LOG_DIR = "/var/log/calico"
@@ -43,6 +44,8 @@ class NodeSettings:
 
     :ivar ip: this host's IPv4 address as other hosts reach it; given as
         None to ``start_node``, it is detected.
+    :ivar reflector: the route reflector role to give the host (ops.bgp.ReflectorRole);
+        None: it keeps the one it has.
     """
     hostname: str
     ip: Optional[str]
@@ -51,6 +54,7 @@ class NodeSettings:
     log_dir: str = DEFAULT_LOG_DIR
     run_dir: str = RUN_DIR
     docker_plugins: bool = True
+    reflector: Optional[bgp_ops.ReflectorRole] = None
 
 
 @dataclass(frozen=True)
@@ -81,6 +85,7 @@ class AddressChoice:
 class RegisterResult:
     created_pools: Tuple[str, ...]
     previous_ip: Optional[str]       # another IP registered under this hostname
+    reflector: Optional[bgp_ops.ReflectorChange] = None
 
 
 @dataclass(frozen=True)
@@ -92,11 +97,13 @@ class StartResult:
 
 @dataclass(frozen=True)
 class NodeStart:
-    """How ``start_node`` ended: an agent already ran (``running_pid``, nothing
-    was done), a detached agent is in sync (``started``), or the foreground
-    agent ended (``exit_code``, calicoctl's exit status). ``settings`` are
-    those registered, with the detected IP."""
+    """How ``start_node`` ended: an agent already ran (``running_pid``; only
+    the route reflector role was changed, if asked: ``reflector``), a
+    detached agent is in sync (``started``), or the foreground agent ended
+    (``exit_code``, calicoctl's exit status). ``settings`` are those
+    registered, with the detected IP."""
     running_pid: Optional[int] = None
+    reflector: Optional[bgp_ops.ReflectorChange] = None
     settings: Optional[NodeSettings] = None
     started: Optional[StartResult] = None
     exit_code: Optional[int] = None
@@ -232,17 +239,21 @@ def read_etcd_route_source(env):
 
 # -- start -------------------------------------------------------------------------
 
-def start_node(datastore, settings, env, listener, detach=True):
+def start_node(datastore, settings, env, listener, detach=True, force=False):
     """``calicoctl node``: register this host (NodeSettings) and start its agent.
 
-    Nothing is done while an agent already runs. Failed system checks are
+    While an agent already runs, only the route reflector role changes (if
+    ``settings.reflector`` asks; its agent reconfigures BIRD). A role that
+    would leave hosts without routes is refused first, unless ``force``
+    (ops.bgp.plan_route_reflector). Failed system checks are
     warnings. Without ``settings.ip`` the host's address is detected
     (NotFound if it has none). Then the global defaults and this host's
     keys are written and the agent started: detached, this returns once it
     is in sync; in the foreground, once it ends.
 
-    First of all, before the system checks, etcd or the agent's start-up,
-    the Docker plugins' sockets are bound here and handed to the agent
+    First of all, before anything that may be slow (etcd, the system
+    checks, the agent's start-up), unless an agent runs, the Docker
+    plugins' sockets are bound here and handed to the agent
     (``bind_plugin_sockets``), and a service manager waiting for us
     (systemd, ``Type=notify``) is told we are ready: Docker, ordered after
     us at boot, then finds the plugins when it restores its containers.
@@ -258,10 +269,15 @@ def start_node(datastore, settings, env, listener, detach=True):
     """
     from calicoctl.ops import checksystem
     running = find_running_agent()
-    if running is not None:
-        return NodeStart(running_pid=running)
-    with bind_plugin_sockets(settings) as plugin_fds:
+    with bind_plugin_sockets(settings.docker_plugins and running is None) as plugin_fds:
         daemon.notify_ready(env)
+        reflector = None
+        if settings.reflector is not None:
+            reflector = bgp_ops.plan_route_reflector(datastore, settings.hostname, settings.reflector, force)
+        if running is not None:
+            if reflector is not None:
+                bgp_ops.apply_route_reflector(datastore, settings.hostname, reflector)
+            return NodeStart(running_pid=running, reflector=reflector)
         checks = checksystem.run_checks(fix=False, backend=checksystem.backend_from_env(env))
         listener.checks_failed([result for result in checks if not result.ok])
         os.makedirs(settings.log_dir, exist_ok=True)
@@ -269,7 +285,7 @@ def start_node(datastore, settings, env, listener, detach=True):
         choice = choose_addresses(settings, read_interface_addresses(), route_source)
         listener.address_chosen(choice)
         settings = replace(settings, ip=choice.ip)
-        listener.registered(settings, register_node(datastore, settings))
+        listener.registered(settings, register_node(datastore, settings, reflector))
         if not detach:
             code = run_agent_foreground(settings, env, on_synced=listener.synced, plugin_fds=plugin_fds)
             return NodeStart(settings=settings, exit_code=code)
@@ -278,15 +294,16 @@ def start_node(datastore, settings, env, listener, detach=True):
 
 
 @contextlib.contextmanager
-def bind_plugin_sockets(settings):
+def bind_plugin_sockets(wanted):
     """Bind the Docker plugins' sockets; yields {plugin name: fd} for the agent.
 
     Docker looks for a plugin's socket file when it restores its containers
     at boot and gives up on each container after about 15 s without it
     (docs/decisions.md, "Docker networks"); a bound socket holds what Docker
     sends in its backlog until the agent serves it. So they are bound before
-    anything slow. Nothing is yielded when the plugins are off or a socket
-    cannot be bound (the agent then tries itself and reports why). On
+    anything slow. Nothing is yielded unless ``wanted`` (False: the plugins
+    are off, or an agent runs and serves them), nor when a socket cannot be
+    bound (the agent then tries itself and reports why). On
     leaving, our copies are closed and a socket nobody serves any more
     (no agent took it, or the agent has ended) is removed: Docker then finds
     no plugin, not one that refuses connections.
@@ -294,7 +311,7 @@ def bind_plugin_sockets(settings):
     from calicoctl.host import plugin_server
     from calicoctl.ops import plugin_protocol as protocol
     listeners = {}
-    if settings.docker_plugins:
+    if wanted:
         try:
             for name in (protocol.NETWORK_DRIVER, protocol.IPAM_DRIVER):
                 listeners[name] = plugin_server.listen(plugin_server.socket_path(name))
@@ -334,11 +351,12 @@ def choose_addresses(settings, addresses, route_source=None):
 
 # -- registration ----------------------------------------------------------------
 
-def register_node(datastore, settings):
+def register_node(datastore, settings, reflector=None):
     """Write the global defaults and this host's keys; return what changed.
 
     Order as in the reference: default pools, global config and BGP
-    defaults, Ready, then the host's own keys.
+    defaults, Ready, then the host's own keys; last, the route reflector
+    ReflectorChange ``reflector`` (from ops.bgp.plan_route_reflector), if any.
     """
     previous_ip = datastore.get_host_ip(settings.hostname, 4)
     created = []
@@ -349,8 +367,11 @@ def register_node(datastore, settings):
     datastore.ensure_bgp_defaults()
     datastore.set_ready(True)
     datastore.register_host(settings.hostname, settings.ip, settings.ip6, settings.as_num)
+    if reflector is not None:
+        bgp_ops.apply_route_reflector(datastore, settings.hostname, reflector)
     return RegisterResult(created_pools=tuple(created),
-                          previous_ip=previous_ip if previous_ip and previous_ip != settings.ip else None)
+                          previous_ip=previous_ip if previous_ip and previous_ip != settings.ip else None,
+                          reflector=reflector)
 
 
 # -- the agent -------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """calico-agent: the node agent's entry point and composition root.
 
 Usage: calico-agent [--hostname=<H>] [--log-dir=<DIR>] [--run-dir=<DIR>] [--no-docker-plugins]
-                    [--dataplane=auto|nftables|iptables]
+                    [--dataplane=auto|nftables|iptables] [--plugin-fds=calico:<FD>,calico-ipam:<FD>]
 
 Builds everything (config, etcd connections, components) and runs the main
 loop in the foreground:
@@ -36,6 +36,11 @@ component only for the kinds of keys it registered for.
 One component (``lifecycle.WorkloadLifecycle``) also follows Docker, in a
 thread of its own: it keeps this host's containers networked through
 restarts and releases what removed ones held.
+
+The Docker plugins' sockets (``plugins.DockerPlugins``) are normally bound
+by ``calicoctl node`` before it or this process does anything slow (etcd,
+the API check below) and inherited (``--plugin-fds``): Docker, starting at
+boot, finds them and its requests wait until they are served.
 
 Robustness: the view holds every etcd leaf seen. If a component raises (a
 bug, or the kernel surprising us), the error is logged and every component
@@ -93,6 +98,9 @@ def parse_args(argv):
                              "host supports it)")
     parser.add_argument("--no-docker-plugins", action="store_true",
                         help="do not serve the calico and calico-ipam Docker plugins")
+    parser.add_argument(identity.PLUGIN_FDS_OPTION, dest="plugin_fds", type=identity.parse_plugin_fds,
+                        default={}, help="the plugins' sockets, inherited already listening "
+                        "(calicoctl node binds them): calico:<fd>,calico-ipam:<fd>")
     return parser.parse_args(argv)
 
 
@@ -129,12 +137,16 @@ def _quiet_libraries(record):
     return record.levelno >= logging.WARNING or not record.name.startswith(NOISY_LIBRARIES)
 
 
-def gathering_window(cycle):
+def gathering_window(cycle, items):
     """How long to gather work after a flush, given how long the last cycle
-    (feeding and flushing its batch) took (pure): ``BURST_CYCLE``, or
+    (feeding and flushing its batch) took and how many items its batch had
+    (pure): ``BURST_CYCLE``; during a burst (a batch of several items), or
     ``GATHER_PER_CYCLE`` times the cycle when that is longer (at most
     ``MAX_GATHER``), so that cycles take a bounded share of the agent's time
-    however slowly it runs."""
+    however slowly it runs. A lone change that made a slow cycle (BIRD
+    reconfigured, say) does not make the next lone change wait longer."""
+    if items <= 1:
+        return BURST_CYCLE
     return min(MAX_GATHER, max(BURST_CYCLE, GATHER_PER_CYCLE * cycle))
 
 
@@ -307,7 +319,7 @@ class Agent:
         started = time.monotonic()
         ok = self._call_all("flush")
         self._last_flush = time.monotonic()
-        self._gather = gathering_window(self._last_flush - handling)
+        self._gather = gathering_window(self._last_flush - handling, len(batch))
         LOG.debug("Cycle of %d events flushed in %.1f ms (next window %.0f ms)", len(batch),
                   (self._last_flush - started) * 1000, self._gather * 1000)
         if synced:
@@ -424,6 +436,7 @@ def main(argv=None, env=None):
         LOG.error("%s", problem)
         return 1
     config.docker_plugins = not args.no_docker_plugins
+    config.plugin_fds = args.plugin_fds
     config.etcd_endpoints = tuple((endpoint.host, endpoint.port) for endpoint in settings.endpoints)
     pid_path = os.path.join(config.run_dir, identity.PID_FILE)
     other = daemon.read_pid_file(pid_path)

@@ -11,12 +11,16 @@ Kernels without IPIP (this machine's: no ``tunl0``, no modules to load) are
 detected by trying to create the device, once. Then the pool is logged
 once and left to BGP, which routes its addresses unencapsulated -- fine on
 a flat LAN, and what the original did with IPIP off.
+
+As for VXLAN, an endpoint's change replaces or removes its own routes only
+(``tunnels.TunnelRoutes``); pools and host addresses, and every
+``resync_interval`` seconds, check every route against the kernel.
 """
 import logging
 
 from calicoctl.agent.component import ReconcilingComponent
 from calicoctl.agent.dispatch import Kind
-from calicoctl.agent.tunnels import TunnelIndex, calculate_remote_routes
+from calicoctl.agent.tunnels import TunnelIndex, TunnelRoutes
 from calicoctl.errors import CalicoError
 
 LOG = logging.getLogger(__name__)
@@ -44,6 +48,10 @@ class IpipManager(ReconcilingComponent):
         """The view's TunnelIndex (shared with VXLAN and NAT-outgoing)."""
         self.supported = None
         self.unsupported_reason = None
+        self.routes = TunnelRoutes(self.hostname)
+        self._changed_endpoints = set()
+        self._device_index = None
+        """tunl0's ifindex after a complete apply; None: apply everything next."""
 
     def has_ipip_pools(self):
         return bool(self.index.pools_where(lambda pool: bool(pool.ipip)))
@@ -70,23 +78,41 @@ class IpipManager(ReconcilingComponent):
     # -- Component interface -------------------------------------------------------
     def on_snapshot(self, view):
         self.index = view.tunnels
+        self._device_index = None
         self.mark_dirty()
 
     def on_update(self, key, value):
-        if key.kind is Kind.ENDPOINT and not self.has_ipip_pools():
-            return          # endpoint churn matters only with an IPIP pool
+        if key.kind is Kind.ENDPOINT:
+            if not self.has_ipip_pools():
+                return          # endpoint churn matters only with an IPIP pool
+            self._changed_endpoints.add(key.path)
+        else:
+            self._device_index = None
         self.mark_dirty()
+
+    def forget_kernel_state(self):
+        self._device_index = None
 
     # -- effects -------------------------------------------------------------------
     def apply(self):
         from calicoctl.host import netlink
+        changed, self._changed_endpoints = self._changed_endpoints, set()
+        if self._device_index is not None:
+            routes = self.routes.update(self.index, changed)
+            if routes:
+                with netlink.Session() as session:
+                    for dst, gateway in routes.items():
+                        if gateway is None:
+                            session.delete_route(dst, index=self._device_index)
+                        else:
+                            session.replace_onlink_route(dst, gateway, self._device_index)
+            return
         pools = self.index.pools_where(lambda pool: bool(pool.ipip))
         if pools and not self.probe():
             return
         if not pools and not self.supported:
             return          # never needed (or impossible): nothing of ours to clean
-        routes = calculate_remote_routes(self.hostname, pools, self.index.endpoint_list(),
-                                         self.index.host_ips)
+        routes = self.routes.rebuild(self.index, pools, self.index.host_ips)
         with netlink.Session() as session:
             link = session.find_link(DEVICE)
             if link is None:
@@ -100,3 +126,4 @@ class IpipManager(ReconcilingComponent):
             for dst, gateway in routes.items():
                 if current.get(dst) != gateway:
                     session.replace_onlink_route(dst, gateway, link.index)
+        self._device_index = link.index

@@ -102,17 +102,24 @@ class TunnelIndex:
         table[key] = parsed
         return {kind}
 
+    def endpoint(self, key):
+        """The RemoteEndpoint at etcd key ``key`` (parsed once), or None
+        (absent or invalid)."""
+        if key not in self._endpoints:
+            text = self._endpoint_text.get(key)
+            if text is None:
+                return None
+            ep_key, endpoint = self._parse(key, text)
+            self._endpoints[key] = None if endpoint is None else RemoteEndpoint(
+                hostname=ep_key.hostname, nets=tuple(endpoint.ipv4_nets))
+        return self._endpoints[key]
+
+    def endpoint_keys(self):
+        return list(self._endpoint_text)
+
     def endpoint_list(self):
         """Every valid endpoint as a RemoteEndpoint (parsing what is new)."""
-        found = []
-        for key, text in self._endpoint_text.items():
-            if key not in self._endpoints:
-                ep_key, endpoint = self._parse(key, text)
-                self._endpoints[key] = None if endpoint is None else RemoteEndpoint(
-                    hostname=ep_key.hostname, nets=tuple(endpoint.ipv4_nets))
-            if self._endpoints[key] is not None:
-                found.append(self._endpoints[key])
-        return found
+        return [endpoint for endpoint in map(self.endpoint, self._endpoint_text) if endpoint is not None]
 
     def pools_where(self, predicate, version=4):
         return tuple(sorted((pool for pool in self.pools.values()
@@ -152,22 +159,83 @@ def calculate_remote_routes(hostname, pools, endpoints, gateways):
         without one get no routes (their workloads are unreachable this way).
     :return: {CIDR: gateway}
     """
-    import netaddr
-    networks = [netaddr.IPNetwork(pool.cidr) for pool in pools]
+    networks = _networks(pools)
     routes = {}
-    if not networks:
-        return routes
     for endpoint in endpoints:
-        if endpoint.hostname == hostname:
-            continue
-        gateway = gateways.get(endpoint.hostname)
-        if gateway is None:
-            continue
-        for net in endpoint.nets:
-            cidr = netaddr.IPNetwork(net)
-            if any(cidr in network for network in networks):
-                routes[str(cidr)] = gateway
+        routes.update(_endpoint_routes(hostname, networks, endpoint, gateways))
     return routes
+
+
+def _networks(pools):
+    import netaddr
+    return [netaddr.IPNetwork(pool.cidr) for pool in pools]
+
+
+def _endpoint_routes(hostname, networks, endpoint, gateways):
+    """{CIDR: gateway} of one endpoint's networks inside ``networks``."""
+    import netaddr
+    if endpoint is None or endpoint.hostname == hostname or not networks:
+        return {}
+    gateway = gateways.get(endpoint.hostname)
+    if gateway is None:
+        return {}
+    routes = {}
+    for net in endpoint.nets:
+        cidr = netaddr.IPNetwork(net)
+        if any(cidr in network for network in networks):
+            routes[str(cidr)] = gateway
+    return routes
+
+
+class TunnelRoutes:
+    """The routes a tunnel carries (``calculate_remote_routes``), kept per
+    endpoint so that an endpoint's change costs its own networks, not a pass
+    over every endpoint of the cluster (pure).
+
+    ``rebuild`` starts over (pools, host addresses or VTEPs changed);
+    ``update`` takes the endpoints that changed since and returns the routes
+    that differ ({CIDR: gateway, or None for a route to remove}).
+    """
+
+    def __init__(self, hostname):
+        self.hostname = hostname
+        self.routes = {}
+        """CIDR -> gateway."""
+        self._networks = []
+        self._gateways = {}
+        self._by_endpoint = {}
+        """etcd key -> {CIDR: gateway} that endpoint asks for."""
+        self._claims = {}
+        """CIDR -> {etcd key: gateway} (two endpoints may name one network)."""
+
+    def rebuild(self, index, pools, gateways):
+        self._networks, self._gateways = _networks(pools), dict(gateways)
+        self.routes, self._by_endpoint, self._claims = {}, {}, {}
+        self.update(index, index.endpoint_keys())
+        return self.routes
+
+    def update(self, index, keys):
+        changed = {}
+        for key in keys:
+            wanted = _endpoint_routes(self.hostname, self._networks, index.endpoint(key), self._gateways)
+            old = self._by_endpoint.pop(key, {})
+            if wanted:
+                self._by_endpoint[key] = wanted
+            for cidr in set(old) | set(wanted):
+                claims = self._claims.setdefault(cidr, {})
+                claims.pop(key, None)
+                if cidr in wanted:
+                    claims[key] = wanted[cidr]
+                gateway = claims[min(claims)] if claims else None
+                if not claims:
+                    del self._claims[cidr]
+                if self.routes.get(cidr) != gateway:
+                    changed[cidr] = gateway
+                    if gateway is None:
+                        self.routes.pop(cidr, None)
+                    else:
+                        self.routes[cidr] = gateway
+        return changed
 
 
 @dataclass(frozen=True)
@@ -180,16 +248,21 @@ class VxlanPlan:
     fdb: Dict[str, str]                   # remote device MAC -> remote VTEP IP
 
 
-def calculate_vxlan_plan(hostname, index, vni):
-    """The VXLAN state this host should have, from a TunnelIndex (pure)."""
+def calculate_vxlan_plan(hostname, index, vni, routes=None):
+    """The VXLAN state this host should have, from a TunnelIndex (pure).
+
+    :param routes: the TunnelRoutes to rebuild for it (kept by the caller,
+        which then follows endpoint changes with ``routes.update``).
+    """
+    routes = routes or TunnelRoutes(hostname)
     pools = index.pools_where(lambda pool: pool.vxlan)
     local_ip = index.host_ips.get(hostname)
     if not pools or local_ip is None:
+        routes.rebuild(index, (), {})
         return VxlanPlan(wanted=False, local_ip=local_ip, routes={}, neighbours={}, fdb={})
     remote = {host: vtep for host, vtep in index.vteps.items()
               if host != hostname and vtep.vni == vni and vtep.ip != local_ip}
-    routes = calculate_remote_routes(hostname, pools, index.endpoint_list(),
-                                     {host: vtep.ip for host, vtep in remote.items()})
+    routes = dict(routes.rebuild(index, pools, {host: vtep.ip for host, vtep in remote.items()}))
     neighbours = {vtep.ip: vtep.mac for vtep in remote.values()}
     fdb = {vtep.mac: vtep.ip for vtep in remote.values()}
     return VxlanPlan(wanted=True, local_ip=local_ip, routes=routes, neighbours=neighbours, fdb=fdb)

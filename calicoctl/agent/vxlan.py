@@ -25,6 +25,12 @@ Per host, when any IPv4 VXLAN pool exists:
   ``<its device MAC> dst <that host's IP>``. Whatever else is on the device
   (routes, neighbours, FDB entries) is removed: the device is ours.
 
+A change of pools, host addresses or VXLAN records (and every
+``resync_interval`` seconds) checks all of it against the kernel; a change of
+endpoints only replaces or removes the routes of the endpoints that changed
+(``tunnels.TunnelRoutes``), so it costs the same however many endpoints the
+cluster has.
+
 No VXLAN pool left: the device (and with it all its routes) and the etcd
 record are removed.
 """
@@ -33,7 +39,7 @@ import logging
 from calicoctl.agent.component import ReconcilingComponent
 from calicoctl.agent.dispatch import Kind
 from calicoctl.agent.indexes import Indexes
-from calicoctl.agent.tunnels import calculate_vxlan_plan
+from calicoctl.agent.tunnels import TunnelRoutes, calculate_vxlan_plan
 from calicoctl.datastore import paths
 
 LOG = logging.getLogger(__name__)
@@ -68,15 +74,24 @@ class VxlanManager(ReconcilingComponent):
         """The view's TunnelIndex (shared with IPIP and NAT-outgoing)."""
         self._device_absent = False
         """True once we know there is no device (so no netlink call is needed)."""
+        self.routes = TunnelRoutes(self.hostname)
+        self._changed_endpoints = set()
+        self._device_index = None
+        """The device's ifindex after a complete apply; None: apply everything next."""
 
     # -- Component interface -------------------------------------------------------
     def on_snapshot(self, view):
         self.view, self.index = view, view.tunnels
+        self._device_index = None
         self.mark_dirty()
 
     def on_update(self, key, value):
-        if key.kind is Kind.ENDPOINT and not self._has_vxlan_pools():
-            return          # endpoint churn matters only with a VXLAN pool
+        if key.kind is Kind.ENDPOINT:
+            if not self._has_vxlan_pools():
+                return          # endpoint churn matters only with a VXLAN pool
+            self._changed_endpoints.add(key.path)
+        else:
+            self._device_index = None
         self.mark_dirty()
 
     def _has_vxlan_pools(self):
@@ -84,12 +99,25 @@ class VxlanManager(ReconcilingComponent):
 
     def forget_kernel_state(self):
         self._device_absent = False      # check the kernel again
+        self._device_index = None
 
     # -- effects -------------------------------------------------------------------
     def apply(self):
-        """Make the kernel (and our etcd record) match the index."""
+        """Make the kernel (and our etcd record) match the index: the routes
+        of the endpoints that changed, or everything."""
         from calicoctl.host import netlink
-        plan = calculate_vxlan_plan(self.hostname, self.index, VNI)
+        changed, self._changed_endpoints = self._changed_endpoints, set()
+        if self._device_index is not None:
+            routes = self.routes.update(self.index, changed)
+            if routes:
+                with netlink.Session() as session:
+                    for dst, gateway in routes.items():
+                        if gateway is None:
+                            session.delete_route(dst, index=self._device_index)
+                        else:
+                            session.replace_onlink_route(dst, gateway, self._device_index)
+            return
+        plan = calculate_vxlan_plan(self.hostname, self.index, VNI, self.routes)
         if not plan.wanted:
             if not self._device_absent:
                 with netlink.Session() as session:
@@ -114,6 +142,7 @@ class VxlanManager(ReconcilingComponent):
                 "route", plan.routes, session.list_device_routes(link.index),
                 lambda dst, gw: session.replace_onlink_route(dst, gw, link.index),
                 lambda dst, gw: session.delete_route(dst, index=link.index))
+        self._device_index = link.index
 
     def _ensure_device(self, session, local_ip):
         info = session.find_vxlan(DEVICE)

@@ -11,6 +11,7 @@ Workflows take their collaborators (datastore, environment, a listener or
 ``report`` callback for progress) as arguments and return what happened;
 the CLI prints. ``calculate_``/``choose_`` functions are pure.
 """
+import contextlib
 import os
 import sys
 import time
@@ -21,6 +22,7 @@ from calicoctl import model
 from calicoctl.agent import identity
 from calicoctl.errors import AgentError, CalicoError, Conflict, NotFound
 from calicoctl.host import daemon
+from calicoctl.ops import bgp as bgp_ops
 from calicoctl.ops import status as status_ops
 
 DEFAULT_LOG_DIR = "/var/log/calico"
@@ -42,6 +44,8 @@ class NodeSettings:
 
     :ivar ip: this host's IPv4 address as other hosts reach it; given as
         None to ``start_node``, it is detected.
+    :ivar reflector: the route reflector role to give the host (ops.bgp.ReflectorRole);
+        None: it keeps the one it has.
     """
     hostname: str
     ip: Optional[str]
@@ -50,6 +54,7 @@ class NodeSettings:
     log_dir: str = DEFAULT_LOG_DIR
     run_dir: str = RUN_DIR
     docker_plugins: bool = True
+    reflector: Optional[bgp_ops.ReflectorRole] = None
     dataplane: Optional[str] = None
     """'nftables' or 'iptables'; None: the agent chooses (nftables where it can)."""
 
@@ -82,6 +87,7 @@ class AddressChoice:
 class RegisterResult:
     created_pools: Tuple[str, ...]
     previous_ip: Optional[str]       # another IP registered under this hostname
+    reflector: Optional[bgp_ops.ReflectorChange] = None
 
 
 @dataclass(frozen=True)
@@ -93,11 +99,13 @@ class StartResult:
 
 @dataclass(frozen=True)
 class NodeStart:
-    """How ``start_node`` ended: an agent already ran (``running_pid``, nothing
-    was done), a detached agent is in sync (``started``), or the foreground
-    agent ended (``exit_code``, calicoctl's exit status). ``settings`` are
-    those registered, with the detected IP."""
+    """How ``start_node`` ended: an agent already ran (``running_pid``; only
+    the route reflector role was changed, if asked: ``reflector``), a
+    detached agent is in sync (``started``), or the foreground agent ended
+    (``exit_code``, calicoctl's exit status). ``settings`` are those
+    registered, with the detected IP."""
     running_pid: Optional[int] = None
+    reflector: Optional[bgp_ops.ReflectorChange] = None
     settings: Optional[NodeSettings] = None
     started: Optional[StartResult] = None
     exit_code: Optional[int] = None
@@ -161,13 +169,15 @@ def calculate_missing_pools(existing_pools):
     return [model.IPPool(cidr=DEFAULT_POOLS[v]) for v in (4, 6) if v not in versions]
 
 
-def calculate_agent_command(settings, python=None):
-    """The agent's command line (same Python environment as this calicoctl)."""
+def calculate_agent_command(settings, python=None, plugin_fds=None):
+    """The agent's command line (same Python environment as this calicoctl);
+    ``plugin_fds``: {plugin name: fd} of the plugin sockets it inherits."""
     return [python or sys.executable, "-m", identity.MODULE,
             "--hostname=%s" % settings.hostname,
             "--log-dir=%s" % settings.log_dir,
             "--run-dir=%s" % settings.run_dir] + ([] if settings.docker_plugins else ["--no-docker-plugins"]) \
-        + (["--dataplane=%s" % settings.dataplane] if settings.dataplane else [])
+        + (["--dataplane=%s" % settings.dataplane] if settings.dataplane else []) \
+        + ([identity.render_plugin_fds(plugin_fds)] if plugin_fds else [])
 
 
 def calculate_dataplane_switch(requested, running_status):
@@ -181,10 +191,12 @@ def calculate_dataplane_switch(requested, running_status):
 
 def calculate_agent_environment(env):
     """``env`` plus a PYTHONPATH that finds this calicoctl package even when
-    it is not installed (the agent runs from ``/``)."""
+    it is not installed (the agent runs from ``/``), without systemd's
+    NOTIFY_SOCKET (``calicoctl node`` is the unit's process, not the agent)."""
     import calicoctl
     package_root = os.path.dirname(os.path.dirname(os.path.abspath(calicoctl.__file__)))
     result = dict(env)
+    result.pop("NOTIFY_SOCKET", None)
     parts = [p for p in result.get("PYTHONPATH", "").split(os.pathsep) if p]
     if package_root not in parts:
         parts.insert(0, package_root)
@@ -241,14 +253,24 @@ def read_etcd_route_source(env):
 
 # -- start -------------------------------------------------------------------------
 
-def start_node(datastore, settings, env, listener, detach=True):
+def start_node(datastore, settings, env, listener, detach=True, force=False):
     """``calicoctl node``: register this host (NodeSettings) and start its agent.
 
-    Nothing is done while an agent already runs. Failed system checks are
+    While an agent already runs, only the route reflector role changes (if
+    ``settings.reflector`` asks; its agent reconfigures BIRD). A role that
+    would leave hosts without routes is refused first, unless ``force``
+    (ops.bgp.plan_route_reflector). Failed system checks are
     warnings. Without ``settings.ip`` the host's address is detected
     (NotFound if it has none). Then the global defaults and this host's
     keys are written and the agent started: detached, this returns once it
     is in sync; in the foreground, once it ends.
+
+    First of all, before anything that may be slow (etcd, the system
+    checks, the agent's start-up), unless an agent runs, the Docker
+    plugins' sockets are bound here and handed to the agent
+    (``bind_plugin_sockets``), and a service manager waiting for us
+    (systemd, ``Type=notify``) is told we are ready: Docker, ordered after
+    us at boot, then finds the plugins when it restores its containers.
 
     ``listener`` hears each step as it happens (the CLI prints them):
     ``checks_failed(results)``, the checksystem.CheckResults that did not
@@ -264,24 +286,77 @@ def start_node(datastore, settings, env, listener, detach=True):
     switched_from = None
     if running is not None:
         switched_from = calculate_dataplane_switch(settings.dataplane, status_ops.read_local_status(settings.run_dir))
-        if switched_from is None:
-            return NodeStart(running_pid=running)
-        # The new agent removes what the old dataplane programmed once its own is in place.
-        stop_agent(settings.run_dir)
-    checks = checksystem.run_checks(fix=False, backend=checksystem.backend_from_env(env),
-                                    dataplane=settings.dataplane)
-    listener.checks_failed([result for result in checks if not result.ok])
-    os.makedirs(settings.log_dir, exist_ok=True)
-    route_source = read_etcd_route_source(env) if settings.ip is None else None
-    choice = choose_addresses(settings, read_interface_addresses(), route_source)
-    listener.address_chosen(choice)
-    settings = replace(settings, ip=choice.ip)
-    listener.registered(settings, register_node(datastore, settings))
-    if not detach:
-        code = run_agent_foreground(settings, env, on_synced=listener.synced)
-        return NodeStart(settings=settings, exit_code=code, switched_from=switched_from)
-    return NodeStart(settings=settings, started=start_agent(settings, env, report=listener.waiting),
-                     switched_from=switched_from)
+        if switched_from is not None:
+            # The new agent removes what the old dataplane programmed once its own is in place.
+            stop_agent(settings.run_dir)
+            running = None
+    with bind_plugin_sockets(settings.docker_plugins and running is None) as plugin_fds:
+        daemon.notify_ready(env)
+        reflector = None
+        if settings.reflector is not None:
+            reflector = bgp_ops.plan_route_reflector(datastore, settings.hostname, settings.reflector, force)
+        if running is not None:
+            if reflector is not None:
+                bgp_ops.apply_route_reflector(datastore, settings.hostname, reflector)
+            return NodeStart(running_pid=running, reflector=reflector)
+        checks = checksystem.run_checks(fix=False, backend=checksystem.backend_from_env(env),
+                                        dataplane=settings.dataplane)
+        listener.checks_failed([result for result in checks if not result.ok])
+        os.makedirs(settings.log_dir, exist_ok=True)
+        route_source = read_etcd_route_source(env) if settings.ip is None else None
+        choice = choose_addresses(settings, read_interface_addresses(), route_source)
+        listener.address_chosen(choice)
+        settings = replace(settings, ip=choice.ip)
+        listener.registered(settings, register_node(datastore, settings, reflector))
+        if not detach:
+            code = run_agent_foreground(settings, env, on_synced=listener.synced, plugin_fds=plugin_fds)
+            return NodeStart(settings=settings, exit_code=code, switched_from=switched_from)
+        return NodeStart(settings=settings, started=start_agent(settings, env, report=listener.waiting,
+                                                                plugin_fds=plugin_fds),
+                         switched_from=switched_from)
+
+
+@contextlib.contextmanager
+def bind_plugin_sockets(wanted):
+    """Bind the Docker plugins' sockets; yields {plugin name: fd} for the agent.
+
+    Docker looks for a plugin's socket file when it restores its containers
+    at boot and gives up on each container after about 15 s without it
+    (docs/decisions.md, "Docker networks"); a bound socket holds what Docker
+    sends in its backlog until the agent serves it. So they are bound before
+    anything slow. Nothing is yielded unless ``wanted`` (False: the plugins
+    are off, or an agent runs and serves them), nor when a socket cannot be
+    bound (the agent then tries itself and reports why). On
+    leaving, our copies are closed and a socket nobody serves any more
+    (no agent took it, or the agent has ended) is removed: Docker then finds
+    no plugin, not one that refuses connections.
+    """
+    from calicoctl.host import plugin_server
+    from calicoctl.ops import plugin_protocol as protocol
+    listeners = {}
+    if wanted:
+        try:
+            for name in (protocol.NETWORK_DRIVER, protocol.IPAM_DRIVER):
+                listeners[name] = plugin_server.listen(plugin_server.socket_path(name))
+        except (OSError, RuntimeError):
+            _close_plugin_sockets(listeners)
+            listeners = {}
+    try:
+        yield {name: listener.fileno() for name, listener in listeners.items()}
+    finally:
+        _close_plugin_sockets(listeners)
+
+
+def _close_plugin_sockets(listeners):
+    from calicoctl.host import plugin_server
+    for listener in listeners.values():
+        path = listener.getsockname()
+        listener.close()
+        if not plugin_server.socket_answers(path):
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
 
 
 def choose_addresses(settings, addresses, route_source=None):
@@ -299,11 +374,12 @@ def choose_addresses(settings, addresses, route_source=None):
 
 # -- registration ----------------------------------------------------------------
 
-def register_node(datastore, settings):
+def register_node(datastore, settings, reflector=None):
     """Write the global defaults and this host's keys; return what changed.
 
     Order as in the reference: default pools, global config and BGP
-    defaults, Ready, then the host's own keys.
+    defaults, Ready, then the host's own keys; last, the route reflector
+    ReflectorChange ``reflector`` (from ops.bgp.plan_route_reflector), if any.
     """
     previous_ip = datastore.get_host_ip(settings.hostname, 4)
     created = []
@@ -314,8 +390,11 @@ def register_node(datastore, settings):
     datastore.ensure_bgp_defaults()
     datastore.set_ready(True)
     datastore.register_host(settings.hostname, settings.ip, settings.ip6, settings.as_num)
+    if reflector is not None:
+        bgp_ops.apply_route_reflector(datastore, settings.hostname, reflector)
     return RegisterResult(created_pools=tuple(created),
-                          previous_ip=previous_ip if previous_ip and previous_ip != settings.ip else None)
+                          previous_ip=previous_ip if previous_ip and previous_ip != settings.ip else None,
+                          reflector=reflector)
 
 
 # -- the agent -------------------------------------------------------------------
@@ -355,12 +434,13 @@ def _agent_failure(settings, what, exited):
     return AgentError("%s; see %s." % (what, " and ".join(logs)))
 
 
-def start_agent(settings, env, report=None, timeout=SYNC_TIMEOUT, command=None):
+def start_agent(settings, env, report=None, timeout=SYNC_TIMEOUT, command=None, plugin_fds=None):
     """Start the agent detached and wait until it reports in sync.
 
     ``report(seconds_waited)`` is called about once a second while waiting.
     On failure or timeout the half-started agent is stopped and AgentError
-    raised. ``command`` replaces the agent's command line (tests).
+    raised. ``command`` replaces the agent's command line (tests);
+    ``plugin_fds`` ({plugin name: fd}) are the plugin sockets it inherits.
     """
     os.makedirs(settings.log_dir, exist_ok=True)
     os.makedirs(settings.run_dir, exist_ok=True)
@@ -368,8 +448,9 @@ def start_agent(settings, env, report=None, timeout=SYNC_TIMEOUT, command=None):
     started = time.monotonic()
     # A Ctrl-C or SIGTERM while we wait must not leave a half-started agent.
     with daemon.forward_signals() as forwarder:
-        agent = daemon.start_detached(command or calculate_agent_command(settings), _console_log(settings),
-                                      pid_file, env=calculate_agent_environment(env))
+        agent = daemon.start_detached(command or calculate_agent_command(settings, plugin_fds=plugin_fds),
+                                      _console_log(settings), pid_file, env=calculate_agent_environment(env),
+                                      pass_fds=(plugin_fds or {}).values())
         forwarder.attach(agent)
         try:
             return _wait_in_sync(settings, agent, forwarder, started, report, timeout)
@@ -402,8 +483,9 @@ def _wait_in_sync(settings, agent, forwarder, started, report, timeout):
         time.sleep(0.05)
 
 
-def run_agent_foreground(settings, env, on_synced=None, timeout=SYNC_TIMEOUT, command=None):
-    """Run the agent attached; return calicoctl's exit status when it ends.
+def run_agent_foreground(settings, env, on_synced=None, timeout=SYNC_TIMEOUT, command=None, plugin_fds=None):
+    """Run the agent attached; return calicoctl's exit status when it ends
+    (``plugin_fds``: as for ``start_agent``).
 
     SIGTERM/SIGINT to us are passed to the agent, whose clean exit is then
     success. ``on_synced(status)`` is called once it first reports in sync,
@@ -416,8 +498,9 @@ def run_agent_foreground(settings, env, on_synced=None, timeout=SYNC_TIMEOUT, co
     agent = None
     try:
         with daemon.forward_signals() as forwarder:
-            agent = daemon.start_foreground(command or calculate_agent_command(settings), pid_file,
-                                            env=calculate_agent_environment(env))
+            agent = daemon.start_foreground(command or calculate_agent_command(settings, plugin_fds=plugin_fds),
+                                            pid_file, env=calculate_agent_environment(env),
+                                            pass_fds=(plugin_fds or {}).values())
             forwarder.attach(agent)
             started = time.monotonic()
             announced = False

@@ -324,6 +324,8 @@ def test_node_needs_root(host, lan_etcd):
     ("node --as=abcde", "Invalid AS number"),
     ("node --as=4294967296", "Invalid AS number"),
     ("node --detach=maybe", "--detach"),
+    ("node --rr-cluster-id=244.0.0", "Invalid route reflector cluster ID '244.0.0'"),
+    ("node --rr-cluster-id=fd00::1", "Invalid route reflector cluster ID"),
 ])
 def test_node_invalid_options_refused(host, lan_etcd, argv, fragment):
     client = lan_etcd.client()
@@ -332,6 +334,22 @@ def test_node_invalid_options_refused(host, lan_etcd, argv, fragment):
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and fragment in lines[0], result.stderr
+    assert dump_etcd(client) == before
+    assert agent_pid(host) is None
+
+
+def test_last_reflector_stays_one_while_hosts_would_learn_no_routes(host, lan_etcd):
+    client = lan_etcd.client()
+    client.write("/calico/bgp/v1/global/node_mesh", json.dumps({"enabled": False}))
+    client.write("/calico/bgp/v1/host/node-a/ip_addr_v4", HOST_IP)
+    client.write("/calico/bgp/v1/host/node-a/rr_cluster_id", "244.0.0.1")
+    before = dump_etcd(client)
+    result = calicoctl(host, "node --ip=%s --rr-cluster-id=none" % HOST_IP, lan_etcd.env)
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(
+        "Not making node-a an ordinary node: it is the last route reflector"), result.stderr
+    assert "--force" in lines[0]
     assert dump_etcd(client) == before
     assert agent_pid(host) is None
 
@@ -362,3 +380,31 @@ def test_node_restarts_after_the_agent_was_killed(host, lan_etcd):
     assert new != old and pid_alive(new)
     stop_node(host, lan_etcd.env)
     assert not pid_alive(new)
+
+
+@needs_agent
+def test_node_switches_the_dataplane_of_a_running_node_and_removes_the_other(host, lan_etcd):
+    def table_present():
+        return host.run(["nft", "list", "table", "inet", "calico"]).returncode == 0
+
+    def felix_chains():
+        return [line for line in host.run(["iptables-nft-save", "-t", "filter"]).stdout.splitlines()
+                if line.startswith(":felix-")]
+
+    first = calicoctl(host, "node --ip=%s" % HOST_IP, lan_etcd.env)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "Dataplane (nftables): in sync" in calicoctl(host, "status", lan_etcd.env).stdout
+    assert table_present() and not felix_chains()
+    same = calicoctl(host, "node --ip=%s --dataplane=nftables" % HOST_IP, lan_etcd.env)
+    assert same.returncode == 0 and "already running" in same.stdout and "Switched" not in same.stdout
+    old = agent_pid(host)
+    switched = calicoctl(host, "node --ip=%s --dataplane=iptables" % HOST_IP, lan_etcd.env)
+    assert switched.returncode == 0, switched.stdout + switched.stderr
+    assert "Switched the policy dataplane from nftables to iptables." in switched.stdout
+    assert agent_pid(host) != old and not pid_alive(old)
+    assert "Dataplane (iptables): in sync" in calicoctl(host, "status", lan_etcd.env).stdout
+    assert felix_chains() and not table_present()
+    back = calicoctl(host, "node --ip=%s --dataplane=nftables" % HOST_IP, lan_etcd.env)
+    assert back.returncode == 0 and "from iptables to nftables" in back.stdout
+    assert table_present() and not felix_chains()
+    stop_node(host, lan_etcd.env)

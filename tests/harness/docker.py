@@ -272,7 +272,10 @@ class HostDockerd(_DockerClients):
     ``/run/docker.sock`` and a plugin socket in that host's
     ``/run/docker/plugins/`` is found by it. It supervises its own
     containerd (none answers in that /run), so containers, images and the
-    containerd namespace are the host's alone. No bridge, no iptables.
+    containerd namespace are the host's alone. No bridge, no iptables,
+    unless ``manages_iptables``: then Docker's default bridge (``bridge_ip``)
+    and Docker's own iptables rules (FORWARD policy DROP, its chains,
+    MASQUERADE), as a stock Docker host has them.
 
     ``start``/``stop``/``restart`` act on the one process by PID; ``stop``
     leaves containers in place (a restart policy brings them back) unless
@@ -280,9 +283,12 @@ class HostDockerd(_DockerClients):
     through the holder's root: ``socket_path`` / ``client()``.
     """
 
-    def __init__(self, host, state_dir=None, timeout=START_TIMEOUT):
+    def __init__(self, host, state_dir=None, timeout=START_TIMEOUT, manages_iptables=False,
+                 bridge_ip="10.199.0.1/24"):
         import secrets
         self.host = host
+        self.manages_iptables = manages_iptables
+        self.bridge_ip = bridge_ip
         unique = "%s-%s" % (host.name, secrets.token_hex(3))
         self.state_dir = state_dir or os.path.join(HOST_DOCKERD_STATE, unique)
         self.cgroup_parent = "calico-sim-" + unique
@@ -321,7 +327,8 @@ class HostDockerd(_DockerClients):
             "dockerd", "--config-file", config,
             "--data-root", self.data_root, "--exec-root", HOST_EXEC_ROOT,
             "--pidfile", HOST_PIDFILE, "-H", "unix://" + HOST_DOCKER_SOCKET,
-            "--bridge=none", "--iptables=false", "--ip6tables=false",
+            *(("--bip=%s" % self.bridge_ip, "--iptables=true") if self.manages_iptables else
+              ("--bridge=none", "--iptables=false")), "--ip6tables=false",
             "--userland-proxy=false", "--shutdown-timeout=3",
             "--cgroup-parent=/" + self.cgroup_parent,
         ]
@@ -353,6 +360,22 @@ class HostDockerd(_DockerClients):
             self.remove_containers()
         terminate_pid(self._process.pid, timeout=30.0, popen=self._process)
         self._process = None
+
+    def container_pids(self):
+        """PIDs of the processes of its containers (its cgroup parent, in every hierarchy)."""
+        pids = set()
+        for controller in os.listdir("/sys/fs/cgroup"):
+            for directory, _dirs, files in os.walk(os.path.join("/sys/fs/cgroup", controller, self.cgroup_parent)):
+                if "cgroup.procs" in files:
+                    with open(os.path.join(directory, "cgroup.procs")) as handle:
+                        pids.update(int(pid) for pid in handle.read().split())
+        return pids
+
+    def reap(self):
+        """After its process was killed (``SimHost.power_off``): wait for it."""
+        if self._process is not None:
+            self._process.wait(10)
+            self._process = None
 
     def restart(self):
         """Stop and start again, as ``systemctl restart docker`` would."""

@@ -24,7 +24,8 @@ from tests.harness.util import free_port
 
 
 # Writes (key, value) groups given on stdin, one thread each, with calicoctl's
-# own key-value store; prints the monotonic clock (system-wide) before the first.
+# own key-value store; prints the monotonic clock (system-wide) before the
+# first write and once etcd has accepted the last.
 LAN_WRITER = """
 import json, sys, threading, time
 from calicoctl.datastore import etcdconn
@@ -38,18 +39,21 @@ threads = [threading.Thread(target=write, args=(group,)) for group in groups]
 print(time.monotonic(), flush=True)
 for thread in threads: thread.start()
 for thread in threads: thread.join()
+print(time.monotonic(), flush=True)
 """
 
 
 def write_from_lan(etcd, groups, timeout=600):
     """Write each group of (key, value) pairs in a thread of its own, from
     inside ``etcd``'s LAN (no port forwarder in the way, as a host's calicoctl
-    writes); returns the ``time.monotonic()`` of the start."""
+    writes); returns the ``time.monotonic()`` of the start and of etcd
+    having accepted every write."""
     result = etcd.lan.run([sys.executable, "-c", LAN_WRITER, json.dumps(etcd.env)],
                           input=json.dumps([list(group) for group in groups]), cwd="/", timeout=timeout)
     if result.returncode != 0:
         raise RuntimeError("writing to etcd from the LAN failed: %s" % result.stderr.strip())
-    return float(result.stdout.strip().splitlines()[0])
+    started, finished = result.stdout.strip().splitlines()[:2]
+    return float(started), float(finished)
 
 
 class LanEtcdServer:

@@ -27,6 +27,7 @@ import ipaddress
 import os
 import re
 import secrets
+import signal
 import subprocess
 
 from tests.harness.forward import PortForward
@@ -283,7 +284,8 @@ class SimHost(_Namespaces):
     PRIVATE_DIRS = ("/var/lib/calico", "/var/log/calico")
 
     def __init__(self, name, ip, lan, prefixlen=None, ip6=None, prefixlen6=64,
-                 docker_socket="/run/docker.sock", own_dockerd=False, dockerd_state_dir=None):
+                 docker_socket="/run/docker.sock", own_dockerd=False, dockerd_state_dir=None,
+                 docker_iptables=False):
         super().__init__(name)
         self.ip = str(ipaddress.ip_address(ip))
         self.lan = lan
@@ -296,6 +298,8 @@ class SimHost(_Namespaces):
         self.prefixlen6 = prefixlen6
         self.docker_socket = docker_socket
         self.own_dockerd = own_dockerd
+        self.docker_iptables = docker_iptables
+        """With its own dockerd: Docker manages iptables and a default bridge."""
         self._dockerd_state_dir = dockerd_state_dir
         self.dockerd = None
         """The host's own HostDockerd (``own_dockerd=True``), else None."""
@@ -323,7 +327,8 @@ class SimHost(_Namespaces):
 
     def _start_own_dockerd(self):
         from tests.harness.docker import HostDockerd, ensure_busybox_image
-        self.dockerd = HostDockerd(self, state_dir=self._dockerd_state_dir).start()
+        self.dockerd = HostDockerd(self, state_dir=self._dockerd_state_dir,
+                                   manages_iptables=self.docker_iptables).start()
         client = self.dockerd.client()
         try:
             ensure_busybox_image(client)
@@ -392,6 +397,29 @@ class SimHost(_Namespaces):
             lines.append("if [ -e %s ]; then : > %s; mount --bind %s %s; umount %s; rm -f %s; fi"
                          % (stash, sock, stash, sock, stash, stash))
         self._script("\n".join(lines), "wiping /run")
+
+    def power_off(self):
+        """What a power cut and a boot leave: every process of the host (the
+        agent, BIRD, its own dockerd with containerd, shims and containers)
+        SIGKILLed at once; interfaces and routes of the containers gone with
+        their namespaces, nftables rules and ipsets flushed, /run empty. A
+        dockerd's containers stay on disk, recorded as running."""
+        pids = set(pids_in_netns(netns_inode(self.pid), exclude={self.pid}))
+        if self.dockerd is not None:
+            pids |= self.dockerd.container_pids()
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)     # ours: started in this simulated host
+            except ProcessLookupError:
+                pass
+        for pid in pids:
+            kill_pid(pid)                       # waits until it is gone
+        for process in self._processes:
+            process.poll()
+        if self.dockerd is not None:
+            self.dockerd.reap()
+        self._script("nft flush ruleset; ipset destroy 2>/dev/null || true", "flushing the dataplane")
+        self.wipe_run()
 
     def stop(self):
         """End our processes in the host, the holder, and remove the bridge

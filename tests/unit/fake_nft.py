@@ -72,10 +72,6 @@ class FakeNft:
     def elements(self, name):
         return set(self.table["elements"][name])
 
-    def commands_sent(self, verb):
-        """Commands of every applied or refused batch starting with ``verb``."""
-        return [line for batch in self.batches for line in batch.splitlines() if line.startswith(verb)]
-
     # -- interpretation -------------------------------------------------------------------
     @staticmethod
     def _element_json(element):

@@ -227,20 +227,25 @@ def test_the_agent_gathers_a_burst_into_one_cycle_but_takes_a_change_after_quiet
         later.cancel()
 
 
-def test_the_gathering_window_grows_with_slow_cycles_within_bounds():
+def test_the_gathering_window_grows_with_slow_cycles_of_a_burst_within_bounds():
     from calicoctl.agent import __main__ as agent_main
-    assert agent_main.gathering_window(0.001) == agent_main.BURST_CYCLE      # a quick cycle
-    assert agent_main.gathering_window(0.05) == 0.05 * agent_main.GATHER_PER_CYCLE
-    assert agent_main.gathering_window(30.0) == agent_main.MAX_GATHER         # a starved agent, bounded
-    assert agent_main.gathering_window(0.0125) == agent_main.BURST_CYCLE
+    assert agent_main.gathering_window(0.001, 50) == agent_main.BURST_CYCLE      # a quick cycle
+    assert agent_main.gathering_window(0.05, 50) == 0.05 * agent_main.GATHER_PER_CYCLE
+    assert agent_main.gathering_window(30.0, 50) == agent_main.MAX_GATHER         # a starved agent, bounded
+    assert agent_main.gathering_window(0.0125, 2) == agent_main.BURST_CYCLE
+    assert agent_main.gathering_window(0.5, 1) == agent_main.BURST_CYCLE          # a lone change: no burst
 
 
-def test_the_agent_widens_its_window_after_a_slow_flush():
+def test_the_agent_widens_its_window_after_a_slow_flush_in_a_burst():
     import time
+
+    from calicoctl.agent import __main__ as agent_main
 
     class Slow(Recorder):
         def flush(self):
             time.sleep(0.1)
     agent = Agent(AgentConfig(hostname=HOST), [Slow(Kind.ENDPOINT)], lambda emit: None, Reporter())
     agent._handle([Snapshot({POOL: POOL_JSON}, 1)])
+    assert agent._gather == agent_main.BURST_CYCLE          # one item: not a burst
+    agent._handle([Update(ep_key(endpoint="a"), ep_json()), Update(ep_key(endpoint="b"), ep_json())])
     assert agent._gather >= 0.4          # GATHER_PER_CYCLE x at least 0.1 s

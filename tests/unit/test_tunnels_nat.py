@@ -153,3 +153,28 @@ def test_nat_restore_removal_touches_only_ours():
     assert text.splitlines() == ["*nat", "-D POSTROUTING -j calico-nat-outgoing",
                                  "-F calico-nat-outgoing", "-X calico-nat-outgoing", "COMMIT"]
     assert nat.render_nat_restore({"POSTROUTING": ["-j OTHER"]}, False) is None
+
+
+def test_tunnel_routes_follow_each_endpoint_without_a_pass_over_the_others():
+    index = tunnels.TunnelIndex()
+    index.load(cluster_items())
+    routes = tunnels.TunnelRoutes("h1")
+    pools = index.pools_where(lambda pool: pool.vxlan)
+    gateways = {"h2": "172.17.8.102", "h3": "172.17.8.103"}
+    assert routes.rebuild(index, pools, gateways) == {"10.65.0.2/32": "172.17.8.102", "10.65.0.3/32": "172.17.8.103"}
+    moved, value = endpoint("h2", "10.65.0.7")
+    index.update(moved, value)
+    assert routes.update(index, [moved]) == {"10.65.0.7/32": "172.17.8.102"}
+    outside, value = endpoint("h3", "192.168.0.9")          # not in a VXLAN pool: no route
+    index.update(outside, value)
+    assert routes.update(index, [outside]) == {}
+    # Two endpoints naming one network: the route stays while either does.
+    twin, value = endpoint("h3", "10.65.0.7", workload="twin")
+    index.update(twin, value)
+    assert routes.update(index, [twin]) == {}                # the first claim keeps its gateway
+    index.update(moved, None)
+    assert routes.update(index, [moved]) == {"10.65.0.7/32": "172.17.8.103"}
+    index.update(twin, None)
+    assert routes.update(index, [twin]) == {"10.65.0.7/32": None}
+    # What is left is what a rebuild gives.
+    assert routes.routes == tunnels.TunnelRoutes("h1").rebuild(index, pools, gateways)

@@ -133,7 +133,7 @@ def test_status_pid_file_and_clean_stop(agent, host, lan_etcd, dataplane):
     assert json.loads(node.value)["pid"] == agent.pid
     assert 0 < node.ttl <= 30
     assert agent.stop(signal.SIGTERM) == 0
-    assert kernel(host, dataplane).installed()          # the dataplane stays
+    assert kernel(host, dataplane).present()            # the dataplane stays
     assert host.run(["test", "-e", RUN_DIR + "/agent.pid"], cwd="/").returncode != 0
 
 

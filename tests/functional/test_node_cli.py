@@ -16,6 +16,7 @@ import pytest
 from calicoctl import model
 from calicoctl.datastore.client import DatastoreClient
 from tests.functional.clitools import calico_values, cli_command, dump_etcd
+from tests.harness.dataplanes import kernel
 from tests.harness.util import REPO_ROOT, pid_alive, wait_for
 
 pytestmark = pytest.mark.usefixtures("root_required")
@@ -384,17 +385,11 @@ def test_node_restarts_after_the_agent_was_killed(host, lan_etcd):
 
 @needs_agent
 def test_node_switches_the_dataplane_of_a_running_node_and_removes_the_other(host, lan_etcd):
-    def table_present():
-        return host.run(["nft", "list", "table", "inet", "calico"]).returncode == 0
-
-    def felix_chains():
-        return [line for line in host.run(["iptables-nft-save", "-t", "filter"]).stdout.splitlines()
-                if line.startswith(":felix-")]
-
+    nftables, iptables = kernel(host, "nftables"), kernel(host, "iptables")
     first = calicoctl(host, "node --ip=%s" % HOST_IP, lan_etcd.env)
     assert first.returncode == 0, first.stdout + first.stderr
     assert "Dataplane (nftables): in sync" in calicoctl(host, "status", lan_etcd.env).stdout
-    assert table_present() and not felix_chains()
+    assert nftables.present() and not iptables.present()
     same = calicoctl(host, "node --ip=%s --dataplane=nftables" % HOST_IP, lan_etcd.env)
     assert same.returncode == 0 and "already running" in same.stdout and "Switched" not in same.stdout
     old = agent_pid(host)
@@ -403,8 +398,8 @@ def test_node_switches_the_dataplane_of_a_running_node_and_removes_the_other(hos
     assert "Switched the policy dataplane from nftables to iptables." in switched.stdout
     assert agent_pid(host) != old and not pid_alive(old)
     assert "Dataplane (iptables): in sync" in calicoctl(host, "status", lan_etcd.env).stdout
-    assert felix_chains() and not table_present()
+    assert iptables.present() and not nftables.present()
     back = calicoctl(host, "node --ip=%s --dataplane=nftables" % HOST_IP, lan_etcd.env)
     assert back.returncode == 0 and "from iptables to nftables" in back.stdout
-    assert table_present() and not felix_chains()
+    assert nftables.present() and not iptables.present()
     stop_node(host, lan_etcd.env)

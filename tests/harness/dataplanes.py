@@ -117,9 +117,11 @@ class IptablesKernel(_Kernel):
         start = iptables_rules.endpoint_chain("inbound", "")
         return {prefix + name[len(start):] for name in self.chains() if name.startswith(start)}
 
-    def installed(self):
-        """The dataplane's hook is in place (its state may be anything)."""
-        return "-j %s" % iptables_rules.CHAIN_FORWARD in self.chains().get("FORWARD", ())
+    def present(self):
+        """Any of the dataplane's chains or ipsets is in the kernel."""
+        chains = set(self.chains(4)) | set(self.chains(6))
+        sets = self._run(["ipset", "list", "-n"]).stdout.split()
+        return any(map(iptables_rules.is_owned_chain, chains)) or any(map(iptables_rules.is_owned_ipset, sets))
 
 
 class NftablesKernel(_Kernel):
@@ -171,7 +173,8 @@ class NftablesKernel(_Kernel):
                 interfaces.add(element["concat"][0] if isinstance(element, dict) else element)
         return interfaces
 
-    def installed(self):
+    def present(self):
+        """The dataplane's table is in the kernel."""
         return self._run(["nft", "list", "table", nftables_rules.FAMILY, nftables_rules.TABLE]).returncode == 0
 
 

@@ -16,20 +16,20 @@ each policy dataplane:
 """
 import pytest
 
+from tests.harness.dataplanes import DATAPLANES
 from tests.system.test_docker_networks import DRIVER, docker, ping, run
 
 HOST = ("coexist", "172.17.8.86")
-DATAPLANES = ("nftables", "iptables")
 
 
 @pytest.fixture(scope="module", params=DATAPLANES)
 def world(request, make_cluster):
-    cluster = make_cluster()
+    cluster = make_cluster(dataplane=request.param)
     name, ip = HOST
     host = cluster.add_host("%s-%s" % (name, request.param[:3]), ip, start_node=False, own_dockerd=True,
                             docker_iptables=True)
     assert host.run(["iptables-nft", "-P", "FORWARD", "DROP"], cwd="/").returncode == 0
-    cluster.start_node(host, "--dataplane=%s" % request.param)
+    cluster.start_node(host)
     docker(host, "network", "create", *DRIVER, "front")
     docker(host, "network", "create", *DRIVER, "back")
     for container, network in (("f1", "front"), ("f2", "front"), ("b1", "back"), ("d1", "bridge"),
@@ -40,6 +40,7 @@ def world(request, make_cluster):
         docker(host, "rm", "-f", container, check=False)
     for network in ("front", "back"):
         docker(host, "network", "rm", network, check=False)
+    cluster.close()         # before the next dataplane's cluster is built
 
 
 def address(host, container, network):

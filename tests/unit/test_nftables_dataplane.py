@@ -109,7 +109,7 @@ def test_the_host_action_decides_what_follows_the_host_exceptions():
     for action in ("RETURN", "ACCEPT"):
         assert rules.render_global_chains("cali", action)[rules.WL_TO_HOST][-1] == "goto from-wl"
     protected = rules.render_global_chains("tap", "RETURN", (2379, 179))
-    assert protected["forward-out"] == ('iifname "tap*" goto wl-forward-out',)
+    assert protected["forward-out"] == ('iifname "tap*" jump wl-forward-out', 'iifname "tap*" drop')
     assert protected[rules.WL_TO_HOST][0] == "meta l4proto tcp th dport { 2379, 179 } drop"
     assert "ip daddr @cp4" in protected[rules.FORWARD_OUT][0]
     assert not any("@cp" in rule for rule in rules.render_global_chains("cali", "RETURN")[rules.FORWARD_OUT])
@@ -278,7 +278,7 @@ def test_a_prefix_change_rewrites_the_whole_table():
     feed(dataplane).update(paths.global_config("InterfacePrefix"), "tap")
     dataplane.flush()
     assert nft.batches[-1].startswith("add table inet calico\ndelete table")
-    assert nft.chain("forward-out") == ('iifname "tap*" goto wl-forward-out',)
+    assert nft.chain("forward-out") == ('iifname "tap*" jump wl-forward-out', 'iifname "tap*" drop')
     assert nft.table["elements"]["ep-addr4"] == set()     # no endpoint fits the new prefix
 
 
@@ -350,3 +350,16 @@ def test_a_chain_with_refused_rules_is_retried_until_the_kernel_takes_it():
     dataplane.tick(dataplane._last_refresh + 2 * (RETRY_INTERVAL + 1))
     assert nft.chain("p-A-i") == dataplane.plan.table.chains["p-A-i"]
     assert dataplane.status()["refused_rules"] == []
+
+
+def test_a_chain_whose_rules_are_refused_leaves_workload_traffic_dropped():
+    """The empty chain returns to its base chain, which drops what comes back."""
+    nft = FakeNft()
+    nft.refuse = "@cp4"
+    dataplane = NftablesDataplane(AgentConfig(hostname=HOST), nft=nft)
+    feed(dataplane).snapshot(cluster())
+    dataplane.flush()
+    assert nft.chain(rules.FORWARD_OUT) == ()                    # refused, so empty
+    base = nft.chain("forward-out")
+    assert base[0] == 'iifname "cali*" jump %s' % rules.FORWARD_OUT and base[-1] == 'iifname "cali*" drop'
+    assert all(rules.chain_references(rule) <= {rules.FORWARD_OUT} for rule in base)

@@ -165,6 +165,7 @@ class NftablesDataplane(PolicyComponent):
             self.plan.dirty_chains = set(self.plan.table.chains) | set(self.programmed.chains)
             self.plan.dirty_sets = {name: None for name in set(self.plan.table.sets) | set(self.programmed.sets)}
             self._apply()
+            self.written_whole()        # what failed fails closed; retried below
         else:
             self.programmed = transaction.copy_table(self.plan.table)
             self.refused, self._failed = {}, set()

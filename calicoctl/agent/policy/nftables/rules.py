@@ -19,7 +19,9 @@ sends workload traffic on and lets everything else go (policy accept):
 
 A profile's allow rule is ``accept``, a deny ``drop``; a packet no rule
 matches falls through to the endpoint's next profile, and after the last
-one it is dropped. An ``accept`` ends only the base chain it was reached
+one it is dropped. Each base chain jumps to its chain and drops what comes
+back, so an empty chain (say, its rules refused by the kernel) drops
+workload traffic rather than letting it through. An ``accept`` ends only the base chain it was reached
 from, which is why the two directions have a base chain each: a packet
 between two workloads is accepted by its sender's outbound policy in
 ``forward-out``, then judged by its receiver's inbound policy in
@@ -283,10 +285,13 @@ def render_global_chains(interface_prefix, host_action, protected_ports=()):
         "udp dport 53 accept",
         "drop" if host_action == "DROP" else "goto " + FROM_WL,
     )
+    # Every path below ends in a verdict. Should a chain be empty (its rules
+    # refused by the kernel), the jump returns here and the drop after it
+    # holds: a broken table fails closed.
     return {
-        "forward-out": ("iifname %s goto %s" % (workload, FORWARD_OUT),),
-        "forward-in": ("oifname %s goto %s" % (workload, FORWARD_IN),),
-        "input": ("iifname %s goto %s" % (workload, WL_TO_HOST),),
+        "forward-out": ("iifname %s jump %s" % (workload, FORWARD_OUT), "iifname %s drop" % workload),
+        "forward-in": ("oifname %s jump %s" % (workload, FORWARD_IN), "oifname %s drop" % workload),
+        "input": ("iifname %s jump %s" % (workload, WL_TO_HOST), "iifname %s drop" % workload),
         FORWARD_OUT: protect_others + established + ("goto " + FROM_WL,),
         FORWARD_IN: established + ("goto " + TO_WL,),
         WL_TO_HOST: to_host,

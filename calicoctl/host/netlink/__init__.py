@@ -1,4 +1,5 @@
-"""Links, addresses, routes, neighbours and tunnels through rtnetlink (pyroute2).
+"""Links, addresses, routes, neighbours and tunnels through rtnetlink (pyroute2);
+IP sets through netfilter netlink (our own client).
 
 The only package that imports pyroute2, and it does so inside functions:
 importing it costs nothing, so commands that never touch the kernel (and
@@ -13,6 +14,8 @@ one network namespace):
 - ``routing``: addresses, main-table routes, neighbour entries;
 - ``tunnels``: VXLAN and IPIP devices, the VXLAN forwarding database;
 - ``monitor``: the agent's cheap views (link events, names, up flags);
+- ``ipset``: IP sets (``IpsetSocket``), spoken directly: pyroute2's ipset
+  support sends one message per member;
 - ``session``: ``Session`` and one-shot helpers.
 
 Every entry point takes ``netns``: None for the caller's own network
@@ -21,6 +24,7 @@ exported here.
 """
 from calicoctl.host.netlink.errors import (AlreadyPresent, LinkNotFound, NamespaceNotFound, NetlinkError,
                                            NetlinkPermissionDenied, NotPresent, translate_error)
+from calicoctl.host.netlink.ipset import IpsetError, IpsetInfo, IpsetSocket
 from calicoctl.host.netlink.links import LinkInfo
 from calicoctl.host.netlink.monitor import InterfaceFlags, LinkMonitor, list_interface_indexes
 from calicoctl.host.netlink.netns import entered_netns, open_netns
@@ -29,8 +33,8 @@ from calicoctl.host.netlink.session import Session, delete_link, find_link
 from calicoctl.host.netlink.tunnels import VxlanInfo
 
 __all__ = [
-    "AddressInfo", "AlreadyPresent", "InterfaceFlags", "LinkInfo", "LinkMonitor", "LinkNotFound",
-    "NamespaceNotFound", "NetlinkError", "NetlinkPermissionDenied", "NotPresent", "RTPROT_BOOT",
-    "RouteInfo", "Session", "VxlanInfo", "delete_link", "entered_netns", "find_link",
+    "AddressInfo", "AlreadyPresent", "InterfaceFlags", "IpsetError", "IpsetInfo", "IpsetSocket", "LinkInfo",
+    "LinkMonitor", "LinkNotFound", "NamespaceNotFound", "NetlinkError", "NetlinkPermissionDenied", "NotPresent",
+    "RTPROT_BOOT", "RouteInfo", "Session", "VxlanInfo", "delete_link", "entered_netns", "find_link",
     "list_interface_indexes", "open_netns", "translate_error",
 ]

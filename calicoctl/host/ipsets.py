@@ -16,7 +16,7 @@ import logging
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
-from calicoctl.host.netlink import IpsetError, IpsetInfo, IpsetSocket
+from calicoctl.host.netlink.ipset import IpsetError, IpsetInfo, IpsetSocket
 
 LOG = logging.getLogger(__name__)
 

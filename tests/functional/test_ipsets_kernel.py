@@ -8,7 +8,7 @@ import ipaddress
 import pytest
 
 from calicoctl.host.ipsets import Ipsets, SetWrite
-from calicoctl.host.netlink import IpsetError
+from calicoctl.host.netlink.ipset import IpsetError
 from tests.harness.netns import Netns
 
 pytestmark = pytest.mark.usefixtures("root_required")

@@ -14,8 +14,9 @@ one network namespace):
 - ``routing``: addresses, main-table routes, neighbour entries;
 - ``tunnels``: VXLAN and IPIP devices, the VXLAN forwarding database;
 - ``monitor``: the agent's cheap views (link events, names, up flags);
-- ``ipset``: IP sets (``IpsetSocket``), spoken directly: pyroute2's ipset
-  support sends one message per member;
+- ``ipset``: IP sets (``IpsetSocket``), spoken directly (pyroute2's ipset
+  support sends one message per member); only the agent uses it, so it is
+  imported from its module, not exported here (the CLI does not load it);
 - ``session``: ``Session`` and one-shot helpers.
 
 Every entry point takes ``netns``: None for the caller's own network
@@ -24,7 +25,6 @@ exported here.
 """
 from calicoctl.host.netlink.errors import (AlreadyPresent, LinkNotFound, NamespaceNotFound, NetlinkError,
                                            NetlinkPermissionDenied, NotPresent, translate_error)
-from calicoctl.host.netlink.ipset import IpsetError, IpsetInfo, IpsetSocket
 from calicoctl.host.netlink.links import LinkInfo
 from calicoctl.host.netlink.monitor import InterfaceFlags, LinkMonitor, list_interface_indexes
 from calicoctl.host.netlink.netns import entered_netns, open_netns
@@ -33,8 +33,8 @@ from calicoctl.host.netlink.session import Session, delete_link, find_link
 from calicoctl.host.netlink.tunnels import VxlanInfo
 
 __all__ = [
-    "AddressInfo", "AlreadyPresent", "InterfaceFlags", "IpsetError", "IpsetInfo", "IpsetSocket", "LinkInfo",
-    "LinkMonitor", "LinkNotFound", "NamespaceNotFound", "NetlinkError", "NetlinkPermissionDenied", "NotPresent",
-    "RTPROT_BOOT", "RouteInfo", "Session", "VxlanInfo", "delete_link", "entered_netns", "find_link",
+    "AddressInfo", "AlreadyPresent", "InterfaceFlags", "LinkInfo", "LinkMonitor", "LinkNotFound",
+    "NamespaceNotFound", "NetlinkError", "NetlinkPermissionDenied", "NotPresent", "RTPROT_BOOT",
+    "RouteInfo", "Session", "VxlanInfo", "delete_link", "entered_netns", "find_link",
     "list_interface_indexes", "open_netns", "translate_error",
 ]

@@ -71,6 +71,16 @@ def test_name_taken_in_the_peer_namespace_is_already_present_and_leaves_nothing(
     assert set(peer.links()) == {"lo", "eth1", "eth1p"}
 
 
+def test_both_ends_get_the_mtu_and_an_address_tells_its_interface_mtu(host, peer):
+    with netlink.Session(host.path) as h, netlink.Session(peer.path) as p:
+        h.create_veth("calitest00010", "eth1", peer_netns=peer.path, mtu=1400)
+        index = p.get_link("eth1").index
+        p.add_address(index, "10.65.0.6")
+        p.add_address(index, "fd80::6")
+        assert [p.address_mtu(ip) for ip in ("10.65.0.6", "fd80::6", "10.65.0.7")] == [1400, 1400, None]
+    assert host.links()["calitest00010"]["mtu"] == 1400 and peer.links()["eth1"]["mtu"] == 1400
+
+
 def test_find_delete_and_missing_links(host, peer):
     with netlink.Session(host.path) as session:
         assert session.find_link("nosuchlink") is None

@@ -269,7 +269,7 @@ def remove_iptables_policy(tables=None, ipsets=None, chunk=400):
             table.restore(iptables_mod.render_restore("filter", deletes=batch))
         removed += len(owned)
     sets = sorted(ipsets.read(rules.is_owned_ipset))
-    for name in sets:
-        ipsets.destroy(name)
+    for name, error in ipsets.destroy(sets).items():
+        LOG.warning("Cannot remove ipset %s: %s", name, error)
     if removed or sets:
         LOG.info("Removed the iptables dataplane: %d chains, %d ipsets", removed, len(sets))

@@ -199,9 +199,10 @@ class DockerPlugin:
         if record is None:
             raise NotFound("Docker does not know network %s." % request.network_id)
         ips = [ip for ip in (request.ipv4, request.ipv6) if ip is not None]
-        gateways = {}
+        gateways, pools = {}, []
         for ip in ips:
-            if self.datastore.pool_for_ip(ip) is None:
+            pools.append(self.datastore.pool_for_ip(ip))
+            if pools[-1] is None:
                 raise ValidationError("IP %s is not in any Calico pool." % ip)
             gateways[ip.version] = self._host_ip(ip.version)
         endpoint_id = request.endpoint_id
@@ -211,10 +212,11 @@ class DockerPlugin:
         mac = request.mac or protocol.generate_mac()
         veth = calculate_veth_name(endpoint_id)
         with netlink.Session(self.host_netns) as host, Rollback() as rollback:
+            mtu = interfaces.workload_mtu(host, [gateways.get(4), gateways.get(6)], pools)
             try:
                 interfaces.create_workload_veth(host, self.host_netns, veth,
                                                 protocol.calculate_temp_name(endpoint_id),
-                                                ipv6=request.ipv6 is not None)
+                                                ipv6=request.ipv6 is not None, mtu=mtu)
             except netlink.AlreadyPresent:
                 raise Conflict("Interface %s already exists on this host." % veth) from None
             rollback.push("delete interface %s" % veth, lambda: netlink.delete_link(veth, self.host_netns))

@@ -155,14 +155,24 @@ CLOSED = {("host", 2379): False, ("host", 179): False, ("host", 23790): False,
 LATER = max(CLEANUP_DELAY, RETRY_INTERVAL, nftables_dataplane.RETRY_INTERVAL) + 1
 """Seconds ahead at which ``tick`` is past either dataplane's retry and cleanup delays."""
 
-# How each dataplane writes an address joining the protected ones: one set element, no rule.
+# How each dataplane writes an address joining the protected ones: one set element, no rule
+# (iptables: set members over netlink, no process at all).
 MEMBER_WRITES = {
-    "iptables": lambda c: ["add felix-cp-v4 %s\n" % c.ip, "add felix-cp-v6 %s\n" % c.ip6],
+    "iptables": lambda c: [("felix-cp-v4", [c.ip], []), ("felix-cp-v6", [c.ip6], [])],
     "nftables": lambda c: ["add element inet calico cp4 { %s }\n" % c.ip,
                            "add element inet calico cp6 { %s }\n" % c.ip6],
 }
-# A write the kernel refuses in test_a_set_that_cannot_be_created_fails_closed_and_is_retried.
-SET_CREATION = {"iptables": "create felix-cp-v4", "nftables": "add set inet calico cp4 "}
+# A write the kernel refuses in test_a_set_that_cannot_be_created_fails_closed_and_is_retried
+# (iptables: the set's netlink writes are refused instead, through the recording ipsets).
+SET_CREATION = {"iptables": None, "nftables": "add set inet calico cp4 "}
+
+
+def member_writes(dataplane, component, writes):
+    """What the component wrote since the last ``writes.take()``, in MEMBER_WRITES' form."""
+    if dataplane == "nftables":
+        return writes.take()
+    assert writes.take() == []                        # no iptables-restore
+    return [(write.name, list(write.adds), list(write.dels)) for write in component.sets.ipsets.calls]
 
 
 @pytest.mark.parametrize("version", [4, 6])
@@ -190,12 +200,14 @@ def test_hosts_joining_and_leaving_change_set_members_and_no_rule(world, datapla
     component = start(world, dataplane, recorder=writes)
     assert connects(world.a, world.c.ip, 2379) and connects(world.a, world.c.ip6, 179)
     writes.take()
+    if dataplane == "iptables":
+        component.sets.ipsets.calls = []
     # c's addresses become a Calico host's ("calicoctl node" on it).
     update(component, paths.host_ip_addr("late", 4), world.c.ip)
     update(component, paths.host_ip_addr("late", 6), world.c.ip6)
     assert not connects(world.a, world.c.ip, 2379) and not connects(world.a, world.c.ip6, 179)
     assert connects(world.a, world.c.ip, 8080)
-    assert writes.take() == MEMBER_WRITES[dataplane](world.c)
+    assert member_writes(dataplane, component, writes) == MEMBER_WRITES[dataplane](world.c)
     # It leaves ("calicoctl node stop" removes its BGP directory).
     update(component, paths.bgp_host_dir("late"), None)
     assert connects(world.a, world.c.ip, 2379) and connects(world.a, world.c.ip6, 179)
@@ -265,7 +277,11 @@ def test_etcd_endpoints_given_by_name_are_resolved_off_the_loop(world, dataplane
 
 def test_a_set_that_cannot_be_created_fails_closed_and_is_retried(world, dataplane):
     writes = recorder(dataplane, refuse=SET_CREATION[dataplane])
-    component = start(world, dataplane, recorder=writes)
+    component = make_dataplane(dataplane, world.host, recorder=writes)
+    if dataplane == "iptables":
+        component.sets.ipsets.refuse = {"felix-cp-v4"}
+    feed(component).snapshot(items(world))
+    component.flush()
     if dataplane == "iptables":
         # felix-FORWARD cannot refer to a set that is not there: it is stubbed (drops).
         assert kernel(world.host, dataplane).chains()["felix-FORWARD"] == [
@@ -273,6 +289,8 @@ def test_a_set_that_cannot_be_created_fails_closed_and_is_retried(world, datapla
     assert world.a.reachable({(world.b.ip, 8080), (world.b.ip, 2379)}) == set()
     assert component.status()["control_plane"]["active"] is False
     writes.refuse = None
+    if dataplane == "iptables":
+        component.sets.ipsets.refuse = set()
     component.tick(time.monotonic() + LATER)
     assert component.status()["control_plane"]["active"] is True
     assert reach(world, 4) == {**OPEN, **CLOSED}

@@ -16,12 +16,12 @@ from calicoctl.agent.config import AgentConfig
 from calicoctl.agent.chain_reconciler import CLEANUP_DELAY
 from calicoctl.agent.dataplane import RETRY_INTERVAL
 from calicoctl.datastore import paths
-from calicoctl.host.ipsets import Ipsets
 from calicoctl.host.iptables import parse_save
 from tests.harness.dataplanes import IptablesRecorder, make_component, wipe
 from tests.harness.feed import feed
 from tests.harness.simhost import SimHost
 from tests.harness.multihost import NetnsWorkload, remove_netns_workloads
+from tests.harness.netns import parse_ipset_save
 
 HOSTNAME = "dp-kernel"
 HOST_IP = "172.17.8.61"
@@ -65,7 +65,9 @@ def owned(chains):
 
 
 def kernel_sets(host):
-    return Ipsets(prefix=["nsenter", "-t", str(host.pid), "-n", "--"]).read()
+    """{name: set of members}, as ``ipset save`` shows them."""
+    return {name: members for name, (_, _, members) in
+            parse_ipset_save(host.run(["ipset", "save"], cwd="/").stdout).items()}
 
 
 def ep_key(name, host=HOSTNAME):
@@ -138,15 +140,15 @@ def test_programs_exactly_what_it_renders_and_a_restart_rewrites_nothing(clean):
         assert owned(chains) == dataplane.families[version].desired
         assert chains["INPUT"][0] == "-j felix-INPUT" and chains["FORWARD"][0] == "-j felix-FORWARD"
     sets = kernel_sets(host)
-    assert sets["felix-v4-web"].members == {"10.65.0.1", "10.65.0.2", "10.65.0.3", "10.65.9.9"}
-    assert sets["felix-v4-db"].members == {"10.65.0.2", "10.65.0.3", "10.65.9.9"}
-    assert sets["felix-v6-web"].members == {"fd00::a"}
+    assert sets["felix-v4-web"] == {"10.65.0.1", "10.65.0.2", "10.65.0.3", "10.65.9.9"}
+    assert sets["felix-v4-db"] == {"10.65.0.2", "10.65.0.3", "10.65.9.9"}
+    assert sets["felix-v6-web"] == {"fd00::a"}
     # A second dataplane (an agent restarted after SIGKILL) finds nothing to do.
     recorder = IptablesRecorder()
     restarted = make_dataplane(host, runner=recorder)
     feed(restarted).snapshot(rich_items())
     restarted.flush()
-    assert recorder.writes == []
+    assert recorder.writes == [] and restarted.sets.ipsets.calls == []
 
 
 def test_restart_removes_stale_state_and_never_touches_foreign_rules(clean):
@@ -180,9 +182,9 @@ def test_restart_removes_stale_state_and_never_touches_foreign_rules(clean):
     assert chains["FORWARD"].count("-j felix-FORWARD") == 1
     sets = kernel_sets(host)
     assert "felix-v4-solo" not in sets                      # no longer referenced
-    assert sets["felix-v4-db"].members == set()             # referenced, but nobody carries it
-    assert sets["felix-v4-web"].members == {"10.65.0.1"}    # b's addresses left the tag
-    assert "felix-all-ipam-pools" in sets and sets["other"].members == {"10.9.9.9"}
+    assert sets["felix-v4-db"] == set()             # referenced, but nobody carries it
+    assert sets["felix-v4-web"] == {"10.65.0.1"}    # b's addresses left the tag
+    assert "felix-all-ipam-pools" in sets and sets["other"] == {"10.9.9.9"}
 
 
 def test_removed_hook_rules_are_put_back(clean):

@@ -247,8 +247,9 @@ def make_component(dataplane, host, config, recorder=None, resolve=None, **kwarg
 
 
 def iptables_access(host, runner=None):
-    """({version: IptablesTable}, Ipsets) acting inside ``host``."""
-    from calicoctl.host.ipsets import Ipsets
+    """({version: IptablesTable}, RecordingIpsets) acting inside ``host``
+    (the ipsets adapter remembers what it was asked: ``calls``)."""
     from calicoctl.host.iptables import IptablesTable
+    from tests.harness.netns import RecordingIpsets
     prefix = ["nsenter", "-t", str(host.pid), "-n", "--"]
-    return {v: IptablesTable(v, prefix=prefix, runner=runner) for v in (4, 6)}, Ipsets(prefix=prefix, runner=runner)
+    return {v: IptablesTable(v, prefix=prefix, runner=runner) for v in (4, 6)}, RecordingIpsets(host.netns_path)

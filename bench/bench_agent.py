@@ -53,8 +53,8 @@ g. CPU per 1,000 remote endpoint updates: 1,000 endpoints of another host,
    per 1,000 updates. For the record, no target; the large host's agent,
    to which the same endpoints are irrelevant, is shown alongside.
 
-Every figure runs on the datastore ``DATASTORE_TYPE`` names (etcdv2 by
-default): ``DATASTORE_TYPE=etcdv3 bench/run.py agent`` for the other.
+Every figure runs on the datastore ``DATASTORE_TYPE`` names (etcdv3 by
+default): ``DATASTORE_TYPE=etcdv2 bench/run.py agent`` for the other.
 """
 import json
 import os

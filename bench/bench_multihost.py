@@ -31,7 +31,7 @@ opt-in, on each datastore::
 
     BENCH_HOSTS=20 BENCH_WORKLOADS=25 bench/run.py multihost
     BENCH_HOSTS=30 BENCH_WORKLOADS=25 bench/run.py multihost
-    DATASTORE_TYPE=etcdv3 BENCH_HOSTS=20 BENCH_WORKLOADS=25 bench/run.py multihost
+    DATASTORE_TYPE=etcdv2 BENCH_HOSTS=20 BENCH_WORKLOADS=25 bench/run.py multihost
 """
 import json
 import os

@@ -12,7 +12,7 @@ from calicoctl.errors import CalicoError, ExitCode
 
 USAGE = """Override the host:port of the ETCD server by setting the environment variable
 ETCD_AUTHORITY [default: 127.0.0.1:2379] (or ETCD_ENDPOINTS for a cluster).
-Speak etcd's v3 API instead of v2 with DATASTORE_TYPE=etcdv3 [default: etcdv2].
+Speak etcd's v2 API instead of v3 with DATASTORE_TYPE=etcdv2 [default: etcdv3].
 
 Usage: calicoctl <command> [<args>...]
 

@@ -49,10 +49,10 @@ class Cluster:
 
     :ivar hosts: name -> SimHost, in creation order.
     :ivar etcd: the LanEtcdServer (``env`` for commands in hosts,
-        ``client()`` for the test process).
+        ``kv()`` for the test process).
     """
 
-    def __init__(self, base_dir, docker_client, tag, subnet6=None, gateway6=None, datastore="etcdv2"):
+    def __init__(self, base_dir, docker_client, tag, subnet6=None, gateway6=None, datastore="etcdv3"):
         self.base_dir = base_dir
         self.docker_client = docker_client
         self._host_clients = {}
@@ -201,12 +201,13 @@ class Cluster:
 def make_cluster(root_required, docker_daemon, tmp_path_factory):
     """Factory: ``make_cluster()`` -> an empty Cluster (add hosts with
     ``add_host``); ``make_cluster(subnet6=..., gateway6=...)`` gives its LAN
-    IPv6 too; ``make_cluster(datastore="etcdv3")`` runs its etcd without the
-    v2 API and every command and agent with DATASTORE_TYPE=etcdv3. All
-    clusters of the module are removed at its end."""
+    IPv6 too. Its etcd serves only the v3 API (the default);
+    ``make_cluster(datastore="etcdv2")`` enables v2 and runs every command
+    and agent with DATASTORE_TYPE=etcdv2. All clusters of the module are
+    removed at its end."""
     made = []
 
-    def factory(subnet6=None, gateway6=None, datastore="etcdv2"):
+    def factory(subnet6=None, gateway6=None, datastore="etcdv3"):
         tag = uuid.uuid4().hex[:6]
         cluster = Cluster(str(tmp_path_factory.mktemp("cluster-" + tag)), docker_daemon, tag,
                           subnet6=subnet6, gateway6=gateway6, datastore=datastore)

@@ -123,8 +123,6 @@ class EtcdWatcher:
                 continue
             except CalicoError as exc:
                 lost = self._lost(str(exc), lost)
-            except self.kv.library_errors as exc:
-                lost = self._lost("%s: %s" % (type(exc).__name__, exc), lost)
             except Exception as exc:  # a bug must not end the watcher
                 LOG.exception("Unexpected error in the etcd watcher; resynchronising")
                 lost = self._lost("unexpected error: %r" % exc, lost)

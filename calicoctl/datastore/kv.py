@@ -65,7 +65,6 @@ class KeyValueStore:
     """What the datastore needs from etcd. See the module docstring."""
 
     datastore_type = None
-    library_errors = ()
     data_elsewhere = None
     """The ``check_api`` message (with etcd's URL) when the data is in the other API."""
     keys_per_event = 1

@@ -121,7 +121,6 @@ class CountingKV:
 
     def __init__(self, kv):
         self.kv = kv
-        self.library_errors = kv.library_errors
         self.trees = 0
         self.watches = 0
         self.events = 0

@@ -338,10 +338,10 @@ def test_node_invalid_options_refused(host, lan_etcd, argv, fragment):
 
 
 def test_last_reflector_stays_one_while_hosts_would_learn_no_routes(host, lan_etcd):
-    client = lan_etcd.client()
-    client.write("/calico/bgp/v1/global/node_mesh", json.dumps({"enabled": False}))
-    client.write("/calico/bgp/v1/host/node-a/ip_addr_v4", HOST_IP)
-    client.write("/calico/bgp/v1/host/node-a/rr_cluster_id", "244.0.0.1")
+    client = lan_etcd.kv()
+    client.put("/calico/bgp/v1/global/node_mesh", json.dumps({"enabled": False}))
+    client.put("/calico/bgp/v1/host/node-a/ip_addr_v4", HOST_IP)
+    client.put("/calico/bgp/v1/host/node-a/rr_cluster_id", "244.0.0.1")
     before = dump_etcd(client)
     result = calicoctl(host, "node --ip=%s --rr-cluster-id=none" % HOST_IP, lan_etcd.env)
     assert result.returncode == 1

@@ -24,6 +24,7 @@ It knows nothing of keys or JSON shapes: ``kv_v2`` and ``kv_v3`` do.
 import http.client
 import json
 import select
+import time
 
 from calicoctl.errors import DatastoreError, DatastoreUnavailable, ValidationError
 
@@ -98,22 +99,17 @@ class Stream:
         self.headers = response.headers
         self.url = url
 
-    def lines(self):
-        read = self.response.read1
-        pending = b""
+    def lines(self, gather=0.0):
+        """Each line as etcd sends it. With ``gather`` (seconds), after the
+        lines of one read the next read waits that long, so lines arriving
+        one at a time are taken several a read (each read costs a thread
+        wake-up and system calls); a line after a quiet spell is read as it
+        arrives."""
         try:
-            while True:
-                data = read(STREAM_READ)
-                if not data:
-                    return
-                if b"\n" not in data:
-                    pending += data
-                    continue
-                *complete, rest = (pending + data).split(b"\n") if pending else data.split(b"\n")
-                pending = rest
-                for line in complete:
-                    if line:
-                        yield line
+            if self.response.chunked:
+                yield from _split_lines(_chunked_body(self.response.fp.read1), gather)
+            else:
+                yield from _split_lines(self.response.read1, gather)
         except TimeoutError:
             raise Quiet() from None
         except (OSError, http.client.HTTPException):
@@ -244,6 +240,57 @@ class EtcdHttp:
         if self._tls is None:
             self._tls = tls_context(self.settings)
         return self._tls
+
+
+def _split_lines(read, gather):
+    """Each non-empty line of the pieces ``read()`` returns until it returns
+    nothing, waiting ``gather`` seconds after the lines of each piece."""
+    pending = b""
+    while True:
+        data = read(STREAM_READ)
+        if not data:
+            return
+        if b"\n" not in data:
+            pending += data
+            continue
+        *complete, pending = (pending + data).split(b"\n") if pending else data.split(b"\n")
+        for line in complete:
+            if line:
+                yield line
+        if gather:
+            time.sleep(gather)
+
+
+def _chunked_body(read):
+    """A ``read(size)`` of the body of a chunked response, from ``read``, a
+    reader of the raw bytes after the headers: all the chunks one raw read
+    brought in at once (http.client's own gives one chunk a call)."""
+    buffer = b""
+    finished = False
+
+    def read_body(size):
+        nonlocal buffer, finished
+        body = []
+        while not body and not finished:
+            data = read(size)
+            if not data:
+                raise http.client.IncompleteRead(buffer)
+            buffer += data
+            while True:
+                end_of_size = buffer.find(b"\r\n")
+                if end_of_size < 0:
+                    break
+                length = int(buffer[:end_of_size].split(b";", 1)[0], 16)
+                if length == 0:
+                    finished = True
+                    break
+                start = end_of_size + 2
+                if len(buffer) < start + length + 2:
+                    break
+                body.append(buffer[start:start + length])
+                buffer = buffer[start + length + 2:]
+        return b"".join(body)
+    return read_body
 
 
 def _read_body(response, wait):

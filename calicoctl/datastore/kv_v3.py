@@ -17,7 +17,7 @@ import binascii
 import json
 
 from calicoctl.datastore.etcdhttp import JSON, Quiet, parse_json
-from calicoctl.datastore.kv import Entry, Event, HistoryLost, KeyValueStore, Tree, tree_prefix
+from calicoctl.datastore.kv import WATCH_GATHER, Entry, Event, HistoryLost, KeyValueStore, Tree, tree_prefix
 from calicoctl.errors import DatastoreError
 
 API_PATH = "/v3"
@@ -146,7 +146,7 @@ class EtcdV3(KeyValueStore):
                     raise DatastoreError(api_missing(reply.url))
                 raise DatastoreError("etcd refused a watch: %s" % _message(reply.text))
             try:
-                for line in stream.lines():
+                for line in stream.lines(WATCH_GATHER):
                     yield from self._watch_events(parse_json(line, stream.url))
             except Quiet:
                 return     # the caller watches again from where it was

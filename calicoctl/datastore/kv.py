@@ -160,12 +160,12 @@ class KeyValueStore:
 OTHER_API = {"etcdv2": "etcdv3", "etcdv3": "etcdv2"}
 
 
-WATCH_GATHER = 0.005
+WATCH_GATHER = 0.01
 """Seconds a watch stream waits after taking what arrived before reading
-again: a burst arriving event by event is taken a few events a wake-up
-(each costs the watching thread about 40 us of system calls on our test
-machine, more than decoding an event); an event after a quiet spell is
-delivered at once (docs/scale.md, "Intake")."""
+again: a burst arriving event by event is taken several events a wake-up
+(a wake-up costs the watching thread 100-200 us of system calls on our test
+machine, decoding an event 7-10 us); an event after a quiet spell is
+delivered at once (docs/scale.md, "Intake: the watch")."""
 
 
 def tree_prefix(directory):

@@ -60,24 +60,28 @@ class Links:
         with translated("Cannot list interfaces %s" % self._where):
             return [link_info(msg) for msg in self._ipr.link("dump")]
 
-    def create_veth(self, name, peer_name, peer_netns=None, peer_mac=None):
+    def create_veth(self, name, peer_name, peer_netns=None, peer_mac=None, mtu=None):
         """Create veth ``name`` here with its peer ``peer_name`` created directly in ``peer_netns``
-        (with MAC ``peer_mac`` if given, else a random one).
+        (with MAC ``peer_mac`` if given, else a random one; both ends with
+        MTU ``mtu`` if given, else the kernel's 1500).
 
         One netlink request: the peer never exists in our namespace, so no
         move (and no rename) is needed. EEXIST (either name taken) raises
         AlreadyPresent.
         """
         peer = {"ifname": peer_name}
+        mine = {}
         if peer_mac:
             peer["address"] = peer_mac
+        if mtu:
+            peer["mtu"] = mine["mtu"] = mtu
         fd = open_netns(peer_netns) if peer_netns else None
         try:
             if fd is not None:
                 peer["net_ns_fd"] = fd
             with translated("Cannot create veth %s (peer %s%s)"
                             % (name, peer_name, " in %s" % peer_netns if peer_netns else "")):
-                self._ipr.link("add", ifname=name, kind="veth", peer=peer)
+                self._ipr.link("add", ifname=name, kind="veth", peer=peer, **mine)
         finally:
             if fd is not None:
                 os.close(fd)

@@ -180,8 +180,8 @@ def test_ip_add_and_remove(seeded, host1, make_container):
 
 
 def test_both_ends_fit_the_pool_and_an_address_in_a_vxlan_pool_shrinks_them(seeded, host1, make_container):
-    client = seeded.client()
-    client.write("/calico/v1/ipam/v4/pool/10.65.0.0-16", json.dumps({"cidr": "10.65.0.0/16", "vxlan": True}))
+    client = seeded.kv()
+    client.put("/calico/v1/ipam/v4/pool/10.65.0.0-16", json.dumps({"cidr": "10.65.0.0/16", "vxlan": True}))
     c1 = make_container()
     add(host1, seeded.env, c1, "192.168.1.70")
     endpoint_id, _ = the_endpoint(client, host1, c1)

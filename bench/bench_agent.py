@@ -61,6 +61,9 @@ g. CPU per remote endpoint update (``EVENT_CASES``: each datastore on the
    the small host's set has (no longer has) all of them, per update, on the
    small agent and on the large one, to which they are irrelevant. Targets
    (issue 18): 100 us on etcd v3, 300 us on etcd v2.
+
+Every figure but g runs on the datastore ``DATASTORE_TYPE`` names (etcdv3 by
+default): ``DATASTORE_TYPE=etcdv2 bench/run.py agent`` for the other.
 """
 import json
 import os

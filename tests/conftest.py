@@ -13,7 +13,7 @@ import os
 
 import pytest
 
-from tests.harness.etcd import DATASTORES, EtcdServer, make_client, make_kv, wipe
+from tests.harness.etcd import EtcdServer, make_kv
 
 MARKERS = {
     "functional": "real kernel/etcd/Docker components, one at a time",
@@ -56,9 +56,9 @@ class EtcdHandle:
 
     :ivar authority: ``127.0.0.1:<port>``.
     :ivar env: ``{"ETCD_AUTHORITY": authority}`` for calicoctl/the agent
-        (and ``DATASTORE_TYPE`` on a v3 etcd).
+        (and ``DATASTORE_TYPE=etcdv2`` on the v2 etcd).
     :ivar server: the EtcdServer (stop/restart it only if you restore it).
-    :ivar datastore: "etcdv2" or "etcdv3".
+    :ivar datastore: "etcdv3" or "etcdv2".
     """
 
     def __init__(self, server):
@@ -67,18 +67,15 @@ class EtcdHandle:
         self.datastore = server.datastore
         self.env = server.env
 
-    def client(self, **kwargs):
-        """A new python-etcd client for this etcd (v2 only)."""
-        return make_client(self.authority, **kwargs)
-
     def kv(self):
-        """calicoctl's key-value store for this etcd, in its API (v2 or v3)."""
+        """calicoctl's key-value store for this etcd, in its API (v3 or v2)."""
         return make_kv(self.env)
 
 
 @pytest.fixture(scope="session")
 def etcd_server(tmp_path_factory):
-    """One real etcd (v2 API on) on loopback for the whole session."""
+    """One real etcd on loopback for the whole session, serving only the v3
+    API (as Debian's etcd does unless told otherwise, and etcd 3.6 always)."""
     server = EtcdServer(str(tmp_path_factory.mktemp("etcd") / "data"))
     server.start()
     yield server
@@ -86,9 +83,9 @@ def etcd_server(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def etcd_v3_server(tmp_path_factory):
-    """One real etcd without the v2 API (as etcd 3.6 is) for the whole session."""
-    server = EtcdServer(str(tmp_path_factory.mktemp("etcd-v3") / "data"), datastore="etcdv3")
+def etcd_v2_server(tmp_path_factory):
+    """One real etcd with the v2 API on (next to v3) for the whole session."""
+    server = EtcdServer(str(tmp_path_factory.mktemp("etcd-v2") / "data"), datastore="etcdv2")
     server.start()
     yield server
     server.stop()
@@ -98,23 +95,28 @@ def _wiped(server):
     if not server.running:
         # A test stopped or killed it: bring it back for the next one.
         server.start()
-    wipe(server.env)
+    server.wipe()
     return EtcdHandle(server)
 
 
 @pytest.fixture
 def etcd(etcd_server):
-    """The session etcd (v2) with /calico wiped before the test."""
+    """The session etcd (v3) with /calico wiped before the test."""
     yield _wiped(etcd_server)
 
 
-@pytest.fixture(params=DATASTORES)
+@pytest.fixture
+def etcd_v2(etcd_v2_server):
+    """The session etcd serving v2, with /calico wiped in both its keyspaces."""
+    yield _wiped(etcd_v2_server)
+
+
+@pytest.fixture(params=("etcdv3", "etcdv2"))
 def any_etcd(request):
-    """The session etcd of each datastore in turn (v2, then v3 without the v2
-    API), /calico wiped. A module runs its tests on both by overriding
+    """The session etcd of each datastore in turn (v3 without the v2 API,
+    then v2), /calico wiped. A module runs its tests on both by overriding
     ``etcd`` with a fixture returning ``any_etcd``."""
-    server = request.getfixturevalue("etcd_server" if request.param == "etcdv2" else "etcd_v3_server")
-    yield _wiped(server)
+    yield _wiped(request.getfixturevalue("etcd_server" if request.param == "etcdv3" else "etcd_v2_server"))
 
 
 # -- Docker ------------------------------------------------------------------
@@ -168,10 +170,6 @@ class LanEtcd:
         self.authority = authority
         self.local_authority = local_authority
         self.env = {"ETCD_AUTHORITY": authority}
-
-    def client(self, **kwargs):
-        """A python-etcd client (in the test process) for this etcd."""
-        return make_client(self.local_authority, **kwargs)
 
     def kv(self):
         """calicoctl's key-value store for this etcd, from the test process."""

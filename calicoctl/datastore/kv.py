@@ -1,9 +1,10 @@
 """The key-value interface every datastore module is written against.
 
-Two implementations speak it: ``kv_v2.EtcdV2`` (etcd's v2 API through
-python-etcd) and ``kv_v3.EtcdV3`` (etcd's v3 API through etcd3gw);
-``etcdconn.connect`` picks one from ``DATASTORE_TYPE``. Above this layer
-nothing knows which runs (docs/etcd-layout.md, "v2 and v3").
+Two implementations speak it: ``kv_v3.EtcdV3`` (etcd's v3 API, the
+default) and ``kv_v2.EtcdV2`` (etcd's v2 API), both over our own HTTP
+client (``etcdhttp``); ``etcdconn.connect`` picks one from
+``DATASTORE_TYPE``. Above this layer nothing knows which runs
+(docs/etcd-layout.md, "v2 and v3").
 
 Keys are the v2 layout's paths (``/calico/v1/...``) on both. What v2 calls
 a directory is, on v3, every key starting with ``<directory>/``. A
@@ -13,12 +14,15 @@ made conditional on it.
 
 Failures: every method raises DatastoreUnavailable when no endpoint
 answers and DatastoreError when etcd answers in a way we cannot use; an
-absent key is None / False, a failed comparison False. What a library
-raises beyond that is listed in ``library_errors`` (the store turns it
-into DatastoreError).
+absent key is None / False, a failed comparison False.
 """
 from dataclasses import dataclass
 from typing import Optional
+
+from calicoctl.datastore import etcdconn
+from calicoctl.datastore.etcdhttp import EtcdHttp
+from calicoctl.datastore.paths import ROOT
+from calicoctl.errors import DatastoreError
 
 
 @dataclass(frozen=True)
@@ -61,10 +65,19 @@ class KeyValueStore:
     """What the datastore needs from etcd. See the module docstring."""
 
     datastore_type = None
-    library_errors = ()
+    data_elsewhere = None
+    """The ``check_api`` message (with etcd's URL) when the data is in the other API."""
     keys_per_event = 1
     """How many keys a ``tree`` reads for what one ``watch`` event costs
     (the watcher weighs a snapshot against replaying a backlog with it)."""
+
+    def __init__(self, settings, timeout=etcdconn.DEFAULT_TIMEOUT):
+        self.settings = settings
+        self.timeout = timeout
+        self.http = EtcdHttp(settings, timeout)
+        self._cluster_id = None
+        """etcd's cluster ID when ``tree`` last read: a watch that finds
+        another has lost its history (etcd was replaced or restored)."""
 
     def get(self, key):
         """The Entry at ``key``, or None."""
@@ -126,8 +139,33 @@ class KeyValueStore:
         raise NotImplementedError
 
     def check_api(self):
-        """Raise DatastoreError (naming DATASTORE_TYPE) if etcd does not serve this API."""
-        raise NotImplementedError
+        """Raise DatastoreError (one line naming the fix) if etcd does not
+        serve this API, or if this API holds nothing under /calico while the
+        other one holds data ``calicoctl datastore migrate`` would copy.
+
+        One request when this API holds /calico; the other API is asked
+        only when it does not.
+        """
+        if self.exists(ROOT):
+            return
+        other = etcdconn.open_store(OTHER_API[self.datastore_type], self.settings, self.timeout)
+        try:
+            kept = [entry for entry in other.tree(ROOT).entries if not entry.expires]
+        except DatastoreError:
+            return          # etcd does not serve the other API either: nothing there
+        if kept:
+            raise DatastoreError(self.data_elsewhere % self.http.current_url)
+
+
+OTHER_API = {"etcdv2": "etcdv3", "etcdv3": "etcdv2"}
+
+
+WATCH_GATHER = 0.01
+"""Seconds a watch stream waits after taking what arrived before reading
+again: a burst arriving event by event is taken several events a wake-up
+(a wake-up costs the watching thread 100-200 us of system calls on our test
+machine, decoding an event 7-10 us); an event after a quiet spell is
+delivered at once (docs/scale.md, "Intake: the watch")."""
 
 
 def tree_prefix(directory):

@@ -23,5 +23,5 @@ def host2(lan, docker_daemon):
 @pytest.fixture
 def seeded(lan_etcd, host1):
     """host1, with the pools and host addresses `calicoctl node` and `pool add` would write."""
-    seed(lan_etcd.client(), [host1])
+    seed(lan_etcd.kv(), [host1])
     return lan_etcd

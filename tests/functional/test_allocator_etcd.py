@@ -95,7 +95,7 @@ def test_a_leftover_claim_with_a_ttl_expires(any_etcd):
 ])
 def test_container_add_assigns_a_free_address(seeded, host1, make_container, spec, version, inside):
     import netaddr
-    client = seeded.client()
+    client = seeded.kv()
     container = make_container()
     out = ok(calicoctl(host1, ["container", "add", container.name, spec], seeded.env))
     container.reload()
@@ -113,14 +113,14 @@ def test_container_add_from_a_cidr_outside_the_pools_is_refused(seeded, host1, m
     container = make_container()
     line = refused(calicoctl(host1, ["container", "add", container.name, "172.30.0.0/24"], seeded.env))
     assert "192.168.0.0/16" in line
-    assert claims(seeded.client()) == {}
+    assert claims(seeded.kv()) == {}
 
 
 @pytest.mark.usefixtures("root_required")
 def test_container_add_from_a_full_range_is_refused_and_leaves_nothing(seeded, host1, make_container):
-    client = seeded.client()
+    client = seeded.kv()
     for i in (1, 2):
-        client.write("/calico/v1/ipam/v4/assignment/192.168.0.0-16/192.168.78.%d" % i, "other")
+        client.put("/calico/v1/ipam/v4/assignment/192.168.0.0-16/192.168.78.%d" % i, "other")
     container = make_container()
     refused(calicoctl(host1, ["container", "add", container.name, "192.168.78.0/30"], seeded.env),
             contains="No free address left")

@@ -94,7 +94,7 @@ def agent(host, lan_etcd, dataplane):
 
 
 def put(lan_etcd, key, value):
-    lan_etcd.client().write(key, value)
+    lan_etcd.kv().put(key, value)
 
 
 def endpoint_json(interface, ip, profiles=("p",), mac=None):
@@ -129,9 +129,9 @@ def test_status_pid_file_and_clean_stop(agent, host, lan_etcd, dataplane):
                                        "addresses": {"4": 1, "6": 0}, "problem": None}
     assert status["last_sync"] >= status["started"] > 0
     assert host.run(["cat", RUN_DIR + "/agent.pid"], cwd="/").stdout.strip() == str(agent.pid)
-    node = wait_for(lambda: _read(lan_etcd, paths.felix_status(HOSTNAME)), timeout=10)
-    assert json.loads(node.value)["pid"] == agent.pid
-    assert 0 < node.ttl <= 30
+    status_entry = wait_for(lambda: lan_etcd.kv().get(paths.felix_status(HOSTNAME)), timeout=10)
+    assert json.loads(status_entry.value)["pid"] == agent.pid
+    assert status_entry.expires
     assert agent.stop(signal.SIGTERM) == 0
     assert kernel(host, dataplane).present()            # the dataplane stays
     assert host.run(["test", "-e", RUN_DIR + "/agent.pid"], cwd="/").returncode != 0
@@ -186,14 +186,6 @@ def test_every_rule_case_is_enforced_as_felix_reads_it(agent, host, lan_etcd, da
     for name, case in names.items():
         assert ("Profile %s: invalid rules" % name in log) is (not case.accepted), case.id
     assert "Traceback" not in log and agent.process.poll() is None
-
-
-def _read(lan_etcd, key):
-    import etcd
-    try:
-        return lan_etcd.client().read(key)
-    except etcd.EtcdKeyNotFound:
-        return None
 
 
 def test_a_second_agent_refuses_to_start(agent, host, lan_etcd):
@@ -251,7 +243,7 @@ def test_routes_follow_the_interface_and_stale_routes_go_after_a_kill(agent, hos
         assert host.run(["cat", "/proc/sys/net/ipv4/conf/calilate/proxy_arp"], cwd="/").stdout.strip() == "1"
         # Kill the agent, change etcd behind its back, start it again.
         agent.stop(signal.SIGKILL)
-        lan_etcd.client().delete(ep_key("late"))
+        lan_etcd.kv().delete(ep_key("late"))
         host.run(["ip", "route", "add", "10.70.1.99", "dev", "calilate"], cwd="/")   # left by a crash
         restarted = AgentProcess(host, lan_etcd.env, dataplane).start()
         try:
@@ -275,11 +267,11 @@ def test_index_cleared_from_etcd_history_triggers_a_resync(agent, host, lan_etcd
     wait_for(lambda: view.endpoint_programmed("califirst"), timeout=10, message="the first endpoint")
     agent.process.send_signal(signal.SIGSTOP)
     try:
-        client = lan_etcd.client()
+        client = lan_etcd.kv()
         client.delete(ep_key("first"))
-        client.write(ep_key("second"), endpoint_json("calisecond", "10.70.2.2"))
+        client.put(ep_key("second"), endpoint_json("calisecond", "10.70.2.2"))
         for n in range(1100):
-            client.write("/calico/v1/noise/%d" % (n % 7), str(n))
+            client.put("/calico/v1/noise/%d" % (n % 7), str(n))
     finally:
         agent.process.send_signal(signal.SIGCONT)
     wait_for(lambda: view.endpoints() == {"calisecond"}, timeout=20, message="the missed changes applied")

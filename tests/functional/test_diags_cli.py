@@ -38,11 +38,11 @@ def host(lan_etcd, make_simhost):
     ])
     result = host.run(["sh", "-ec", script])
     assert result.returncode == 0, result.stderr
-    client = lan_etcd.client()
-    client.write("/calico/v1/host/diags-host/bird_ip", "172.17.8.146")
-    client.write("/calico/bgp/v1/host/diags-host/ip_addr_v4", "172.17.8.146")
-    client.write("/calico/v1/host/other-host/bird_ip", "172.17.8.99")
-    client.write("/calico/v1/config/InterfacePrefix", "cali")
+    client = lan_etcd.kv()
+    client.put("/calico/v1/host/diags-host/bird_ip", "172.17.8.146")
+    client.put("/calico/bgp/v1/host/diags-host/ip_addr_v4", "172.17.8.146")
+    client.put("/calico/v1/host/other-host/bird_ip", "172.17.8.99")
+    client.put("/calico/v1/config/InterfacePrefix", "cali")
     return host
 
 

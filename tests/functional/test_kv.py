@@ -4,7 +4,6 @@ import json
 import queue
 import threading
 import time
-import urllib.request
 
 import pytest
 
@@ -46,7 +45,7 @@ def test_get_put_create_swap_delete(kv):
     assert kv.delete(DIR + "/b") and not kv.delete(DIR + "/b")
 
 
-def test_directories_are_prefixes_that_spare_their_siblings(kv):
+def test_directories_are_prefixes_that_spare_their_siblings(etcd, kv):
     for key in ("h1/workload/w1/e1", "h1/workload/w2/e1", "h1/config/marker", "h10/config/marker",
                 "h1-b/config/marker"):
         kv.put("%s/%s" % (DIR, key), key)
@@ -57,6 +56,13 @@ def test_directories_are_prefixes_that_spare_their_siblings(kv):
     assert kv.children(DIR) == ["h1", "h1-b", "h10"]
     assert kv.children(DIR + "/h1/workload") == ["w1", "w2"]
     assert kv.exists(DIR + "/h1") and not kv.exists(DIR + "/h2")
+    # An empty directory exists on v2 only; making one over keys or a key leaves them.
+    kv.make_dir(DIR + "/h2")
+    assert kv.exists(DIR + "/h2") == (etcd.datastore == "etcdv2")
+    kv.make_dir(DIR + "/h1")
+    kv.make_dir(DIR + "/h1/config/marker")
+    assert kv.get(DIR + "/h1/config/marker").value == "h1/config/marker"
+    assert kv.delete_empty_dir(DIR + "/h2") and not kv.exists(DIR + "/h2")
     assert not kv.delete_empty_dir(DIR + "/h1/workload")
     assert kv.delete_tree(DIR + "/h1") and not kv.delete_tree(DIR + "/h1")
     assert sorted(entry.key for entry in kv.tree(DIR).entries) == [
@@ -115,7 +121,6 @@ class CountingKV:
 
     def __init__(self, kv):
         self.kv = kv
-        self.library_errors = kv.library_errors
         self.trees = 0
         self.watches = 0
         self.events = 0
@@ -206,9 +211,7 @@ def test_v3_watch_from_a_compacted_revision_resyncs(etcd, kv):
     old = kv.tree(DIR).revision
     kv.put(DIR + "/new", "2")
     latest = kv.tree(DIR).revision
-    request = urllib.request.Request(etcd.server.url + "/v3/kv/compaction", method="POST",
-                                     data=json.dumps({"revision": latest}).encode())
-    urllib.request.urlopen(request, timeout=5).read()
+    etcd.server.call("/v3/kv/compaction", {"revision": latest})
     with pytest.raises(HistoryLost, match="compacted"):
         list(kv.watch(DIR, old, timeout=2))
     recorder = Recorder()
@@ -217,6 +220,104 @@ def test_v3_watch_from_a_compacted_revision_resyncs(etcd, kv):
         assert recorder.next(Snapshot).items == {DIR + "/old": "1", DIR + "/new": "2"}
     finally:
         watcher.stop()
+
+
+class CountingHttp:
+    """Counts the requests and streams a store's HTTP client makes."""
+
+    def __init__(self, kv):
+        self.requests = self.streams = 0
+        request, stream = kv.http.request, kv.http.stream
+
+        def counted_request(*args, **kwargs):
+            self.requests += 1
+            return request(*args, **kwargs)
+
+        def counted_stream(*args, **kwargs):
+            self.streams += 1
+            return stream(*args, **kwargs)
+        kv.http.request, kv.http.stream = counted_request, counted_stream
+
+
+def watch_in_thread(kv, revision, count, pause_after=0, pause=0.0):
+    """Start taking ``count`` events from ``revision`` on in a thread (for
+    ``pause`` seconds after the ``pause_after``-th, as a busy agent would);
+    returns (events, thread)."""
+    events = []
+
+    def take():
+        try:
+            for event in kv.watch(DIR, revision, timeout=10):
+                events.append(event)
+                if len(events) == pause_after:
+                    time.sleep(pause)
+                if len(events) == count:
+                    return
+        except Exception as exc:  # noqa: BLE001 - the test shows it
+            events.append(exc)
+    thread = threading.Thread(target=take, daemon=True)
+    thread.start()
+    return events, thread
+
+
+def assert_in_order(events, keys, values=None):
+    assert not [event for event in events if isinstance(event, Exception)]
+    assert [event.key for event in events] == keys
+    if values is not None:
+        assert [event.value for event in events] == values
+    revisions = [event.revision for event in events]
+    assert revisions == sorted(set(revisions))
+
+
+def test_v2_live_events_come_on_one_stream(etcd_v2):
+    """Caught up, the v2 watch takes a burst on one streamed response, not a
+    request per event."""
+    kv, writer = etcd_v2.kv(), etcd_v2.kv()
+    counting = CountingHttp(kv)
+    events, thread = watch_in_thread(kv, kv.tree(DIR).revision + 1, 301)
+    time.sleep(0.3)
+    writer.put(DIR + "/first", "0")
+    wait_for(lambda: events, timeout=10, message="the first event")
+    time.sleep(0.3)                       # the stream is open before the burst
+    keys = ["%s/burst/%03d" % (DIR, n) for n in range(300)]
+    for key in keys:
+        writer.put(key, key)
+    thread.join(30)
+    assert_in_order(events, [DIR + "/first"] + keys, ["0"] + keys)
+    assert counting.requests + counting.streams <= 5, (counting.requests, counting.streams)
+
+
+def test_v2_stream_etcd_drops_for_a_slow_reader_goes_on_without_a_gap(etcd_v2):
+    """A reader that stops reading while large values pour in (more than
+    the sockets' buffers hold) fills etcd's buffer of 100 events: etcd ends
+    the stream, and the watch goes on from the next index (history, then a
+    new stream), missing and repeating nothing."""
+    kv, writer = etcd_v2.kv(), etcd_v2.kv()
+    counting = CountingHttp(kv)
+    events, thread = watch_in_thread(kv, kv.tree(DIR).revision + 1, 402, pause_after=2, pause=4.0)
+    time.sleep(0.3)
+    writer.put(DIR + "/first", "0")       # a live event: the watch streams from here on
+    wait_for(lambda: events, timeout=10, message="the first event")
+    time.sleep(0.3)
+    writer.put(DIR + "/second", "0")      # on the stream; the reader pauses after it
+    wait_for(lambda: len(events) == 2, timeout=10, message="the second event")
+    big = "x" * 64000
+    keys = ["%s/burst/%03d" % (DIR, n) for n in range(400)]
+    for key in keys:
+        writer.put(key, big)
+    thread.join(60)
+    assert_in_order(events, [DIR + "/first", DIR + "/second"] + keys)
+    assert counting.streams >= 2, "etcd never ended the stream: nothing tested"
+    assert counting.requests >= 1       # the events etcd dropped came back from its history
+
+
+def test_v2_watch_from_a_cleared_index_loses_history(etcd_v2):
+    kv = etcd_v2.kv()
+    revision = kv.tree(DIR).revision + 1
+    for n in range(1010):                 # etcd's v2 history holds the last 1000 events
+        kv.put(DIR + "/k", str(n))
+    with pytest.raises(HistoryLost, match="cleared"):
+        list(kv.watch(DIR, revision, timeout=2))
 
 
 def test_empty_values_compare_too(kv):

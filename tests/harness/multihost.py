@@ -19,7 +19,7 @@ import json
 import subprocess
 import sys
 
-from tests.harness.etcd import EtcdServer, datastore_env, make_client, make_kv
+from tests.harness.etcd import DATASTORES, EtcdServer, datastore_env, make_kv
 from tests.harness.util import free_port
 
 
@@ -61,10 +61,10 @@ class LanEtcdServer:
 
     :ivar authority: what simulated hosts use (``ETCD_AUTHORITY``).
     :ivar local_authority: the same etcd from the test process (forwarded).
-    :ivar datastore: "etcdv2" or "etcdv3" (see tests.harness.etcd).
+    :ivar datastore: "etcdv3" or "etcdv2" (see tests.harness.etcd).
     """
 
-    def __init__(self, lan, data_dir, port=None, datastore="etcdv2"):
+    def __init__(self, lan, data_dir, port=None, datastore=DATASTORES[0]):
         self.lan = lan
         self.datastore = datastore
         self.server = EtcdServer(data_dir, host=lan.gateway, client_port=port or free_port(),
@@ -92,10 +92,6 @@ class LanEtcdServer:
     @property
     def local_authority(self):
         return self._forward.authority
-
-    def client(self, **kwargs):
-        """A python-etcd client (v2 only)."""
-        return make_client(self.local_authority, **kwargs)
 
     def kv(self):
         """calicoctl's key-value store for this etcd, from the test process."""

@@ -50,12 +50,12 @@ class Cluster:
 
     :ivar hosts: name -> SimHost, in creation order.
     :ivar etcd: the LanEtcdServer (``env`` for commands in hosts,
-        ``client()`` for the test process).
+        ``kv()`` for the test process).
     :ivar dataplane: the policy dataplane ``start_node`` asks for
         (tests.harness.dataplanes), None: ``calicoctl node``'s default.
     """
 
-    def __init__(self, base_dir, docker_client, tag, subnet6=None, gateway6=None, datastore="etcdv2",
+    def __init__(self, base_dir, docker_client, tag, subnet6=None, gateway6=None, datastore="etcdv3",
                  dataplane=None):
         self.base_dir = base_dir
         self.dataplane = dataplane
@@ -215,14 +215,14 @@ class Cluster:
 def make_cluster(root_required, docker_daemon, tmp_path_factory):
     """Factory: ``make_cluster()`` -> an empty Cluster (add hosts with
     ``add_host``); ``make_cluster(subnet6=..., gateway6=...)`` gives its LAN
-    IPv6 too; ``make_cluster(datastore="etcdv3")`` runs its etcd without the
-    v2 API and every command and agent with DATASTORE_TYPE=etcdv3;
-    ``make_cluster(dataplane="iptables")`` starts every node with that policy
-    dataplane. All clusters of the module are removed at its end (or
-    sooner, by ``close``)."""
+    IPv6 too. Its etcd serves only the v3 API (the default);
+    ``make_cluster(datastore="etcdv2")`` enables v2 and runs every command
+    and agent with DATASTORE_TYPE=etcdv2; ``make_cluster(dataplane="iptables")``
+    starts every node with that policy dataplane. All clusters of the module
+    are removed at its end (or sooner, by ``close``)."""
     made = []
 
-    def factory(subnet6=None, gateway6=None, datastore="etcdv2", dataplane=None):
+    def factory(subnet6=None, gateway6=None, datastore="etcdv3", dataplane=None):
         tag = uuid.uuid4().hex[:6]
         cluster = Cluster(str(tmp_path_factory.mktemp("cluster-" + tag)), docker_daemon, tag,
                           subnet6=subnet6, gateway6=gateway6, datastore=datastore, dataplane=dataplane)

@@ -16,6 +16,7 @@ and OPEN's workload-to-workload traffic (on those very ports, too) still
 flow. Switching the protection off is the control that shows each check
 can fail. The module runs on each policy dataplane (a cluster each).
 """
+import base64
 import json
 
 import pytest
@@ -75,26 +76,18 @@ def connects(load, ip, port, wait=1):
 
 
 def etcd_write_from(load, w):
-    """A workload's attempt to write into etcd with its v2 keys API."""
-    url = "http://%s:%d/v2/keys%s" % (w.etcd_ip, w.etcd_port, ATTACK_KEY)
-    return load.container.exec_run(["timeout", "3", "wget", "-q", "-O-", "--post-data=value=x", url])
+    """A workload's attempt to write into etcd with its v3 API's HTTP gateway."""
+    url = "http://%s:%d/v3/kv/put" % (w.etcd_ip, w.etcd_port)
+    body = json.dumps({"key": base64.b64encode(ATTACK_KEY.encode()).decode(), "value": "eA=="})
+    return load.container.exec_run(["timeout", "3", "wget", "-q", "-O-", "--post-data=" + body, url])
 
 
 def remove_attack(w):
-    import etcd
-    try:
-        w.cluster.etcd.client().delete(ATTACK_KEY, recursive=True)
-    except etcd.EtcdKeyNotFound:
-        pass
+    w.cluster.etcd.kv().delete(ATTACK_KEY)
 
 
 def attack_landed(w):
-    import etcd
-    try:
-        w.cluster.etcd.client().read(ATTACK_KEY, recursive=True)
-        return True
-    except etcd.EtcdKeyNotFound:
-        return False
+    return w.cluster.etcd.kv().get(ATTACK_KEY) is not None
 
 
 def protected_targets(w, version=4):
@@ -203,8 +196,8 @@ def test_a_host_joining_later_is_protected_when_its_node_returns(w):
 
 def test_bad_data_in_etcd_keeps_the_protection(w):
     from calicoctl.datastore import paths
-    client = w.cluster.etcd.client()
-    client.write(paths.control_plane_protection(), json.dumps({"enabled": False, "ports": "none"}))
+    client = w.cluster.etcd.kv()
+    client.put(paths.control_plane_protection(), json.dumps({"enabled": False, "ports": "none"}))
     try:
         wait_for(lambda: "not valid" in w.cluster.calicoctl(w.h1, "status").stdout, 20,
                    message="status showing the bad setting")

@@ -72,33 +72,24 @@ def ping(host, container, ip):
 def endpoints(cluster, hostname=None):
     """{endpoint ID: endpoint JSON} of the Docker driver's endpoints."""
     found = {}
-    try:
-        leaves = cluster.etcd.client().read("/calico/v1/host", recursive=True).leaves
-    except Exception:  # noqa: BLE001 - nothing there yet
-        return found
-    for node in leaves:
-        parts = (node.key or "").split("/")
+    for entry in cluster.etcd.kv().tree("/calico/v1/host").entries:
+        parts = entry.key.split("/")
         if len(parts) == 10 and parts[6] == "libnetwork" and (hostname is None or parts[4] == hostname):
-            found[parts[9]] = json.loads(node.value)
+            found[parts[9]] = json.loads(entry.value)
     return found
 
 
 def claims(cluster):
     found = {}
     for version in (4, 6):
-        try:
-            leaves = cluster.etcd.client().read("/calico/v1/ipam/v%d/assignment" % version, recursive=True).leaves
-        except Exception:  # noqa: BLE001 - no claim of that version
-            continue
-        found.update({node.key.rsplit("/", 1)[1]: node.value for node in leaves if node.key and not node.dir})
+        entries = cluster.etcd.kv().tree("/calico/v1/ipam/v%d/assignment" % version).entries
+        found.update({entry.key.rsplit("/", 1)[1]: entry.value for entry in entries})
     return found
 
 
 def profile_rules(cluster, name):
-    try:
-        return json.loads(cluster.etcd.client().read("/calico/v1/policy/profile/%s/rules" % name).value)
-    except Exception:  # noqa: BLE001 - absent
-        return None
+    entry = cluster.etcd.kv().get("/calico/v1/policy/profile/%s/rules" % name)
+    return None if entry is None else json.loads(entry.value)
 
 
 def create_network(cluster, host, name, *extra):
@@ -110,11 +101,7 @@ def create_network(cluster, host, name, *extra):
 
 
 def _profile_exists(etcd, name):
-    try:
-        etcd.client().read("/calico/v1/policy/profile/%s/rules" % name)
-        return True
-    except Exception:  # noqa: BLE001 - absent
-        return False
+    return etcd.kv().get("/calico/v1/policy/profile/%s/rules" % name) is not None
 
 
 def remove(host, *names):

@@ -64,8 +64,8 @@ class Agent:
 def world(request, make_cluster):
     cluster = make_cluster()
     host = cluster.add_host(NAME, HOST_IP, start_node=False)
-    client = cluster.etcd.client()
-    client.write(paths.host_ip_addr(NAME, 4), HOST_IP)
+    client = cluster.etcd.kv()
+    client.put(paths.host_ip_addr(NAME, 4), HOST_IP)
     cluster.calicoctl(host, "pool", "add", "192.168.0.0/16")
     agent = Agent(host, cluster.etcd.env, request.param).start()
     assert agent.status()["dataplane"] == request.param
@@ -94,15 +94,11 @@ def w(world):
     if world.agent.process.poll() is not None:
         world.agent.start()
     for key in _endpoint_keys(world):
-        data = json.loads(world.client.read(key).value)
+        data = json.loads(world.client.get(key).value)
         if data["profile_ids"]:
-            world.client.write(key, json.dumps(dict(data, profile_ids=[])))
-    import etcd
-    try:
-        world.client.delete(paths.PROFILES_DIR, recursive=True)
-    except etcd.EtcdKeyNotFound:
-        pass
-    world.client.write(paths.host_config(NAME, "DefaultEndpointToHostAction"), "RETURN")
+            world.client.put(key, json.dumps(dict(data, profile_ids=[])))
+    world.client.delete_tree(paths.PROFILES_DIR)
+    world.client.put(paths.host_config(NAME, "DefaultEndpointToHostAction"), "RETURN")
     return world
 
 
@@ -192,7 +188,7 @@ def test_numeric_protocol_rule_written_by_another_tool(w):
     ctl(w, "profile", "add", "CLIENT")
 
     def store_inbound(rule):
-        w.client.write(paths.profile_rules("SVC"), json.dumps(
+        w.client.put(paths.profile_rules("SVC"), json.dumps(
             {"id": "SVC", "inbound_rules": [rule], "outbound_rules": [{"action": "allow"}]}))
     store_inbound({"action": "allow", "protocol": "6", "dst_ports": [PORT]})
     ctl(w, "endpoint", w.b.endpoint_id, "profile", "set", "SVC")
@@ -205,7 +201,7 @@ def test_numeric_protocol_rule_written_by_another_tool(w):
     assert "Felix rejects these rules" in ctl(w, "profile", "SVC", "rule", "show").stdout
     text = ctl(w, "profile", "SVC", "rule", "json").stdout
     w.cluster.calicoctl(w.host, "profile", "SVC", "rule", "update", input=text)
-    assert json.loads(w.client.read(paths.profile_rules("SVC")).value)["inbound_rules"] == [
+    assert json.loads(w.client.get(paths.profile_rules("SVC")).value)["inbound_rules"] == [
         {"action": "allow", "protocol": 6, "dst_ports": [PORT]}]
     eventually(lambda: tcp(w.a, w.b, PORT), "the rule repaired by rule update")
     assert not tcp(w.a, w.b, OTHER_PORT)
@@ -269,12 +265,12 @@ def test_spoofed_source_address_or_mac_is_dropped(w):
         never(lambda: ping(w.a, w.b, extra=("-I", spoofed)), "spoofed source address got through")
         # Control: once the address is A's in etcd, the same ping passes.
         key = [k for k in _endpoint_keys(w) if k.endswith("/" + w.a.endpoint_id)][0]
-        data = json.loads(w.client.read(key).value)
+        data = json.loads(w.client.get(key).value)
         data["ipv4_nets"].append(spoofed + "/32")
-        w.client.write(key, json.dumps(data))
+        w.client.put(key, json.dumps(data))
         eventually(lambda: ping(w.a, w.b, extra=("-I", spoofed)), "registered second address")
         data["ipv4_nets"].remove(spoofed + "/32")
-        w.client.write(key, json.dumps(data))
+        w.client.put(key, json.dumps(data))
         # A different MAC on A's interface is dropped too, even from A's own address.
         original_mac = data["mac"]
         assert original_mac
@@ -293,8 +289,8 @@ def test_spoofed_source_address_or_mac_is_dropped(w):
 
 
 def _endpoint_keys(w):
-    return [node.key for node in w.client.read(paths.host_workloads_dir(NAME), recursive=True).leaves
-            if "/endpoint/" in node.key]
+    return [entry.key for entry in w.client.tree(paths.host_workloads_dir(NAME)).entries
+            if "/endpoint/" in entry.key]
 
 
 def test_workloads_reach_their_own_host(w):
@@ -305,7 +301,7 @@ def test_workloads_reach_their_own_host(w):
         eventually(lambda: ping(w.a, HOST_IP), "A reaching its host")
         assert tcp(w.a, HOST_IP, 7070)
         assert not ping(w.d, HOST_IP)                      # no profile: no outbound at all
-        w.client.write(paths.host_config(NAME, "DefaultEndpointToHostAction"), "DROP")
+        w.client.put(paths.host_config(NAME, "DefaultEndpointToHostAction"), "DROP")
         eventually(lambda: not ping(w.a, HOST_IP), "host action DROP")
     finally:
         server.kill()

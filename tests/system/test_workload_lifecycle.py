@@ -46,16 +46,12 @@ class World:
     # -- state -------------------------------------------------------------------------
     def host_keys(self, host):
         """Every workload leaf of ``host`` and every IP claim, as {key: value}."""
-        client = self.cluster.etcd.client()
+        kv = self.cluster.etcd.kv()
         found = {}
         for prefix in ("/calico/v1/host/%s/workload" % host.name, "/calico/v1/ipam"):
-            try:
-                result = client.read(prefix, recursive=True)
-            except Exception:  # noqa: BLE001 - python-etcd's KeyNotFound: nothing there
-                continue
-            for node in result.leaves:
-                if not node.dir and (prefix.endswith("workload") or "assignment" in node.key):
-                    found[node.key] = node.value
+            for entry in kv.tree(prefix).entries:
+                if prefix.endswith("workload") or "assignment" in entry.key:
+                    found[entry.key] = entry.value
         return found
 
     def endpoint(self, workload):

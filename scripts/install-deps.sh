@@ -12,7 +12,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 PACKAGES=(
-    etcd-server etcd-client docker.io bird2 iptables ipset iproute2
+    etcd-server etcd-client docker.io bird2 iptables ipset iproute2 nftables
     busybox-static iperf3 netcat-openbsd containernetworking-plugins openssl
     procps util-linux python3-venv kmod iputils-ping
 )

@@ -20,6 +20,7 @@ from calicoctl.datastore import etcdconn
 from calicoctl.datastore.client import DatastoreClient
 from calicoctl.errors import CalicoError, DatastoreUnavailable, ExitCode
 from calicoctl.host.docker import DockerAdapter
+from calicoctl.ops import allocator
 from calicoctl.ops import container as ops
 from tests.functional.clitools import dump_etcd
 from tests.functional.containertools import (V4_POOL, V6_POOL, assert_nothing_left, cali_links, calicoctl,
@@ -272,7 +273,7 @@ def test_add_with_etcd_gone_midway_leaves_no_interface_and_a_retry_succeeds(seed
     # expires by itself (TTL), or a retry adopts it.
     assert workload_keys(client) == []
     node = client.read("/calico/v1/ipam/v4/assignment/192.168.0.0-16/192.168.1.101")
-    assert node.value == "%s/docker/%s" % (host1.name, c1.id) and 0 < node.ttl <= ops.CLAIM_TTL
+    assert node.value == "%s/docker/%s" % (host1.name, c1.id) and 0 < node.ttl <= allocator.CLAIM_TTL
     run_add(local, host1, c1, "192.168.1.101")
     node = client.read("/calico/v1/ipam/v4/assignment/192.168.0.0-16/192.168.1.101")
     assert node.ttl is None                                # made permanent

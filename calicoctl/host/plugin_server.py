@@ -1,10 +1,15 @@
-"""HTTP over a unix socket, for Docker's plugin protocol.
+"""Servers on unix sockets for the plugins the agent serves.
 
 Docker finds a legacy plugin by its socket, ``/run/docker/plugins/<name>.sock``,
 and POSTs JSON to it (``calicoctl.ops.plugin_protocol``). ``PluginServer``
 serves one such socket from a thread, one thread per request (Docker makes
 requests in parallel: fifty ``docker run`` at once are fifty CreateEndpoints).
 ``handle(path, body) -> (status, reply dict)`` does the work.
+
+The CNI plugin binaries speak something simpler (an HTTP client costs a
+short-lived process more start-up time than its request takes): one request
+per connection, read until the client shuts its side down, one reply, then
+the server closes (``FrameHandler``; ``handle(request bytes) -> reply bytes``).
 """
 import http.server
 import json
@@ -44,6 +49,13 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         LOG.debug("%s: " + fmt, self.server.name, *args)
 
 
+class FrameHandler(socketserver.StreamRequestHandler):
+    """One request frame in (until EOF), ``server.handle(frame)``'s bytes out."""
+
+    def handle(self):
+        self.wfile.write(self.server.handle(self.rfile.read()))
+
+
 def socket_path(name, directory=PLUGIN_DIR):
     return os.path.join(directory, name + ".sock")
 
@@ -63,13 +75,15 @@ class PluginServer:
     """Serves ``handle`` on ``path`` until ``stop``.
 
     A socket file left by a dead process is replaced; one something still
-    answers on is not (another agent serves it): RuntimeError.
+    answers on is not (another agent serves it): RuntimeError. ``handler``:
+    the request handler class (HTTP by default, or ``FrameHandler``).
     """
 
-    def __init__(self, name, path, handle):
+    def __init__(self, name, path, handle, handler=None):
         self.name = name
         self.path = path
         self._handle = handle
+        self._handler = handler or _Handler
         self._server = None
         self._thread = None
 
@@ -79,7 +93,9 @@ class PluginServer:
             if socket_answers(self.path):
                 raise RuntimeError("%s is already served by another process" % self.path)
             os.unlink(self.path)
-        server = _Server(self.path, _Handler)
+        server = _Server(self.path, self._handler)
+        # Whoever can connect can have interfaces made in any namespace: root only.
+        os.chmod(self.path, 0o600)
         server.handle = self._handle
         server.name = self.name
         self._server = server

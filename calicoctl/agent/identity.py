@@ -8,3 +8,5 @@ PID_FILE = "agent.pid"
 STATUS_FILE = "agent-status.json"
 MARKERS = (MODULE, "calico-agent")
 """Arguments that identify an agent process in /proc/<pid>/cmdline."""
+CNI_SOCKET = "cni.sock"
+"""Where the CNI plugin binaries reach the agent (calicoctl/cni_client.py)."""

@@ -63,12 +63,13 @@ class Cluster:
         self.workloads = []
 
     # -- hosts -----------------------------------------------------------------------
-    def add_host(self, name, ip, ip6=None, start_node=True, node_args=(), own_dockerd=False):
+    def add_host(self, name, ip, ip6=None, start_node=True, node_args=(), own_dockerd=False, podman=False):
         """A SimHost on the LAN; ``own_dockerd``: with a dockerd of its own
         (``docker(host)`` is then a client of it), which finds the plugins its
-        agent serves, as on a real host."""
+        agent serves, as on a real host; ``podman``: with Podman
+        (``host.podman``, tests/harness/podman.py)."""
         host = SimHost(name, ip, self.lan, prefixlen=self.lan.prefixlen, ip6=ip6,
-                       own_dockerd=own_dockerd).start()
+                       own_dockerd=own_dockerd, podman=podman).start()
         self.hosts[name] = host
         if start_node:
             self.start_node(host, *node_args)

@@ -77,7 +77,6 @@ class CniError(CalicoError):
     def __init__(self, code, msg, details=""):
         super().__init__(msg)
         self.code = code
-        self.msg = msg
         self.details = details
 
 

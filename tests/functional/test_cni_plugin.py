@@ -15,6 +15,7 @@ from calicoctl.datastore import etcdconn
 from calicoctl.datastore.client import DatastoreClient
 from calicoctl.host import plugin_server
 from calicoctl.ops import cni as install_ops
+from calicoctl.ops import cni_logic as logic
 from calicoctl.ops import cni_protocol as protocol
 from calicoctl.ops.cni_plugin import CniPlugin
 from tests.functional.containertools import cali_links, claims, in_host, ip_json
@@ -235,6 +236,13 @@ def test_adds_that_fail_half_way_undo_what_they_made_and_only_that(bin_dir, agen
            protocol.ADDRESS_UNAVAILABLE)
     agent["etcd"].delete("/calico/v1/ipam/v4/assignment/192.168.0.0-16/192.168.9.9")
     assert_nothing_left(agent, host1)
+    # The host side's name is taken (by an interface that is not ours): the claim made goes back.
+    veth = "cali" + logic.calculate_attachment_id(NETWORK, "ctr-%s" % second.name, "eth0")[:11]
+    subprocess.run(in_host(host1) + ["ip", "link", "add", veth, "type", "veth", "peer", "name", "taken0"],
+                   check=True)
+    failed(cni(bin_dir, agent, "ADD", second), protocol.INTERFACE_EXISTS)
+    subprocess.run(in_host(host1) + ["ip", "link", "del", veth], check=True)
+    assert_nothing_left(agent, host1)
     # The second ADD of one attachment is refused and does not touch the first.
     result = ok(cni(bin_dir, agent, "ADD", third, conf(runtimeConfig={"ips": ["192.168.9.9"]})))
     assert result["ips"][0]["address"] == "192.168.9.9/32"
@@ -242,6 +250,17 @@ def test_adds_that_fail_half_way_undo_what_they_made_and_only_that(bin_dir, agen
     assert len(endpoints(agent["etcd"])) == 1 and list(claims(agent["etcd"])) == ["192.168.9.9"]
     ok(cni(bin_dir, agent, "CHECK", third, conf(prevResult=result)))
     ok(cni(bin_dir, agent, "DEL", third, conf(prevResult=result)))
+    assert_nothing_left(agent, host1)
+
+
+def test_two_adds_of_one_attachment_at_once_make_one_endpoint(bin_dir, agent, host1, sandboxes):
+    (sandbox,) = sandboxes()
+    results = []
+    assert run_in_threads(lambda: results.append(cni(bin_dir, agent, "ADD", sandbox)), [(), ()], 60) == []
+    assert sorted(status for status, _, _ in results) == [0, 1]
+    assert [out["code"] for status, out, _ in results if status] == [protocol.INTERFACE_EXISTS]
+    assert len(endpoints(agent["etcd"])) == 1 and len(claims(agent["etcd"])) == 1
+    ok(cni(bin_dir, agent, "DEL", sandbox))
     assert_nothing_left(agent, host1)
 
 

@@ -18,6 +18,8 @@ import os
 import secrets
 import subprocess
 
+from tests.harness.util import remove_cgroup_parent
+
 BASE = "/var/lib/calico/podman"
 IMAGE = "localhost/busybox:latest"
 STORAGE_DRIVER = "vfs"
@@ -105,8 +107,4 @@ class HostPodman:
             self.run("rm", "-a", "-f", "-t", "0", check=False, timeout=120)
         except subprocess.TimeoutExpired:
             pass
-        for controller in os.listdir("/sys/fs/cgroup"):
-            try:
-                os.rmdir(os.path.join("/sys/fs/cgroup", controller, self.cgroup_parent))
-            except OSError:
-                pass
+        remove_cgroup_parent(self.cgroup_parent)

@@ -10,7 +10,10 @@ Docker's socket is bind-mounted into each host's /run, so every host talks
 to the one shared dockerd.  With ``own_dockerd=True`` a host instead runs a
 dockerd of its own (``tests.harness.docker.HostDockerd``, ``host.dockerd``)
 on its private /run/docker.sock, with its own containers and a ``busybox``
-image, which tests may stop, restart and wipe as a real host's.
+image, which tests may stop, restart and wipe as a real host's. With
+``podman=True`` a host gets Podman (``tests.harness.podman.HostPodman``,
+``host.podman``) with its CNI backend, storage and directories of its own;
+its cgroup hierarchies stay visible and /var/lib/cni is private.
 
 Each namespace set is held open by a ``sleep infinity`` "holder" process
 made by ``unshare``; commands run in it through ``nsenter -t <holder pid>``.

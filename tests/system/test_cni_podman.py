@@ -147,6 +147,15 @@ def test_check_finds_a_deleted_host_interface_and_a_restart_repairs_it(cluster):
         == (0, None)
 
 
+def test_podman_run_with_ip_gets_that_address(cluster):
+    _, b = hosts(cluster)
+    b.podman.run_container("p6", "netA", "--ip", "192.168.201.7")
+    assert address(b, "p6") == "192.168.201.7"
+    assert cni_claims(cluster)["192.168.201.7"].startswith("%s/cni/netA/" % b.name)
+    b.podman.run("rm", "-f", "-t", "0", "p6")
+    assert "192.168.201.7" not in cni_claims(cluster)
+
+
 def test_podman_rm_releases_the_address_and_the_endpoint(cluster):
     _, b = hosts(cluster)
     b.podman.run_container("p4", "netA")

@@ -32,6 +32,12 @@ opt-in, on each datastore::
     BENCH_HOSTS=20 BENCH_WORKLOADS=25 bench/run.py multihost
     BENCH_HOSTS=30 BENCH_WORKLOADS=25 bench/run.py multihost
     DATASTORE_TYPE=etcdv3 BENCH_HOSTS=20 BENCH_WORKLOADS=25 bench/run.py multihost
+
+``BENCH_RR=<n>`` runs both sides with the node-to-node mesh off and the
+first n hosts route reflectors (issue 23), the bare BIRDs with the
+configuration our agent renders for that topology::
+
+    BENCH_RR=2 BENCH_HOSTS=40 BENCH_WORKLOADS=10 bench/run.py multihost
 """
 import json
 import os
@@ -42,6 +48,8 @@ import time
 
 HOSTS = int(os.environ.get("BENCH_HOSTS", "10"))
 WORKLOADS = int(os.environ.get("BENCH_WORKLOADS", "20"))
+REFLECTORS = int(os.environ.get("BENCH_RR", "0"))      # 0: the node-to-node mesh
+CLUSTER_ID = "244.0.0.1"
 POOL = "10.100.0.0/16"
 ABSOLUTE_TARGET_B = 10.0      # seconds, issue 5
 TARGET_RATIO = 2.0
@@ -140,12 +148,22 @@ class Bench:
         raise RuntimeError("%s never reached %s" % (source.name, ip))
 
     # -- reference: bare BIRD ---------------------------------------------------------
+    def bgp_hosts(self):
+        from calicoctl.model import BgpHost
+        return [BgpHost(host.name, ipv4=host_ip(i), rr_cluster_id=CLUSTER_ID if i < REFLECTORS else None)
+                for i, host in enumerate(self.hosts)]
+
+    def peers(self, index):
+        """The sessions of host ``index`` in the topology under test (the mesh or reflectors)."""
+        from calicoctl.agent.bird_config import calculate_topology_peers
+        hosts = self.bgp_hosts()
+        return calculate_topology_peers(hosts[index], hosts, node_mesh=not REFLECTORS, default_as=64511)
+
     def bird_config(self, index):
-        from calicoctl.agent.bird_config import BgpPeerSpec, BirdInputs, render_bird_config
-        peers = tuple(BgpPeerSpec("Mesh", host_ip(i), 64511) for i in range(HOSTS) if i != index)
+        from calicoctl.agent.bird_config import BirdInputs, render_bird_config
         return render_bird_config(BirdInputs(
             hostname=self.hosts[index].name, router_id=host_ip(index), ipv6=None, local_as=64511,
-            peers=peers, pools_v4=(POOL,), pools_v6=()))
+            peers=tuple(self.peers(index)), pools_v4=(POOL,), pools_v6=()))
 
     def start_bird(self, index):
         directory = os.path.join(self.workdir, "bird-%d" % index)
@@ -162,7 +180,7 @@ class Bench:
         socket = os.path.join(self.workdir, "bird-%d" % index, "bird.ctl")
         rows = parse_protocols(self.hosts[index].run(["birdc", "-s", socket, "show", "protocols"],
                                                      cwd="/").stdout) or []
-        return sum(1 for row in rows if row.name.startswith("Mesh_") and row.info.startswith("Established"))
+        return sum(1 for row in rows if row.proto == "BGP" and row.info.startswith("Established"))
 
     @staticmethod
     def stop(process):
@@ -206,9 +224,9 @@ def run(report):
         # -- reference b: bare BIRDs meshed, all device routes added at t0.
         birds = [bench.start_bird(i) for i in range(HOSTS)]
         deadline = time.monotonic() + TIMEOUT
-        while not all(bench.established(i) == HOSTS - 1 for i in range(HOSTS)):
+        while not all(bench.established(i) == len(bench.peers(i)) for i in range(HOSTS)):
             if time.monotonic() > deadline:
-                raise RuntimeError("bare BIRD mesh never established")
+                raise RuntimeError("bare BIRD sessions never established")
             time.sleep(0.2)
         started = time.monotonic()
         for i in range(HOSTS):
@@ -228,8 +246,12 @@ def run(report):
             {"id": "BENCH", "inbound_rules": [{"action": "allow", "src_tag": "BENCH"}],
              "outbound_rules": [{"action": "allow"}]}))
 
+        if REFLECTORS:
+            bench.client.put(paths.BGP_NODE_MESH, json.dumps({"enabled": False}))
+
         def node(host):
-            return host.run(["calicoctl", "node", "--ip=%s" % host.ip], env=env, cwd="/", timeout=120)
+            reflector = ["--rr-cluster-id=%s" % CLUSTER_ID] if bench.hosts.index(host) < REFLECTORS else []
+            return host.run(["calicoctl", "node", "--ip=%s" % host.ip] + reflector, env=env, cwd="/", timeout=120)
 
         result = node(bench.hosts[0])
         if result.returncode != 0:
@@ -254,11 +276,11 @@ def run(report):
         bench.wait_routes(pair_routes, time.monotonic())
         registered = bench.register([w for i in range(HOSTS) for w in fleet[i]])
         calico_b = bench.wait_routes(full, registered)
-        report("%d hosts x %d workloads: every route everywhere" % (HOSTS, WORKLOADS), calico_b, "s",
-               "absolute target (issue 5)", ABSOLUTE_TARGET_B, target=1.0)
-        # What the agents add on top of BGP itself (issue 13).
-        report("%d hosts x %d workloads: every route everywhere" % (HOSTS, WORKLOADS), calico_b, "s",
-               "bare BIRD, routes added by hand", ref_b, target=TARGET_RATIO)
+        figure = "%d hosts x %d workloads%s: every route everywhere" % (
+            HOSTS, WORKLOADS, ", %d RR" % REFLECTORS if REFLECTORS else "")
+        report(figure, calico_b, "s", "absolute target (issue 5)", ABSOLUTE_TARGET_B, target=1.0)
+        # What the agents add on top of BGP itself (issues 13, 23).
+        report(figure, calico_b, "s", "bare BIRD, routes added by hand", ref_b, target=TARGET_RATIO)
     finally:
         if bench is not None:
             bench.close()

@@ -274,6 +274,48 @@ class BGPPeer:
         return json.dumps({"ip": self.ip, "as_num": self.as_num})
 
 
+def _lenient(parse, value, *args):
+    """``parse(value, *args)`` as a string, or None when absent or invalid."""
+    if value in (None, ""):
+        return None
+    try:
+        return parse(str(value).strip(), *args)
+    except ValidationError:
+        return None
+
+
+@dataclass(frozen=True)
+class BgpHost:
+    """One host's BGP record: the leaves under /calico/bgp/v1/host/<h>.
+
+    Read leniently (``from_fields``): an absent or unreadable field is None,
+    as the agent must treat bad data. ``rr_cluster_id`` makes the host a
+    route reflector (docs/decisions.md, "Route reflectors").
+    """
+    hostname: str
+    ipv4: Optional[str] = None
+    ipv6: Optional[str] = None
+    as_num: Optional[int] = None
+    rr_cluster_id: Optional[str] = None
+
+    @property
+    def is_reflector(self):
+        return self.rr_cluster_id is not None
+
+    def ip(self, version):
+        return self.ipv4 if version == 4 else self.ipv6
+
+    @classmethod
+    def from_fields(cls, hostname, fields):
+        """``fields``: leaf name (``ip_addr_v4``, ``as_num``...) -> stored text."""
+        def address(version):
+            ip = _lenient(validate.parse_ip, fields.get("ip_addr_v%d" % version), version)
+            return str(ip) if ip is not None else None
+        return cls(hostname=hostname, ipv4=address(4), ipv6=address(6),
+                   as_num=_lenient(validate.parse_as_number, fields.get("as_num")),
+                   rr_cluster_id=_lenient(validate.parse_cluster_id, fields.get("rr_cluster_id")))
+
+
 @dataclass(frozen=True)
 class VxlanTunnel:
     """Our extension: a host's VXLAN tunnel endpoint, at /calico/v1/host/<h>/vxlan.

@@ -84,6 +84,21 @@ def parse_as_number(value):
     return number
 
 
+def parse_cluster_id(value):
+    """A route reflector cluster ID: a 32-bit number written as an IPv4 address.
+
+    0.0.0.0 is refused: BIRD reads it as "unset" and would use its router id.
+    """
+    message = "Invalid route reflector cluster ID %r: expected an IPv4 address such as 244.0.0.1." % (value,)
+    try:
+        ip = parse_ip(value, 4)
+    except ValidationError:
+        raise ValidationError(message) from None
+    if int(ip) == 0:
+        raise ValidationError(message)
+    return str(ip)
+
+
 def parse_port_list(text):
     """'80,443,1000:2000' (or 1000-2000) -> [80, 443, '1000:2000']; '8080:8080' -> [8080]."""
     items = []

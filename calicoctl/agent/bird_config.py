@@ -16,19 +16,29 @@ terms, docs/decisions.md "BGP"; one daemon serves IPv4 and IPv6):
   installed from BGP: the tunnel components own those.
 - ``direct`` gives BIRD the host's connected networks (not the workload
   veths), which is what resolves a peer's next hop on the shared LAN.
-- Peers: the node-to-node mesh (every other host's ``ip_addr_v4``/``_v6``)
-  when ``node_mesh`` is on, the global peers and this node's own peers,
-  named ``Mesh_``/``Global_``/``Node_`` + the address with ``.``/``:`` as
-  ``_`` -- the names ``calicoctl status`` reads. A peer address listed more
-  than once gets one session: node peers win over global ones, global over
-  the mesh. IPv6 sessions exist only when this host has an IPv6 address.
+- Peers between calico hosts (``calculate_topology_peers``): with
+  ``node_mesh`` on, every other host's ``ip_addr_v4``/``_v6`` (the mesh;
+  route reflector cluster IDs are then ignored). With it off, the route
+  reflectors (hosts with an ``rr_cluster_id``): a reflector peers with every
+  other reflector and treats every other host as its client (``rr client;
+  rr cluster id X;``); any other host peers with the reflectors only.
+  Then the global peers and this node's own peers. Sessions are named
+  ``Mesh_``/``Reflector_``/``Client_``/``Global_``/``Node_`` + the address
+  with ``.``/``:`` as ``_`` -- the names ``calicoctl status`` reads (a
+  ``Reflector_`` session is one with a reflector, a ``Client_`` one with
+  this reflector's client). A peer address listed more than once gets one
+  session: node peers win over global ones, global over the hosts' own.
+  IPv6 sessions exist only when this host has an IPv6 address.
 - To peers we export only local workload routes (learned on a ``cali*``
   device) and routes learned by BGP, and only inside the pools. Routes the
   tunnel components install (on their own devices) are never re-exported:
   on another host they would shadow that host's own workload routes.
 - ``next hop self`` with the session's local address: peers forward to the
   host that owns the workload. Every session is ``multihop`` with recursive
-  next hops, so a peer off the LAN (a route reflector, a ToR) works too.
+  next hops, so a peer off the LAN (a route reflector, a ToR) works too. A
+  reflector passes the routes it reflects on with their next hop unchanged
+  (``next hop self ebgp``: only routes from another AS get its own), so
+  traffic goes straight to the owner, never through the reflector.
 """
 import ipaddress
 import json
@@ -45,7 +55,8 @@ DEFAULT_INTERFACE_PREFIX = "cali"
 # Devices whose addresses/routes BIRD must not treat as the host's networks.
 TUNNEL_DEVICES = ("vxlan.calico", "tunl0")
 
-PEER_KINDS = ("Node", "Global", "Mesh")     # precedence when one address is listed twice
+# Precedence when one address is listed twice; the last three never meet.
+PEER_KINDS = ("Node", "Global", "Reflector", "Client", "Mesh")
 
 # The kinds of keys a BIRD config depends on (of the config, only the
 # global interface prefix); everything else in the stream is ignored.
@@ -57,14 +68,24 @@ INTERFACE_PREFIX_KEY = paths.global_config("InterfacePrefix")
 
 @dataclass(frozen=True)
 class BgpPeerSpec:
-    """One BGP session to render."""
-    kind: str           # "Mesh" | "Global" | "Node"
+    """One BGP session to render.
+
+    :ivar rr_cluster_id: set when this host reflects routes over the session
+        (it is a reflector and the peer in its own AS): its cluster ID.
+    """
+    kind: str           # one of PEER_KINDS
     ip: str
     as_num: int
+    rr_cluster_id: Optional[str] = None
 
     @property
     def version(self):
         return 6 if ":" in self.ip else 4
+
+    @property
+    def rr_client(self):
+        """The peer is this reflector's client (``rr client``)."""
+        return self.kind == "Client" and self.rr_cluster_id is not None
 
     @property
     def protocol_name(self):
@@ -90,15 +111,6 @@ def is_relevant_key(key):
     """True if a change to ``key`` (a path or dispatch.Key) can change the BIRD config (pure)."""
     key = as_key(key)
     return key.kind in KINDS and (key.kind is not Kind.CONFIG or key.path == INTERFACE_PREFIX_KEY)
-
-
-def _parse_ip(value, version):
-    if not value:
-        return None
-    try:
-        return str(validate.parse_ip(value.strip(), version))
-    except (ValidationError, AttributeError):
-        return None
 
 
 def _parse_as(value):
@@ -134,6 +146,42 @@ def parse_pools(items):
     return sorted(pools, key=lambda pool: (pool.version, pool.cidr))
 
 
+def calculate_topology_peers(own, hosts, node_mesh, default_as):
+    """The sessions host ``own`` has with the other calico hosts (pure).
+
+    :param own: this host's model.BgpHost.
+    :param hosts: every host's model.BgpHost (``own`` among them or not).
+    :param node_mesh: the node-to-node mesh is on.
+    :return: [BgpPeerSpec] in the order of ``hosts``, IPv4 before IPv6 per host.
+
+    Mesh on: every other host (kind Mesh), reflectors or not. Mesh off: a
+    reflector has every other reflector (Reflector) and every other host
+    (Client); any other host has the reflectors (Reflector), and no session
+    at all while there is none. Reflection is iBGP: with a host of another
+    AS a reflector has a plain session (no cluster ID, no ``rr client``).
+    """
+    local_as = own.as_num or default_as
+    specs = []
+    for other in hosts:
+        if other.hostname == own.hostname:
+            continue
+        if node_mesh:
+            kind = "Mesh"
+        elif other.is_reflector:
+            kind = "Reflector"
+        elif own.is_reflector:
+            kind = "Client"
+        else:
+            continue
+        as_num = other.as_num or default_as
+        cluster_id = own.rr_cluster_id if kind != "Mesh" and as_num == local_as else None
+        for version in (4, 6):
+            ip = other.ip(version)
+            if ip and ip != own.ip(version):
+                specs.append(BgpPeerSpec(kind=kind, ip=ip, as_num=as_num, rr_cluster_id=cluster_id))
+    return specs
+
+
 def calculate_bird_inputs(items, hostname, ipip_tunnelled=False):
     """Read BirdInputs for ``hostname`` out of etcd leaves (pure).
 
@@ -166,34 +214,28 @@ def calculate_bird_inputs(items, hostname, ipip_tunnelled=False):
             elif peer_host == hostname:
                 node_peers.append(peer)
 
-    own = hosts.get(hostname, {})
-    router_id = _parse_ip(own.get("ip_addr_v4"), 4)
+    own = model.BgpHost.from_fields(hostname, hosts.get(hostname, {}))
+    router_id, own_v6 = own.ipv4, own.ipv6
     if router_id is None:
         return None
-    own_v6 = _parse_ip(own.get("ip_addr_v6"), 6)
     default_as = _parse_as(items.get(paths.BGP_GLOBAL_AS)) or DEFAULT_AS
-    local_as = _parse_as(own.get("as_num")) or default_as
+    local_as = own.as_num or default_as
 
     specs = {}    # ip -> BgpPeerSpec, first kind in PEER_KINDS order wins
 
-    def offer(kind, ip, as_num):
-        current = specs.get(ip)
-        if current is None or PEER_KINDS.index(kind) < PEER_KINDS.index(current.kind):
-            specs[ip] = BgpPeerSpec(kind=kind, ip=ip, as_num=as_num)
+    def offer(spec):
+        current = specs.get(spec.ip)
+        if current is None or PEER_KINDS.index(spec.kind) < PEER_KINDS.index(current.kind):
+            specs[spec.ip] = spec
 
-    if _parse_mesh(items.get(paths.BGP_NODE_MESH)):
-        for other, fields in hosts.items():
-            if other == hostname:
-                continue
-            other_as = _parse_as(fields.get("as_num")) or default_as
-            for version, own_ip in ((4, router_id), (6, own_v6)):
-                ip = _parse_ip(fields.get("ip_addr_v%d" % version), version)
-                if ip and ip != own_ip:
-                    offer("Mesh", ip, other_as)
+    all_hosts = [model.BgpHost.from_fields(name, fields) for name, fields in hosts.items()]
+    for spec in calculate_topology_peers(own, all_hosts, _parse_mesh(items.get(paths.BGP_NODE_MESH)),
+                                         default_as):
+        offer(spec)
     for peer in global_peers:
-        offer("Global", peer.ip, peer.as_num)
+        offer(BgpPeerSpec(kind="Global", ip=peer.ip, as_num=peer.as_num))
     for peer in node_peers:
-        offer("Node", peer.ip, peer.as_num)
+        offer(BgpPeerSpec(kind="Node", ip=peer.ip, as_num=peer.as_num))
 
     # No IPv6 address here: no IPv6 session can have a source address.
     peers = [spec for spec in specs.values() if spec.version == 4 or own_v6]
@@ -299,13 +341,24 @@ def render_bird_config(inputs):
         if not any(spec.kind == "Mesh" for spec in peers_by_version[version]):
             lines += ["# No node-to-node mesh sessions over IPv%d." % version, ""]
         for spec in peers_by_version[version]:
-            lines += [
-                "protocol bgp %s from calico_v%d {" % (spec.protocol_name, version),
-                "  neighbor %s as %d;" % (spec.ip, spec.as_num),
-                "}",
-                "",
-            ]
+            lines += _render_peer(spec)
     return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def _render_peer(spec):
+    lines = ["protocol bgp %s from calico_v%d {" % (spec.protocol_name, spec.version),
+             "  neighbor %s as %d;" % (spec.ip, spec.as_num)]
+    if spec.rr_client:
+        lines.append("  rr client;")
+    if spec.rr_cluster_id is not None:
+        lines += [
+            "  rr cluster id %s;" % spec.rr_cluster_id,
+            "  # Reflected routes keep the next hop of the host that owns them.",
+            "  ipv%d {" % spec.version,
+            "    next hop self ebgp;",
+            "  };",
+        ]
+    return lines + ["}", ""]
 
 
 def _render_filters(inputs, version):

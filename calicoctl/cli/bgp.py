@@ -3,23 +3,28 @@ Usage:
   calicoctl bgp peer add <PEER_IP> as <AS_NUM>
   calicoctl bgp peer remove <PEER_IP>
   calicoctl bgp peer show [--ipv4 | --ipv6]
-  calicoctl bgp node-mesh [on|off]
+  calicoctl bgp node-mesh [on|off] [--force]
   calicoctl bgp default-node-as [<AS_NUM>]
 
 Description:
   Configure BGP for every node. Global peers are BGP speakers that every
   Calico node peers with. The node-to-node mesh (on by default) makes
-  every node peer with every other. The default AS number (64511 unless
-  set) applies to nodes started without their own AS number. Without an
-  argument, node-mesh and default-node-as print the current setting.
+  every node peer with every other. With the mesh off, nodes peer through
+  the route reflectors instead (hosts made one with 'calicoctl node
+  --rr-cluster-id=<IPv4>'), which 'bgp peer show' lists. The default AS
+  number (64511 unless set) applies to nodes started without their own AS
+  number. Without an argument, node-mesh and default-node-as print the
+  current setting.
 
 Options:
   --ipv4    Show only the IPv4 peers.
   --ipv6    Show only the IPv6 peers.
+  --force   Turn the mesh off even with no route reflector and no BGP peer,
+            when hosts would learn no routes from each other.
 """
 from calicoctl import model, validate
 from calicoctl.cli import parse, parse_versions
-from calicoctl.cli.output import render_peer_tables
+from calicoctl.cli.output import render_peer_tables, render_table
 from calicoctl.ops import bgp as ops
 
 
@@ -27,9 +32,13 @@ def run(argv, ctx):
     args = parse(__doc__, argv)
     if args["peer"]:
         if args["show"]:
-            for line in render_peer_tables(ops.list_peers(ctx.datastore), parse_versions(args),
+            versions = parse_versions(args)
+            for line in render_peer_tables(ops.list_peers(ctx.datastore), versions,
                                            heading=lambda version: "Global IPv%d BGP Peer" % version,
                                            missing=lambda version: "No global IPv%d BGP peers defined." % version):
+                ctx.out(line)
+            for line in render_reflectors(ops.list_route_reflectors(ctx.datastore), versions,
+                                          ops.read_node_mesh(ctx.datastore)):
                 ctx.out(line)
             return 0
         ip = str(validate.parse_ip(args["<PEER_IP>"], what="peer IP address"))
@@ -41,7 +50,7 @@ def run(argv, ctx):
         ctx.out("Removed global BGP peer %s." % ip)
         return 0
     if args["node-mesh"]:
-        return node_mesh(ctx, True if args["on"] else False if args["off"] else None)
+        return node_mesh(ctx, True if args["on"] else False if args["off"] else None, args["--force"])
     return default_node_as(ctx, args["<AS_NUM>"])
 
 
@@ -55,12 +64,27 @@ def render_peer_change(change):
     return "Added global BGP peer %s with AS %d." % (peer.ip, peer.as_num)
 
 
-def node_mesh(ctx, enable):
+def render_reflectors(reflectors, versions, node_mesh):
+    """The route reflectors (model.BgpHost) with an address of one of
+    ``versions``, as lines for ``bgp peer show`` (pure)."""
+    rows = [[host.hostname] + [host.ip(version) or "" for version in versions] + [host.rr_cluster_id]
+            for host in reflectors if any(host.ip(version) for version in versions)]
+    if not rows:
+        return ["No route reflectors (make one with 'calicoctl node --rr-cluster-id=<IPv4>')."]
+    lines = [render_table(["Route reflector"] + ["IPv%d address" % version for version in versions]
+                          + ["Cluster ID"], rows)]
+    if node_mesh:
+        lines.append("The node-to-node mesh is on, so the route reflectors are not used until "
+                     "'calicoctl bgp node-mesh off'.")
+    return lines
+
+
+def node_mesh(ctx, enable, force=False):
     if enable is None:
         ctx.out("on" if ops.read_node_mesh(ctx.datastore) else "off")
         return 0
     word = "on" if enable else "off"
-    if ops.set_node_mesh(ctx.datastore, enable).changed:
+    if ops.set_node_mesh(ctx.datastore, enable, force=force).changed:
         ctx.out("Turned the BGP node-to-node mesh %s." % word)
     else:
         ctx.out("The BGP node-to-node mesh is already %s; nothing to do." % word)

@@ -1,7 +1,7 @@
 """
 Usage:
   calicoctl node [--ip=<IP>] [--ip6=<IP6>] [--as=<AS_NUM>] [--log-dir=<LOG_DIR>] [--detach=<DETACH>]
-                 [--docker-plugins=<PLUGINS>]
+                 [--docker-plugins=<PLUGINS>] [--rr-cluster-id=<CLUSTER_ID>] [--force]
   calicoctl node stop [--force]
   calicoctl node bgp peer add <PEER_IP> as <AS_NUM>
   calicoctl node bgp peer remove <PEER_IP>
@@ -9,7 +9,10 @@ Usage:
 
 Description:
   Start the Calico node agent on this host, stop it, and configure this
-  node's own BGP peers.
+  node's own BGP peers. With --rr-cluster-id, this host becomes a BGP route
+  reflector (or, with "none", an ordinary node again); on a node that runs
+  already, that is all that changes, and its BGP sessions follow at once.
+  Route reflectors are used while the node-to-node mesh is off.
 
 Options:
   --ip=<IP>              This host's IPv4 address, as other hosts reach it
@@ -23,8 +26,16 @@ Options:
                          calico and IPAM driver calico-ipam (docker network
                          create --driver calico --ipam-driver calico-ipam);
                          "false": it does not [default: true]
-  --force                Stop the node even if it has endpoints: they are
-                         removed and their IP addresses released.
+  --rr-cluster-id=<CLUSTER_ID>  Make this host a BGP route reflector with this
+                         cluster ID (an IPv4 address, e.g. 244.0.0.1; give
+                         redundant reflectors the same one); "none": an
+                         ordinary node again. Absent: the host keeps its role.
+  --force                With node stop: stop the node even if it has
+                         endpoints: they are removed and their IP addresses
+                         released. With a cluster ID of none: make this host
+                         an ordinary node even if it is the last route
+                         reflector, the mesh is off and no BGP peer is set
+                         (hosts would then learn no routes from each other).
   --ipv4                 Show IPv4 information only.
   --ipv6                 Show IPv6 information only.
 """
@@ -73,6 +84,15 @@ def _parse_start_options(args):
     values["log_dir"] = args["--log-dir"]
     if not values["log_dir"]:
         problems.append("Invalid --log-dir: empty.")
+    values["reflector"] = None
+    cluster_id = args["--rr-cluster-id"]
+    if cluster_id is not None:
+        from calicoctl.ops import bgp as bgp_ops
+        try:
+            values["reflector"] = bgp_ops.ReflectorRole(
+                None if cluster_id.strip().lower() == "none" else validate.parse_cluster_id(cluster_id))
+        except ValidationError as exc:
+            problems.append(str(exc))
     if problems:
         raise ValidationError("\n".join(problems))
     return values
@@ -85,14 +105,22 @@ def _start(args, ctx):
     ctx.require_root()
     settings = node_ops.NodeSettings(hostname=ctx.hostname, ip=options["ip"], ip6=options["ip6"],
                                      as_num=options["as_num"], log_dir=options["log_dir"],
-                                     docker_plugins=options["docker_plugins"])
+                                     docker_plugins=options["docker_plugins"], reflector=options["reflector"])
     listener = _StartPrinter(ctx, options["detach"])
     try:
-        result = node_ops.start_node(ctx.datastore, settings, ctx.env, listener, detach=options["detach"])
+        result = node_ops.start_node(ctx.datastore, settings, ctx.env, listener, detach=options["detach"],
+                                     force=args["--force"])
     finally:
         if listener.line_open:          # the "waiting..." line, however the wait ended
             ctx.out()
     if result.running_pid is not None:
+        if result.reflector is not None:
+            for line in render_reflector_change(settings.hostname, result.reflector):
+                ctx.out(line)
+            if result.reflector.changed:
+                ctx.out("calico-agent (pid %d) reconfigures BIRD now; the other settings are unchanged."
+                        % result.running_pid)
+            return 0
         ctx.out("Calico node is already running on %s (calico-agent pid %d); nothing to do. "
                 "Use 'calicoctl node stop' first to restart it with other settings."
                 % (settings.hostname, result.running_pid))
@@ -138,6 +166,9 @@ class _StartPrinter:
                     "name overwrite each other's configuration." % (settings.hostname, result.previous_ip, settings.ip))
         for cidr in result.created_pools:
             ctx.out("Created default IP pool %s." % cidr)
+        if result.reflector is not None:
+            for line in render_reflector_change(settings.hostname, result.reflector):
+                ctx.out(line)
         if self.detach:
             ctx.stdout.write("Starting calico-agent (logs in %s), waiting for it to sync with etcd" % settings.log_dir)
             self.line_open = True
@@ -157,6 +188,24 @@ class _StartPrinter:
             self.ctx.out("Calico node is running on %s in the foreground (calico-agent pid %d)."
                          % (self.hostname, status.pid))
         self.ctx.stdout.flush()
+
+
+def render_reflector_change(hostname, change):
+    """Lines saying what ``--rr-cluster-id`` did (an ops.bgp.ReflectorChange; pure)."""
+    if not change.changed:
+        if change.after is None:
+            return ["%s is not a route reflector; nothing to do." % hostname]
+        return ["%s is already a route reflector with cluster ID %s; nothing to do." % (hostname, change.after)]
+    if change.after is None:
+        lines = ["%s is no longer a route reflector (it was one with cluster ID %s)." % (hostname, change.before)]
+    elif change.before is None:
+        lines = ["%s is now a route reflector with cluster ID %s." % (hostname, change.after)]
+    else:
+        lines = ["%s is now a route reflector with cluster ID %s (was %s)." % (hostname, change.after, change.before)]
+    if change.node_mesh:
+        lines.append("The node-to-node mesh is on, so route reflectors are not used until "
+                     "'calicoctl bgp node-mesh off'.")
+    return lines
 
 
 # -- stop ----------------------------------------------------------------------

@@ -4,7 +4,9 @@ Usage:
 
 Description:
   Print the state of this host's calico-agent (pid, uptime, last sync,
-  whether it keeps workloads off the control plane) and of its BGP sessions.
+  whether it keeps workloads off the control plane) and of its BGP sessions:
+  each one's kind (node-to-node mesh, route reflector, route reflector
+  client, node specific, global) and state.
 """
 from calicoctl.cli import parse
 
@@ -17,6 +19,8 @@ def run(argv, ctx):
     report = status_ops.read_status(ctx.datastore, ctx.hostname)
     for line in status_ops.render_agent_summary(report.agent, report.now, ctx.hostname):
         ctx.out(line)
+    if report.rr_cluster_id is not None:
+        ctx.out("This host is a BGP route reflector (cluster ID %s)." % report.rr_cluster_id)
     if report.bird_error is not None:
         ctx.out(report.bird_error)
     elif report.bgp_peers is None:

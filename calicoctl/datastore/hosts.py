@@ -96,6 +96,37 @@ class HostStore(EtcdStore):
         key = paths.global_peer(ip) if hostname is None else paths.host_peer(hostname, ip)
         return self._delete(key)
 
+    @translate_errors
+    def any_node_peers(self):
+        """True if any host has a BGP peer of its own."""
+        return any(paths.parse_bgp_peer_key(key) for key, _ in self._leaves(paths.BGP_HOSTS_DIR))
+
+    # -- route reflectors ----------------------------------------------------------
+
+    @translate_errors
+    def list_bgp_hosts(self):
+        """Every host's BGP record (model.BgpHost), by hostname."""
+        fields = {}
+        for key, value in self._leaves(paths.BGP_HOSTS_DIR):
+            parsed = paths.parse_bgp_host_key(key)
+            if parsed is not None:
+                fields.setdefault(parsed[0], {})[parsed[1]] = value
+        return [model.BgpHost.from_fields(hostname, fields[hostname]) for hostname in sorted(fields)]
+
+    @translate_errors
+    def get_rr_cluster_id(self, hostname):
+        """The host's route reflector cluster ID, or None: not a reflector (or an unreadable ID)."""
+        return model.BgpHost.from_fields(hostname, {"rr_cluster_id": self._get(paths.host_rr_cluster_id(hostname))}
+                                         ).rr_cluster_id
+
+    @translate_errors
+    def set_rr_cluster_id(self, hostname, cluster_id):
+        """Make the host a route reflector with ``cluster_id``; None: an ordinary node."""
+        if cluster_id is None:
+            self._delete(paths.host_rr_cluster_id(hostname))
+        else:
+            self.kv.put(paths.host_rr_cluster_id(hostname), cluster_id)
+
     # -- hosts ---------------------------------------------------------------------
 
     @translate_errors

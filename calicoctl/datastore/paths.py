@@ -238,6 +238,11 @@ def host_as_num(hostname):
     return bgp_host_dir(hostname) + "/as_num"
 
 
+def host_rr_cluster_id(hostname):
+    """The host's route reflector cluster ID (an IPv4 address); absent: not a reflector."""
+    return bgp_host_dir(hostname) + "/rr_cluster_id"
+
+
 def host_peers_dir(hostname, version):
     return "%s/peer_v%d" % (bgp_host_dir(hostname), version)
 
@@ -249,14 +254,15 @@ def host_peer(hostname, ip):
 
 # -- parsers for the BGP tree and host records (used by the agent's BIRD/tunnel components) --
 
-BGP_HOST_KEY_RE = re.compile(r"^/calico/bgp/v1/host/(?P<hostname>[^/]+)/(?P<field>ip_addr_v4|ip_addr_v6|as_num)$")
+BGP_HOST_KEY_RE = re.compile(
+    r"^/calico/bgp/v1/host/(?P<hostname>[^/]+)/(?P<field>ip_addr_v4|ip_addr_v6|as_num|rr_cluster_id)$")
 BGP_PEER_KEY_RE = re.compile(
     r"^/calico/bgp/v1/(?:global|host/(?P<hostname>[^/]+))/peer_v(?P<version>[46])/(?P<ip>[^/]+)$")
 HOST_VXLAN_KEY_RE = re.compile(r"^/calico/v1/host/(?P<hostname>[^/]+)/vxlan$")
 
 
 def parse_bgp_host_key(key):
-    """-> (hostname, 'ip_addr_v4'|'ip_addr_v6'|'as_num') or None."""
+    """-> (hostname, 'ip_addr_v4'|'ip_addr_v6'|'as_num'|'rr_cluster_id') or None."""
     match = BGP_HOST_KEY_RE.match(key)
     return (match.group("hostname"), match.group("field")) if match else None
 

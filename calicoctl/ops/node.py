@@ -21,6 +21,7 @@ from calicoctl import model
 from calicoctl.agent import identity
 from calicoctl.errors import AgentError, CalicoError, Conflict, NotFound
 from calicoctl.host import daemon
+from calicoctl.ops import bgp as bgp_ops
 from calicoctl.ops import status as status_ops
 
 DEFAULT_LOG_DIR = "/var/log/calico"
@@ -42,6 +43,8 @@ class NodeSettings:
 
     :ivar ip: this host's IPv4 address as other hosts reach it; given as
         None to ``start_node``, it is detected.
+    :ivar reflector: the route reflector role to give the host (ops.bgp.ReflectorRole);
+        None: it keeps the one it has.
     """
     hostname: str
     ip: Optional[str]
@@ -50,6 +53,7 @@ class NodeSettings:
     log_dir: str = DEFAULT_LOG_DIR
     run_dir: str = RUN_DIR
     docker_plugins: bool = True
+    reflector: Optional[bgp_ops.ReflectorRole] = None
 
 
 @dataclass(frozen=True)
@@ -80,6 +84,7 @@ class AddressChoice:
 class RegisterResult:
     created_pools: Tuple[str, ...]
     previous_ip: Optional[str]       # another IP registered under this hostname
+    reflector: Optional[bgp_ops.ReflectorChange] = None
 
 
 @dataclass(frozen=True)
@@ -91,11 +96,13 @@ class StartResult:
 
 @dataclass(frozen=True)
 class NodeStart:
-    """How ``start_node`` ended: an agent already ran (``running_pid``, nothing
-    was done), a detached agent is in sync (``started``), or the foreground
-    agent ended (``exit_code``, calicoctl's exit status). ``settings`` are
-    those registered, with the detected IP."""
+    """How ``start_node`` ended: an agent already ran (``running_pid``; only
+    the route reflector role was changed, if asked: ``reflector``), a
+    detached agent is in sync (``started``), or the foreground agent ended
+    (``exit_code``, calicoctl's exit status). ``settings`` are those
+    registered, with the detected IP."""
     running_pid: Optional[int] = None
+    reflector: Optional[bgp_ops.ReflectorChange] = None
     settings: Optional[NodeSettings] = None
     started: Optional[StartResult] = None
     exit_code: Optional[int] = None
@@ -227,10 +234,13 @@ def read_etcd_route_source(env):
 
 # -- start -------------------------------------------------------------------------
 
-def start_node(datastore, settings, env, listener, detach=True):
+def start_node(datastore, settings, env, listener, detach=True, force=False):
     """``calicoctl node``: register this host (NodeSettings) and start its agent.
 
-    Nothing is done while an agent already runs. Failed system checks are
+    While an agent already runs, only the route reflector role changes (if
+    ``settings.reflector`` asks; its agent reconfigures BIRD). A role that
+    would leave hosts without routes is refused first, unless ``force``
+    (ops.bgp.plan_route_reflector). Failed system checks are
     warnings. Without ``settings.ip`` the host's address is detected
     (NotFound if it has none). Then the global defaults and this host's
     keys are written and the agent started: detached, this returns once it
@@ -247,8 +257,13 @@ def start_node(datastore, settings, env, listener, detach=True):
     """
     from calicoctl.ops import checksystem
     running = find_running_agent()
+    reflector = None
+    if settings.reflector is not None:
+        reflector = bgp_ops.plan_route_reflector(datastore, settings.hostname, settings.reflector, force)
     if running is not None:
-        return NodeStart(running_pid=running)
+        if reflector is not None:
+            bgp_ops.apply_route_reflector(datastore, settings.hostname, reflector)
+        return NodeStart(running_pid=running, reflector=reflector)
     checks = checksystem.run_checks(fix=False, backend=checksystem.backend_from_env(env))
     listener.checks_failed([result for result in checks if not result.ok])
     os.makedirs(settings.log_dir, exist_ok=True)
@@ -256,7 +271,7 @@ def start_node(datastore, settings, env, listener, detach=True):
     choice = choose_addresses(settings, read_interface_addresses(), route_source)
     listener.address_chosen(choice)
     settings = replace(settings, ip=choice.ip)
-    listener.registered(settings, register_node(datastore, settings))
+    listener.registered(settings, register_node(datastore, settings, reflector))
     if not detach:
         code = run_agent_foreground(settings, env, on_synced=listener.synced)
         return NodeStart(settings=settings, exit_code=code)
@@ -278,11 +293,12 @@ def choose_addresses(settings, addresses, route_source=None):
 
 # -- registration ----------------------------------------------------------------
 
-def register_node(datastore, settings):
+def register_node(datastore, settings, reflector=None):
     """Write the global defaults and this host's keys; return what changed.
 
     Order as in the reference: default pools, global config and BGP
-    defaults, Ready, then the host's own keys.
+    defaults, Ready, then the host's own keys; last, the route reflector
+    ReflectorChange ``reflector`` (from ops.bgp.plan_route_reflector), if any.
     """
     previous_ip = datastore.get_host_ip(settings.hostname, 4)
     created = []
@@ -293,8 +309,11 @@ def register_node(datastore, settings):
     datastore.ensure_bgp_defaults()
     datastore.set_ready(True)
     datastore.register_host(settings.hostname, settings.ip, settings.ip6, settings.as_num)
+    if reflector is not None:
+        bgp_ops.apply_route_reflector(datastore, settings.hostname, reflector)
     return RegisterResult(created_pools=tuple(created),
-                          previous_ip=previous_ip if previous_ip and previous_ip != settings.ip else None)
+                          previous_ip=previous_ip if previous_ip and previous_ip != settings.ip else None,
+                          reflector=reflector)
 
 
 # -- the agent -------------------------------------------------------------------

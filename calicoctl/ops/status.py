@@ -5,7 +5,9 @@ its run dir and the same JSON under ``/calico/felix/v1/host/<h>/status`` with
 a 30 s TTL. The file tells us about the local process even when etcd is
 down; the key tells us etcd still hears from it. BGP sessions come from
 ``birdc show protocols``, keeping only the protocols our BIRD config names
-``Mesh_*``, ``Global_*`` and ``Node_*`` (docs/decisions.md, "Status").
+``Mesh_*``, ``Reflector_*``, ``Client_*``, ``Global_*`` and ``Node_*``
+(docs/decisions.md, "Status"); etcd tells whether this host is a route
+reflector.
 
 Parsing and rendering are pure; the ``read_``/``query_`` functions do I/O.
 """
@@ -25,7 +27,9 @@ BIRD_SOCKET = "bird.ctl"
 # The agent reports every 10 s; three missed reports mean trouble.
 STALE_REPORT = 30.0
 
-PEER_TYPES = (("Mesh_", "node-to-node mesh"), ("Node_", "node specific"), ("Global_", "global"))
+# Each session's kind, by the prefix of its BIRD protocol (calicoctl.agent.bird_config).
+PEER_TYPES = (("Mesh_", "node-to-node mesh"), ("Reflector_", "route reflector"),
+              ("Client_", "route reflector client"), ("Node_", "node specific"), ("Global_", "global"))
 
 
 @dataclass(frozen=True)
@@ -106,6 +110,7 @@ class StatusReport:
         protocol table (``bird_output`` is that answer).
     :ivar unreachable: etcd could not be read (DatastoreUnavailable), so
         ``agent`` holds only what this host's files say.
+    :ivar rr_cluster_id: this host is a route reflector with that cluster ID.
     """
     agent: AgentState
     now: float
@@ -113,6 +118,7 @@ class StatusReport:
     bird_output: str
     bird_error: Optional[str]
     unreachable: Optional[Exception] = None
+    rr_cluster_id: Optional[str] = None
 
 
 # -- pure --------------------------------------------------------------------
@@ -371,12 +377,13 @@ def read_status(datastore, hostname, run_dir=RUN_DIR):
     """The StatusReport of this host: its agent, as etcd and its files tell,
     and its BGP sessions, as BIRD tells. etcd being down is part of the
     report, not an error: the local half still says something useful."""
-    unreachable = None
+    unreachable = cluster_id = None
     try:
         agent = read_agent_state(datastore, hostname, run_dir)
+        cluster_id = datastore.get_rr_cluster_id(hostname)
     except DatastoreUnavailable as exc:
         unreachable = exc
         agent = read_agent_state(None, hostname, run_dir)
     read_at = now()
     peers, output, error = query_bird_protocols(run_dir)
-    return StatusReport(agent, read_at, peers, output, error, unreachable)
+    return StatusReport(agent, read_at, peers, output, error, unreachable, rr_cluster_id=cluster_id)

@@ -324,6 +324,8 @@ def test_node_needs_root(host, lan_etcd):
     ("node --as=abcde", "Invalid AS number"),
     ("node --as=4294967296", "Invalid AS number"),
     ("node --detach=maybe", "--detach"),
+    ("node --rr-cluster-id=244.0.0", "Invalid route reflector cluster ID '244.0.0'"),
+    ("node --rr-cluster-id=fd00::1", "Invalid route reflector cluster ID"),
 ])
 def test_node_invalid_options_refused(host, lan_etcd, argv, fragment):
     client = lan_etcd.client()
@@ -332,6 +334,22 @@ def test_node_invalid_options_refused(host, lan_etcd, argv, fragment):
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and fragment in lines[0], result.stderr
+    assert dump_etcd(client) == before
+    assert agent_pid(host) is None
+
+
+def test_last_reflector_stays_one_while_hosts_would_learn_no_routes(host, lan_etcd):
+    client = lan_etcd.client()
+    client.write("/calico/bgp/v1/global/node_mesh", json.dumps({"enabled": False}))
+    client.write("/calico/bgp/v1/host/node-a/ip_addr_v4", HOST_IP)
+    client.write("/calico/bgp/v1/host/node-a/rr_cluster_id", "244.0.0.1")
+    before = dump_etcd(client)
+    result = calicoctl(host, "node --ip=%s --rr-cluster-id=none" % HOST_IP, lan_etcd.env)
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(
+        "Not making node-a an ordinary node: it is the last route reflector"), result.stderr
+    assert "--force" in lines[0]
     assert dump_etcd(client) == before
     assert agent_pid(host) is None
 

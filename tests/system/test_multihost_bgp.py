@@ -49,7 +49,7 @@ def test_three_hosts_full_mesh(trio):
 
 def test_mesh_off_cuts_cross_host_traffic_and_node_peers_restore_it(trio, mesh_restored):
     cluster, hosts, workloads = trio
-    cluster.calicoctl(hosts[1], "bgp", "node-mesh", "off")
+    cluster.calicoctl(hosts[1], "bgp", "node-mesh", "off", "--force")
     wait_for(lambda: cross_host_routes_gone(cluster, hosts), 20, message="routes withdrawn")
     assert not any(cluster.connectivity([(workloads[0], workloads[1]), (workloads[2], workloads[0])]).values())
 
@@ -65,7 +65,7 @@ def test_mesh_off_cuts_cross_host_traffic_and_node_peers_restore_it(trio, mesh_r
 
 def test_global_peers_restore_traffic_without_the_mesh(trio, mesh_restored):
     cluster, hosts, workloads = trio
-    cluster.calicoctl(hosts[0], "bgp", "node-mesh", "off")
+    cluster.calicoctl(hosts[0], "bgp", "node-mesh", "off", "--force")
     wait_for(lambda: cross_host_routes_gone(cluster, hosts), 20, message="routes withdrawn")
     for ip in IPS.values():
         cluster.calicoctl(hosts[0], "bgp", "peer", "add", ip, "as", "64511")

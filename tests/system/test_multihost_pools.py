@@ -18,7 +18,7 @@ def pair(make_cluster):
 def test_vxlan_pool_works_without_bgp(pair):
     cluster, h1, h2 = pair
     cluster.calicoctl(h1, "pool", "add", "10.65.0.0/16", "--vxlan")
-    cluster.calicoctl(h1, "bgp", "node-mesh", "off")
+    cluster.calicoctl(h1, "bgp", "node-mesh", "off", "--force")
     try:
         v1 = cluster.add_workload(h1, "V1", "10.65.0.1", ["POOLS"])
         v2 = cluster.add_workload(h2, "V2", "10.65.0.2", ["POOLS"])

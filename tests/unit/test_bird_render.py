@@ -9,6 +9,7 @@ import subprocess
 
 import pytest
 
+from calicoctl import model
 from calicoctl.agent import bird_config
 from calicoctl.host import bird as bird_host
 from calicoctl.datastore import paths
@@ -162,6 +163,96 @@ def test_relevant_keys():
     assert not bird_config.is_relevant_key(paths.profile_rules("P"))
 
 
+# -- route reflectors: the topology decision ---------------------------------------
+
+def cluster(reflectors=("calico-01", "calico-02"), mesh=False, hosts=4, ip6=False):
+    """``hosts`` hosts (calico-01 ...), ``reflectors`` with cluster ID 244.0.0.1."""
+    items = {}
+    for n in range(1, hosts + 1):
+        items.update(host_items("calico-%02d" % n, "172.17.8.1%02d" % n, ip6="fd00::%d" % n if ip6 else None))
+    for name in reflectors:
+        items[paths.host_rr_cluster_id(name)] = "244.0.0.1"
+    items.update(pool_items({"cidr": "192.168.0.0/16"}))
+    items[paths.BGP_NODE_MESH] = json.dumps({"enabled": mesh})
+    return items
+
+
+def sessions(items, hostname):
+    """(kind, ip, rr cluster id, rr client) of each session of ``hostname``."""
+    return [(s.kind, s.ip, s.rr_cluster_id, s.rr_client)
+            for s in bird_config.calculate_bird_inputs(items, hostname).peers]
+
+
+def test_mesh_on_ignores_reflectors():
+    items = cluster(mesh=True, hosts=3)
+    assert sessions(items, "calico-01") == [("Mesh", "172.17.8.102", None, False),
+                                            ("Mesh", "172.17.8.103", None, False)]
+    assert sessions(items, "calico-03") == [("Mesh", "172.17.8.101", None, False),
+                                            ("Mesh", "172.17.8.102", None, False)]
+
+
+def test_mesh_off_reflectors_peer_each_other_and_serve_every_other_host():
+    items = cluster()
+    assert sessions(items, "calico-01") == [("Reflector", "172.17.8.102", "244.0.0.1", False),
+                                            ("Client", "172.17.8.103", "244.0.0.1", True),
+                                            ("Client", "172.17.8.104", "244.0.0.1", True)]
+
+
+def test_mesh_off_other_hosts_peer_with_the_reflectors_only():
+    items = cluster()
+    assert sessions(items, "calico-04") == [("Reflector", "172.17.8.101", None, False),
+                                            ("Reflector", "172.17.8.102", None, False)]
+    # No reflector at all: no session between hosts.
+    assert sessions(cluster(reflectors=()), "calico-04") == []
+
+
+def test_reflector_sessions_over_ipv4_and_ipv6():
+    items = cluster(reflectors=("calico-01",), hosts=2, ip6=True)
+    assert sessions(items, "calico-01") == [("Client", "172.17.8.102", "244.0.0.1", True),
+                                            ("Client", "fd00::2", "244.0.0.1", True)]
+    assert sessions(items, "calico-02") == [("Reflector", "172.17.8.101", None, False),
+                                            ("Reflector", "fd00::1", None, False)]
+
+
+def test_reflection_stays_within_the_as():
+    items = cluster(reflectors=("calico-01",), hosts=3)
+    items[paths.host_as_num("calico-03")] = "65000"
+    assert sessions(items, "calico-01") == [("Client", "172.17.8.102", "244.0.0.1", True),
+                                            ("Client", "172.17.8.103", None, False)]
+
+
+@pytest.mark.parametrize("stored", ["nonsense", "0.0.0.0", "244.0.0", "fd00::1", ""])
+def test_invalid_cluster_id_is_not_a_reflector(stored):
+    items = cluster(reflectors=("calico-01",), hosts=2)
+    items[paths.host_rr_cluster_id("calico-02")] = stored
+    items[paths.host_rr_cluster_id("calico-01")] = stored
+    assert sessions(items, "calico-02") == []
+
+
+def test_configured_peers_work_beside_reflectors_and_win_over_them():
+    items = cluster(hosts=3)
+    items[paths.global_peer("10.0.0.1")] = peer_json("10.0.0.1", 65001)
+    items[paths.host_peer("calico-03", "172.17.8.101")] = peer_json("172.17.8.101", 64511)
+    assert sessions(items, "calico-03") == [("Node", "172.17.8.101", None, False),
+                                            ("Global", "10.0.0.1", None, False),
+                                            ("Reflector", "172.17.8.102", None, False)]
+
+
+def test_topology_from_models():
+    def host(name, ip, cluster_id=None, as_num=None):
+        return model.BgpHost(name, ipv4=ip, as_num=as_num, rr_cluster_id=cluster_id)
+    hosts = [host("a", "10.0.0.1", "1.1.1.1"), host("b", "10.0.0.2"), host("c", None), host("d", "10.0.0.4")]
+    assert [(s.kind, s.ip) for s in bird_config.calculate_topology_peers(hosts[1], hosts, False, 64511)] == [
+        ("Reflector", "10.0.0.1")]
+    assert [(s.kind, s.ip) for s in bird_config.calculate_topology_peers(hosts[0], hosts, False, 64511)] == [
+        ("Client", "10.0.0.2"), ("Client", "10.0.0.4")]
+    assert [s.kind for s in bird_config.calculate_topology_peers(hosts[1], hosts, True, 64511)] == ["Mesh", "Mesh"]
+
+
+def test_reflector_ids_are_relevant_keys():
+    assert bird_config.is_relevant_key(paths.host_rr_cluster_id("calico-01"))
+
+
 # -- render_bird_config -------------------------------------------------------------
 
 def render(items, hostname="calico-01", **kwargs):
@@ -185,6 +276,18 @@ def test_render_mesh_config_essentials():
     assert 'interface -"cali*", -"vxlan.calico", -"tunl0", "*";' in text
     assert "if net ~ [ 192.168.0.0/16+ ] then {" in text
     assert "template bgp calico_v6" not in text
+
+
+def test_render_reflector_sessions():
+    text = render(cluster(hosts=3))
+    assert ("protocol bgp Client_172_17_8_103 from calico_v4 {\n  neighbor 172.17.8.103 as 64511;\n"
+            "  rr client;\n  rr cluster id 244.0.0.1;\n") in text
+    assert "protocol bgp Reflector_172_17_8_102 from calico_v4 {\n  neighbor 172.17.8.102 as 64511;\n" \
+           "  rr cluster id 244.0.0.1;\n" in text
+    assert text.count("next hop self ebgp;") == 2
+    client = render(cluster(hosts=3), "calico-03")
+    assert "protocol bgp Reflector_172_17_8_101 from calico_v4 {\n  neighbor 172.17.8.101 as 64511;\n}" in client
+    assert "rr client" not in client and "rr cluster id" not in client and "next hop self ebgp" not in client
 
 
 def test_render_without_pools_exports_nothing():
@@ -215,9 +318,12 @@ BIRD = shutil.which("bird")
 
 
 @pytest.mark.skipif(BIRD is None, reason="bird (Debian bird2) is not installed")
-@pytest.mark.parametrize("case", ["mesh", "no-pools", "v6-and-peers", "mesh-off-tunnels"])
+@pytest.mark.parametrize("case", ["mesh", "no-pools", "v6-and-peers", "mesh-off-tunnels", "reflector"])
 def test_bird_accepts_the_rendered_config(case, tmp_path):
     items = two_hosts()
+    if case == "reflector":
+        items = cluster(hosts=4, ip6=True)
+        items[paths.host_as_num("calico-04")] = "65000"      # a plain eBGP session, no rr options
     if case == "no-pools":
         del items[paths.pool_key("192.168.0.0/16")]
     elif case == "v6-and-peers":

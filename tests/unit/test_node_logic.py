@@ -13,6 +13,7 @@ from calicoctl import model
 from calicoctl.cli import node as node_cli
 from calicoctl.cli import parse
 from calicoctl.errors import NotFound, ValidationError
+from calicoctl.ops import bgp as bgp_ops
 from calicoctl.ops import checksystem, diags
 from calicoctl.ops import node as node_ops
 from calicoctl.ops import status as status_ops
@@ -134,14 +135,19 @@ def start_options(argv):
 def test_start_options_defaults():
     options = start_options("node")
     assert options == {"ip": None, "ip6": None, "as_num": None, "detach": True,
-                       "log_dir": "/var/log/calico", "docker_plugins": True}
+                       "log_dir": "/var/log/calico", "docker_plugins": True, "reflector": None}
 
 
 def test_start_options_valid_values_normalised():
     options = start_options("node --ip=10.0.0.1 --ip6=FD00:0::1 --as=64512 --detach=False "
                             "--log-dir=/tmp/x --docker-plugins=FALSE")
     assert options == {"ip": "10.0.0.1", "ip6": "fd00::1", "as_num": 64512, "detach": False,
-                       "log_dir": "/tmp/x", "docker_plugins": False}
+                       "log_dir": "/tmp/x", "docker_plugins": False, "reflector": None}
+
+
+@pytest.mark.parametrize("value, cluster_id", [("244.0.0.1", "244.0.0.1"), ("none", None), ("None", None)])
+def test_start_options_route_reflector_role(value, cluster_id):
+    assert start_options("node --rr-cluster-id=%s" % value)["reflector"] == bgp_ops.ReflectorRole(cluster_id)
 
 
 @pytest.mark.parametrize("argv, fragment", [
@@ -153,6 +159,8 @@ def test_start_options_valid_values_normalised():
     ("node --as=-1", "AS number"),
     ("node --detach=yes", "--detach"),
     ("node --docker-plugins=off", "--docker-plugins"),
+    ("node --rr-cluster-id=244.0.0", "Invalid route reflector cluster ID '244.0.0'"),
+    ("node --rr-cluster-id=0.0.0.0", "cluster ID"),
 ])
 def test_start_options_rejected(argv, fragment):
     with pytest.raises(ValidationError) as error:
@@ -276,6 +284,54 @@ def test_parse_bird_protocols_without_table():
 ])
 def test_peer_address_from_protocol(name, address):
     assert status_ops.peer_address_from_protocol(name) == address
+
+
+def test_reflector_sessions_have_their_own_kinds():
+    text = ("Name       Proto      Table      State  Since         Info\n"
+            "Reflector_172_17_8_101 BGP ---      up     20:40:11.002  Established\n"
+            "Client_fd00_8__103 BGP    ---        start  20:40:10.440  Connect\n")
+    assert [(r.address, r.peer_type, r.state) for r in status_ops.parse_bird_protocols(text)] == [
+        ("172.17.8.101", "route reflector", "up"), ("fd00:8::103", "route reflector client", "start")]
+
+
+# -- route reflectors: refusals and messages -------------------------------------------
+
+@pytest.mark.parametrize("mesh, reflectors, global_peers, node_peers, cut_off", [
+    (False, [], [], False, True),
+    (True, [], [], False, False),
+    (False, ["rr"], [], False, False),
+    (False, [], ["10.0.0.1"], False, False),
+    (False, [], [], True, False),
+])
+def test_routes_cut_off(mesh, reflectors, global_peers, node_peers, cut_off):
+    assert bgp_ops.calculate_routes_cut_off(mesh, reflectors, global_peers, node_peers) is cut_off
+
+
+def test_render_reflector_change():
+    change = bgp_ops.ReflectorChange
+    assert node_cli.render_reflector_change("h1", change(None, "244.0.0.1", node_mesh=False)) == [
+        "h1 is now a route reflector with cluster ID 244.0.0.1."]
+    assert node_cli.render_reflector_change("h1", change("1.1.1.1", "244.0.0.1", node_mesh=True)) == [
+        "h1 is now a route reflector with cluster ID 244.0.0.1 (was 1.1.1.1).",
+        "The node-to-node mesh is on, so route reflectors are not used until 'calicoctl bgp node-mesh off'."]
+    assert node_cli.render_reflector_change("h1", change("244.0.0.1", None, node_mesh=False)) == [
+        "h1 is no longer a route reflector (it was one with cluster ID 244.0.0.1)."]
+    assert "nothing to do" in node_cli.render_reflector_change("h1", change(None, None))[0]
+    assert "already a route reflector" in node_cli.render_reflector_change("h1", change("2.2.2.2", "2.2.2.2"))[0]
+
+
+def test_render_reflectors_for_peer_show():
+    from calicoctl.cli import bgp as bgp_cli
+    reflectors = [model.BgpHost("h1", ipv4="172.17.8.101", ipv6="fd00::1", rr_cluster_id="244.0.0.1"),
+                  model.BgpHost("h2", ipv4="172.17.8.102", rr_cluster_id="244.0.0.1")]
+    table = "\n".join(bgp_cli.render_reflectors(reflectors, (4, 6), node_mesh=False))
+    assert "| Route reflector | IPv4 address | IPv6 address | Cluster ID |" in table
+    assert "| h2              | 172.17.8.102 |              | 244.0.0.1  |" in table
+    only_v6 = bgp_cli.render_reflectors(reflectors, (6,), node_mesh=True)
+    assert "| h1              | fd00::1      | 244.0.0.1  |" in only_v6[0] and "h2" not in only_v6[0]
+    assert "mesh is on" in only_v6[1]
+    assert bgp_cli.render_reflectors([], (4, 6), node_mesh=False) == [
+        "No route reflectors (make one with 'calicoctl node --rr-cluster-id=<IPv4>')."]
 
 
 # -- checksystem / diags ------------------------------------------------------------

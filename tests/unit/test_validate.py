@@ -125,3 +125,14 @@ def test_icmp_codes_go_up_to_255():
     with pytest.raises(ValidationError) as error:
         validate.parse_icmp_value("256", "ICMP code", highest=255)
     assert "ICMP code" in str(error.value) and "0 to 255" in str(error.value)
+
+
+@pytest.mark.parametrize("text", ["244.0.0.1", "1.2.3.4", "255.255.255.255"])
+def test_cluster_ids_accepted(text):
+    assert validate.parse_cluster_id(text) == text
+
+
+@pytest.mark.parametrize("text", ["0.0.0.0", "1.2.3", "fd00::1", "244.0.0.1/32", " 1.2.3.4", "none", "", None, 5])
+def test_cluster_ids_refused(text):
+    with pytest.raises(ValidationError, match="Invalid route reflector cluster ID"):
+        validate.parse_cluster_id(text)

@@ -109,12 +109,13 @@ class CniPlugin:
                     raise protocol.CniError(protocol.INTERFACE_EXISTS, "Cannot create %s in the container: %s "
                                             "exists on the host." % (request.ifname, veth)) from None
                 rollback.push("delete interface %s" % veth, lambda: netlink.delete_link(veth, self.host_netns))
-                gateways = {version: gateway for _, _, version, gateway in plan}
+                gateways = _gateways(plan)
                 link = interfaces.configure_workload_veth(host, self.host_netns, cont, request.netns, veth,
                                                           request.ifname, ips, gateways)
+                host_link = host.get_link(veth)
                 self._confirm(plan, ips, request)
                 self._write_endpoint(request, attachment_id, veth, link, ips, gateways)
-                return cni_logic.calculate_add_result(request, host.get_link(veth), link, ips, gateways)
+        return cni_logic.calculate_add_result(request, host_link, link, ips, gateways)
 
     def assign(self, request):
         """calico-ipam's ADD: the claims alone."""
@@ -122,10 +123,10 @@ class CniPlugin:
         with Rollback() as rollback:
             ips = self._claim(request, plan, rollback)
             self._confirm(plan, ips, request)
-        return cni_logic.calculate_ipam_result(request, ips, {version: gateway for _, _, version, gateway in plan})
+        return cni_logic.calculate_ipam_result(request, ips, _gateways(plan))
 
     def _plan_addresses(self, request):
-        """[(address request, pool, version, gateway)], checked before anything is made."""
+        """[(address request, pool, gateway)], checked before anything is made."""
         plan = []
         for wanted in request.addresses:
             try:
@@ -143,20 +144,20 @@ class CniPlugin:
                 raise protocol.CniError(protocol.HOST_NOT_READY, "Host %s has no IPv%d address in etcd: run "
                                         "`calicoctl node%s` first." % (self.hostname, wanted.version,
                                                                        " --ip6=<IPv6>" if wanted.version == 6 else ""))
-            plan.append((wanted, pool, wanted.version, gateway))
+            plan.append((wanted, pool, gateway))
         return plan
 
     def _claim(self, request, plan, rollback):
         owner = cni_logic.render_owner(self.hostname, request.network, *request.attachment)
         try:
             return [allocator.claim_request(self.datastore, pool, wanted, owner, rollback)
-                    for wanted, pool, _, _ in plan]
+                    for wanted, pool, _ in plan]
         except Conflict as exc:
             raise protocol.CniError(protocol.ADDRESS_UNAVAILABLE, str(exc)) from None
 
     def _confirm(self, plan, ips, request):
         owner = cni_logic.render_owner(self.hostname, request.network, *request.attachment)
-        for (_, pool, _, _), ip in zip(plan, ips):
+        for (_, pool, _), ip in zip(plan, ips):
             allocator.confirm_claim(self.datastore, pool, ip, owner)
 
     def _ensure_profile(self, network):
@@ -213,14 +214,14 @@ class CniPlugin:
         if request.prev_result is not None:
             candidates.update(ip.ip for ip in request.prev_result.ips)
         if not candidates:
-            candidates = {ip for _, ip in self._owned_claims(lambda holder: holder == owner)}
+            candidates = {ip for _, ip, holder in self._all_claims() if holder == owner}
         for address in sorted(candidates):
             allocator.release_address(self.datastore, validate.parse_ip(address), owner, allow_anonymous=False)
 
-    def _owned_claims(self, wanted):
-        """(pool CIDR, ip) of every claim whose owner ``wanted(owner)`` accepts."""
-        return [(cidr, ip) for version in (4, 6) for cidr in self.datastore.list_claim_pools(version)
-                for ip, holder in self.datastore.list_claim_owners(cidr).items() if wanted(holder)]
+    def _all_claims(self):
+        """(pool CIDR, ip, owner) of every claim, read pool by pool."""
+        return [(cidr, ip, holder) for version in (4, 6) for cidr in self.datastore.list_claim_pools(version)
+                for ip, holder in self.datastore.list_claim_owners(cidr).items()]
 
     # -- CHECK ------------------------------------------------------------------------------
 
@@ -291,9 +292,8 @@ class CniPlugin:
                         self.datastore.remove_endpoint(endpoint.key)
                 except CalicoError as exc:
                     problems.append(str(exc))
-        claims = [(cidr, ip, holder) for version in (4, 6) for cidr in self.datastore.list_claim_pools(version)
-                  for ip, holder in self.datastore.list_claim_owners(cidr).items()]
-        for cidr, ip, holder in cni_logic.select_stale_claims(claims, self.hostname, request.network, valid):
+        for cidr, ip, holder in cni_logic.select_stale_claims(self._all_claims(), self.hostname, request.network,
+                                                              valid):
             LOG.warning("CNI GC: releasing %s (%s)", ip, holder)
             try:
                 self.datastore.release_ip(cidr, ip, owner=holder, allow_anonymous=False)
@@ -310,6 +310,11 @@ class CniPlugin:
             self._plan_addresses(request)
         except CalicoError as exc:
             raise protocol.CniError(protocol.NOT_AVAILABLE, "Not ready: %s" % exc) from None
+
+
+def _gateways(plan):
+    """{IP version: gateway} of a plan of addresses."""
+    return {wanted.version: gateway for wanted, _, gateway in plan}
 
 
 def _raise_problems(problems):

@@ -24,9 +24,9 @@ releases the addresses it names as well as the endpoint's.
 IPAM configuration (the ``ipam`` object, for both plugins): ``type`` must
 be ``calico-ipam``; ``subnet`` (a CIDR) or ``subnets`` (a list, at most one
 per IP version) name where addresses come from, each inside a Calico pool
-(default: one IPv4 address from any pool). With the ``ips`` capability the
-runtime asks for given addresses (``runtimeConfig.ips``, e.g. ``podman run
---ip``); each must lie in the configured subnet of its version.
+(default: one IPv4 address from any pool). With the ``ips`` capability
+(``runtimeConfig.ips``) or ``IP=`` in CNI_ARGS (``podman run --ip``) the
+runtime asks for given addresses; each must lie in the subnet of its version.
 """
 import json
 import re
@@ -254,7 +254,7 @@ def parse_request(plugin, env, stdin):
         fields = _parse_attachment_env(env, command)
     addresses = _parse_ipam(config)
     if command == "ADD":
-        addresses = _requested_addresses(config, addresses)
+        addresses = _requested_addresses(_wanted_addresses(config, env), addresses)
     previous = config.get("prevResult")
     if previous is not None and command in ATTACHMENT_COMMANDS:
         fields["prev_result"] = parse_result(previous)
@@ -329,18 +329,31 @@ def _parse_ipam(config):
     return tuple(requests[version] for version in sorted(requests)) or (AddressRequest(version=4),)
 
 
-def _requested_addresses(config, automatic):
-    """runtimeConfig.ips (the ``ips`` capability) in place of automatic ones."""
-    wanted = (config.get("runtimeConfig") or {}).get("ips") or []
-    if not isinstance(wanted, list):
-        raise CniError(INVALID_CONFIG, "Invalid runtimeConfig.ips: expected a list of addresses.")
+def _wanted_addresses(config, env):
+    """The addresses the runtime asks for: runtimeConfig.ips (the ``ips``
+    capability), else ``IP=`` in CNI_ARGS (the older convention; Podman
+    passes one address so), comma-separated."""
+    wanted = (config.get("runtimeConfig") or {}).get("ips")
+    if wanted is not None:
+        if not isinstance(wanted, list):
+            raise CniError(INVALID_CONFIG, "Invalid runtimeConfig.ips: expected a list of addresses.")
+        return wanted
+    for pair in (env.get("CNI_ARGS") or "").split(";"):
+        key, _, value = pair.partition("=")
+        if key.strip() == "IP" and value.strip():
+            return [text.strip() for text in value.split(",")]
+    return []
+
+
+def _requested_addresses(wanted, automatic):
+    """The addresses asked for in place of automatic ones of their version."""
     by_version = {request.version: request for request in automatic}
     chosen = {}
     for text in wanted:
         try:
             ip = validate.parse_ip(text.split("/")[0] if isinstance(text, str) else text)
         except ValidationError as exc:
-            raise CniError(INVALID_CONFIG, "Invalid runtimeConfig.ips: %s" % exc) from None
+            raise CniError(INVALID_CONFIG, "Invalid address asked for: %s" % exc) from None
         subnet = by_version.get(ip.version)
         if subnet is None:
             raise CniError(INVALID_CONFIG, "Address %s asked for, but the network has no IPv%d subnet."
@@ -348,7 +361,7 @@ def _requested_addresses(config, automatic):
         if subnet.cidr is not None and not _inside(ip, subnet.cidr):
             raise CniError(INVALID_CONFIG, "Address %s is outside the network's subnet %s." % (ip, subnet.cidr))
         if ip.version in chosen:
-            raise CniError(INVALID_CONFIG, "Invalid runtimeConfig.ips: more than one IPv%d address." % ip.version)
+            raise CniError(INVALID_CONFIG, "More than one IPv%d address asked for." % ip.version)
         chosen[ip.version] = AddressRequest(version=ip.version, ip=ip, cidr=subnet.cidr)
     return tuple(chosen.get(request.version, request) for request in automatic)
 

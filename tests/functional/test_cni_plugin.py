@@ -180,6 +180,20 @@ def test_add_check_del(bin_dir, agent, host1, sandboxes, version):
     ok(cni(bin_dir, agent, "DEL", None, conf(version), CNI_CONTAINERID="ctr-%s" % sandbox.name))
 
 
+def test_dual_stack(bin_dir, agent, host1, sandboxes):
+    (sandbox,) = sandboxes()
+    data = conf("1.1.0", ipam={"type": "calico-ipam", "subnets": ["192.168.0.0/16", "fd80:24e2:f998:72d6::/64"]})
+    result = ok(cni(bin_dir, agent, "ADD", sandbox, data))
+    v4, v6 = result["ips"]
+    assert v4["gateway"] == host1.ip and v6["gateway"] == host1.ip6 and v6["address"].endswith("/128")
+    assert result["routes"] == [{"dst": "0.0.0.0/0", "gw": host1.ip}, {"dst": "::/0", "gw": host1.ip6}]
+    (link,) = ip_json(in_sandbox(sandbox), ["-6", "addr", "show", "eth0", "scope", "global"])
+    assert [a["local"] + "/128" for a in link["addr_info"] if a] == [v6["address"]]   # ip -j lists {} for filtered ones
+    ok(cni(bin_dir, agent, "CHECK", sandbox, dict(data, prevResult=result)))
+    ok(cni(bin_dir, agent, "DEL", sandbox, dict(data, prevResult=result)))
+    assert_nothing_left(agent, host1)
+
+
 def test_check_reports_what_differs_with_its_code(bin_dir, agent, host1, sandboxes):
     (sandbox,) = sandboxes()
     result = ok(cni(bin_dir, agent, "ADD", sandbox))

@@ -46,6 +46,12 @@ def test_subnets_and_requested_addresses():
                   runtimeConfig={"ips": ["192.168.5.9/24"]})
     (wanted,) = fixed.addresses
     assert str(wanted.ip) == "192.168.5.9" and wanted.cidr == "192.168.5.0/24" and not wanted.automatic
+    # Podman passes one address in CNI_ARGS; runtimeConfig.ips, when given, wins.
+    podman = parse({"CNI_ARGS": "IgnoreUnknown=1;K8S_POD_NAME=p1;IP=192.168.5.10"})
+    assert str(podman.addresses[0].ip) == "192.168.5.10"
+    both = parse({"CNI_ARGS": "IP=192.168.5.10"}, runtimeConfig={"ips": ["192.168.5.11/32"]})
+    assert str(both.addresses[0].ip) == "192.168.5.11"
+    assert parse({"CNI_ARGS": "IgnoreUnknown=1"}).addresses == (AddressRequest(version=4),)
 
 
 @pytest.mark.parametrize("env, changes, code, words", [
@@ -66,6 +72,8 @@ def test_subnets_and_requested_addresses():
      "more than one IPv4"),
     ({}, {"ipam": {"type": "calico-ipam", "subnet": "192.168.5.0/24"}, "runtimeConfig": {"ips": ["10.0.0.1"]}},
      protocol.INVALID_CONFIG, "outside the network's subnet"),
+    ({"CNI_ARGS": "IP=banana"}, {}, protocol.INVALID_CONFIG, "Invalid address asked for"),
+    ({"CNI_ARGS": "IP=10.0.0.1,10.0.0.2"}, {}, protocol.INVALID_CONFIG, "More than one IPv4"),
     ({}, {"runtimeConfig": {"ips": ["fd80::1"]}}, protocol.INVALID_CONFIG, "no IPv6 subnet"),
     ({}, {"prevResult": {"ips": [{"address": "not-an-ip"}]}}, protocol.INVALID_CONFIG, "prevResult"),
     ({}, {"prevResult": {"ips": [{"address": "10.0.0.1/32", "interface": 3}]}}, protocol.INVALID_CONFIG,

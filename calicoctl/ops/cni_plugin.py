@@ -23,7 +23,9 @@ container C, interface I; its ID A is ``cni_logic.calculate_attachment_id``):
   last, create-only.
 
 Any failure undoes what this call made (``Rollback``), never what another
-made: a second ADD of an attachment is refused before it changes anything.
+made: a second ADD of a live attachment is refused before it changes
+anything (one whose host interface is gone, as after a reboot that no DEL
+followed, is replaced).
 ``calico-ipam`` on its own (for another main plugin) makes only the claims.
 DEL undoes ADD and succeeds when things are already gone; GC removes what
 attachments of N on this host that the runtime no longer lists hold.
@@ -90,9 +92,7 @@ class CniPlugin:
         from calicoctl.host import netlink
         attachment_id = cni_logic.calculate_attachment_id(request.network, *request.attachment)
         with locks.workload_lock(request.container_id, self.lock_dir):
-            if self._endpoint(request, attachment_id) is not None:
-                raise protocol.CniError(protocol.INTERFACE_EXISTS, "Container %s is already attached to %s as %s."
-                                        % (request.container_id, request.network, request.ifname))
+            self._replace_dead(request, self._endpoint(request, attachment_id))
             plan = self._plan_addresses(request)
             self._ensure_profile(request.network)
             veth = calculate_veth_name(attachment_id, self._interface_prefix())
@@ -116,6 +116,21 @@ class CniPlugin:
                 self._confirm(plan, ips, request)
                 self._write_endpoint(request, attachment_id, veth, link, ips, gateways)
         return cni_logic.calculate_add_result(request, host_link, link, ips, gateways)
+
+    def _replace_dead(self, request, endpoint):
+        """A second ADD of a live attachment is refused; the endpoint of one
+        whose host interface is gone (its namespace died without a DEL, as
+        at a reboot) is removed, with its claims, for the new one."""
+        from calicoctl.host import netlink
+        if endpoint is None:
+            return
+        if netlink.find_link(endpoint.name, self.host_netns) is not None:
+            raise protocol.CniError(protocol.INTERFACE_EXISTS, "Container %s is already attached to %s as %s."
+                                    % (request.container_id, request.network, request.ifname))
+        LOG.warning("CNI ADD: endpoint %s of container %s has no interface %s any more; replacing it",
+                    endpoint.endpoint_id, request.container_id, endpoint.name)
+        self._release_claims(request, endpoint.addresses())
+        self.datastore.remove_endpoint(endpoint.key)
 
     def assign(self, request):
         """calico-ipam's ADD: the claims alone."""

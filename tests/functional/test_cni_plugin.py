@@ -267,6 +267,20 @@ def test_adds_that_fail_half_way_undo_what_they_made_and_only_that(bin_dir, agen
     assert_nothing_left(agent, host1)
 
 
+def test_an_attachment_whose_interface_died_without_a_del_is_replaced_by_the_next_add(bin_dir, agent, host1,
+                                                                                       sandboxes):
+    (sandbox,) = sandboxes()
+    first = ok(cni(bin_dir, agent, "ADD", sandbox))
+    # As at a reboot: the namespace and its veth are gone, no DEL came.
+    subprocess.run(in_host(host1) + ["ip", "link", "del", first["interfaces"][0]["name"]], check=True)
+    second = ok(cni(bin_dir, agent, "ADD", sandbox))
+    assert len(endpoints(agent["etcd"])) == 1
+    assert list(claims(agent["etcd"])) == [second["ips"][0]["address"].split("/")[0]]
+    ok(cni(bin_dir, agent, "CHECK", sandbox, conf(prevResult=second)))
+    ok(cni(bin_dir, agent, "DEL", sandbox))
+    assert_nothing_left(agent, host1)
+
+
 def test_two_adds_of_one_attachment_at_once_make_one_endpoint(bin_dir, agent, host1, sandboxes):
     (sandbox,) = sandboxes()
     results = []

@@ -12,6 +12,7 @@ class ExitCode:
     REFUSED = 1          # bad input, not found, in use, conflicts
     NOT_ROOT = 2
     UNREACHABLE = 3      # etcd or Docker cannot be reached
+    PROBE_DIFFERS = 4    # policy explain/matrix --probe: the kernel did not do what the policy says
     BUG = 70             # unexpected exception: a traceback was printed
 
 

@@ -18,6 +18,8 @@ from calicoctl import validate
 from calicoctl.rulemodel import Rule, Rules, StoredRule, StoredRules  # noqa: F401
 
 ENDPOINT_STATES = ("active", "inactive")
+VXLAN_OVERHEAD = 50   # VXLAN over IPv4: outer IPv4 20 + UDP 8 + VXLAN 8 + inner Ethernet 14
+IPIP_OVERHEAD = 20    # IP-in-IP: the outer IPv4 header
 
 
 def _load_json(text, what):
@@ -189,6 +191,13 @@ class IPPool:
     @property
     def version(self):
         return 6 if ":" in self.cidr else 4
+
+    @property
+    def encapsulation_overhead(self):
+        """Bytes its encapsulation between hosts adds to a packet (0: routed as it is)."""
+        if self.vxlan:
+            return VXLAN_OVERHEAD
+        return IPIP_OVERHEAD if self.ipip else 0
 
     @classmethod
     def from_json(cls, text):

@@ -18,8 +18,10 @@ What it does (``SEED_STEPS`` below are the demonstration's commands):
      crashed demo left behind can be told from anyone else's.
    The seed's ``docker ps`` (which showed its ``calico-node`` container) is
    replaced by ``calicoctl status``: our node is a host daemon, not a container.
-4. Prints a matrix of who reaches whom (``ping -c1 -W1`` for every pair)
-   next to what the profiles allow, and exits 1 if they differ.
+4. Shows ``calicoctl policy matrix`` (who may reach whom by the profiles)
+   and prints a matrix of who reaches whom (``ping -c1 -W1`` for every pair,
+   from the containers) next to what the profiles allow, and exits 1 if
+   they differ.
 
 It cleans up after itself (containers, hosts, etcd, agents: only what it
 started, by PID) and can be run again, also after an interrupted run: it
@@ -30,6 +32,7 @@ matrix differs, 2 not root.
 """
 import argparse
 import fcntl
+import json
 import os
 import shutil
 import signal
@@ -297,28 +300,22 @@ class Demo:
         return surprises
 
     def allowed_matrix(self):
-        """Who may reach whom by the profiles in etcd: members of a common
-        profile (the default rules: members accept traffic from members)."""
-        from calicoctl.datastore import etcdconn
-        from calicoctl.datastore.client import DatastoreClient
-        from tests.harness.forward import PortForward
-        forward = PortForward("127.0.0.1", _free_port(), HOSTS[0][1], 2379,
-                              target_netns=self.hosts[ETCD_HOST].netns_path).start()
-        try:
-            datastore = DatastoreClient(etcdconn.connect(dict(datastore_env(self.etcd.datastore),
-                                                              ETCD_AUTHORITY=forward.authority)))
-            profiles = {}
-            for endpoint in datastore.list_endpoints():
-                address = endpoint.addresses(4)[0] if endpoint.addresses(4) else None
-                profiles[address] = set(endpoint.profile_ids)
-        finally:
-            forward.stop()
-        allowed = {}
-        for src, (_, src_ip, _) in WORKLOADS.items():
-            for dst, (_, dst_ip, _) in WORKLOADS.items():
-                if src != dst:
-                    allowed[src, dst] = bool(profiles.get(src_ip, set()) & profiles.get(dst_ip, set()))
-        return allowed
+        """Who may reach whom by the profiles in etcd, as ``calicoctl policy
+        matrix`` says (the evaluator behind ``policy explain``); its table is
+        shown in the transcript."""
+        host = HOSTS[0][0]
+        for command in ("calicoctl policy matrix", "calicoctl policy matrix -o json"):
+            result = self.sh(host, command)
+            if result.returncode != 0:
+                raise DemoError("%s on %s failed (exit %d): %s" % (command, host, result.returncode,
+                                                                     result.stderr.strip()))
+            if "-o json" not in command:
+                self.transcript.command(host, command)
+                self.transcript.output(result.stdout)
+        answer = json.loads(result.stdout)
+        letters = {party["endpoint"]: party["name"][len("workload-"):] for party in answer["endpoints"]}
+        return {(letters[cell["from"]], letters[cell["to"]]): cell["verdict"] == "allowed"
+                for cell in answer["cells"]}
 
     def observed_matrix(self):
         """Ping every pair (``ping -c1 -W1``, a second try if the first fails)."""
@@ -342,11 +339,6 @@ class Demo:
         for thread in threads:
             thread.join()
         return results
-
-
-def _free_port():
-    from tests.harness.util import free_port
-    return free_port()
 
 
 def render_matrix(observed, allowed):
@@ -408,7 +400,8 @@ def main(argv=None):
         demo.build()
         surprises = demo.run_seed()
         transcript.section("Who reaches whom")
-        lines, differences = render_matrix(demo.observed_matrix(), demo.allowed_matrix())
+        allowed = demo.allowed_matrix()
+        lines, differences = render_matrix(demo.observed_matrix(), allowed)
         for line in lines:
             print(line)
         print()

@@ -1,6 +1,7 @@
 """calico-agent: the node agent's entry point and composition root.
 
 Usage: calico-agent [--hostname=<H>] [--log-dir=<DIR>] [--run-dir=<DIR>] [--no-docker-plugins]
+                    [--plugin-fds=calico:<FD>,calico-ipam:<FD>]
 
 Builds everything (config, etcd connections, components) and runs the main
 loop in the foreground:
@@ -33,6 +34,11 @@ component only for the kinds of keys it registered for.
 One component (``lifecycle.WorkloadLifecycle``) also follows Docker, in a
 thread of its own: it keeps this host's containers networked through
 restarts and releases what removed ones held.
+
+The Docker plugins' sockets (``plugins.DockerPlugins``) are normally bound
+by ``calicoctl node`` before it or this process does anything slow (etcd,
+the API check below) and inherited (``--plugin-fds``): Docker, starting at
+boot, finds them and its requests wait until they are served.
 
 Robustness: the view holds every etcd leaf seen. If a component raises (a
 bug, or the kernel surprising us), the error is logged and every component
@@ -85,6 +91,9 @@ def parse_args(argv):
                         help="directory for the pid and status files (default /var/run/calico)")
     parser.add_argument("--no-docker-plugins", action="store_true",
                         help="do not serve the calico and calico-ipam Docker plugins")
+    parser.add_argument(identity.PLUGIN_FDS_OPTION, dest="plugin_fds", type=identity.parse_plugin_fds,
+                        default={}, help="the plugins' sockets, inherited already listening "
+                        "(calicoctl node binds them): calico:<fd>,calico-ipam:<fd>")
     return parser.parse_args(argv)
 
 
@@ -402,6 +411,7 @@ def main(argv=None, env=None):
         LOG.error("%s", problem)
         return 1
     config.docker_plugins = not args.no_docker_plugins
+    config.plugin_fds = args.plugin_fds
     config.etcd_endpoints = tuple((endpoint.host, endpoint.port) for endpoint in settings.endpoints)
     pid_path = os.path.join(config.run_dir, identity.PID_FILE)
     other = daemon.read_pid_file(pid_path)

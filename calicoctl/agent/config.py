@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, fields
 from typing import Optional
 
 from calicoctl.errors import ValidationError
+from calicoctl.host.plugin_server import PLUGIN_DIR
 
 DEFAULT_LOG_DIR = "/var/log/calico"
 DEFAULT_RUN_DIR = "/var/run/calico"
@@ -79,10 +80,13 @@ class AgentConfig:
     # -- Docker plugins (calicoctl.agent.plugins) -------------------------------------
     docker_plugins: bool = True
     """Serve the calico network driver and the calico-ipam IPAM driver."""
-    plugin_dir: str = "/run/docker/plugins"
+    plugin_dir: str = PLUGIN_DIR
     """Where Docker looks for plugin sockets."""
     plugin_reconcile_interval: float = 30.0
     """Seconds between reconciliations of the plugins' state with Docker."""
+    plugin_fds: dict = field(default_factory=dict)
+    """{plugin name: file descriptor of its socket, already listening}: bound
+    by ``calicoctl node`` before anything slow, inherited (``--plugin-fds``)."""
 
     extra: dict = field(default_factory=dict)
     """Free-form settings for components that need one without a field yet."""

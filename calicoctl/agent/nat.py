@@ -9,9 +9,9 @@ rule stays one line however many pools there are:
         -m set ! --match-set calico-all-pools dst -j MASQUERADE
 
 and ``POSTROUTING`` jumps to ``calico-nat-outgoing`` (first rule). Sets are
-refilled atomically (fill a temporary set, swap); iptables changes go in
-one ``iptables-restore --noflush`` batch that touches only our chain and
-our one jump. With no masquerade pool left, the jump, the chain and both
+refilled atomically (``Ipsets.replace``: fill a temporary set, swap it in);
+iptables changes go in one ``iptables-restore --noflush`` batch that
+touches only our chain and our one jump. With no masquerade pool left, the jump, the chain and both
 sets are removed.
 """
 import logging
@@ -27,6 +27,7 @@ LOG = logging.getLogger(__name__)
 CHAIN = "calico-nat-outgoing"
 MASQ_SET = "calico-masq-pools"
 ALL_SET = "calico-all-pools"
+SET_TYPE = "hash:net"
 RESYNC_INTERVAL = 60.0
 RETRY_INTERVAL = 2.0
 
@@ -41,19 +42,6 @@ def calculate_nat_sets(pools):
     if not masq:
         return None
     return tuple(masq), tuple(v4)
-
-
-def render_ipset_restore(masq, all_pools):
-    """``ipset restore`` input refilling both sets atomically (pure)."""
-    lines = []
-    for name, members in ((MASQ_SET, masq), (ALL_SET, all_pools)):
-        temp = name + "-tmp"
-        lines += ["create %s hash:net family inet -exist" % name,
-                  "create %s hash:net family inet -exist" % temp,
-                  "flush %s" % temp]
-        lines += ["add %s %s" % (temp, cidr) for cidr in members]
-        lines += ["swap %s %s" % (temp, name), "destroy %s" % temp]
-    return "\n".join(lines) + "\n"
 
 
 RULE = ("-m set --match-set %s src -m set ! --match-set %s dst -j MASQUERADE" % (MASQ_SET, ALL_SET))
@@ -128,7 +116,8 @@ class NatOutgoing(ReconcilingComponent):
         table = self._table
         chains = table.read()
         if wanted is not None:
-            self._ipsets.restore(render_ipset_restore(*wanted).splitlines())
+            for name, members in ((MASQ_SET, wanted[0]), (ALL_SET, wanted[1])):
+                self._ipsets.replace(name, SET_TYPE, "inet", members)
             text = render_nat_restore(chains, True)
             if text:
                 table.restore(text)
@@ -139,7 +128,6 @@ class NatOutgoing(ReconcilingComponent):
             if text:
                 table.restore(text)
                 LOG.info("NAT-outgoing: no masquerade pool left; rule removed")
-            for name in (MASQ_SET, ALL_SET):
-                # Absent already is fine; the rule no longer references them.
-                self._ipsets.destroy(name)
+            # The rule no longer references them (absent already is fine).
+            self._ipsets.destroy([MASQ_SET, ALL_SET])
         self._applied = wanted

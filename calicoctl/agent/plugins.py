@@ -8,6 +8,12 @@ their own etcd connection: a slow Docker or etcd never stalls the main
 loop, nor the loop them. About every ``plugin_reconcile_interval`` seconds
 (and at start) a thread reconciles this host's plugin state with Docker
 (``DockerPlugin.reconcile``).
+
+The first time Docker answers after the agent started, that thread also
+starts the containers Docker gave up on because the plugins were not there
+when it started (``DockerPlugin.start_abandoned``: Docker started before
+the agent at boot), and logs each. Until then it tries every
+``STARTUP_RETRY`` seconds.
 """
 import logging
 import threading
@@ -16,6 +22,8 @@ import time
 from calicoctl.agent.component import Component
 
 LOG = logging.getLogger(__name__)
+
+STARTUP_RETRY = 1.0
 
 
 class DockerPlugins(Component):
@@ -29,8 +37,12 @@ class DockerPlugins(Component):
         self._problem = None
         self._next_reconcile = 0.0
         self._reconciling = threading.Lock()
+        self._abandoned_started = False     # start_abandoned has run since the agent started
+        self._postponed = None              # why the last reconciliation was postponed
 
     def start(self, wake):
+        import socket
+
         from calicoctl.host import plugin_server
         from calicoctl.ops import plugin_protocol as protocol
         try:
@@ -38,8 +50,12 @@ class DockerPlugins(Component):
             for name, routes in ((protocol.NETWORK_DRIVER, self._plugin.network_routes()),
                                  (protocol.IPAM_DRIVER, self._plugin.ipam_routes())):
                 path = plugin_server.socket_path(name, self.config.plugin_dir)
-                self._servers.append(plugin_server.PluginServer(name, path, self._handler(routes)).start())
-                LOG.info("Serving Docker plugin %s on %s", name, path)
+                fd = self.config.plugin_fds.get(name)
+                listener = socket.socket(fileno=fd) if fd is not None else None
+                server = plugin_server.PluginServer(name, path, self._handler(routes))
+                self._servers.append(server.start(listener))
+                LOG.info("Serving Docker plugin %s on %s%s", name, path,
+                         " (bound by calicoctl node)" if listener is not None else "")
         except (OSError, RuntimeError) as exc:
             self._problem = "cannot serve the Docker plugins: %s" % exc
             LOG.error("%s", self._problem)
@@ -63,20 +79,42 @@ class DockerPlugins(Component):
     def tick(self, now):
         if not self._servers or now < self._next_reconcile:
             return
-        self._next_reconcile = now + self.config.plugin_reconcile_interval
+        self._next_reconcile = now + (self.config.plugin_reconcile_interval if self._abandoned_started
+                                      else STARTUP_RETRY)
         if self._reconciling.acquire(blocking=False):
             threading.Thread(target=self._reconcile, name="plugin-reconcile", daemon=True).start()
 
     def _reconcile(self):
         from calicoctl.errors import CalicoError
         try:
+            # First the endpoints of containers that died unseen: their
+            # addresses are free again for those started next.
             self._plugin.reconcile()
+            if not self._abandoned_started:
+                self._start_abandoned()
+            self._postponed = None
         except CalicoError as exc:
-            LOG.info("Docker plugin reconciliation postponed: %s", exc)
+            if str(exc) != self._postponed:         # once per cause, not every STARTUP_RETRY
+                LOG.info("Docker plugin reconciliation postponed: %s", exc)
+            self._postponed = str(exc)
         except Exception:  # a bug here must not end the thread silently
             LOG.exception("Docker plugin reconciliation failed")
         finally:
             self._reconciling.release()
+
+    def _start_abandoned(self):
+        outcomes = self._plugin.start_abandoned()
+        if not outcomes:
+            LOG.info("No container was waiting for the calico plugins")
+        for container, problem in outcomes:
+            if problem is None:
+                LOG.info("Started container %s (%s, restart policy %s): Docker had given up on it because "
+                         "the calico plugins were not there yet", container.name, container.id[:12],
+                         container.restart_policy)
+            else:
+                LOG.error("Container %s (%s), which Docker gave up on because the calico plugins were not "
+                          "there yet, does not start: %s", container.name, container.id[:12], problem)
+        self._abandoned_started = True
 
     def close(self):
         while self._servers:

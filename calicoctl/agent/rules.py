@@ -137,6 +137,10 @@ PROTOCOL_NAMES = {1: "icmp", 6: "tcp", 17: "udp", 33: "dccp", 58: "ipv6-icmp", 1
 # ICMPv6 a workload needs to reach its host with (neighbour discovery, MLD,
 # router solicitation): accepted before policy, as Felix did.
 ICMPV6_HOST_TYPES = (130, 131, 132, 133, 135, 136)
+# UDP services of its host a workload reaches before any policy, per family:
+# (name, source port or None, destination port).
+HOST_UDP_SERVICES = {4: (("DHCP", 68, 67), ("DNS", None, 53)),
+                     6: (("DHCPv6", 546, 547), ("DNS", None, 53))}
 
 # Rank = write order: a chain is written after every chain it refers to
 # (and deleted before them), so a restore split into several batches never
@@ -453,10 +457,8 @@ def render_global_chains(version, interface_prefix, host_action=DEFAULT_HOST_ACT
     ]
     if version == 6:
         inp += ["-p ipv6-icmp -m icmp6 --icmpv6-type %d -j ACCEPT" % t for t in ICMPV6_HOST_TYPES]
-        inp.append("-p udp -m udp --sport 546 --dport 547 -j ACCEPT")
-    else:
-        inp.append("-p udp -m udp --sport 68 --dport 67 -j ACCEPT")
-    inp.append("-p udp -m udp --dport 53 -j ACCEPT")
+    for _, source_port, port in HOST_UDP_SERVICES[version]:
+        inp.append("-p udp -m udp %s--dport %d -j ACCEPT" % ("--sport %d " % source_port if source_port else "", port))
     if host_action == "DROP":
         inp.append("-j DROP")
     else:

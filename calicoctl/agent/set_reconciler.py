@@ -7,6 +7,10 @@ except those old rules kept behind a prepended RETURN still match on (they
 wait; ticks retry). A set the kernel refuses to create or fill, or one that
 exists with another type, demotes its tag to a tag tree (the planner
 re-renders the profiles using it).
+
+Both steps go to the kernel over netlink from this process
+(calicoctl.host.ipsets), so a cycle in which only members change (other
+hosts' endpoints coming and going) starts no process at all.
 """
 import logging
 
@@ -16,6 +20,9 @@ from calicoctl.errors import CalicoError
 from calicoctl.host import ipsets as ipsets_mod
 
 LOG = logging.getLogger(__name__)
+
+MAXELEM = 1048576
+"""Capacity of our sets: a tag may hold every address of a large cluster."""
 
 
 def diff_members(want, have, check=None):
@@ -37,7 +44,7 @@ def diff_members(want, have, check=None):
 class SetReconciler:
     """What ipsets of ours the kernel has, and the batches that change them.
 
-    :param ipsets: an ``Ipsets`` adapter (or anything with read/apply).
+    :param ipsets: an ``Ipsets`` adapter (or anything with read/write/destroy).
     """
 
     def __init__(self, ipsets):
@@ -56,7 +63,7 @@ class SetReconciler:
         """Create, fill and trim the planner's dirty sets; returns the sets to
         destroy once no chain refers to them."""
         pending = planner.take_sets_dirty()
-        lines, destroys, diffs = [], [], {}
+        writes, destroys = [], []
         for name, members in sorted(pending.items()):
             want = planner.sets.get(name)
             have = self.programmed.get(name)
@@ -70,16 +77,16 @@ class SetReconciler:
                 planner.demote_tag_for_set(name)
                 continue
             if have is None:
-                lines.append(ipsets_mod.render_create(name, SET_TYPE, want.family))
                 adds, dels = sorted(want.members), []
             else:
                 adds, dels = diff_members(want.members, have.members, members)
-            lines += [ipsets_mod.render_add(name, m) for m in adds]
-            lines += [ipsets_mod.render_del(name, m) for m in dels]
-            diffs[name] = (want.family, adds, dels)
-        failed = self.ipsets.apply(lines) if lines else {}
+            if have is None or adds or dels:
+                writes.append(ipsets_mod.SetWrite(name, SET_TYPE, want.family, adds, dels,
+                                                  create=have is None, maxelem=MAXELEM))
+        failed = self.ipsets.write(writes) if writes else {}
         retry = []
-        for name, (family, adds, dels) in diffs.items():
+        for write in writes:
+            name = write.name
             if name in failed:
                 self.programmed.pop(name, None)
                 planner.demote_tag_for_set(name)
@@ -88,9 +95,9 @@ class SetReconciler:
                 continue
             info = self.programmed.get(name)
             if info is None:
-                info = self.programmed[name] = ipsets_mod.IpsetInfo(name, SET_TYPE, family, set())
-            info.members.update(adds)
-            info.members.difference_update(dels)
+                info = self.programmed[name] = ipsets_mod.IpsetInfo(name, SET_TYPE, write.family, set())
+            info.members.update(write.adds)
+            info.members.difference_update(write.dels)
         # Demotions above queued their sets for removal.
         for name in planner.sets_dirty:
             if name not in planner.sets and name in self.programmed:
@@ -106,7 +113,9 @@ class SetReconciler:
                 planner.sets_dirty[name] = None
         names = [name for name in names if name not in held]
         if names:
-            failed = self.ipsets.apply([ipsets_mod.render_destroy(name) for name in names])
+            failed = self.ipsets.destroy(names)
             for name in names:
-                if name not in failed:
+                if name in failed:
+                    LOG.error("ipset %s: %s", name, failed[name])
+                else:
                     self.programmed.pop(name, None)

@@ -30,6 +30,7 @@ record are removed.
 """
 import logging
 
+from calicoctl import model
 from calicoctl.agent.component import ReconcilingComponent
 from calicoctl.agent.dispatch import Kind
 from calicoctl.agent.indexes import Indexes
@@ -41,7 +42,7 @@ LOG = logging.getLogger(__name__)
 DEVICE = "vxlan.calico"
 VNI = 4096
 PORT = 4789
-OVERHEAD = 50            # outer IPv4 + UDP + VXLAN + inner Ethernet headers
+OVERHEAD = model.VXLAN_OVERHEAD
 DEFAULT_MTU = 1450
 RESYNC_INTERVAL = 60.0   # re-check the kernel against etcd now and then
 RETRY_INTERVAL = 2.0     # after a failed apply
@@ -148,7 +149,6 @@ class VxlanManager(ReconcilingComponent):
                 LOG.debug("VXLAN: set %s %s -> %s", what, key, value)
 
     def _publish(self, local_ip, mac):
-        from calicoctl import model
         tunnel = model.VxlanTunnel(ip=local_ip, mac=mac.lower(), vni=VNI)
         if self.index.vteps.get(self.hostname) == tunnel:
             return
@@ -165,9 +165,4 @@ class VxlanManager(ReconcilingComponent):
 
 def _lan_mtu(session, local_ip):
     """MTU of the interface holding ``local_ip`` (the tunnel's underlay)."""
-    for address in session.list_addresses(version=4):
-        if address.ip == local_ip:
-            link = session.find_link(address.ifname)
-            if link is not None and link.mtu:
-                return link.mtu
-    return DEFAULT_MTU + OVERHEAD
+    return session.address_mtu(local_ip) or DEFAULT_MTU + OVERHEAD

@@ -25,6 +25,8 @@ Usage: calicoctl <command> [<args>...]
     pool              Configure ip-pools
     bgp               Configure global bgp
     control-plane     Keep workloads off etcd and BGP (show, ports, protection)
+    policy            Explain who may reach whom, and why (explain, matrix)
+    ipam              Show the IP pools' use and who holds an address
     checksystem       Check for incompatibilities on the host system
     diags             Save diagnostic information
     datastore         Copy the etcd v2 data into etcd v3 (migrate)
@@ -45,6 +47,8 @@ COMMANDS = {
     "pool": "pool",
     "bgp": "bgp",
     "control-plane": "control_plane",
+    "policy": "policy",
+    "ipam": "ipam",
     "checksystem": "checksystem",
     "diags": "diags",
     "datastore": "datastore",

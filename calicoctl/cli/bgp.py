@@ -2,9 +2,11 @@
 Usage:
   calicoctl bgp peer add <PEER_IP> as <AS_NUM>
   calicoctl bgp peer remove <PEER_IP>
-  calicoctl bgp peer show [--ipv4 | --ipv6]
-  calicoctl bgp node-mesh [on|off] [--force]
-  calicoctl bgp default-node-as [<AS_NUM>]
+  calicoctl bgp peer show [--ipv4 | --ipv6] [--output=<FORMAT>]
+  calicoctl bgp node-mesh [--output=<FORMAT>]
+  calicoctl bgp node-mesh (on|off) [--force]
+  calicoctl bgp default-node-as [--output=<FORMAT>]
+  calicoctl bgp default-node-as <AS_NUM>
 
 Description:
   Configure BGP for every node. Global peers are BGP speakers that every
@@ -21,10 +23,11 @@ Options:
   --ipv6    Show only the IPv6 peers.
   --force   Turn the mesh off even with no route reflector and no BGP peer,
             when hosts would learn no routes from each other.
+  -o FORMAT --output=<FORMAT>  table (the default) or json.
 """
 from calicoctl import model, validate
 from calicoctl.cli import parse, parse_versions
-from calicoctl.cli.output import render_peer_tables, render_table
+from calicoctl.cli.output import parse_output_format, peers_to_dict, render_json, render_peer_tables, render_table
 from calicoctl.ops import bgp as ops
 
 
@@ -33,11 +36,17 @@ def run(argv, ctx):
     if args["peer"]:
         if args["show"]:
             versions = parse_versions(args)
-            for line in render_peer_tables(ops.list_peers(ctx.datastore), versions,
+            peers, reflectors = ops.list_peers(ctx.datastore), ops.list_route_reflectors(ctx.datastore)
+            if parse_output_format(args) == "json":
+                ctx.out(render_json(dict(peers_to_dict(peers, versions),
+                                         route_reflectors=reflectors_to_dict(reflectors, versions),
+                                         node_mesh=ops.read_node_mesh(ctx.datastore))))
+                return 0
+            for line in render_peer_tables(peers, versions,
                                            heading=lambda version: "Global IPv%d BGP Peer" % version,
                                            missing=lambda version: "No global IPv%d BGP peers defined." % version):
                 ctx.out(line)
-            for line in render_reflectors(ops.list_route_reflectors(ctx.datastore), versions,
+            for line in render_reflectors(reflectors, versions,
                                           ops.read_node_mesh(ctx.datastore)):
                 ctx.out(line)
             return 0
@@ -50,8 +59,9 @@ def run(argv, ctx):
         ctx.out("Removed global BGP peer %s." % ip)
         return 0
     if args["node-mesh"]:
-        return node_mesh(ctx, True if args["on"] else False if args["off"] else None, args["--force"])
-    return default_node_as(ctx, args["<AS_NUM>"])
+        return node_mesh(ctx, True if args["on"] else False if args["off"] else None, args["--force"],
+                         parse_output_format(args))
+    return default_node_as(ctx, args["<AS_NUM>"], parse_output_format(args))
 
 
 def render_peer_change(change):
@@ -79,9 +89,18 @@ def render_reflectors(reflectors, versions, node_mesh):
     return lines
 
 
-def node_mesh(ctx, enable, force=False):
+def reflectors_to_dict(reflectors, versions):
+    """The route reflectors in ``bgp peer show -o json`` (pure): those with an
+    address of one of ``versions``."""
+    return [{"host": host.hostname, "ipv4": host.ipv4 if 4 in versions else None,
+             "ipv6": host.ipv6 if 6 in versions else None, "cluster_id": host.rr_cluster_id}
+            for host in reflectors if any(host.ip(version) for version in versions)]
+
+
+def node_mesh(ctx, enable, force=False, output="table"):
     if enable is None:
-        ctx.out("on" if ops.read_node_mesh(ctx.datastore) else "off")
+        enabled = ops.read_node_mesh(ctx.datastore)
+        ctx.out(render_json({"node_mesh": enabled}) if output == "json" else "on" if enabled else "off")
         return 0
     word = "on" if enable else "off"
     if ops.set_node_mesh(ctx.datastore, enable, force=force).changed:
@@ -91,9 +110,10 @@ def node_mesh(ctx, enable, force=False):
     return 0
 
 
-def default_node_as(ctx, value):
+def default_node_as(ctx, value, output="table"):
     if value is None:
-        ctx.out(str(ops.read_default_as(ctx.datastore)))
+        as_num = ops.read_default_as(ctx.datastore)
+        ctx.out(render_json({"as_num": as_num}) if output == "json" else str(as_num))
         return 0
     as_num = validate.parse_as_number(value)
     if ops.set_default_as(ctx.datastore, as_num).changed:

@@ -1,7 +1,7 @@
 """
 Usage:
   calicoctl container <CONTAINER> ip (add|remove) <IP> [--interface=<INTERFACE>]
-  calicoctl container <CONTAINER> endpoint-id show
+  calicoctl container <CONTAINER> endpoint-id show [--output=<FORMAT>]
   calicoctl container add <CONTAINER> <IP> [--interface=<INTERFACE>]
   calicoctl container remove <CONTAINER>
 
@@ -15,6 +15,7 @@ Description:
 Options:
   --interface=<INTERFACE>  The name of the interface inside the container
                            [default: eth1]
+  -o FORMAT --output=<FORMAT>  table (the default) or json.
 """
 from calicoctl.cli import parse
 
@@ -25,8 +26,14 @@ def run(argv, ctx):
 
     container = args["<CONTAINER>"]
     if args["endpoint-id"]:
-        for endpoint_id in ops.find_endpoint_ids(ctx.datastore, ctx.docker, ctx.hostname, container):
-            ctx.out(endpoint_id)
+        from calicoctl.cli.output import parse_output_format, render_json
+        output = parse_output_format(args)
+        endpoint_ids = ops.find_endpoint_ids(ctx.datastore, ctx.docker, ctx.hostname, container)
+        if output == "json":
+            ctx.out(render_json({"container": container, "host": ctx.hostname, "endpoint_ids": endpoint_ids}))
+        else:
+            for endpoint_id in endpoint_ids:
+                ctx.out(endpoint_id)
         return 0
 
     ctx.require_root()

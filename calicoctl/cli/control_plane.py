@@ -1,6 +1,6 @@
 """
 Usage:
-  calicoctl control-plane [show]
+  calicoctl control-plane [show] [--output=<FORMAT>]
   calicoctl control-plane ports (<PORTS> | --default)
   calicoctl control-plane protection (on|off)
 
@@ -14,7 +14,8 @@ Description:
   shows whether it is in force on this host.
 
 Options:
-  --default  Protect the default ports (2379, 2380, 179) again.
+  --default                    Protect the default ports (2379, 2380, 179) again.
+  -o FORMAT --output=<FORMAT>  table (the default) or json.
 
 Examples:
   calicoctl control-plane ports 2379,2380,179,4001
@@ -22,6 +23,7 @@ Examples:
 """
 from calicoctl import model
 from calicoctl.cli import parse
+from calicoctl.cli.output import parse_output_format, render_json
 
 
 def run(argv, ctx):
@@ -35,9 +37,21 @@ def run(argv, ctx):
         change = control_plane.update_protection(ctx.datastore, enabled=bool(args["on"]))
         ctx.out(render_change(change, "protection"))
     else:
-        for line in render_setting(control_plane.read_protection(ctx.datastore)):
-            ctx.out(line)
+        view = control_plane.read_protection(ctx.datastore)
+        if parse_output_format(args) == "json":
+            ctx.out(render_json(setting_to_dict(view)))
+        else:
+            for line in render_setting(view):
+                ctx.out(line)
     return 0
+
+
+def setting_to_dict(view):
+    """The ``control-plane show -o json`` document (pure)."""
+    setting = view.setting
+    return {"enabled": setting.enabled, "ports": list(setting.ports),
+            "default_ports": setting.ports == model.CONTROL_PLANE_DEFAULT_PORTS,
+            "stored": view.stored, "problem": view.problem}
 
 
 def render_ports(setting):

@@ -1,11 +1,11 @@
 """
 Usage:
   calicoctl endpoint show [--host=<HOSTNAME>] [--orchestrator=<ORCHESTRATOR_ID>]
-    [--workload=<WORKLOAD_ID>] [--endpoint=<ENDPOINT_ID>] [--detailed]
+    [--workload=<WORKLOAD_ID>] [--endpoint=<ENDPOINT_ID>] [--detailed] [--output=<FORMAT>]
   calicoctl endpoint <ENDPOINT_ID> profile (append|remove|set) [--host=<HOSTNAME>]
     [--orchestrator=<ORCHESTRATOR_ID>] [--workload=<WORKLOAD_ID>] [<PROFILES>...]
   calicoctl endpoint <ENDPOINT_ID> profile show [--host=<HOSTNAME>]
-    [--orchestrator=<ORCHESTRATOR_ID>] [--workload=<WORKLOAD_ID>]
+    [--orchestrator=<ORCHESTRATOR_ID>] [--workload=<WORKLOAD_ID>] [--output=<FORMAT>]
 
 Description:
   Show endpoints (a workload's network interfaces, on any host) and the
@@ -20,11 +20,13 @@ Options:
   --orchestrator=<ORCHESTRATOR_ID>   Only endpoints of this orchestrator.
   --workload=<WORKLOAD_ID>           Only endpoints of this workload.
   --endpoint=<ENDPOINT_ID>           Only the endpoint with this ID.
-  --detailed                         One row per endpoint.
+  --detailed                         One row per endpoint (JSON always has one
+                                     entry per endpoint).
+  -o FORMAT --output=<FORMAT>        table (the default) or json.
 """
 from calicoctl import validate
 from calicoctl.cli import parse
-from calicoctl.cli.output import render_table
+from calicoctl.cli.output import parse_output_format, render_json, render_table
 from calicoctl.errors import ValidationError
 from calicoctl.ops import endpoint as ops
 from calicoctl.ops import policy
@@ -36,11 +38,21 @@ def run(argv, ctx):
     if args["show"] and not args["profile"]:
         if args["--endpoint"] is not None:
             validate.parse_name(args["--endpoint"], "endpoint ID")
-        show_endpoints(ctx, ops.list_endpoints(ctx.datastore, filters, args["--endpoint"]), args["--detailed"])
+        output = parse_output_format(args)
+        endpoints = ops.list_endpoints(ctx.datastore, filters, args["--endpoint"])
+        if output == "json":
+            ctx.out(render_json({"endpoints": [endpoint_to_dict(endpoint) for endpoint in endpoints]}))
+        else:
+            show_endpoints(ctx, endpoints, args["--detailed"])
         return 0
     endpoint_id = validate.parse_name(args["<ENDPOINT_ID>"], "endpoint ID")
     if args["show"]:
-        show_profiles(ctx, endpoint_id, ops.read_profiles(ctx.datastore, endpoint_id, filters))
+        output = parse_output_format(args)
+        profile_ids = ops.read_profiles(ctx.datastore, endpoint_id, filters)
+        if output == "json":
+            ctx.out(render_json({"endpoint": endpoint_id, "profiles": list(profile_ids)}))
+        else:
+            show_profiles(ctx, endpoint_id, profile_ids)
         return 0
     action = ops.APPEND if args["append"] else ops.REMOVE if args["remove"] else ops.SET
     names = policy.check_profile_names(args["<PROFILES>"])
@@ -72,6 +84,16 @@ def show_endpoints(ctx, endpoints, detailed):
         ctx.out(render_table(["Hostname", "Orchestrator ID", "Number of Workloads", "Number of Endpoints"],
                              calculate_summary_rows(endpoints)))
     ctx.out()
+
+
+def endpoint_to_dict(endpoint):
+    """One endpoint in ``endpoint show -o json`` (pure)."""
+    key = endpoint.key
+    return {"host": key.hostname, "orchestrator": key.orchestrator_id, "workload": key.workload_id,
+            "endpoint": key.endpoint_id, "state": endpoint.state, "interface": endpoint.name,
+            "mac": endpoint.mac, "profiles": list(endpoint.profile_ids),
+            "ipv4_nets": list(endpoint.ipv4_nets), "ipv6_nets": list(endpoint.ipv6_nets),
+            "ipv4_gateway": endpoint.ipv4_gateway, "ipv6_gateway": endpoint.ipv6_gateway}
 
 
 def calculate_summary_rows(endpoints):

@@ -5,7 +5,7 @@ Usage:
   calicoctl node stop [--force]
   calicoctl node bgp peer add <PEER_IP> as <AS_NUM>
   calicoctl node bgp peer remove <PEER_IP>
-  calicoctl node bgp peer show [--ipv4 | --ipv6]
+  calicoctl node bgp peer show [--ipv4 | --ipv6] [--output=<FORMAT>]
 
 Description:
   Start the Calico node agent on this host, stop it, and configure this
@@ -38,6 +38,7 @@ Options:
                          (hosts would then learn no routes from each other).
   --ipv4                 Show IPv4 information only.
   --ipv6                 Show IPv6 information only.
+  -o FORMAT --output=<FORMAT>  table (the default) or json.
 """
 from calicoctl import validate
 from calicoctl.cli import parse
@@ -233,12 +234,15 @@ def _stop(args, ctx):
 def _bgp(args, ctx):
     from calicoctl import model
     from calicoctl.cli import parse_versions
-    from calicoctl.cli.output import render_peer_tables
+    from calicoctl.cli.output import parse_output_format, peers_to_dict, render_json, render_peer_tables
     from calicoctl.ops import bgp as bgp_ops
 
     hostname = ctx.hostname
     if args["show"]:
         peers = bgp_ops.list_peers(ctx.datastore, hostname=hostname)
+        if parse_output_format(args) == "json":
+            ctx.out(render_json(dict(host=hostname, **peers_to_dict(peers, parse_versions(args)))))
+            return 0
         for line in render_peer_tables(peers, parse_versions(args),
                                        heading=lambda version: "Node specific IPv%d BGP Peer" % version,
                                        missing=lambda version: "No IPv%d BGP peers defined for node %s."

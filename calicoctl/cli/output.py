@@ -29,6 +29,12 @@ def render_table(headers, rows, align="l"):
     return "\n".join(out)
 
 
+def peers_to_dict(peers, versions):
+    """The ``bgp peer show`` / ``node bgp peer show`` JSON: the peers of ``versions``."""
+    return {"peers": [{"ip": peer.ip, "as_num": peer.as_num, "ip_version": peer.version}
+                      for peer in peers if peer.version in versions]}
+
+
 def render_peer_tables(peers, versions, heading, missing):
     """What ``bgp peer show`` and ``node bgp peer show`` print, as lines: for
     each IP version a table of its peers headed ``heading(version)``, or the
@@ -39,3 +45,21 @@ def render_peer_tables(peers, versions, heading, missing):
         lines.append(render_table([heading(version), "AS Num"], rows) if rows else missing(version))
         lines.append("")
     return lines
+
+
+OUTPUT_FORMATS = ("table", "json")
+
+
+def parse_output_format(args):
+    """The ``--output`` / ``-o`` of a show command: "table" (the default) or "json"."""
+    from calicoctl.errors import ValidationError
+    value = args.get("--output") or "table"
+    if value not in OUTPUT_FORMATS:
+        raise ValidationError("Invalid output format %r: use table or json." % value)
+    return value
+
+
+def render_json(document):
+    """One JSON document as the ``--output=json`` commands print it (docs/json-output.md)."""
+    import json
+    return json.dumps(document, indent=2)

@@ -2,7 +2,7 @@
 Usage:
   calicoctl pool (add|remove) <CIDRS>... [--ipip] [--nat-outgoing] [--vxlan]
   calicoctl pool range add <START_IP> <END_IP> [--ipip] [--nat-outgoing] [--vxlan]
-  calicoctl pool show [--ipv4 | --ipv6]
+  calicoctl pool show [--ipv4 | --ipv6] [--output=<FORMAT>]
 
 Description:
   Configure the IP pools that workload addresses come from. Adding a pool
@@ -16,10 +16,11 @@ Options:
   --vxlan         Carry traffic between hosts in VXLAN.
   --ipv4          Show only the IPv4 pools.
   --ipv6          Show only the IPv6 pools.
+  -o FORMAT --output=<FORMAT>  table (the default) or json.
 """
 from calicoctl import model, validate
 from calicoctl.cli import parse, parse_versions
-from calicoctl.cli.output import render_table
+from calicoctl.cli.output import parse_output_format, render_json, render_table
 from calicoctl.ops import policy
 from calicoctl.ops import pool as ops
 
@@ -27,7 +28,12 @@ from calicoctl.ops import pool as ops
 def run(argv, ctx):
     args = parse(__doc__, argv)
     if args["show"]:
-        show_pools(ctx, ops.list_pools(ctx.datastore), parse_versions(args))
+        output, versions = parse_output_format(args), parse_versions(args)
+        pools = ops.list_pools(ctx.datastore)
+        if output == "json":
+            ctx.out(render_json({"pools": [pool_to_dict(pool) for pool in pools if pool.version in versions]}))
+        else:
+            show_pools(ctx, pools, versions)
         return 0
     if args["range"]:
         start = validate.parse_ip(args["<START_IP>"], what="range start")
@@ -67,6 +73,11 @@ def render_pool_changes(changes):
     if all(change.action == "same" for change in changes):
         text += " Nothing to do."
     return text
+
+
+def pool_to_dict(pool):
+    return {"cidr": pool.cidr, "ip_version": pool.version, "ipip": bool(pool.ipip),
+            "nat_outgoing": pool.masquerade, "vxlan": pool.vxlan}
 
 
 def show_pools(ctx, pools, versions):

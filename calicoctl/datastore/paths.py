@@ -90,6 +90,18 @@ def workload_name_key(hostname, orchestrator_id, workload_id):
     return workload_dir(hostname, orchestrator_id, workload_id) + "/name"
 
 
+WORKLOAD_NAME_KEY_RE = re.compile(
+    r"^/calico/v1/host/(?P<hostname>[^/]+)/workload/(?P<orchestrator_id>[^/]+)/(?P<workload_id>[^/]+)/name$")
+
+
+def parse_workload_name_key(key):
+    """-> (hostname, orchestrator_id, workload_id) of a workload name key, or None."""
+    match = WORKLOAD_NAME_KEY_RE.match(key)
+    if not match:
+        return None
+    return match.group("hostname"), match.group("orchestrator_id"), match.group("workload_id")
+
+
 ENDPOINT_KEY_RE = re.compile(
     r"^/calico/v1/host/(?P<hostname>[^/]+)/workload/(?P<orchestrator_id>[^/]+)/"
     r"(?P<workload_id>[^/]+)/endpoint/(?P<endpoint_id>[^/]+)$")

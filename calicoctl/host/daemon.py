@@ -38,29 +38,49 @@ class Daemon:
         return self.popen.poll()
 
 
-def start_detached(args, log_path, pid_file, env=None):
+def start_detached(args, log_path, pid_file, env=None, pass_fds=()):
     """Start ``args`` as a detached daemon; return a Daemon.
 
     The pid file is written here, before the daemon may write its own, so
-    a concurrent ``node stop`` always finds it.
+    a concurrent ``node stop`` always finds it. ``pass_fds`` are inherited.
     """
     os.makedirs(os.path.dirname(os.path.abspath(log_path)), exist_ok=True)
     log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     try:
         popen = subprocess.Popen(list(args), stdin=subprocess.DEVNULL, stdout=log_fd,
                                  stderr=log_fd, cwd="/", env=env, start_new_session=True,
-                                 close_fds=True)
+                                 close_fds=True, pass_fds=tuple(pass_fds))
     finally:
         os.close(log_fd)
     write_pid_file(pid_file, popen.pid)
     return Daemon(popen)
 
 
-def start_foreground(args, pid_file, env=None):
-    """Start ``args`` attached to our terminal and process group; return a Daemon."""
-    popen = subprocess.Popen(list(args), env=env, close_fds=True)
+def start_foreground(args, pid_file, env=None, pass_fds=()):
+    """Start ``args`` attached to our terminal and process group; return a
+    Daemon. ``pass_fds`` are inherited."""
+    popen = subprocess.Popen(list(args), env=env, close_fds=True, pass_fds=tuple(pass_fds))
     write_pid_file(pid_file, popen.pid)
     return Daemon(popen)
+
+
+def notify_ready(env):
+    """Tell the service manager we are ready (``READY=1`` to
+    ``$NOTIFY_SOCKET``, as a systemd unit of ``Type=notify`` waits for);
+    False when not started by one or it cannot be reached."""
+    import socket
+    address = env.get("NOTIFY_SOCKET") or ""
+    if address.startswith("@"):
+        address = "\0" + address[1:]          # an abstract socket
+    if not address:
+        return False
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+            sock.connect(address)
+            sock.sendall(b"READY=1")
+    except OSError:
+        return False
+    return True
 
 
 class forward_signals:

@@ -4,8 +4,9 @@ calicoctl asks Docker one thing: which container is this name or (short)
 ID, what is its full ID, is it running, and which process holds its
 network namespace. ``DockerAdapter.inspect`` answers with a small
 ``ContainerInfo``; everything else about Docker stays out of the project.
-The agent also lists the containers (``list_container_ids``) and follows
-their starts and removals (``events``, ``ContainerEvent``).
+The agent also lists the containers (``list_container_ids``), follows
+their starts and removals (``events``, ``ContainerEvent``) and starts
+those Docker gave up on for want of its plugins (``start``).
 
 Only Docker's own "No such container" answer is NotFound: any other error,
 a 404 from something that is not the daemon, or a daemon we cannot reach is
@@ -43,6 +44,10 @@ class ContainerInfo:
     running: bool
     network_mode: str         # 'default', 'bridge', 'host', 'none', 'container:<id>', ...
     endpoint_ids: tuple = ()  # IDs of its endpoints on Docker networks (while it runs)
+    status: str = ""          # State.Status: 'created', 'running', 'exited', ...
+    error: str = ""           # State.Error: why Docker's last start of it failed ('' if none)
+    restart_policy: str = ""  # HostConfig.RestartPolicy.Name: 'always', 'unless-stopped', 'no', ...
+    network_ids: tuple = ()   # IDs of the Docker networks it is connected to (running or not)
 
     @property
     def netns_path(self):
@@ -91,13 +96,15 @@ def parse_container_info(data):
     host_config = data.get("HostConfig") or {}
     running = bool(state.get("Running")) and not state.get("Paused", False) \
         and not state.get("Restarting", False)
-    networks = (data.get("NetworkSettings") or {}).get("Networks") or {}
-    endpoint_ids = tuple(sorted(net.get("EndpointID") for net in networks.values()
-                                if isinstance(net, dict) and net.get("EndpointID")))
+    networks = [net for net in ((data.get("NetworkSettings") or {}).get("Networks") or {}).values()
+                if isinstance(net, dict)]
     return ContainerInfo(id=data["Id"], name=(data.get("Name") or "").lstrip("/"),
                          pid=int(state.get("Pid") or 0), running=running,
                          network_mode=host_config.get("NetworkMode") or "default",
-                         endpoint_ids=endpoint_ids)
+                         endpoint_ids=tuple(sorted(net["EndpointID"] for net in networks if net.get("EndpointID"))),
+                         status=state.get("Status") or "", error=state.get("Error") or "",
+                         restart_policy=(host_config.get("RestartPolicy") or {}).get("Name") or "",
+                         network_ids=tuple(sorted(net["NetworkID"] for net in networks if net.get("NetworkID"))))
 
 
 @dataclass(frozen=True)
@@ -178,12 +185,27 @@ class DockerAdapter:
             raise NotFound("Container %s not found." % name_or_id) from None
         return parse_container_info(data)
 
-    def list_container_ids(self):
-        """Full IDs of every container Docker has (running or not), as a frozenset."""
+    def list_container_ids(self, status=None):
+        """Full IDs of every container Docker has (running or not; only those
+        whose State.Status is ``status`` if given), as a frozenset."""
         api = self._api()
         with self._translated("list containers"):
-            listed = api.containers(all=True, quiet=True)
+            listed = api.containers(all=True, quiet=True, filters={"status": status} if status else None)
         return frozenset(entry["Id"] for entry in listed)
+
+    def start(self, container_id):
+        """``docker start``: NotFound if Docker has no such container, else
+        DockerError with Docker's reason if it fails."""
+        import docker
+        api = self._api()
+        try:
+            with self._translated("start container %s" % container_id[:12]):
+                api.start(container_id)
+        except docker.errors.NotFound as exc:
+            if is_no_such_container(exc.explanation):
+                raise NotFound("Container %s not found." % container_id[:12]) from None
+            raise DockerError("Docker refused to start container %s: %s"
+                              % (container_id[:12], exc.explanation or exc)) from None
 
     def events(self):
         """Follow containers' starts and removals: an iterator of ContainerEvent.

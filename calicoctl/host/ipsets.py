@@ -1,113 +1,105 @@
-"""IP sets, read with ``ipset save`` and written with ``ipset restore``.
+"""The IP sets of one network namespace, written and read in this process.
 
-Knows nothing of Calico: it parses sets (type, family, members) and applies
-batches of ``create``/``add``/``del``/``destroy`` lines with ``-exist``, so
-every line is idempotent (creating a set that exists with the same type,
-adding a member that is there, deleting one that is not, are no-ops).
+Knows nothing of Calico. Callers describe what each set should get
+(``SetWrite``: create it if absent, add these members, delete those) and
+get back, per set, what the kernel refused; every step is idempotent
+(creating a set that exists with the same type and size, adding a member
+that is there, deleting one that is not, destroying a set that is gone),
+so a batch can simply be sent again. The kernel is spoken to through
+netlink (``calicoctl.host.netlink.ipset``), one socket per call: no process
+is started, so a cycle that only changes set members costs no fork.
 
-``ipset restore`` stops at the first bad line and does not say which of the
-earlier lines took effect (they are sent to the kernel in batches), so on
-failure ``apply`` retries each set's lines on their own (idempotent, so
-replaying is safe) and reports the sets that still fail; the caller decides
-what to do about them.
-
-``prefix`` runs the commands in another network namespace (tests).
+``netns`` (a ``/proc/<pid>/ns/net`` path) works in another network
+namespace (tests).
 """
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import Optional, Sequence
 
-from calicoctl.errors import CommandFailed
-from calicoctl.host import run as run_mod
+from calicoctl.host.netlink.ipset import IpsetError, IpsetInfo, IpsetSocket
 
 LOG = logging.getLogger(__name__)
 
+__all__ = ["IpsetInfo", "Ipsets", "SetWrite"]
 
-@dataclass
-class IpsetInfo:
+
+@dataclass(frozen=True)
+class SetWrite:
+    """What one batch does to one set.
+
+    :ivar create: create the set first (a set already there with the same
+        type, family and ``maxelem`` is fine).
+    :ivar maxelem: its capacity when created (None: the kernel's 65536).
+    """
     name: str
     set_type: str
     family: str
-    members: set = field(default_factory=set)
-
-
-def parse_save(text, wanted=lambda name: True):
-    """``ipset save`` output -> {name: IpsetInfo} for sets ``wanted(name)`` accepts."""
-    sets = {}
-    for line in text.splitlines():
-        words = line.split()
-        if len(words) < 3:
-            continue
-        if words[0] == "create" and wanted(words[1]):
-            family = "inet"
-            if "family" in words:
-                family = words[words.index("family") + 1]
-            sets[words[1]] = IpsetInfo(words[1], words[2], family)
-        elif words[0] == "add" and words[1] in sets:
-            sets[words[1]].members.add(words[2])
-    return sets
-
-
-def render_create(name, set_type="hash:ip", family="inet", maxelem=1048576):
-    return "create %s %s family %s maxelem %d" % (name, set_type, family, maxelem)
-
-
-def render_add(name, member):
-    return "add %s %s" % (name, member)
-
-
-def render_del(name, member):
-    return "del %s %s" % (name, member)
-
-
-def render_destroy(name):
-    return "destroy %s" % name
+    adds: Sequence[str] = ()
+    dels: Sequence[str] = ()
+    create: bool = False
+    maxelem: Optional[int] = None
 
 
 class Ipsets:
-    """The ipsets of one network namespace."""
+    """The ipsets of one network namespace (None: this process's)."""
 
-    def __init__(self, prefix=(), runner=None):
-        self.prefix = list(prefix)
-        self._run = runner or run_mod.run
+    def __init__(self, netns=None):
+        self.netns = netns
 
     def read(self, wanted=lambda name: True):
-        """{name: IpsetInfo} of the sets ``wanted`` accepts."""
-        return parse_save(self._run(self.prefix + ["ipset", "save"]), wanted)
+        """{name: IpsetInfo} of the sets ``wanted`` accepts. Raises NetlinkError."""
+        with IpsetSocket(self.netns) as sock:
+            return sock.list(wanted)
 
-    def restore(self, lines):
-        """Run ``lines`` in one ``ipset -exist restore``. Raises CommandFailed."""
-        if lines:
-            self._run(self.prefix + ["ipset", "-exist", "restore"],
-                      input_text="\n".join(lines) + "\n", timeout=120)
+    def write(self, writes):
+        """Apply each SetWrite in turn: create, add, delete.
 
-    def destroy(self, name):
-        """``ipset destroy``; False if the set could not be destroyed (absent, or in use)."""
-        try:
-            self._run(self.prefix + ["ipset", "destroy", name], timeout=30)
-        except CommandFailed:
-            return False
-        return True
-
-    def apply(self, lines):
-        """Apply lines; on failure retry set by set.
-
-        Returns {set name: error text} for sets whose lines still failed
-        (empty when everything applied).
+        :return: {set name: error text} of the sets the kernel refused (a
+            set stops at its first refusal; the other sets go on).
+        :raises NetlinkError: when the kernel cannot be spoken to at all.
         """
-        try:
-            self.restore(lines)
-            return {}
-        except CommandFailed as exc:
-            LOG.warning("ipset restore of %d lines failed (%s); retrying set by set",
-                        len(lines), (exc.stderr or "").strip()[:200])
-        groups = {}
-        for line in lines:
-            groups.setdefault(line.split()[1], []).append(line)
         failed = {}
-        for name, group in groups.items():
-            try:
-                self.restore(group)
-            except CommandFailed as exc:
-                failed[name] = (exc.stderr or str(exc)).strip()
-                LOG.error("ipset %s: %s", name, failed[name])
+        with IpsetSocket(self.netns) as sock:
+            for write in writes:
+                try:
+                    if write.create:
+                        sock.create(write.name, write.set_type, write.family, write.maxelem)
+                    if write.adds:
+                        sock.add(write.name, write.set_type, write.family, write.adds)
+                    if write.dels:
+                        sock.delete(write.name, write.set_type, write.family, write.dels)
+                except IpsetError as exc:
+                    failed[write.name] = str(exc)
+                    LOG.error("ipset %s: %s", write.name, exc)
         return failed
+
+    def destroy(self, names):
+        """Destroy sets (those already gone are fine).
+
+        :return: {set name: error text} of those the kernel kept (in use).
+        """
+        failed = {}
+        with IpsetSocket(self.netns) as sock:
+            for name in names:
+                try:
+                    sock.destroy(name)
+                except IpsetError as exc:
+                    failed[name] = str(exc)
+        return failed
+
+    def replace(self, name, set_type, family, members):
+        """Make set ``name`` hold exactly ``members``, atomically for the rules
+        matching on it: a temporary set is filled and swapped in.
+
+        :raises IpsetError: the kernel refused (``name`` of another type, ...).
+        """
+        temp = name + "-tmp"
+        with IpsetSocket(self.netns) as sock:
+            sock.create(name, set_type, family)
+            sock.create(temp, set_type, family)
+            try:
+                sock.flush(temp)
+                sock.add(temp, set_type, family, members)
+                sock.swap(temp, name)
+            finally:
+                sock.destroy(temp)

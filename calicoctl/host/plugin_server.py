@@ -6,6 +6,11 @@ serves one such socket from a thread, one thread per request (Docker makes
 requests in parallel: fifty ``docker run`` at once are fifty CreateEndpoints).
 ``handle(path, body) -> (status, reply dict)`` does the work.
 
+The socket may be bound by another process first (``listen``) and handed
+over: ``calicoctl node`` binds both before anything slow, so Docker, which
+looks for the files when it restores its containers at boot, finds them;
+its requests wait in the backlog until the agent serves them.
+
 The CNI plugin binaries speak something simpler (an HTTP client costs a
 short-lived process more start-up time than its request takes): one request
 per connection, read until the client shuts its side down, one reply, then
@@ -71,13 +76,33 @@ def socket_answers(path, timeout=2.0):
         return False
 
 
-class PluginServer:
-    """Serves ``handle`` on ``path`` until ``stop``.
+def listen(path):
+    """A unix stream socket listening on ``path``.
 
     A socket file left by a dead process is replaced; one something still
-    answers on is not (another agent serves it): RuntimeError. ``handler``:
-    the request handler class (HTTP by default, or ``FrameHandler``).
+    answers on is not (another agent serves it): RuntimeError. Only root may
+    connect: whoever can has interfaces made in any namespace.
     """
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    if os.path.exists(path):
+        if socket_answers(path):
+            raise RuntimeError("%s is already served by another process" % path)
+        os.unlink(path)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        listener.bind(path)
+        os.chmod(path, 0o600)
+        listener.listen(_Server.request_queue_size)
+    except OSError:
+        listener.close()
+        raise
+    return listener
+
+
+class PluginServer:
+    """Serves ``handle`` on ``path`` until ``stop``, on a socket it binds
+    (``listen``: RuntimeError if another process serves it) or one it is given.
+    ``handler``: the request handler class (HTTP by default, or ``FrameHandler``)."""
 
     def __init__(self, name, path, handle, handler=None):
         self.name = name
@@ -87,15 +112,13 @@ class PluginServer:
         self._server = None
         self._thread = None
 
-    def start(self):
-        os.makedirs(os.path.dirname(self.path), exist_ok=True)
-        if os.path.exists(self.path):
-            if socket_answers(self.path):
-                raise RuntimeError("%s is already served by another process" % self.path)
-            os.unlink(self.path)
-        server = _Server(self.path, self._handler)
-        # Whoever can connect can have interfaces made in any namespace: root only.
-        os.chmod(self.path, 0o600)
+    def start(self, listener=None):
+        """Serve on ``listener`` (a socket listening on ``path``), else on one bound here."""
+        if listener is None:
+            listener = listen(self.path)
+        server = _Server(self.path, self._handler, bind_and_activate=False)
+        server.socket.close()
+        server.socket = listener
         server.handle = self._handle
         server.name = self.name
         self._server = server

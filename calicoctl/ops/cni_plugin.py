@@ -15,9 +15,10 @@ container C, interface I; its ID A is ``cni_logic.calculate_attachment_id``):
 - an address claim per subnet, owner ``<host>/cni/<N>/<C>/<I>``, made with
   a TTL and confirmed when the kernel work is done (a crash mid-way frees it);
 - a veth: the InterfacePrefix + A on the host, its peer I created directly
-  in C's namespace; the addresses as /32 (/128), a link route to the
-  host's address and the default route via it; on the host proxy ARP/NDP
-  and a route per address, as ``container add`` makes them;
+  in C's namespace, both with the MTU that fits the pools (the LAN
+  device's, less any encapsulation); the addresses as /32 (/128), a link
+  route to the host's address and the default route via it; on the host
+  proxy ARP/NDP and a route per address, as ``container add`` makes them;
 - the endpoint ``/calico/v1/host/<host>/workload/cni/<C>/endpoint/<A>``
   with profile N (made with ``profile add``'s rules if missing), written
   last, create-only.
@@ -101,15 +102,16 @@ class CniPlugin:
                 if cont.find_link(request.ifname) is not None:
                     raise protocol.CniError(protocol.INTERFACE_EXISTS, "The container already has an interface %s."
                                             % request.ifname)
+                gateways = _gateways(plan)
+                mtu = interfaces.workload_mtu(host, [gateways.get(4), gateways.get(6)], [pool for _, pool, _ in plan])
                 ips = self._claim(request, plan, rollback)
                 try:
                     interfaces.create_workload_veth(host, self.host_netns, veth, request.ifname, request.netns,
-                                                    ipv6=any(ip.version == 6 for ip in ips))
+                                                    ipv6=any(ip.version == 6 for ip in ips), mtu=mtu)
                 except netlink.AlreadyPresent:
                     raise protocol.CniError(protocol.INTERFACE_EXISTS, "Cannot create %s in the container: %s "
                                             "exists on the host." % (request.ifname, veth)) from None
                 rollback.push("delete interface %s" % veth, lambda: netlink.delete_link(veth, self.host_netns))
-                gateways = _gateways(plan)
                 link = interfaces.configure_workload_veth(host, self.host_netns, cont, request.netns, veth,
                                                           request.ifname, ips, gateways)
                 host_link = host.get_link(veth)

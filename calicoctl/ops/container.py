@@ -10,10 +10,11 @@ What ``add_container`` leaves behind when it succeeds:
   cannot both win), its value naming the owner ``<host>/docker/<id>``;
 - a veth pair: ``cali`` + 11 characters of the endpoint ID on the host, its
   peer created directly inside the container's namespace with the
-  requested name; inside, the address as /32 (/128), a link route to the
-  host's IP and the default route via it; on the host side proxy ARP
-  (proxy NDP and a proxy entry for the gateway with IPv6) and a scope-link
-  route per workload IP;
+  requested name, both with the MTU that fits the pool (the LAN device's,
+  less a VXLAN or IP-in-IP pool's encapsulation); inside, the address as
+  /32 (/128), a link route to the host's IP and the default route via it;
+  on the host side proxy ARP (proxy NDP and a proxy entry for the gateway
+  with IPv6) and a scope-link route per workload IP;
 - the endpoint JSON of the reference, and beside it the container's name
   (``paths.workload_name_key``) so ``remove`` works after ``docker rm``.
 
@@ -207,12 +208,13 @@ def _add_locked(datastore, hostname, container, info, request, interface, host_n
             if cont.find_link(interface) is not None:
                 raise Conflict("Container %s already has an interface named %s; choose another "
                                "with --interface." % (container, interface))
+            mtu = interfaces.workload_mtu(host, [gateway], [pool])
             with Rollback() as rollback:
                 ip = allocator.claim_request(datastore, pool, request, owner, rollback)
                 _step(progress, "claimed")
                 try:
                     interfaces.create_workload_veth(host, host_netns, veth, interface, info.netns_path,
-                                                    ipv6=ip.version == 6)
+                                                    ipv6=ip.version == 6, mtu=mtu)
                 except netlink.AlreadyPresent:
                     raise Conflict("Cannot create interface %s in container %s: the name is taken (in "
                                    "the container or, as %s, on the host)." % (interface, container, veth)) from None
@@ -324,7 +326,9 @@ def _restore_endpoint(datastore, hostname, host, host_netns, cont, info, endpoin
         if endpoint.nets(version):
             gateways[version] = getattr(endpoint, "ipv%d_gateway" % version) \
                 or _require_host_ip(datastore, hostname, version)
-    host.create_veth(endpoint.name, inside, peer_netns=info.netns_path, peer_mac=endpoint.mac)
+    mtu = interfaces.workload_mtu(host, [gateways.get(4), gateways.get(6)],
+                                  [datastore.pool_for_ip(ip) for ip in ips])
+    host.create_veth(endpoint.name, inside, peer_netns=info.netns_path, peer_mac=endpoint.mac, mtu=mtu)
     try:
         interfaces.configure_workload_veth(host, host_netns, cont, info.netns_path, endpoint.name, inside, ips,
                                            gateways)
@@ -364,6 +368,7 @@ def add_ip(datastore, docker, hostname, container, ip_text, interface=DEFAULT_IN
             gateway = getattr(endpoint, "ipv%d_gateway" % ip.version) \
                 or _require_host_ip(datastore, hostname, ip.version)
             new_gateway = getattr(endpoint, "ipv%d_gateway" % ip.version) is None
+            mtu = interfaces.workload_mtu(host, [gateway], [pool])
             _step(progress, "checked")
 
             with Rollback() as rollback:
@@ -383,6 +388,8 @@ def add_ip(datastore, docker, hostname, container, ip_text, interface=DEFAULT_IN
                                   lambda: cont.delete_route(default_route(ip.version), link.index))
                 if ip.version == 6 and not endpoint.ipv6_nets:
                     interfaces.ensure_host_side_v6(host, host_netns, host_link, gateway)
+                # An address in a pool with more encapsulation: both ends shrink to fit it.
+                interfaces.lower_veth_mtu(host, cont, host_link, link, mtu)
                 host.replace_route(calculate_host_net(ip), host_link.index, scope_link=True)
                 rollback.push("remove the host route to %s" % ip,
                               lambda: host.delete_route(calculate_host_net(ip), host_link.index))

@@ -11,6 +11,7 @@ ORCHESTRATOR = paths.DEFAULT_ORCHESTRATOR
 LIBNETWORK_ORCHESTRATOR = "libnetwork"
 VETH_PREFIX = "cali"
 IFNAMSIZ = 15
+DEFAULT_LAN_MTU = 1500
 
 
 def calculate_veth_name(endpoint_id, prefix=VETH_PREFIX):
@@ -40,6 +41,20 @@ def calculate_host_net(ip):
 
 def default_route(version):
     return "::/0" if version == 6 else "default"
+
+
+def calculate_workload_mtu(lan_mtu, pools):
+    """MTU of both ends of a workload's veth, its addresses being in ``pools``.
+
+    The LAN device's MTU (``lan_mtu``; None when no interface holds the
+    host's address: 1500), less the largest encapsulation any of the pools
+    adds between hosts (VXLAN 50, IP-in-IP 20): a workload's full-size
+    packet then still fits in the tunnel, so its first large packets are not
+    lost waiting for path-MTU discovery (whose ICMP the workload's own
+    policy may drop). Pools without encapsulation get the LAN's MTU.
+    """
+    overhead = max((pool.encapsulation_overhead for pool in pools if pool is not None), default=0)
+    return (lan_mtu or DEFAULT_LAN_MTU) - overhead
 
 
 def select_workloads(workloads, query):

@@ -1,20 +1,35 @@
 """The kernel steps of ``calicoctl container``: both ends of a workload's veth.
 
-On the host side: up, proxy ARP/NDP, a scope-link route per workload IP. In
+Both ends get the MTU that fits the workload's pools (``workload_mtu``). On
+the host side: up, proxy ARP/NDP, a scope-link route per workload IP. In
 the container: IPv6 switched on without DAD, a link route to the gateway
 and the default route via it. ``host`` and ``cont`` are netlink Sessions of
 the two namespaces.
 """
-from calicoctl.ops.container_logic import calculate_host_net, default_route
+from calicoctl.ops.container_logic import calculate_host_net, calculate_workload_mtu, default_route
 
 
-def create_workload_veth(host, host_netns, veth, peer_name, peer_netns=None, ipv6=False):
+def workload_mtu(host, host_ips, pools):
+    """The MTU of a workload veth whose addresses are in ``pools``
+    (container_logic.calculate_workload_mtu). The LAN device is the
+    interface holding this host's address as etcd records it (``host_ips``,
+    the first one an interface holds counts; None entries are skipped)."""
+    lan_mtu = None
+    for ip in host_ips:
+        lan_mtu = host.address_mtu(ip) if ip else None
+        if lan_mtu:
+            break
+    return calculate_workload_mtu(lan_mtu, pools)
+
+
+def create_workload_veth(host, host_netns, veth, peer_name, peer_netns=None, ipv6=False, mtu=None):
     """A workload's veth: ``veth`` on the host, its peer ``peer_name`` created
     in ``peer_netns`` (None: beside it, for Docker to move into the
-    container). With ``ipv6`` the host end skips duplicate address detection.
-    Raises netlink.AlreadyPresent when either name is taken."""
+    container), both ends with MTU ``mtu`` (see ``workload_mtu``). With
+    ``ipv6`` the host end skips duplicate address detection. Raises
+    netlink.AlreadyPresent when either name is taken."""
     from calicoctl.host import sysctl
-    host.create_veth(veth, peer_name, peer_netns=peer_netns)
+    host.create_veth(veth, peer_name, peer_netns=peer_netns, mtu=mtu)
     if ipv6:
         sysctl.write("net/ipv6/conf/%s/accept_dad" % veth, 0, host_netns)
 
@@ -36,6 +51,13 @@ def configure_workload_veth(host, host_netns, cont, netns_path, veth, interface,
     host_link = host.get_link(veth)
     ensure_host_side(host, host_netns, host_link, ips, gateways.get(6))
     return link
+
+
+def lower_veth_mtu(host, cont, host_link, link, mtu):
+    """Both ends of a workload veth down to ``mtu`` if either is above it."""
+    for session, end in ((host, host_link), (cont, link)):
+        if end.mtu is None or end.mtu > mtu:
+            session.set_link_mtu(end.index, mtu)
 
 
 def ensure_host_side(host, host_netns, link, ips, gateway6=None):

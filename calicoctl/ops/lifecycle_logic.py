@@ -1,7 +1,8 @@
 """The pure decisions behind keeping workloads networked through their
 lifecycle (docs/decisions.md, "Workloads keep their networking"): what to do
-with a workload given what Docker says of its container, and with each of
-its endpoints given what the kernel holds. No Docker, etcd or kernel here."""
+with a workload given what Docker says of its container, with each of its
+endpoints given what the kernel holds, and with a container on a calico
+Docker network that Docker gave up on at boot. No Docker, etcd or kernel here."""
 import enum
 import re
 
@@ -65,3 +66,30 @@ def plan_endpoint(host_end_present, peer_in_container, name_taken):
     if name_taken:
         return EndpointPlan.NAME_TAKEN
     return EndpointPlan.REPLACE_STALE if host_end_present else EndpointPlan.CREATE
+
+
+# What Docker (20.10) leaves in ``docker inspect`` after a power-off, seen
+# with a simulated host's own dockerd (tests/system/test_docker_reboot.py):
+# at its start it tries to start every container whose restart policy says
+# so (``always``, even one the user had stopped; ``unless-stopped`` unless
+# the user had stopped it). If a network plugin's socket is not there it
+# looks for it for about 15 s, then gives up on that container for good:
+# State.Status "exited", State.Error 'plugin "calico-ipam" not found'. A
+# container it did not try (stopped by the user, or with no restart policy)
+# keeps State.Error "": ``docker stop`` leaves none and a successful start
+# clears it.
+RESTART_POLICIES_AT_BOOT = ("always", "unless-stopped")
+
+
+def should_start_abandoned(container, plugin_network_ids, plugin_names):
+    """True for a container Docker gave up on starting because one of our
+    plugins was missing (see above), whose restart policy says it runs.
+
+    :param container: a host.docker.ContainerInfo (status, error,
+        restart_policy, network_ids).
+    :param plugin_network_ids: the Docker networks our driver serves.
+    :param plugin_names: our plugins' names (``calico``, ``calico-ipam``).
+    """
+    return (container.status == "exited" and container.restart_policy in RESTART_POLICIES_AT_BOOT
+            and any(network_id in plugin_network_ids for network_id in container.network_ids)
+            and any('plugin "%s" not found' % name in container.error for name in plugin_names))

@@ -19,7 +19,10 @@ profile of each network, the endpoints, the address claims.
   by the code ``container add`` uses (``calicoctl.ops.interfaces``), its
   container end left on the host for Docker to move in at Join.
 - ``reconcile`` removes what Docker no longer knows (a dockerd that died
-  cannot tell us), only after seeing it missing twice.
+  cannot tell us), only after seeing it missing twice, or at once for an
+  endpoint whose veth is gone too (its container died unseen: a power-off).
+- ``start_abandoned`` starts the containers Docker gave up on at boot
+  because the plugins were not there yet.
 """
 import logging
 import threading
@@ -196,9 +199,10 @@ class DockerPlugin:
         if record is None:
             raise NotFound("Docker does not know network %s." % request.network_id)
         ips = [ip for ip in (request.ipv4, request.ipv6) if ip is not None]
-        gateways = {}
+        gateways, pools = {}, []
         for ip in ips:
-            if self.datastore.pool_for_ip(ip) is None:
+            pools.append(self.datastore.pool_for_ip(ip))
+            if pools[-1] is None:
                 raise ValidationError("IP %s is not in any Calico pool." % ip)
             gateways[ip.version] = self._host_ip(ip.version)
         endpoint_id = request.endpoint_id
@@ -208,10 +212,11 @@ class DockerPlugin:
         mac = request.mac or protocol.generate_mac()
         veth = calculate_veth_name(endpoint_id)
         with netlink.Session(self.host_netns) as host, Rollback() as rollback:
+            mtu = interfaces.workload_mtu(host, [gateways.get(4), gateways.get(6)], pools)
             try:
                 interfaces.create_workload_veth(host, self.host_netns, veth,
                                                 protocol.calculate_temp_name(endpoint_id),
-                                                ipv6=request.ipv6 is not None)
+                                                ipv6=request.ipv6 is not None, mtu=mtu)
             except netlink.AlreadyPresent:
                 raise Conflict("Interface %s already exists on this host." % veth) from None
             rollback.push("delete interface %s" % veth, lambda: netlink.delete_link(veth, self.host_netns))
@@ -258,12 +263,13 @@ class DockerPlugin:
         return protocol.render_join(endpoint, routed)
 
     def delete_endpoint(self, _network_id, endpoint_id):
-        """Delete the veth (if Docker has not taken its peer away with the
-        container's namespace) and the endpoint. The address is calico-ipam's
-        to release (ReleaseAddress follows)."""
+        """Delete the endpoint, then its veth (if Docker has not taken its
+        peer away with the container's namespace): in that order an endpoint
+        whose veth is gone is always a dead one (``reconcile``). The address
+        is calico-ipam's to release (ReleaseAddress follows)."""
         from calicoctl.host import netlink
-        netlink.delete_link(calculate_veth_name(endpoint_id), self.host_netns)
         self.datastore.remove_workload(self.hostname, ORCHESTRATOR, endpoint_id)
+        netlink.delete_link(calculate_veth_name(endpoint_id), self.host_netns)
         return {}
 
     # -- reconciliation ---------------------------------------------------------------------
@@ -272,17 +278,23 @@ class DockerPlugin:
         """Remove endpoints and IPAM claims of this host that Docker no longer
         has, and records of networks it no longer has; each only once it was
         missing at two calls in a row (a ``docker run`` may be between
-        RequestAddress and Join). Returns what was removed."""
+        RequestAddress and Join), except an endpoint whose veth is gone as
+        well: its container died without Docker telling us (a power-off), so
+        it goes at once and a container that asks for its address again
+        (``--ip``) gets it. An endpoint's addresses are released with it
+        unless one of Docker's endpoints has them again. Returns what was
+        removed."""
         networks = self.docker.list_networks(protocol.NETWORK_DRIVER)
         live_endpoints = {ep for net in networks for ep in net.endpoint_ids}
-        live_addresses = {ip for net in networks for ip in net.addresses}
+        in_use = {ip for net in networks for ip in net.addresses}
+        live_addresses = set(in_use)
         live_networks = {net.id for net in networks}
-        missing = set()
+        missing, dead = set(), set()
         ours = {endpoint.endpoint_id: endpoint
                 for endpoint in self.datastore.list_endpoints(self.hostname, ORCHESTRATOR)}
         for endpoint in ours.values():
             if endpoint.endpoint_id not in live_endpoints:
-                missing.add(("endpoint", endpoint.endpoint_id))
+                (dead if self._veth_gone(endpoint) else missing).add(("endpoint", endpoint.endpoint_id))
                 live_addresses.update(endpoint.addresses())     # released with the endpoint, below
         owner = render_ipam_owner(self.hostname)
         for version in (4, 6):
@@ -293,12 +305,12 @@ class DockerPlugin:
         for _host, record in self.datastore.list_docker_networks(self.hostname):
             if record.network_id not in live_networks:
                 missing.add(("network", record.network_id))
-        confirmed, self._suspects = missing & self._suspects, missing
+        confirmed, self._suspects = (missing & self._suspects) | dead, missing
         for kind, ident in sorted(confirmed):
             LOG.warning("Docker no longer has %s %s; removing it", kind, ident)
             if kind == "endpoint":
                 self.delete_endpoint(None, ident)
-                addresses = ours[ident].addresses()
+                addresses = [ip for ip in ours[ident].addresses() if ip not in in_use]
             elif kind == "claim":
                 addresses = [ident]
             else:
@@ -307,6 +319,43 @@ class DockerPlugin:
             for address in addresses:
                 allocator.release_address(self.datastore, validate.parse_ip(address), owner, allow_anonymous=False)
         return sorted(confirmed)
+
+    def _veth_gone(self, endpoint):
+        """True if the endpoint's host-side veth is not there (False on any doubt)."""
+        from calicoctl.host import netlink
+        try:
+            return netlink.find_link(endpoint.name, self.host_netns) is None
+        except netlink.NetlinkError:
+            return False
+
+    def start_abandoned(self):
+        """Start the containers Docker gave up on because our plugins were not
+        there when it started (``lifecycle_logic.should_start_abandoned``:
+        stopped for that reason, and its restart policy says it runs).
+        Returns [(ContainerInfo, None, or why its start failed)]."""
+        from calicoctl.errors import DockerUnavailable
+        from calicoctl.ops.lifecycle_logic import should_start_abandoned
+        plugins = (protocol.NETWORK_DRIVER, protocol.IPAM_DRIVER)
+        networks = {net.id for net in self.docker.list_networks(protocol.NETWORK_DRIVER)}
+        outcomes = []
+        for container_id in sorted(self.docker.list_container_ids(status="exited")):
+            try:
+                info = self.docker.inspect(container_id)
+            except NotFound:
+                continue            # removed meanwhile
+            if not should_start_abandoned(info, networks, plugins):
+                continue
+            try:
+                self.docker.start(info.id)
+            except DockerUnavailable:
+                raise
+            except NotFound:
+                continue
+            except CalicoError as exc:
+                outcomes.append((info, str(exc)))
+                continue
+            outcomes.append((info, None))
+        return outcomes
 
 
 def _contains(cidr, ip):

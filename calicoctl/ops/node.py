@@ -11,6 +11,7 @@ Workflows take their collaborators (datastore, environment, a listener or
 ``report`` callback for progress) as arguments and return what happened;
 the CLI prints. ``calculate_``/``choose_`` functions are pure.
 """
+import contextlib
 import os
 import sys
 import time
@@ -164,20 +165,24 @@ def calculate_missing_pools(existing_pools):
     return [model.IPPool(cidr=DEFAULT_POOLS[v]) for v in (4, 6) if v not in versions]
 
 
-def calculate_agent_command(settings, python=None):
-    """The agent's command line (same Python environment as this calicoctl)."""
+def calculate_agent_command(settings, python=None, plugin_fds=None):
+    """The agent's command line (same Python environment as this calicoctl);
+    ``plugin_fds``: {plugin name: fd} of the plugin sockets it inherits."""
     return [python or sys.executable, "-m", identity.MODULE,
             "--hostname=%s" % settings.hostname,
             "--log-dir=%s" % settings.log_dir,
-            "--run-dir=%s" % settings.run_dir] + ([] if settings.docker_plugins else ["--no-docker-plugins"])
+            "--run-dir=%s" % settings.run_dir] + ([] if settings.docker_plugins else ["--no-docker-plugins"]) \
+        + ([identity.render_plugin_fds(plugin_fds)] if plugin_fds else [])
 
 
 def calculate_agent_environment(env):
     """``env`` plus a PYTHONPATH that finds this calicoctl package even when
-    it is not installed (the agent runs from ``/``)."""
+    it is not installed (the agent runs from ``/``), without systemd's
+    NOTIFY_SOCKET (``calicoctl node`` is the unit's process, not the agent)."""
     import calicoctl
     package_root = os.path.dirname(os.path.dirname(os.path.abspath(calicoctl.__file__)))
     result = dict(env)
+    result.pop("NOTIFY_SOCKET", None)
     parts = [p for p in result.get("PYTHONPATH", "").split(os.pathsep) if p]
     if package_root not in parts:
         parts.insert(0, package_root)
@@ -246,6 +251,13 @@ def start_node(datastore, settings, env, listener, detach=True, force=False):
     keys are written and the agent started: detached, this returns once it
     is in sync; in the foreground, once it ends.
 
+    First of all, before anything that may be slow (etcd, the system
+    checks, the agent's start-up), unless an agent runs, the Docker
+    plugins' sockets are bound here and handed to the agent
+    (``bind_plugin_sockets``), and a service manager waiting for us
+    (systemd, ``Type=notify``) is told we are ready: Docker, ordered after
+    us at boot, then finds the plugins when it restores its containers.
+
     ``listener`` hears each step as it happens (the CLI prints them):
     ``checks_failed(results)``, the checksystem.CheckResults that did not
     pass; ``address_chosen(choice)``, the AddressChoice, before anything is
@@ -257,25 +269,71 @@ def start_node(datastore, settings, env, listener, detach=True, force=False):
     """
     from calicoctl.ops import checksystem
     running = find_running_agent()
-    reflector = None
-    if settings.reflector is not None:
-        reflector = bgp_ops.plan_route_reflector(datastore, settings.hostname, settings.reflector, force)
-    if running is not None:
-        if reflector is not None:
-            bgp_ops.apply_route_reflector(datastore, settings.hostname, reflector)
-        return NodeStart(running_pid=running, reflector=reflector)
-    checks = checksystem.run_checks(fix=False, backend=checksystem.backend_from_env(env))
-    listener.checks_failed([result for result in checks if not result.ok])
-    os.makedirs(settings.log_dir, exist_ok=True)
-    route_source = read_etcd_route_source(env) if settings.ip is None else None
-    choice = choose_addresses(settings, read_interface_addresses(), route_source)
-    listener.address_chosen(choice)
-    settings = replace(settings, ip=choice.ip)
-    listener.registered(settings, register_node(datastore, settings, reflector))
-    if not detach:
-        code = run_agent_foreground(settings, env, on_synced=listener.synced)
-        return NodeStart(settings=settings, exit_code=code)
-    return NodeStart(settings=settings, started=start_agent(settings, env, report=listener.waiting))
+    with bind_plugin_sockets(settings.docker_plugins and running is None) as plugin_fds:
+        daemon.notify_ready(env)
+        reflector = None
+        if settings.reflector is not None:
+            reflector = bgp_ops.plan_route_reflector(datastore, settings.hostname, settings.reflector, force)
+        if running is not None:
+            if reflector is not None:
+                bgp_ops.apply_route_reflector(datastore, settings.hostname, reflector)
+            return NodeStart(running_pid=running, reflector=reflector)
+        checks = checksystem.run_checks(fix=False, backend=checksystem.backend_from_env(env))
+        listener.checks_failed([result for result in checks if not result.ok])
+        os.makedirs(settings.log_dir, exist_ok=True)
+        route_source = read_etcd_route_source(env) if settings.ip is None else None
+        choice = choose_addresses(settings, read_interface_addresses(), route_source)
+        listener.address_chosen(choice)
+        settings = replace(settings, ip=choice.ip)
+        listener.registered(settings, register_node(datastore, settings, reflector))
+        if not detach:
+            code = run_agent_foreground(settings, env, on_synced=listener.synced, plugin_fds=plugin_fds)
+            return NodeStart(settings=settings, exit_code=code)
+        return NodeStart(settings=settings, started=start_agent(settings, env, report=listener.waiting,
+                                                                plugin_fds=plugin_fds))
+
+
+@contextlib.contextmanager
+def bind_plugin_sockets(wanted):
+    """Bind the Docker plugins' sockets; yields {plugin name: fd} for the agent.
+
+    Docker looks for a plugin's socket file when it restores its containers
+    at boot and gives up on each container after about 15 s without it
+    (docs/decisions.md, "Docker networks"); a bound socket holds what Docker
+    sends in its backlog until the agent serves it. So they are bound before
+    anything slow. Nothing is yielded unless ``wanted`` (False: the plugins
+    are off, or an agent runs and serves them), nor when a socket cannot be
+    bound (the agent then tries itself and reports why). On
+    leaving, our copies are closed and a socket nobody serves any more
+    (no agent took it, or the agent has ended) is removed: Docker then finds
+    no plugin, not one that refuses connections.
+    """
+    from calicoctl.host import plugin_server
+    from calicoctl.ops import plugin_protocol as protocol
+    listeners = {}
+    if wanted:
+        try:
+            for name in (protocol.NETWORK_DRIVER, protocol.IPAM_DRIVER):
+                listeners[name] = plugin_server.listen(plugin_server.socket_path(name))
+        except (OSError, RuntimeError):
+            _close_plugin_sockets(listeners)
+            listeners = {}
+    try:
+        yield {name: listener.fileno() for name, listener in listeners.items()}
+    finally:
+        _close_plugin_sockets(listeners)
+
+
+def _close_plugin_sockets(listeners):
+    from calicoctl.host import plugin_server
+    for listener in listeners.values():
+        path = listener.getsockname()
+        listener.close()
+        if not plugin_server.socket_answers(path):
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
 
 
 def choose_addresses(settings, addresses, route_source=None):
@@ -353,12 +411,13 @@ def _agent_failure(settings, what, exited):
     return AgentError("%s; see %s." % (what, " and ".join(logs)))
 
 
-def start_agent(settings, env, report=None, timeout=SYNC_TIMEOUT, command=None):
+def start_agent(settings, env, report=None, timeout=SYNC_TIMEOUT, command=None, plugin_fds=None):
     """Start the agent detached and wait until it reports in sync.
 
     ``report(seconds_waited)`` is called about once a second while waiting.
     On failure or timeout the half-started agent is stopped and AgentError
-    raised. ``command`` replaces the agent's command line (tests).
+    raised. ``command`` replaces the agent's command line (tests);
+    ``plugin_fds`` ({plugin name: fd}) are the plugin sockets it inherits.
     """
     os.makedirs(settings.log_dir, exist_ok=True)
     os.makedirs(settings.run_dir, exist_ok=True)
@@ -366,8 +425,9 @@ def start_agent(settings, env, report=None, timeout=SYNC_TIMEOUT, command=None):
     started = time.monotonic()
     # A Ctrl-C or SIGTERM while we wait must not leave a half-started agent.
     with daemon.forward_signals() as forwarder:
-        agent = daemon.start_detached(command or calculate_agent_command(settings), _console_log(settings),
-                                      pid_file, env=calculate_agent_environment(env))
+        agent = daemon.start_detached(command or calculate_agent_command(settings, plugin_fds=plugin_fds),
+                                      _console_log(settings), pid_file, env=calculate_agent_environment(env),
+                                      pass_fds=(plugin_fds or {}).values())
         forwarder.attach(agent)
         try:
             return _wait_in_sync(settings, agent, forwarder, started, report, timeout)
@@ -400,8 +460,9 @@ def _wait_in_sync(settings, agent, forwarder, started, report, timeout):
         time.sleep(0.05)
 
 
-def run_agent_foreground(settings, env, on_synced=None, timeout=SYNC_TIMEOUT, command=None):
-    """Run the agent attached; return calicoctl's exit status when it ends.
+def run_agent_foreground(settings, env, on_synced=None, timeout=SYNC_TIMEOUT, command=None, plugin_fds=None):
+    """Run the agent attached; return calicoctl's exit status when it ends
+    (``plugin_fds``: as for ``start_agent``).
 
     SIGTERM/SIGINT to us are passed to the agent, whose clean exit is then
     success. ``on_synced(status)`` is called once it first reports in sync,
@@ -414,8 +475,9 @@ def run_agent_foreground(settings, env, on_synced=None, timeout=SYNC_TIMEOUT, co
     agent = None
     try:
         with daemon.forward_signals() as forwarder:
-            agent = daemon.start_foreground(command or calculate_agent_command(settings), pid_file,
-                                            env=calculate_agent_environment(env))
+            agent = daemon.start_foreground(command or calculate_agent_command(settings, plugin_fds=plugin_fds),
+                                            pid_file, env=calculate_agent_environment(env),
+                                            pass_fds=(plugin_fds or {}).values())
             forwarder.attach(agent)
             started = time.monotonic()
             announced = False

@@ -179,6 +179,22 @@ def test_ip_add_and_remove(seeded, host1, make_container):
             contains="not on container")
 
 
+def test_both_ends_fit_the_pool_and_an_address_in_a_vxlan_pool_shrinks_them(seeded, host1, make_container):
+    client = seeded.client()
+    client.write("/calico/v1/ipam/v4/pool/10.65.0.0-16", json.dumps({"cidr": "10.65.0.0/16", "vxlan": True}))
+    c1 = make_container()
+    add(host1, seeded.env, c1, "192.168.1.70")
+    endpoint_id, _ = the_endpoint(client, host1, c1)
+    host = in_host(host1)
+    lan = links(host)["eth0"]["mtu"]
+
+    def mtus():
+        return links(host)["cali" + endpoint_id[:11]]["mtu"], links(in_container(c1))["eth1"]["mtu"]
+    assert mtus() == (lan, lan)                      # no encapsulation: the LAN's MTU
+    ok(calicoctl(host1, ["container", c1.name, "ip", "add", "10.65.0.70"], seeded.env))
+    assert mtus() == (lan - 50, lan - 50)            # VXLAN over IPv4 adds 50 bytes
+
+
 def test_remove_takes_everything_away(seeded, host1, make_container):
     client = seeded.client()
     c1 = make_container()

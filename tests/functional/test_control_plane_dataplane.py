@@ -23,14 +23,13 @@ from calicoctl.agent.config import AgentConfig
 from calicoctl.agent.chain_reconciler import CLEANUP_DELAY
 from calicoctl.agent.dataplane import RETRY_INTERVAL, PolicyDataplane
 from calicoctl.datastore import paths
-from calicoctl.errors import CommandFailed
 from calicoctl.host import run as run_mod
-from calicoctl.host.ipsets import Ipsets
 from calicoctl.host.iptables import IptablesTable, parse_save
 from tests.harness.feed import feed
 from tests.harness.simhost import SimHost
 from tests.harness.util import wait_for
 from tests.harness.multihost import NetnsWorkload, start_echo_server
+from tests.harness.netns import RecordingIpsets, parse_ipset_save
 
 HOSTNAME = "cp-kernel"
 HOST_IP, HOST_IP6 = "172.17.8.64", "fd5e:3::64"
@@ -109,17 +108,14 @@ def items(world, setting=None):
 
 
 class Recorder:
-    """Runs commands for real, remembers restore inputs, refuses those containing ``refuse``."""
+    """Runs commands for real and remembers restore inputs."""
 
-    def __init__(self, refuse=None):
+    def __init__(self):
         self.inputs = []
-        self.refuse = refuse
 
     def __call__(self, args, input_text=None, **kwargs):
         if input_text is not None:
             self.inputs.append((args, input_text))
-            if self.refuse and self.refuse in input_text:
-                raise CommandFailed(args, 1, "", "refused by the test", input_text)
         return run_mod.run(args, input_text=input_text, **kwargs)
 
     def take(self):
@@ -131,7 +127,8 @@ def make_dataplane(host, runner=None, etcd_endpoints=(ETCD,), resolve=None):
     prefix = ["nsenter", "-t", str(host.pid), "-n", "--"]
     config = AgentConfig(hostname=HOSTNAME, etcd_endpoints=etcd_endpoints)
     tables = {v: IptablesTable(v, prefix=prefix, runner=runner) for v in (4, 6)}
-    return PolicyDataplane(config, tables=tables, ipsets=Ipsets(prefix=prefix, runner=runner), resolve=resolve)
+    return PolicyDataplane(config, tables=tables, ipsets=RecordingIpsets("/proc/%d/ns/net" % host.pid),
+                           resolve=resolve)
 
 
 def start(world, setting=None, **kwargs):
@@ -151,7 +148,9 @@ def connects(source, ip, port):
 
 
 def kernel_sets(host):
-    return Ipsets(prefix=["nsenter", "-t", str(host.pid), "-n", "--"]).read()
+    """{name: set of members}, as ``ipset save`` shows them."""
+    return {name: members for name, (_, _, members) in
+            parse_ipset_save(host.run(["ipset", "save"], cwd="/").stdout).items()}
 
 
 def kernel_chains(host, version=4):
@@ -180,8 +179,8 @@ def test_workloads_reach_no_protected_port_on_their_host_or_a_protected_address(
     dataplane = start(world)
     assert reach(world, version) == {**OPEN, **CLOSED}
     sets = kernel_sets(world.host)
-    assert sets["felix-cp-v4"].members == {HOST_IP, world.b.ip, ETCD[0]}
-    assert sets["felix-cp-v6"].members == {HOST_IP6, world.b.ip6}
+    assert sets["felix-cp-v4"] == {HOST_IP, world.b.ip, ETCD[0]}
+    assert sets["felix-cp-v6"] == {HOST_IP6, world.b.ip6}
     # Exactly the rendered rules; the etcd endpoint's own port is protected too.
     chains = kernel_chains(world.host, version)
     assert chains["felix-INPUT"][1] == "-p tcp -m multiport --dports 179,2379,2380,23790 -j DROP"
@@ -197,19 +196,20 @@ def test_hosts_joining_and_leaving_change_set_members_and_no_rule(world):
     dataplane = start(world, runner=recorder)
     assert connects(world.a, world.c.ip, 2379) and connects(world.a, world.c.ip6, 179)
     recorder.take()
+    ipsets = dataplane.sets.ipsets
+    ipsets.calls = []
     # c's addresses become a Calico host's ("calicoctl node" on it).
     update(dataplane, paths.host_ip_addr("late", 4), world.c.ip)
     update(dataplane, paths.host_ip_addr("late", 6), world.c.ip6)
     assert not connects(world.a, world.c.ip, 2379) and not connects(world.a, world.c.ip6, 179)
     assert connects(world.a, world.c.ip, 8080)
-    written = recorder.take()
-    assert written and all(args[-2:] == ["-exist", "restore"] and args[-3] == "ipset" for args, _ in written)
-    assert [text for _, text in written] == ["add felix-cp-v4 %s\n" % world.c.ip,
-                                             "add felix-cp-v6 %s\n" % world.c.ip6]
+    assert recorder.take() == []                   # no rule, no process
+    assert [(write.name, list(write.adds), list(write.dels)) for write in ipsets.calls] == [
+        ("felix-cp-v4", [world.c.ip], []), ("felix-cp-v6", [world.c.ip6], [])]
     # It leaves ("calicoctl node stop" removes its BGP directory).
     update(dataplane, paths.bgp_host_dir("late"), None)
     assert connects(world.a, world.c.ip, 2379) and connects(world.a, world.c.ip6, 179)
-    assert world.c.ip not in kernel_sets(world.host)["felix-cp-v4"].members
+    assert world.c.ip not in kernel_sets(world.host)["felix-cp-v4"]
 
 
 def test_switching_off_opens_everything_and_on_cuts_open_connections(world):
@@ -270,13 +270,15 @@ def test_etcd_endpoints_given_by_name_are_resolved_off_the_loop(world):
 
 
 def test_a_set_that_cannot_be_created_fails_closed_and_is_retried(world):
-    recorder = Recorder(refuse="create felix-cp-v4")
-    dataplane = start(world, runner=recorder)
+    dataplane = make_dataplane(world.host)
+    dataplane.sets.ipsets.refuse = {"felix-cp-v4"}
+    feed(dataplane).snapshot(items(world))
+    dataplane.flush()
     # felix-FORWARD cannot refer to a set that is not there: it is stubbed (drops).
     assert kernel_chains(world.host)["felix-FORWARD"] == ['-m comment --comment "calico: failed to program" -j DROP']
     assert not connects(world.a, world.b.ip, 8080) and not connects(world.a, world.b.ip, 2379)
     assert dataplane.status()["control_plane"]["active"] is False
-    recorder.refuse = None
+    dataplane.sets.ipsets.refuse = set()
     dataplane.tick(time.monotonic() + RETRY_INTERVAL + 1)
     assert dataplane.status()["control_plane"]["active"] is True
     assert reach(world, 4) == {**OPEN, **CLOSED}

@@ -18,11 +18,11 @@ from calicoctl.agent.dataplane import RETRY_INTERVAL, PolicyDataplane
 from calicoctl.datastore import paths
 from calicoctl.errors import CommandFailed
 from calicoctl.host import run as run_mod
-from calicoctl.host.ipsets import Ipsets
 from calicoctl.host.iptables import IptablesTable, parse_save
 from tests.harness.feed import feed
 from tests.harness.simhost import SimHost
 from tests.harness.multihost import NetnsWorkload
+from tests.harness.netns import RecordingIpsets, parse_ipset_save
 
 HOSTNAME = "dp-kernel"
 HOST_IP = "172.17.8.61"
@@ -71,7 +71,7 @@ def make_dataplane(host, budget=100, runner=None):
     prefix = ["nsenter", "-t", str(host.pid), "-n", "--"]
     config = AgentConfig(hostname=HOSTNAME, tag_ipset_budget=budget, restore_chunk_chains=7)
     tables = {v: IptablesTable(v, prefix=prefix, runner=runner) for v in (4, 6)}
-    return PolicyDataplane(config, tables=tables, ipsets=Ipsets(prefix=prefix, runner=runner))
+    return PolicyDataplane(config, tables=tables, ipsets=RecordingIpsets("/proc/%d/ns/net" % host.pid))
 
 
 def kernel_chains(host, version=4):
@@ -84,7 +84,9 @@ def owned(chains):
 
 
 def kernel_sets(host):
-    return Ipsets(prefix=["nsenter", "-t", str(host.pid), "-n", "--"]).read()
+    """{name: set of members}, as ``ipset save`` shows them."""
+    return {name: members for name, (_, _, members) in
+            parse_ipset_save(host.run(["ipset", "save"], cwd="/").stdout).items()}
 
 
 def ep_key(name, host=HOSTNAME):
@@ -157,15 +159,15 @@ def test_programs_exactly_what_it_renders_and_a_restart_rewrites_nothing(clean):
         assert owned(chains) == dataplane.families[version].desired
         assert chains["INPUT"][0] == "-j felix-INPUT" and chains["FORWARD"][0] == "-j felix-FORWARD"
     sets = kernel_sets(host)
-    assert sets["felix-v4-web"].members == {"10.65.0.1", "10.65.0.2", "10.65.0.3", "10.65.9.9"}
-    assert sets["felix-v4-db"].members == {"10.65.0.2", "10.65.0.3", "10.65.9.9"}
-    assert sets["felix-v6-web"].members == {"fd00::a"}
+    assert sets["felix-v4-web"] == {"10.65.0.1", "10.65.0.2", "10.65.0.3", "10.65.9.9"}
+    assert sets["felix-v4-db"] == {"10.65.0.2", "10.65.0.3", "10.65.9.9"}
+    assert sets["felix-v6-web"] == {"fd00::a"}
     # A second dataplane (an agent restarted after SIGKILL) finds nothing to do.
     recorder = Recorder()
     restarted = make_dataplane(host, runner=recorder)
     feed(restarted).snapshot(rich_items())
     restarted.flush()
-    assert recorder.inputs == []
+    assert recorder.inputs == [] and restarted.sets.ipsets.calls == []
 
 
 def test_restart_removes_stale_state_and_never_touches_foreign_rules(clean):
@@ -199,9 +201,9 @@ def test_restart_removes_stale_state_and_never_touches_foreign_rules(clean):
     assert chains["FORWARD"].count("-j felix-FORWARD") == 1
     sets = kernel_sets(host)
     assert "felix-v4-solo" not in sets                      # no longer referenced
-    assert sets["felix-v4-db"].members == set()             # referenced, but nobody carries it
-    assert sets["felix-v4-web"].members == {"10.65.0.1"}    # b's addresses left the tag
-    assert "felix-all-ipam-pools" in sets and sets["other"].members == {"10.9.9.9"}
+    assert sets["felix-v4-db"] == set()             # referenced, but nobody carries it
+    assert sets["felix-v4-web"] == {"10.65.0.1"}    # b's addresses left the tag
+    assert "felix-all-ipam-pools" in sets and sets["other"] == {"10.9.9.9"}
 
 
 def test_removed_hook_rules_are_put_back(clean):

@@ -167,3 +167,30 @@ def test_fifty_concurrent_endpoints(plugin, seeded, host1):
         call(plugin["ipam"], "/IpamDriver.ReleaseAddress", {"PoolID": "192.168.200.0/26",
                                                              "Address": address.split("/")[0]})
     assert claims(client) == {} and set(cali_links(host1)) == set(known)
+
+
+def test_a_request_sent_to_a_bound_socket_is_answered_once_it_is_served(tmp_path):
+    """What calicoctl node relies on: Docker's request, sent while only the
+    socket exists (bound before the agent runs), waits and is answered."""
+    import http.client
+    import socket
+    path = str(tmp_path / "calico.sock")
+    listener = plugin_server.listen(path)
+    docker_side = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    docker_side.settimeout(10)
+    docker_side.connect(path)
+    docker_side.sendall(b"POST /Plugin.Activate HTTP/1.1\r\nHost: plugin\r\nContent-Length: 2\r\n\r\n{}")
+    routes = {"/Plugin.Activate": lambda _body: protocol.render_activate(["NetworkDriver"])}
+    server = plugin_server.PluginServer("calico", path, lambda p, b: protocol.dispatch(routes, p, b))
+    server.start(listener)
+    try:
+        response = http.client.HTTPResponse(docker_side)
+        response.begin()
+        assert response.status == 200
+        assert json.loads(response.read()) == {"Implements": ["NetworkDriver"]}
+        # While it is served, nobody else may bind it.
+        with pytest.raises(RuntimeError):
+            plugin_server.listen(path)
+    finally:
+        docker_side.close()
+        server.stop()

@@ -6,7 +6,6 @@ Every kernel change happens inside two throwaway network namespaces
 except through the module's setns helper, which must bring it back.
 Results are read with iproute2, independently of the module under test.
 """
-import json
 import os
 import subprocess
 import sys
@@ -15,36 +14,10 @@ import pytest
 
 from calicoctl.errors import NotRoot
 from calicoctl.host import netlink, sysctl
-from tests.harness.util import REPO_ROOT, kill_pid, netns_inode, wait_for
+from tests.harness.netns import Netns
+from tests.harness.util import REPO_ROOT, netns_inode
 
 pytestmark = pytest.mark.usefixtures("root_required")
-
-
-class Netns:
-    """A network namespace held by a sleeping process (killed on teardown)."""
-
-    def __init__(self):
-        own = netns_inode(os.getpid())
-        self.process = subprocess.Popen(["setpriv", "--pdeathsig", "SIGKILL", "--", "unshare", "--net", "--",
-                                         "sleep", "infinity"], stdin=subprocess.DEVNULL)
-        wait_for(lambda: os.readlink("/proc/%d/exe" % self.process.pid).endswith("sleep")
-                 and netns_inode(self.process.pid) != own, timeout=10, interval=0.01)
-        self.path = "/proc/%d/ns/net" % self.process.pid
-        self.run("ip link set lo up")
-
-    def run(self, command, check=True):
-        return subprocess.run(["nsenter", "-t", str(self.process.pid), "-n", "--"] + command.split(),
-                              capture_output=True, text=True, check=check)
-
-    def ip_json(self, command):
-        out = self.run("ip -j " + command).stdout
-        return json.loads(out) if out.strip() else []
-
-    def links(self):
-        return {link["ifname"]: link for link in self.ip_json("link show")}
-
-    def stop(self):
-        kill_pid(self.process.pid, popen=self.process)
 
 
 @pytest.fixture(scope="module")
@@ -96,6 +69,16 @@ def test_name_taken_in_the_peer_namespace_is_already_present_and_leaves_nothing(
     assert error.value.errno == 17 and "calitest00002" in str(error.value)
     assert "calitest00002" not in host.links()
     assert set(peer.links()) == {"lo", "eth1", "eth1p"}
+
+
+def test_both_ends_get_the_mtu_and_an_address_tells_its_interface_mtu(host, peer):
+    with netlink.Session(host.path) as h, netlink.Session(peer.path) as p:
+        h.create_veth("calitest00010", "eth1", peer_netns=peer.path, mtu=1400)
+        index = p.get_link("eth1").index
+        p.add_address(index, "10.65.0.6")
+        p.add_address(index, "fd80::6")
+        assert [p.address_mtu(ip) for ip in ("10.65.0.6", "fd80::6", "10.65.0.7")] == [1400, 1400, None]
+    assert host.links()["calitest00010"]["mtu"] == 1400 and peer.links()["eth1"]["mtu"] == 1400
 
 
 def test_find_delete_and_missing_links(host, peer):

@@ -266,3 +266,15 @@ def test_signal_while_waiting_stops_the_half_started_agent(stand_in, tmp_path):
     assert "ERROR Interrupted while waiting for the agent to sync; it was stopped." in out
     wait_for(lambda: not pid_alive(agent), timeout=5, message="agent gone")
     assert not os.path.exists(pid_file)
+
+
+def test_notify_ready_tells_a_service_manager(tmp_path):
+    import socket
+    path = str(tmp_path / "notify")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as manager:
+        manager.bind(path)
+        manager.settimeout(5)
+        assert daemon.notify_ready({"NOTIFY_SOCKET": path}) is True
+        assert manager.recv(100) == b"READY=1"
+    assert daemon.notify_ready({}) is False
+    assert daemon.notify_ready({"NOTIFY_SOCKET": str(tmp_path / "absent")}) is False

@@ -354,6 +354,22 @@ class HostDockerd(_DockerClients):
         terminate_pid(self._process.pid, timeout=30.0, popen=self._process)
         self._process = None
 
+    def container_pids(self):
+        """PIDs of the processes of its containers (its cgroup parent, in every hierarchy)."""
+        pids = set()
+        for controller in os.listdir("/sys/fs/cgroup"):
+            for directory, _dirs, files in os.walk(os.path.join("/sys/fs/cgroup", controller, self.cgroup_parent)):
+                if "cgroup.procs" in files:
+                    with open(os.path.join(directory, "cgroup.procs")) as handle:
+                        pids.update(int(pid) for pid in handle.read().split())
+        return pids
+
+    def reap(self):
+        """After its process was killed (``SimHost.power_off``): wait for it."""
+        if self._process is not None:
+            self._process.wait(10)
+            self._process = None
+
     def restart(self):
         """Stop and start again, as ``systemctl restart docker`` would."""
         self.stop()

@@ -191,6 +191,16 @@ def route_to(host, dst, version=4):
     return None
 
 
+def parse_link_mtu(output):
+    """The MTU in ``ip -o link show <device>`` output."""
+    return int(output.split(" mtu ", 1)[1].split()[0])
+
+
+def link_mtu(host, device):
+    """MTU of ``device`` inside ``host``."""
+    return parse_link_mtu(host.run(["ip", "-o", "link", "show", device], cwd="/").stdout)
+
+
 def bird_protocols(host, socket_path):
     """``birdc show protocols`` inside ``host`` as parsed rows (host.bird.ProtocolRow)."""
     from calicoctl.host.bird import parse_protocols

@@ -30,6 +30,7 @@ import ipaddress
 import os
 import re
 import secrets
+import signal
 import subprocess
 
 from tests.harness.forward import PortForward
@@ -423,6 +424,29 @@ class SimHost(_Namespaces):
             lines.append("if [ -e %s ]; then : > %s; mount --bind %s %s; umount %s; rm -f %s; fi"
                          % (stash, sock, stash, sock, stash, stash))
         self._script("\n".join(lines), "wiping /run")
+
+    def power_off(self):
+        """What a power cut and a boot leave: every process of the host (the
+        agent, BIRD, its own dockerd with containerd, shims and containers)
+        SIGKILLed at once; interfaces and routes of the containers gone with
+        their namespaces, nftables rules and ipsets flushed, /run empty. A
+        dockerd's containers stay on disk, recorded as running."""
+        pids = set(pids_in_netns(netns_inode(self.pid), exclude={self.pid}))
+        if self.dockerd is not None:
+            pids |= self.dockerd.container_pids()
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)     # ours: started in this simulated host
+            except ProcessLookupError:
+                pass
+        for pid in pids:
+            kill_pid(pid)                       # waits until it is gone
+        for process in self._processes:
+            process.poll()
+        if self.dockerd is not None:
+            self.dockerd.reap()
+        self._script("nft flush ruleset; ipset destroy 2>/dev/null || true", "flushing the dataplane")
+        self.wipe_run()
 
     def stop(self):
         """End our processes in the host, the holder, and remove the bridge

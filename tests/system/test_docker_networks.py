@@ -11,6 +11,7 @@ import time
 
 import pytest
 
+from tests.harness.multihost import link_mtu
 from tests.harness.util import run_in_threads, wait_for
 
 HOST_A = ("dn-a", "172.17.8.81", "fd00:8::81")
@@ -341,3 +342,19 @@ def test_concurrent_runs_on_two_hosts_never_share_an_address(cluster):
     for host in (a, b):
         remove(host, *["cc%d" % i for i in range(7)])
     assert endpoints(cluster) == {} and claims(cluster) == {}
+
+
+def test_a_network_in_a_vxlan_pool_gives_its_containers_an_mtu_that_fits_the_tunnel(cluster):
+    a, _ = hosts(cluster)
+    cluster.calicoctl(a, "pool", "add", "10.70.0.0/16", "--vxlan")
+    try:
+        create_network(cluster, a, "netV", "--subnet", "10.70.0.0/24")
+        run(a, "netV", "v1")
+        mtu = link_mtu(a, "eth0") - 50
+        assert docker(a, "exec", "v1", "cat", "/sys/class/net/eth0/mtu").stdout.strip() == str(mtu)
+        (endpoint,) = endpoints(cluster, a.name).values()
+        assert link_mtu(a, endpoint["name"]) == mtu
+        remove(a, "v1")
+        docker(a, "network", "rm", "netV")
+    finally:
+        cluster.calicoctl(a, "pool", "remove", "10.70.0.0/16")

@@ -1,9 +1,16 @@
 """Pool options across hosts, checked by traffic: ``--vxlan`` (without BGP),
-``--ipip`` (where the kernel has it) and ``--nat-outgoing``."""
+``--ipip`` (where the kernel has it) and ``--nat-outgoing``; the workload
+MTU each pool gives (checked with DF pings of the largest size that fits)."""
+import subprocess
+
 import pytest
 
-from tests.harness.multihost import route_to, tcp_peer_address
+from calicoctl.ops.container_logic import calculate_veth_name
+from tests.harness.multihost import link_mtu, parse_link_mtu, route_to, tcp_peer_address
 from tests.harness.util import wait_for
+
+VXLAN_OVERHEAD = 50          # outer IPv4, UDP, VXLAN, inner Ethernet
+IP_AND_ICMP = 28             # what a ping adds to its data
 
 
 @pytest.fixture(scope="module")
@@ -92,3 +99,57 @@ def test_nat_outgoing_pool_reaches_outside_with_the_host_address(pair):
                             lambda: n1.container.exec_run(["sh", "-c", "echo hi | nc -w 1 192.168.3.2 7102"]),
                             timeout=5, netns_of_pid=pid)
     assert seen == "10.66.0.1"
+
+
+# -- workload MTU -----------------------------------------------------------------------
+
+def in_workload(workload, *command):
+    """Run ``command`` (this machine's binaries) in the workload's network namespace."""
+    workload.container.reload()
+    pid = workload.container.attrs["State"]["Pid"]
+    return subprocess.run(["nsenter", "-t", str(pid), "-n", "--"] + list(command),
+                          capture_output=True, text=True, timeout=20)
+
+
+def veth_mtus(workload):
+    """(host end, container end) MTUs of the workload's veth."""
+    return (link_mtu(workload.host, calculate_veth_name(workload.endpoint_id)),
+            parse_link_mtu(in_workload(workload, "ip", "-o", "link", "show", "eth1").stdout))
+
+
+def df_ping(source, ip, size):
+    """One ping with ``size`` data bytes and Don't Fragment set (iputils, not busybox)."""
+    return in_workload(source, "ping", "-M", "do", "-s", str(size), "-c", "1", "-W", "2", ip)
+
+
+def test_a_vxlan_workload_mtu_fits_the_tunnel_also_after_a_restart(pair):
+    cluster, h1, h2 = pair
+    cluster.calicoctl(h1, "pool", "add", "10.68.0.0/16", "--vxlan")
+    m1 = cluster.add_workload(h1, "M1", "10.68.0.1", ["POOLS"])
+    m2 = cluster.add_workload(h2, "M2", "10.68.0.2", ["POOLS"])
+    mtu = link_mtu(h1, "eth0") - VXLAN_OVERHEAD
+    assert veth_mtus(m1) == veth_mtus(m2) == (mtu, mtu)
+    cluster.assert_connectivity([m1, m2])
+    largest = mtu - IP_AND_ICMP
+    for source, target in ((m1, m2), (m2, m1)):
+        passed = df_ping(source, target.ip, largest)
+        assert passed.returncode == 0, passed.stdout + passed.stderr
+    too_big = df_ping(m1, m2.ip, largest + 1)
+    assert too_big.returncode != 0 and "message too long" in too_big.stdout + too_big.stderr
+    # The agent re-creates the endpoint in the restarted container's namespace: same MTU.
+    m1.container.restart(timeout=1)
+    wait_for(lambda: veth_mtus(m1) == (mtu, mtu), timeout=20, interval=0.1, message="M1 re-created")
+    cluster.wait_ping(m1, m2.ip)
+    passed = df_ping(m1, m2.ip, largest)
+    assert passed.returncode == 0, passed.stdout + passed.stderr
+
+
+def test_a_workload_mtu_without_encapsulation_is_the_lan_mtu(pair):
+    cluster, h1, h2 = pair
+    p1 = cluster.add_workload(h1, "P1", "192.168.5.1", ["POOLS"])
+    p2 = cluster.add_workload(h2, "P2", "192.168.5.2", ["POOLS"])
+    lan = link_mtu(h1, "eth0")
+    assert veth_mtus(p1) == veth_mtus(p2) == (lan, lan)
+    cluster.assert_connectivity([p1, p2])
+    passed = df_ping(p1, p2.ip, lan - IP_AND_ICMP)
+    assert passed.returncode == 0, passed.stdout + passed.stderr

@@ -91,14 +91,9 @@ class World:
         return int(text) if text.isdigit() else None
 
     def power_off(self, host):
-        """What a reboot leaves: agent and BIRD SIGKILLed, Docker stopped
-        (its containers kept, as on disk), the dataplane and /run wiped."""
-        for pid in (self.agent_pid(host), self.cluster.bird_pid(host)):
-            assert pid is not None
-            os.kill(pid, signal.SIGKILL)       # ours: started in the simulated host by the test
-        host.dockerd.stop()
-        self.cluster.sh(host, "nft flush ruleset; ipset destroy 2>/dev/null; true")
-        host.wipe_run()
+        """A power cut while agent and BIRD run (SimHost.power_off)."""
+        assert self.agent_pid(host) is not None and self.cluster.bird_pid(host) is not None
+        host.power_off()
 
     # -- checks ------------------------------------------------------------------------
     def assert_policy(self, reach=None, cut=None, timeout=30.0):
@@ -192,8 +187,9 @@ def test_docker_down_releases_nothing(world):
 
 
 def test_reboot(world):
-    """Agent and BIRD SIGKILLed, Docker stopped, the dataplane and /run wiped;
-    Docker starts again (restart policy), then `calicoctl node`."""
+    """A power cut (agent, BIRD, dockerd and the containers killed, the
+    dataplane and /run wiped); Docker starts again (restart policy), then
+    `calicoctl node`."""
     h2, cluster = world.h2, world.cluster
     before = world.host_keys(h2)
     other_host = world.host_keys(world.h1)

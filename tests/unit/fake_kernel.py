@@ -7,16 +7,16 @@ fail here as they would as root:
 - a restore is all or nothing; a rule may only jump to a chain that exists
   once the input is applied, and only match on a set that exists;
 - ``-X`` deletes only an empty chain no rule refers to;
-- ``destroy`` fails on a set a rule still matches on, ``add`` on a set that
-  is not there, ``create`` on a name taken by a set of another type, and
-  any ``create`` beyond ``max_sets``.
+- ``destroy`` fails on a set a rule still matches on, a write on a set
+  that is not there, a create on a name taken by a set of another type, and
+  any create beyond ``max_sets`` (each refusal per set, as the kernel's).
 
 ``refuse`` (a text) makes any restore containing it fail, like a rule the
 kernel will not take.
 """
 from calicoctl.agent import rules
 from calicoctl.errors import CommandFailed
-from calicoctl.host.ipsets import IpsetInfo, Ipsets
+from calicoctl.host.ipsets import IpsetInfo
 
 BUILTIN_CHAINS = ("INPUT", "FORWARD", "OUTPUT")
 
@@ -93,49 +93,53 @@ class FakeTable:
                    for rule in chain_rules)
 
 
-class FakeIpsets(Ipsets):
-    """The ipsets of one namespace (``apply``, the retry set by set, is the real one)."""
+class FakeIpsets:
+    """The ipsets of one namespace, behind the ``Ipsets`` adapter's interface."""
 
     def __init__(self, max_sets=1000):
-        super().__init__()
         self.sets = {}
         self.tables = []
         """FakeTables whose rules may match on these sets (destroy checks them)."""
         self.max_sets = max_sets
-        self.lines = []
-        """Every line restored, accepted or not."""
+        self.calls = []
+        """Every write and destroy asked for, as ("write", SetWrite) or ("destroy", name)."""
 
     def read(self, wanted=lambda name: True):
         return {name: IpsetInfo(name, info.set_type, info.family, set(info.members))
                 for name, info in self.sets.items() if wanted(name)}
 
-    def restore(self, lines):
-        for line in lines:            # like ipset restore: stops at the first bad line
-            self.lines.append(line)
-            words = line.split()
-            op, name = words[0], words[1]
-            if op == "create":
-                family = words[words.index("family") + 1] if "family" in words else "inet"
-                existing = self.sets.get(name)
-                if existing is not None:
-                    if (existing.set_type, existing.family) != (words[2], family):
-                        _fail("set %s exists with another type" % name)
-                    continue
-                if len(self.sets) >= self.max_sets:
-                    _fail("no room for set %s" % name)
-                self.sets[name] = IpsetInfo(name, words[2], family, set())
-            elif name not in self.sets:
-                _fail("set %s does not exist" % name)
-            elif op == "add":
-                self.sets[name].members.add(words[2])
-            elif op == "del":
-                self.sets[name].members.discard(words[2])
-            elif op == "destroy":
-                if any(table.references_set(name) for table in self.tables):
-                    _fail("set %s is in use" % name)
-                del self.sets[name]
+    def write(self, writes):
+        failed = {}
+        for write in writes:
+            self.calls.append(("write", write))
+            error = self._write(write)
+            if error:
+                failed[write.name] = error
+        return failed
+
+    def _write(self, write):
+        existing = self.sets.get(write.name)
+        if write.create:
+            if existing is not None and (existing.set_type, existing.family) != (write.set_type, write.family):
+                return "a set of another type has that name"
+            if existing is None and len(self.sets) >= self.max_sets:
+                return "no room for more sets"
+            existing = self.sets.setdefault(write.name, IpsetInfo(write.name, write.set_type, write.family))
+        if existing is None:
+            return "the set does not exist"
+        existing.members.update(write.adds)
+        existing.members.difference_update(write.dels)
+        return None
+
+    def destroy(self, names):
+        failed = {}
+        for name in names:
+            self.calls.append(("destroy", name))
+            if any(table.references_set(name) for table in self.tables):
+                failed[name] = "in use"
             else:
-                _fail("unknown line %r" % line)
+                self.sets.pop(name, None)
+        return failed
 
 
 def fake_kernel(max_sets=1000):

@@ -24,6 +24,26 @@ def test_interface_names_refused(name):
         ops.parse_interface_name(name)
 
 
+VXLAN = model.IPPool("10.65.0.0/16", vxlan=True)
+IPIP = model.IPPool("10.66.0.0/16", ipip="tunl0")
+PLAIN = model.IPPool("10.67.0.0/16")
+PLAIN6 = model.IPPool("fd00::/64")
+
+
+@pytest.mark.parametrize("lan_mtu, pools, expected", [
+    (1500, [VXLAN], 1450),              # fits in the tunnel: VXLAN over IPv4 adds 50
+    (9000, [VXLAN], 8950),              # follows the LAN device (jumbo frames)
+    (1500, [IPIP], 1480),
+    (1500, [PLAIN], 1500),              # no encapsulation: the LAN's MTU
+    (1400, [PLAIN6], 1400),
+    (1500, [PLAIN6, VXLAN], 1450),      # one interface for both addresses: the smaller
+    (None, [VXLAN], 1450),              # no interface holds the host's address: 1500 assumed
+    (1500, [None], 1500),               # pool gone meanwhile (a restore): nothing to subtract
+])
+def test_workload_mtu_is_the_lan_mtu_less_the_pools_encapsulation(lan_mtu, pools, expected):
+    assert ops.calculate_workload_mtu(lan_mtu, pools) == expected
+
+
 def test_host_net_and_default_route():
     assert ops.calculate_host_net(validate.parse_ip("10.1.2.3")) == "10.1.2.3/32"
     assert ops.calculate_host_net(validate.parse_ip("fd00::1")) == "fd00::1/128"

@@ -1,14 +1,15 @@
 """Pure decisions of the workload lifecycle (ops.lifecycle_logic), Docker's
-event and 404 parsing (host.docker), and the recorded inside interface name."""
+event, 404 and inspect parsing (host.docker), and the recorded inside
+interface name."""
 import json
 
 import pytest
 
 from calicoctl import model
 from calicoctl.errors import ValidationError
-from calicoctl.host.docker import ContainerEvent, is_no_such_container, parse_event
+from calicoctl.host.docker import ContainerEvent, is_no_such_container, parse_container_info, parse_event
 from calicoctl.ops.lifecycle_logic import (Action, EndpointPlan, Presence, decide_workload,
-                                           is_docker_container_id, plan_endpoint)
+                                           is_docker_container_id, plan_endpoint, should_start_abandoned)
 
 DOCKER_ID = "a" * 12 + "0123456789abcdef" * 3 + "b" * 4
 
@@ -95,3 +96,52 @@ def test_container_interface_round_trips_and_is_omitted_when_unknown():
 def test_container_interface_must_be_an_interface_name(bad):
     with pytest.raises(ValidationError):
         model.Endpoint.from_json(KEY, json.dumps(dict(BASE, container_interface=bad)))
+
+
+CALICO_NET, OTHER_NET = "4d" * 32, "0b" * 32
+PLUGINS = ("calico", "calico-ipam")
+GAVE_UP = 'plugin "calico-ipam" not found'
+
+
+def inspected(status, error, exit_code, policy, network=CALICO_NET):
+    """``docker inspect`` of a container as Docker 20.10 left it after booting
+    without our plugins (the fields we read, values as observed)."""
+    return parse_container_info({
+        "Id": DOCKER_ID, "Name": "/c1",
+        "State": {"Status": status, "Running": status == "running", "Pid": 0, "ExitCode": exit_code,
+                  "Error": error},
+        "HostConfig": {"NetworkMode": "netR", "RestartPolicy": {"Name": policy, "MaximumRetryCount": 0}},
+        "NetworkSettings": {"Networks": {"netR": {"NetworkID": network, "EndpointID": "",
+                                                  "IPAMConfig": {"IPv4Address": "192.168.90.10"}}}}})
+
+
+def test_inspect_parsing_reads_state_policy_and_networks():
+    info = inspected("exited", GAVE_UP, 255, "unless-stopped")
+    assert (info.status, info.error, info.restart_policy, info.network_ids) == \
+        ("exited", GAVE_UP, "unless-stopped", (CALICO_NET,))
+
+
+@pytest.mark.parametrize("container, start", [
+    # Running at the power-off, Docker tried and gave up: back to what its policy says.
+    (inspected("exited", GAVE_UP, 255, "always"), True),
+    (inspected("exited", GAVE_UP, 255, "unless-stopped"), True),
+    (inspected("exited", 'plugin "calico" not found', 255, "always"), True),
+    # `always` stopped by the user: Docker itself starts it at boot (and tried).
+    (inspected("exited", GAVE_UP, 137, "always"), True),
+    # Stopped by the user (unless-stopped) or no policy: Docker did not try, no error.
+    (inspected("exited", "", 137, "unless-stopped"), False),
+    (inspected("exited", "", 255, "no"), False),
+    # A user's `docker start` that failed for want of the plugin: the policy says no.
+    (inspected("exited", GAVE_UP, 255, "no"), False),
+    (inspected("exited", GAVE_UP, 255, "on-failure"), False),
+    # Failed for another reason (our plugin answered), or another plugin was missing.
+    (inspected("exited", "remote: IP 192.168.90.10 is already assigned in pool 192.168.0.0/16.", 255,
+               "always"), False),
+    (inspected("exited", 'plugin "weave" not found', 255, "always"), False),
+    # Not on a calico network, or not stopped.
+    (inspected("exited", GAVE_UP, 255, "always", network=OTHER_NET), False),
+    (inspected("running", GAVE_UP, 0, "always"), False),
+    (inspected("created", GAVE_UP, 0, "always"), False),
+])
+def test_should_start_abandoned(container, start):
+    assert should_start_abandoned(container, {CALICO_NET}, PLUGINS) is start

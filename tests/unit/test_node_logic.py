@@ -106,6 +106,17 @@ def test_agent_command_runs_this_python():
     assert node_ops.calculate_agent_command(without)[-1] == "--no-docker-plugins"
 
 
+def test_agent_inherits_the_plugin_sockets_by_fd():
+    from calicoctl.agent.__main__ import parse_args
+    settings = node_ops.NodeSettings(hostname="h1", ip="10.0.0.1")
+    command = node_ops.calculate_agent_command(settings, plugin_fds={"calico-ipam": 6, "calico": 5})
+    assert command[-1] == "--plugin-fds=calico:5,calico-ipam:6"
+    assert parse_args(command[3:]).plugin_fds == {"calico": 5, "calico-ipam": 6}
+    assert parse_args(command[3:-1]).plugin_fds == {}
+    with pytest.raises(SystemExit):
+        parse_args(["--plugin-fds=calico"])
+
+
 def test_agent_environment_finds_the_package_and_keeps_the_rest():
     import os
     import calicoctl
@@ -115,6 +126,8 @@ def test_agent_environment_finds_the_package_and_keeps_the_rest():
     assert env["PYTHONPATH"].split(os.pathsep) == [root, "/x"]
     again = node_ops.calculate_agent_environment(env)
     assert again["PYTHONPATH"] == env["PYTHONPATH"]
+    # systemd's notification socket is for calicoctl node, the unit's process.
+    assert "NOTIFY_SOCKET" not in node_ops.calculate_agent_environment({"NOTIFY_SOCKET": "/run/systemd/notify"})
 
 
 def test_foreground_exit_status():

@@ -76,3 +76,10 @@ def test_bgp_keys():
     assert paths.host_as_num("h") == "/calico/bgp/v1/host/h/as_num"
     assert paths.host_peer("h", "10.0.0.2") == "/calico/bgp/v1/host/h/peer_v4/10.0.0.2"
     assert paths.host_peer("h", "fd00::2") == "/calico/bgp/v1/host/h/peer_v6/fd00::2"
+
+
+def test_workload_name_keys():
+    key = paths.workload_name_key("h", "docker", "abc")
+    assert paths.parse_workload_name_key(key) == ("h", "docker", "abc")
+    assert paths.parse_workload_name_key(paths.endpoint_key("h", "docker", "abc", "e")) is None
+    assert paths.parse_workload_name_key(key + "/x") is None

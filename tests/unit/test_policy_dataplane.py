@@ -81,10 +81,10 @@ def test_a_sync_programs_what_it_plans_and_a_restart_writes_nothing():
     assert ipsets.sets["felix-v4-web"].members == {"10.0.0.1"}
     assert ipsets.sets["felix-v6-db"].members == {"fd00::2"}
     restarted, _, _ = make(kernel=(tables, ipsets))
-    before = [len(table.restores) for table in tables.values()], len(ipsets.lines)
+    before = [len(table.restores) for table in tables.values()], len(ipsets.calls)
     feed(restarted).snapshot(items)
     restarted.flush()
-    assert ([len(table.restores) for table in tables.values()], len(ipsets.lines)) == before
+    assert ([len(table.restores) for table in tables.values()], len(ipsets.calls)) == before
 
 
 def test_chains_go_only_once_nothing_refers_to_them_and_sets_after_them(caplog):

@@ -9,7 +9,7 @@ import pytest
 from calicoctl import model
 from calicoctl.agent import rules
 from calicoctl.agent.chaintree import Side, TagKind
-from calicoctl.host import ipsets, iptables
+from calicoctl.host import iptables
 
 
 def set_resolver(tag, version, side):
@@ -398,17 +398,6 @@ def test_render_restore_declares_writes_then_deletes():
                                    inserts=["-I INPUT 1 -j a"])
     assert text.splitlines() == ["*filter", ":a - [0:0]", ":b - [0:0]", ":c - [0:0]", "-A a -j DROP",
                                  "-X c", "-I INPUT 1 -j a", "COMMIT"]
-
-
-def test_parse_ipset_save_keeps_wanted_sets():
-    text = ("create felix-v4-A hash:ip family inet hashsize 1024 maxelem 65536\n"
-            "add felix-v4-A 10.0.0.1\nadd felix-v4-A 10.0.0.2\n"
-            "create other hash:net family inet\nadd other 10.0.0.0/8\n"
-            "create felix-v6-A hash:ip family inet6 hashsize 1024\nadd felix-v6-A fd00::1\n")
-    sets = ipsets.parse_save(text, rules.is_owned_ipset)
-    assert set(sets) == {"felix-v4-A", "felix-v6-A"}
-    assert sets["felix-v4-A"].members == {"10.0.0.1", "10.0.0.2"}
-    assert sets["felix-v6-A"].family == "inet6" and sets["felix-v6-A"].set_type == "hash:ip"
 
 
 def test_comments_are_quoted_like_iptables_save():

@@ -1,5 +1,5 @@
 """The systemd unit in the repository starts the node in the foreground
-with options the CLI accepts."""
+with options the CLI accepts, before Docker and without needing it."""
 import configparser
 import os
 import shlex
@@ -26,4 +26,13 @@ def test_unit_runs_calicoctl_node_in_the_foreground():
     assert _parse_start_options(args)["detach"] is False
     assert unit["Service"]["Restart"] == "always"
     assert unit["Install"]["WantedBy"] == "multi-user.target"
-    assert "docker.service" in unit["Unit"]["After"].split()
+
+
+def test_unit_is_ready_before_docker_starts_and_needs_no_docker():
+    unit = read_unit()
+    # calicoctl node reports ready once the plugin sockets exist; Docker,
+    # which looks for them as it restarts containers, is ordered after that.
+    assert unit["Service"]["Type"] == "notify"
+    assert "docker.service" in unit["Unit"]["Before"].split()
+    for key in ("After", "Requires", "Requisite", "BindsTo", "Wants", "PartOf"):
+        assert not any(word.startswith("docker.") for word in unit["Unit"].get(key, "").split()), key

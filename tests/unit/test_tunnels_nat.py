@@ -120,15 +120,6 @@ def test_nat_sets_only_when_something_masquerades():
         ("10.0.0.0/8",), ("10.0.0.0/8", "192.168.0.0/16"))
 
 
-def test_nat_ipset_restore_swaps_in_full_sets():
-    text = nat.render_ipset_restore(("10.0.0.0/8",), ("10.0.0.0/8", "192.168.0.0/16"))
-    lines = text.splitlines()
-    assert "add calico-masq-pools-tmp 10.0.0.0/8" in lines
-    assert "add calico-all-pools-tmp 192.168.0.0/16" in lines
-    assert lines.index("swap calico-all-pools-tmp calico-all-pools") > lines.index(
-        "add calico-all-pools-tmp 192.168.0.0/16")
-
-
 def test_nat_restore_adds_chain_and_hook_once():
     text = nat.render_nat_restore({"POSTROUTING": ["-j DOCKER_POSTROUTING"]}, True)
     assert text.splitlines() == [

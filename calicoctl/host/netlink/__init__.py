@@ -1,4 +1,5 @@
-"""Links, addresses, routes, neighbours and tunnels through rtnetlink (pyroute2).
+"""Links, addresses, routes, neighbours and tunnels through rtnetlink (pyroute2);
+IP sets through netfilter netlink (our own client).
 
 The only package that imports pyroute2, and it does so inside functions:
 importing it costs nothing, so commands that never touch the kernel (and
@@ -13,6 +14,9 @@ one network namespace):
 - ``routing``: addresses, main-table routes, neighbour entries;
 - ``tunnels``: VXLAN and IPIP devices, the VXLAN forwarding database;
 - ``monitor``: the agent's cheap views (link events, names, up flags);
+- ``ipset``: IP sets (``IpsetSocket``), spoken directly (pyroute2's ipset
+  support sends one message per member); only the agent uses it, so it is
+  imported from its module, not exported here (the CLI does not load it);
 - ``session``: ``Session`` and one-shot helpers.
 
 Every entry point takes ``netns``: None for the caller's own network

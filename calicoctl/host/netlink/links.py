@@ -60,24 +60,28 @@ class Links:
         with translated("Cannot list interfaces %s" % self._where):
             return [link_info(msg) for msg in self._ipr.link("dump")]
 
-    def create_veth(self, name, peer_name, peer_netns=None, peer_mac=None):
+    def create_veth(self, name, peer_name, peer_netns=None, peer_mac=None, mtu=None):
         """Create veth ``name`` here with its peer ``peer_name`` created directly in ``peer_netns``
-        (with MAC ``peer_mac`` if given, else a random one).
+        (with MAC ``peer_mac`` if given, else a random one; both ends with
+        MTU ``mtu`` if given, else the kernel's 1500).
 
         One netlink request: the peer never exists in our namespace, so no
         move (and no rename) is needed. EEXIST (either name taken) raises
         AlreadyPresent.
         """
         peer = {"ifname": peer_name}
+        mine = {}
         if peer_mac:
             peer["address"] = peer_mac
+        if mtu:
+            peer["mtu"] = mine["mtu"] = mtu
         fd = open_netns(peer_netns) if peer_netns else None
         try:
             if fd is not None:
                 peer["net_ns_fd"] = fd
             with translated("Cannot create veth %s (peer %s%s)"
                             % (name, peer_name, " in %s" % peer_netns if peer_netns else "")):
-                self._ipr.link("add", ifname=name, kind="veth", peer=peer)
+                self._ipr.link("add", ifname=name, kind="veth", peer=peer, **mine)
         finally:
             if fd is not None:
                 os.close(fd)
@@ -98,3 +102,51 @@ class Links:
     def set_link_mtu(self, index, mtu):
         with translated("Cannot set the MTU of interface %s %s" % (index, self._where)):
             self._ipr.link("set", index=index, mtu=mtu)
+
+    def find_peer_netns(self, name):
+        """The path of the network namespace holding veth ``name``'s peer (a
+        workload's namespace, whatever started it), or None if ``name`` has
+        no peer in another namespace. LinkNotFound if there is no ``name``.
+
+        The link names its peer's namespace by an ID valid only here; the
+        namespace files there are (``/run/netns/*``, every process's
+        ``ns/net``) are asked for their ID until one matches.
+        """
+        message = self._link_message(name)
+        if message is None:
+            raise LinkNotFound("Interface %s not found %s." % (name, self._where), errno.ENODEV)
+        nsid = message.get_attr("IFLA_LINK_NETNSID")
+        if nsid is None:
+            return None
+        for path in _namespace_files():
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            except OSError:
+                continue          # the process ended meanwhile
+            try:
+                with translated("Cannot ask for the ID of namespace %s %s" % (path, self._where)):
+                    found = self._ipr.get_netnsid(fd=fd)
+            finally:
+                os.close(fd)
+            if found.get("nsid") == nsid:
+                return path
+        return None
+
+
+def _namespace_files():
+    """A path to every network namespace this process can name, each once."""
+    seen = set()
+    candidates = []
+    try:
+        candidates += [os.path.join("/run/netns", name) for name in sorted(os.listdir("/run/netns"))]
+    except OSError:
+        pass
+    candidates += ["/proc/%s/ns/net" % pid for pid in os.listdir("/proc") if pid.isdigit()]
+    for path in candidates:
+        try:
+            stat = os.stat(path)
+        except OSError:
+            continue
+        if (stat.st_dev, stat.st_ino) not in seen:
+            seen.add((stat.st_dev, stat.st_ino))
+            yield path

@@ -1,4 +1,5 @@
 """Addresses, routes (main table) and neighbour entries of a network namespace."""
+import ipaddress
 import socket
 from dataclasses import dataclass
 from typing import Optional
@@ -100,6 +101,15 @@ class Routing:
                                          ip=msg.get_attr("IFA_ADDRESS"),
                                          prefixlen=msg["prefixlen"], version=v))
         return found
+
+    def address_mtu(self, ip):
+        """MTU of the interface holding address ``ip``, or None if none holds it."""
+        wanted = ipaddress.ip_address(str(ip))
+        with translated("Cannot list addresses %s" % self._where):
+            for msg in self._ipr.addr("dump", family=family(wanted.version)):
+                if ipaddress.ip_address(msg.get_attr("IFA_ADDRESS")) == wanted:
+                    return self._ipr.link("get", index=msg["index"])[0].get_attr("IFLA_MTU")
+        return None
 
     # -- routes --------------------------------------------------------------------
 

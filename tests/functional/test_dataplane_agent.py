@@ -108,7 +108,8 @@ def routes(host):
 def test_status_pid_file_and_clean_stop(agent, host, lan_etcd):
     status = agent.status()
     assert set(status) == {"pid", "started", "time", "in_sync", "last_sync", "local_endpoints",
-                           "control_plane", "docker_plugins"}
+                           "control_plane", "docker_plugins", "cni"}
+    assert status["cni"] == {"socket": RUN_DIR + "/cni.sock", "problem": None}
     assert status["docker_plugins"] == {"sockets": ["/run/docker/plugins/calico.sock",
                                                     "/run/docker/plugins/calico-ipam.sock"], "problem": None}
     # Protection on by default, programmed, the etcd endpoint's address protected.

@@ -13,7 +13,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 PACKAGES=(
     etcd-server etcd-client docker.io bird2 iptables ipset iproute2 nftables
-    busybox-static iperf3 netcat-openbsd containernetworking-plugins openssl
+    busybox-static iperf3 netcat-openbsd containernetworking-plugins podman openssl
     procps util-linux python3-venv kmod iputils-ping
 )
 PYTHON=${PYTHON:-python3}

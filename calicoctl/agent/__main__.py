@@ -26,7 +26,8 @@ loop in the foreground:
   the control-plane protection: ``{"enabled", "active", "ports",
   "addresses": {"4", "6"}, "problem"}`` ("active": programmed in the kernel).
   While it serves the Docker plugins it adds ``"docker_plugins":
-  {"sockets", "problem"}`` (calicoctl.agent.plugins).
+  {"sockets", "problem"}`` (calicoctl.agent.plugins), and ``"cni":
+  {"socket", "problem"}`` for the CNI plugins' back end (calicoctl.agent.cni).
 
 Components are fed through a ``dispatch.Dispatcher``: it parses each key
 once, keeps the shared view of etcd (``indexes.Indexes``: every leaf, each

@@ -14,8 +14,9 @@ def build_components(config, datastore, env=None):
     :param datastore: the DatastoreClient components write through (the
         VXLAN component publishes this host's tunnel endpoint).
     :param env: the agent's environment (Docker and etcd settings); with it
-        the agent also follows Docker to keep workloads networked and, unless
-        ``config.docker_plugins`` is false, serves the Docker plugins.
+        the agent also serves the CNI plugins, follows Docker to keep
+        workloads networked and, unless ``config.docker_plugins`` is false,
+        serves the Docker plugins.
     """
     from calicoctl.agent.routes import InterfaceWatcher, WorkloadRoutes
 
@@ -28,6 +29,7 @@ def build_components(config, datastore, env=None):
     ]
     components += _multihost_components(config, datastore)
     if env is not None:
+        components.append(_cni(config, env))
         components.append(_lifecycle(config, env))
         if config.docker_plugins:
             components.append(_docker_plugins(config, env))
@@ -74,6 +76,17 @@ def _lifecycle(config, env):
 
     return WorkloadLifecycle(config, docker_factory=lambda: DockerAdapter(env),
                              datastore_factory=lambda: DatastoreClient(etcdconn.connect(env)))
+
+
+def _cni(config, env):
+    """The CNI plugins' back end on <run-dir>/cni.sock (threads of its own,
+    with an etcd connection of its own)."""
+    from calicoctl.agent.cni import CniServer
+    from calicoctl.datastore import etcdconn
+    from calicoctl.datastore.client import DatastoreClient
+    from calicoctl.ops.cni_plugin import CniPlugin
+
+    return CniServer(config, lambda: CniPlugin(DatastoreClient(etcdconn.connect(env)), config.hostname))
 
 
 def _docker_plugins(config, env):

@@ -8,6 +8,8 @@ PID_FILE = "agent.pid"
 STATUS_FILE = "agent-status.json"
 MARKERS = (MODULE, "calico-agent")
 """Arguments that identify an agent process in /proc/<pid>/cmdline."""
+CNI_SOCKET = "cni.sock"
+"""Where the CNI plugin binaries reach the agent (calicoctl/cni_client.py)."""
 PLUGIN_FDS_OPTION = "--plugin-fds"
 """``--plugin-fds=calico:5,calico-ipam:6``: the Docker plugins' sockets the
 agent inherits, already listening (``calicoctl node`` binds them first)."""

@@ -18,6 +18,7 @@ Usage: calicoctl <command> [<args>...]
     status            Print current status information
     node              Configure the main calico/node agent on this host
     container         Configure containers and their addresses
+    cni               Install the CNI plugins for a network (Podman, containerd)
     profile           Configure endpoint profiles
     endpoint          Configure the endpoints assigned to existing containers
     pool              Configure ip-pools
@@ -39,6 +40,7 @@ COMMANDS = {
     "status": "status",
     "node": "node",
     "container": "container",
+    "cni": "cni",
     "profile": "profile",
     "endpoint": "endpoint",
     "pool": "pool",

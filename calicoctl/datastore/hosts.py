@@ -19,6 +19,15 @@ class HostStore(EtcdStore):
         """Create a global config value if missing (never overwrite)."""
         self.kv.create(paths.global_config(name), value)
 
+    def get_config(self, hostname, name):
+        """A config value as the agent reads it: the host's, else the global
+        one; None when neither is set (or both are empty)."""
+        for key in (paths.host_config(hostname, name), paths.global_config(name)):
+            value = self._get(key)
+            if value:
+                return value
+        return None
+
     def get_control_plane_protection(self):
         """The stored control-plane protection JSON, or None when unset."""
         return self._get(paths.control_plane_protection())

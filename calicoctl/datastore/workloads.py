@@ -60,6 +60,15 @@ class WorkloadStore(EtcdStore):
         else:
             self.kv.put(key, endpoint.to_json())
 
+    def remove_endpoint(self, ep_key):
+        """Delete one endpoint (False if absent), and its workload's
+        directory if nothing else is left in it."""
+        removed = self._delete(paths.endpoint_key(*_key_tuple(ep_key)))
+        workload = paths.workload_dir(ep_key.hostname, ep_key.orchestrator_id, ep_key.workload_id)
+        self.kv.delete_empty_dir(workload + "/endpoint")
+        self.kv.delete_empty_dir(workload)
+        return removed
+
     def update_endpoint(self, ep_key, compute):
         """CAS-update an endpoint: compute(Endpoint) -> Endpoint. Returns an
         Update of the Endpoint before and after."""

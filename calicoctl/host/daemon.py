@@ -121,13 +121,16 @@ class forward_signals:
         return False
 
 
-def write_atomically(path, text):
+def write_atomically(path, text, mode=None):
     """Write ``text`` to ``path`` through a temporary file and a rename, so
-    readers (a status poller, a ``node stop``) never see a partial file."""
+    readers (a status poller, a ``node stop``, a runtime executing a
+    plugin) never see a partial file; ``mode``: its permission bits."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     temp = "%s.%d.tmp" % (path, os.getpid())
     with open(temp, "w") as handle:
         handle.write(text)
+    if mode is not None:
+        os.chmod(temp, mode)
     os.replace(temp, path)
 
 

@@ -22,6 +22,10 @@ from calicoctl import validate
 from calicoctl.errors import Conflict, NotFound, ValidationError
 
 RANDOM_TRIES = 16
+# A workflow's claims have this TTL until it confirms them: long enough for
+# any sane run (the claimed-but-unconfirmed window is the kernel work:
+# milliseconds), short enough that a crash frees the address soon.
+CLAIM_TTL = 30
 AUTO_WORDS = {"ipv4": 4, "ipv6": 6}
 
 
@@ -141,3 +145,34 @@ def release_address(datastore, ip, owner, allow_anonymous=True):
             released = datastore.release_ip(cidr, str(ip), owner=owner,
                                             allow_anonymous=allow_anonymous) or released
     return released
+
+
+def claim_address(datastore, pool, ip, owner, rollback):
+    """Claim ``ip`` for ``owner`` with CLAIM_TTL (its release pushed on the
+    Rollback); a leftover claim of the same owner (an earlier run that
+    failed before it could release it) is adopted. Conflict if taken."""
+    if datastore.claim_ip(pool.cidr, str(ip), owner=owner, ttl=CLAIM_TTL):
+        rollback.push("release the claim on %s" % ip,
+                      lambda: datastore.release_ip(pool.cidr, str(ip), owner=owner))
+        return
+    if datastore.get_claim(pool.cidr, str(ip)) == owner:
+        return
+    raise Conflict("IP %s is already assigned in pool %s." % (ip, pool.cidr))
+
+
+def claim_request(datastore, pool, request, owner, rollback):
+    """Claim the requested address, or assign a free one, with CLAIM_TTL;
+    returns the IP."""
+    if not request.automatic:
+        claim_address(datastore, pool, request.ip, owner, rollback)
+        return request.ip
+    ip = assign_address(datastore, pool, request.cidr or pool.cidr, owner, ttl=CLAIM_TTL)
+    rollback.push("release the claim on %s" % ip,
+                  lambda: datastore.release_ip(pool.cidr, str(ip), owner=owner))
+    return ip
+
+
+def confirm_claim(datastore, pool, ip, owner):
+    """Make ``owner``'s claim permanent, once the work it was for is done."""
+    if not datastore.confirm_claim(pool.cidr, str(ip), owner):
+        raise Conflict("IP %s was claimed by someone else meanwhile." % ip)

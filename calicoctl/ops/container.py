@@ -31,8 +31,9 @@ an agent watching etcd never sees an endpoint whose interface is not ready.
 
 ``restore_container`` (the agent's, when a container restarted) re-creates
 missing endpoints in the container's new namespace with the same steps as
-``add`` (``_configure_veth``), from what the endpoint records: the inside
-name (``container_interface``), the MAC, every address and gateway.
+``add`` (``interfaces.configure_workload_veth``), from what the endpoint
+records: the inside name (``container_interface``), the MAC, every address
+and gateway.
 ``add``, ``restore`` and ``remove`` each hold the workload's lock
 (``host.locks``), so two adds with different ``--interface`` names, or an
 add racing a re-creation, never interleave.
@@ -64,9 +65,6 @@ from calicoctl.ops.container_logic import (LIBNETWORK_ORCHESTRATOR, ORCHESTRATOR
 from calicoctl.ops.rollback import Rollback
 
 DEFAULT_INTERFACE = "eth1"
-# Long enough for any sane run (the claimed-but-unconfirmed window is the
-# kernel work: milliseconds), short enough that a crash frees the address soon.
-CLAIM_TTL = 30
 
 
 # -- results ------------------------------------------------------------------------
@@ -136,33 +134,6 @@ def _require_host_ip(datastore, hostname, version):
         raise NotFound("Host %s has no IPv%d address recorded in etcd (%s): run `%s` first."
                        % (hostname, version, paths.host_ip_addr(hostname, version), hint))
     return gateway
-
-
-def _claim(datastore, pool, ip, owner, rollback):
-    """Claim ip for owner (with a TTL); adopt a leftover claim of the same owner."""
-    if datastore.claim_ip(pool.cidr, str(ip), owner=owner, ttl=CLAIM_TTL):
-        rollback.push("release the claim on %s" % ip,
-                      lambda: datastore.release_ip(pool.cidr, str(ip), owner=owner))
-        return
-    if datastore.get_claim(pool.cidr, str(ip)) == owner:
-        return   # ours, from an earlier run that failed before it could release it
-    raise Conflict("IP %s is already assigned in pool %s." % (ip, pool.cidr))
-
-
-def _claim_request(datastore, pool, request, owner, rollback):
-    """Claim the requested address, or assign a free one; returns the IP."""
-    if not request.automatic:
-        _claim(datastore, pool, request.ip, owner, rollback)
-        return request.ip
-    ip = allocator.assign_address(datastore, pool, request.cidr or pool.cidr, owner, ttl=CLAIM_TTL)
-    rollback.push("release the claim on %s" % ip,
-                  lambda: datastore.release_ip(pool.cidr, str(ip), owner=owner))
-    return ip
-
-
-def _confirm_claim(datastore, pool, ip, owner):
-    if not datastore.confirm_claim(pool.cidr, str(ip), owner):
-        raise Conflict("IP %s was claimed by someone else meanwhile." % ip)
 
 
 def _container_netns_error(exc, query):
@@ -239,7 +210,7 @@ def _add_locked(datastore, hostname, container, info, request, interface, host_n
                                "with --interface." % (container, interface))
             mtu = interfaces.workload_mtu(host, [gateway], [pool])
             with Rollback() as rollback:
-                ip = _claim_request(datastore, pool, request, owner, rollback)
+                ip = allocator.claim_request(datastore, pool, request, owner, rollback)
                 _step(progress, "claimed")
                 try:
                     interfaces.create_workload_veth(host, host_netns, veth, interface, info.netns_path,
@@ -249,8 +220,8 @@ def _add_locked(datastore, hostname, container, info, request, interface, host_n
                                    "the container or, as %s, on the host)." % (interface, container, veth)) from None
                 rollback.push("delete interface %s" % veth, lambda: netlink.delete_link(veth, host_netns))
                 _step(progress, "veth")
-                link = _configure_veth(host, host_netns, cont, info.netns_path, veth, interface, [ip],
-                                       {ip.version: gateway})
+                link = interfaces.configure_workload_veth(host, host_netns, cont, info.netns_path, veth,
+                                                          interface, [ip], {ip.version: gateway})
                 _step(progress, "configured")
                 # Our open socket kept its namespace alive; if the container
                 # died meanwhile the interface dies as soon as we let go.
@@ -258,7 +229,7 @@ def _add_locked(datastore, hostname, container, info, request, interface, host_n
                     raise Conflict("Container %s stopped while its networking was being set up."
                                    % container)
 
-                _confirm_claim(datastore, pool, ip, owner)
+                allocator.confirm_claim(datastore, pool, ip, owner)
                 _step(progress, "confirmed")
                 endpoint = model.Endpoint(
                     key=model.EndpointKey(hostname, ORCHESTRATOR, info.id, endpoint_id),
@@ -277,25 +248,6 @@ def _add_locked(datastore, hostname, container, info, request, interface, host_n
     except netlink.NetlinkError as exc:
         raise _container_netns_error(exc, container) from None
     return AddResult(container=info, endpoint=endpoint, interface=interface)
-
-
-def _configure_veth(host, host_netns, cont, netns_path, veth, interface, ips, gateways):
-    """Both ends of a just-created workload veth: in the container the
-    addresses and the routes via each gateway (``{version: gateway}``), on
-    the host the host side. Returns the container end's LinkInfo."""
-    from calicoctl.host import sysctl
-    link = cont.get_link(interface)
-    if any(ip.version == 6 for ip in ips):
-        interfaces.enable_ipv6(netns_path, interface)
-        sysctl.write("net/ipv6/conf/%s/accept_dad" % veth, 0, host_netns)
-    cont.set_link_up(link.index)
-    for ip in ips:
-        cont.add_address(link.index, ip)
-    for version in sorted(gateways):
-        interfaces.ensure_gateway_routes(cont, link, gateways[version])
-    host_link = host.get_link(veth)
-    interfaces.ensure_host_side(host, host_netns, host_link, ips, gateways.get(6))
-    return link
 
 
 def remove_container(datastore, docker, hostname, container, host_netns=None, progress=None):
@@ -378,7 +330,8 @@ def _restore_endpoint(datastore, hostname, host, host_netns, cont, info, endpoin
                                   [datastore.pool_for_ip(ip) for ip in ips])
     host.create_veth(endpoint.name, inside, peer_netns=info.netns_path, peer_mac=endpoint.mac, mtu=mtu)
     try:
-        _configure_veth(host, host_netns, cont, info.netns_path, endpoint.name, inside, ips, gateways)
+        interfaces.configure_workload_veth(host, host_netns, cont, info.netns_path, endpoint.name, inside, ips,
+                                           gateways)
     except BaseException:
         host.delete_link(endpoint.name)
         raise
@@ -419,7 +372,7 @@ def add_ip(datastore, docker, hostname, container, ip_text, interface=DEFAULT_IN
             _step(progress, "checked")
 
             with Rollback() as rollback:
-                _claim(datastore, pool, ip, owner, rollback)
+                allocator.claim_address(datastore, pool, ip, owner, rollback)
                 _step(progress, "claimed")
                 if ip.version == 6 and not endpoint.ipv6_nets:
                     interfaces.enable_ipv6(info.netns_path, link.name)
@@ -441,7 +394,7 @@ def add_ip(datastore, docker, hostname, container, ip_text, interface=DEFAULT_IN
                 rollback.push("remove the host route to %s" % ip,
                               lambda: host.delete_route(calculate_host_net(ip), host_link.index))
                 _step(progress, "configured")
-                _confirm_claim(datastore, pool, ip, owner)
+                allocator.confirm_claim(datastore, pool, ip, owner)
                 updated = datastore.update_endpoint(
                     endpoint.key, lambda current: calculate_endpoint_with_ip(current, ip, gateway)).new
                 _step(progress, "written")

@@ -14,9 +14,10 @@ IFNAMSIZ = 15
 DEFAULT_LAN_MTU = 1500
 
 
-def calculate_veth_name(endpoint_id):
-    """Host-side interface name: 'cali' + the first 11 characters of the ID (15 in all)."""
-    return VETH_PREFIX + endpoint_id[:11]
+def calculate_veth_name(endpoint_id, prefix=VETH_PREFIX):
+    """Host-side interface name: the prefix, then as much of the ID as fits
+    in 15 characters ('cali' + 11)."""
+    return prefix + endpoint_id[:IFNAMSIZ - len(prefix)]
 
 
 def parse_interface_name(name):

@@ -546,9 +546,9 @@ def stop_node(datastore, hostname, force=False, run_dir=RUN_DIR, timeout=STOP_TI
     endpoints = datastore.list_endpoints(hostname=hostname)
     if endpoints and not force:
         raise Conflict("This host still has %d endpoint(s); remove them with 'calicoctl container "
-                       "remove' (or 'docker rm' for containers on calico Docker networks) first, or "
-                       "use 'calicoctl node stop --force' to delete them and release their addresses."
-                       % len(endpoints))
+                       "remove' (or 'docker rm' / 'podman rm' for containers on calico Docker or CNI "
+                       "networks) first, or use 'calicoctl node stop --force' to delete them and release "
+                       "their addresses." % len(endpoints))
     result = StopResult()
     result.agent_pid, result.agent_outcome = stop_agent(run_dir, timeout)
     addresses = [address for endpoint in endpoints for address in endpoint.addresses()]

@@ -68,6 +68,7 @@ class AgentStatus:
     local_endpoints: int = 0
     control_plane: Optional[ControlPlaneReport] = None
     docker_plugins: Optional[PluginsReport] = None      # None: not served
+    cni_plugins: Optional[PluginsReport] = None         # None: an agent from before the CNI plugins
     dataplane: Optional[str] = None                      # "nftables" or "iptables" (None: an older agent)
     refused_rules: tuple = ()
     """Rules the kernel refused (RefusedRule), each a drop in its place."""
@@ -153,6 +154,7 @@ def parse_agent_status(text):
                            local_endpoints=int(data.get("local_endpoints") or 0),
                            control_plane=_parse_control_plane(data.get("control_plane")),
                            docker_plugins=_parse_plugins(data.get("docker_plugins")),
+                           cni_plugins=_parse_cni(data.get("cni")),
                            dataplane=str(data["dataplane"]) if data.get("dataplane") else None,
                            refused_rules=tuple(RefusedRule(str(entry["profile"]), str(entry["direction"]),
                                                            int(entry["position"]), str(entry["rule"]),
@@ -185,6 +187,23 @@ def _parse_plugins(data):
     problem = data.get("problem")
     return PluginsReport(sockets=tuple(str(path) for path in data["sockets"]),
                          problem=str(problem) if problem is not None else None)
+
+
+def _parse_cni(data):
+    if not isinstance(data, dict):
+        return None
+    socket, problem = data.get("socket"), data.get("problem")
+    return PluginsReport(sockets=(str(socket),) if socket else (),
+                         problem=str(problem) if problem is not None else None)
+
+
+def render_cni(report):
+    """The line about the CNI plugins' back end (pure)."""
+    if report is None:
+        return []
+    if report.problem is not None or not report.sockets:
+        return ["WARNING: CNI plugins: %s." % (report.problem or "no socket served")]
+    return ["CNI plugins: calico and calico-ipam served on %s." % report.sockets[0]]
 
 
 def render_plugins(report):
@@ -301,6 +320,7 @@ def render_agent_summary(state, now, hostname):
                                                 refused.rule, refused.error))
     lines += render_control_plane(status.control_plane)
     lines += render_plugins(status.docker_plugins)
+    lines += render_cni(status.cni_plugins)
     if now - status.time > STALE_REPORT:
         lines.append("WARNING: the agent has not reported for %s (it reports every 10 s): is it hung?"
                      % describe_duration(now - status.time))

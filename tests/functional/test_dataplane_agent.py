@@ -112,7 +112,7 @@ def routes(host):
 
 
 STATUS_KEYS = {"pid", "started", "time", "in_sync", "last_sync", "local_endpoints", "control_plane",
-               "docker_plugins", "dataplane"}
+               "docker_plugins", "dataplane", "cni"}
 OWN_STATUS_KEYS = {"nftables": {"refused_rules"}, "iptables": set()}
 """What one dataplane alone reports (nftables: the rules the kernel refused)."""
 
@@ -122,6 +122,7 @@ def test_status_pid_file_and_clean_stop(agent, host, lan_etcd, dataplane):
     status = agent.status()
     assert set(status) == STATUS_KEYS | OWN_STATUS_KEYS[dataplane]
     assert status["dataplane"] == dataplane
+    assert status["cni"] == {"socket": RUN_DIR + "/cni.sock", "problem": None}
     assert status["docker_plugins"] == {"sockets": ["/run/docker/plugins/calico.sock",
                                                     "/run/docker/plugins/calico-ipam.sock"], "problem": None}
     # Protection on by default, programmed, the etcd endpoint's address protected.

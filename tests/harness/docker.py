@@ -17,7 +17,7 @@ import subprocess
 import tarfile
 import time
 
-from tests.harness.util import pid_alive, tail, terminate_pid, wait_for
+from tests.harness.util import pid_alive, remove_cgroup_parent, tail, terminate_pid, wait_for
 
 DOCKER_SOCKET = "/run/docker.sock"
 STATE_DIR = "/tmp/calico-harness-dockerd"
@@ -405,12 +405,7 @@ class HostDockerd(_DockerClients):
                 pass
         self.stop()
         shutil.rmtree(self.state_dir, ignore_errors=True)
-        # The (empty, once its containers are gone) cgroup parents it made.
-        for controller in os.listdir("/sys/fs/cgroup"):
-            try:
-                os.rmdir(os.path.join("/sys/fs/cgroup", controller, self.cgroup_parent))
-            except OSError:
-                pass
+        remove_cgroup_parent(self.cgroup_parent)
 
     def __repr__(self):
         return "HostDockerd(%s, pid=%s)" % (self.host.name, self.pid)

@@ -102,6 +102,16 @@ def path_with_venv(path):
     return os.pathsep.join(result)
 
 
+def remove_cgroup_parent(name, root="/sys/fs/cgroup"):
+    """Remove the cgroup ``name`` we made under every controller (left empty
+    once the containers in it are gone); what is not there is fine."""
+    for controller in os.listdir(root):
+        try:
+            os.rmdir(os.path.join(root, controller, name))
+        except OSError:
+            pass
+
+
 def terminate_pid(pid, timeout=10.0, popen=None):
     """SIGTERM one process we started, wait, then SIGKILL if it lingers.
 

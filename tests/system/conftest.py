@@ -70,13 +70,14 @@ class Cluster:
 
     # -- hosts -----------------------------------------------------------------------
     def add_host(self, name, ip, ip6=None, start_node=True, node_args=(), own_dockerd=False,
-                 docker_iptables=False):
+                 docker_iptables=False, podman=False):
         """A SimHost on the LAN; ``own_dockerd``: with a dockerd of its own
         (``docker(host)`` is then a client of it), which finds the plugins its
         agent serves, as on a real host; ``docker_iptables``: that dockerd
-        manages iptables and a default bridge, as a stock Docker does."""
+        manages iptables and a default bridge, as a stock Docker does;
+        ``podman``: with Podman (``host.podman``, tests/harness/podman.py)."""
         host = SimHost(name, ip, self.lan, prefixlen=self.lan.prefixlen, ip6=ip6,
-                       own_dockerd=own_dockerd, docker_iptables=docker_iptables).start()
+                       own_dockerd=own_dockerd, docker_iptables=docker_iptables, podman=podman).start()
         self.hosts[name] = host
         if start_node:
             self.start_node(host, *node_args)

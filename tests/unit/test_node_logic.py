@@ -265,6 +265,22 @@ def test_agent_summary_shows_the_docker_plugins():
     assert "WARNING: Docker plugins: cannot serve the Docker plugins: busy." in lines
 
 
+def test_agent_summary_shows_the_cni_plugins_socket():
+    data = json.loads(STATUS_JSON)
+    for cni, line in (({"socket": "/var/run/calico/cni.sock", "problem": None},
+                       "CNI plugins: calico and calico-ipam served on /var/run/calico/cni.sock."),
+                      ({"socket": None, "problem": "cannot serve the CNI plugins: busy"},
+                       "WARNING: CNI plugins: cannot serve the CNI plugins: busy.")):
+        data["cni"] = cni
+        status = status_ops.parse_agent_status(json.dumps(data))
+        assert line in status_ops.render_agent_summary(status_ops.AgentState(pid=42, local=status, reported=status),
+                                                       now=1102, hostname="h1")
+    data.pop("cni")          # an agent from before the CNI plugins: nothing said
+    status = status_ops.parse_agent_status(json.dumps(data))
+    assert not any("CNI" in line for line in status_ops.render_agent_summary(
+        status_ops.AgentState(pid=42, local=status, reported=status), now=1102, hostname="h1"))
+
+
 def test_describe_duration():
     assert status_ops.describe_duration(5.9) == "5s"
     assert status_ops.describe_duration(72) == "1m 12s"

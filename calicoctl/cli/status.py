@@ -20,7 +20,7 @@ def run(argv, ctx):
 
     args = parse(__doc__, argv)
     output = parse_output_format(args)
-    report = status_ops.read_status(ctx.datastore, ctx.hostname)
+    report = status_ops.read_status(lambda: ctx.datastore, ctx.hostname)
     if output == "json":
         ctx.out(render_json(status_to_dict(report, ctx.hostname)))
     else:

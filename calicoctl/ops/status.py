@@ -395,12 +395,14 @@ def now():
     return time.time()
 
 
-def read_status(datastore, hostname, run_dir=RUN_DIR):
+def read_status(connect, hostname, run_dir=RUN_DIR):
     """The StatusReport of this host: its agent, as etcd and its files tell,
-    and its BGP sessions, as BIRD tells. etcd being down is part of the
-    report, not an error: the local half still says something useful."""
+    and its BGP sessions, as BIRD tells. ``connect()`` gives the datastore
+    client. etcd being down (at connecting or after) is part of the report,
+    not an error: the local half still says something useful."""
     unreachable = cluster_id = None
     try:
+        datastore = connect()
         agent = read_agent_state(datastore, hostname, run_dir)
         cluster_id = datastore.get_rr_cluster_id(hostname)
     except DatastoreUnavailable as exc:

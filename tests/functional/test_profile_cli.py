@@ -7,6 +7,7 @@ import pytest
 
 from tests.functional.clitools import (assert_ok, assert_refused, calico_values, dump_etcd, process_env,
                                        run_cli, run_cli_process)
+from calicoctl.datastore import paths
 from tests.harness.util import REPO_ROOT
 
 RULES = "/calico/v1/policy/profile/%s/rules"
@@ -294,7 +295,10 @@ print(",".join(sorted(m for m in sys.modules if m.startswith("calicoctl.datastor
 
 
 def test_policy_commands_import_neither_docker_nor_pyroute2(etcd):
-    """...nor any HTTP or etcd library: only our own key-value store of the datastore in use."""
+    """...nor any HTTP or etcd library: only our own key-value store of the
+    datastore in use (its API holds /calico, so the API check never asks the
+    other one)."""
+    etcd.kv().put(paths.READY, "true")
     proc = subprocess.run([sys.executable, "-c", IMPORT_CHECK, json.dumps(etcd.env)], capture_output=True,
                           text=True, env=process_env({}), cwd=REPO_ROOT, timeout=60)
     assert proc.returncode == 0, proc.stderr

@@ -473,9 +473,10 @@ def check_datastore_api(kv):
     """A message if etcd answers but not with the API ``DATASTORE_TYPE`` names
     (the agent then refuses to start), else None. An etcd that does not
     answer yet is no reason to refuse: the watcher waits for it."""
+    from calicoctl.datastore import etcdconn
     from calicoctl.errors import DatastoreError, DatastoreUnavailable
     try:
-        kv.check_api()
+        etcdconn.check_api(kv)
     except DatastoreUnavailable:
         return None
     except DatastoreError as exc:

@@ -46,7 +46,7 @@ from dataclasses import dataclass
 from typing import Optional, Tuple
 
 from calicoctl import model, validate
-from calicoctl.agent.dispatch import Kind, as_key
+from calicoctl.agent.keys import Kind, as_key
 from calicoctl.datastore import paths
 from calicoctl.errors import ValidationError
 
@@ -108,7 +108,7 @@ class BirdInputs:
 
 
 def is_relevant_key(key):
-    """True if a change to ``key`` (a path or dispatch.Key) can change the BIRD config (pure)."""
+    """True if a change to ``key`` (a path or keys.Key) can change the BIRD config (pure)."""
     key = as_key(key)
     return key.kind in KINDS and (key.kind is not Kind.CONFIG or key.path == INTERFACE_PREFIX_KEY)
 

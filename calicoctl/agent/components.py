@@ -1,6 +1,6 @@
 """Which components the agent runs (each engineer adds theirs here).
 
-A component subclasses ``component.Component``, lists the ``dispatch.Kind``
+A component subclasses ``component.Component``, lists the ``keys.Kind``
 of the keys it wants in ``kinds`` and reads the rest from the view it gets
 in ``on_snapshot``. Order matters only for ``flush``: components are flushed
 in list order each cycle, so the policy dataplane (chains before routes: a

@@ -19,7 +19,7 @@ As for VXLAN, an endpoint's change replaces or removes its own routes only
 import logging
 
 from calicoctl.agent.component import ReconcilingComponent
-from calicoctl.agent.dispatch import Kind
+from calicoctl.agent.keys import Kind
 from calicoctl.agent.tunnels import TunnelIndex, TunnelRoutes
 from calicoctl.errors import CalicoError
 

@@ -10,7 +10,8 @@ from calicoctl import model
 from calicoctl.agent.__main__ import Agent
 from calicoctl.agent.component import Component
 from calicoctl.agent.config import AgentConfig
-from calicoctl.agent.dispatch import Dispatcher, Key, Kind, parse_key
+from calicoctl.agent.dispatch import Dispatcher
+from calicoctl.agent.keys import Key, Kind, parse_key
 from calicoctl.agent.ipip import IpipManager
 from calicoctl.agent.nat import NatOutgoing
 from calicoctl.agent.vxlan import VxlanManager

@@ -66,7 +66,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from calicoctl.agent import identity
+from calicoctl import identity
 from calicoctl.host import daemon
 
 LOG = logging.getLogger(identity.MODULE)
@@ -93,7 +93,7 @@ def parse_args(argv):
                         help="this host's name (default: $CALICO_HOSTNAME or the system hostname)")
     parser.add_argument("--log-dir", default=None, help="directory for agent.log (default /var/log/calico)")
     parser.add_argument("--run-dir", default=None,
-                        help="directory for the pid and status files (default /var/run/calico)")
+                        help="directory for the pid and status files (default %s)" % identity.RUN_DIR)
     parser.add_argument("--dataplane", default=None,
                         help="the policy dataplane: nftables, iptables or auto (default: nftables where the "
                              "host supports it)")

@@ -11,6 +11,7 @@ import logging
 import os
 import time
 
+from calicoctl import identity
 from calicoctl.agent.bird_config import KINDS, calculate_bird_inputs, is_relevant_key, parse_pools, render_bird_config
 from calicoctl.agent.component import Component
 from calicoctl.host import bird as bird_host
@@ -42,9 +43,9 @@ class BirdManager(Component):
         # Absolute: BIRD runs with / as its working directory.
         self.run_dir = os.path.abspath(config.run_dir)
         self.log_dir = os.path.abspath(config.log_dir)
-        self.config_path = os.path.join(self.run_dir, "bird.cfg")
-        self.socket_path = os.path.join(self.run_dir, "bird.ctl")
-        self.pid_path = os.path.join(self.run_dir, "bird.pid")
+        self.config_path = os.path.join(self.run_dir, identity.BIRD_CONFIG)
+        self.socket_path = os.path.join(self.run_dir, identity.BIRD_SOCKET)
+        self.pid_path = os.path.join(self.run_dir, identity.BIRD_PID_FILE)
         self.log_path = os.path.join(self.log_dir, "bird.log")
         self._ipip_tunnelled = ipip_tunnelled
         self._bird = bird_binary

@@ -158,7 +158,7 @@ class IptablesView:
         return self.host.run(["iptables-nft", "-S", "felix-to-" + bulk_suffix(n)], cwd="/").returncode == 0
 
     def tag_size(self, tag):
-        from calicoctl.agent.rules import tag_set_name
+        from calicoctl.agent.policy.iptables.rules import tag_set_name
         return self._ipset_size(tag_set_name(tag, 4))
 
     def protected_count(self):

@@ -57,10 +57,10 @@ def _policy_dataplane(config, links):
     logging.getLogger(__name__).info("Policy dataplane: %s (%s)", name, why)
     config.dataplane = name
     if name == "nftables":
-        from calicoctl.agent.dataplane import remove_iptables_policy
+        from calicoctl.agent.policy.iptables.dataplane import remove_iptables_policy
         from calicoctl.agent.policy.nftables.dataplane import NftablesDataplane
         return NftablesDataplane(config, cleanup=remove_iptables_policy)
-    from calicoctl.agent.dataplane import PolicyDataplane
+    from calicoctl.agent.policy.iptables.dataplane import PolicyDataplane
     from calicoctl.agent.policy.nftables.dataplane import remove_nftables_policy
     cleanup = remove_nftables_policy if nftables.probe() is None else None
     return PolicyDataplane(config, links=links, cleanup=cleanup)

@@ -59,7 +59,7 @@ class AgentConfig:
     """How many tags get their own pair of ipsets (one per IP family). The
     kernel allows 256 sets per network namespace, shared with every other
     user; tags past the budget are matched through chain trees instead
-    (calicoctl.agent.rules, "Tags")."""
+    (calicoctl.agent.policy.iptables.rules, "Tags")."""
     refresh_interval: float = 600.0
     """Seconds between full re-reads of iptables/ipsets to repair drift
     (0 disables); the hook rules are checked every ``hook_check_interval``."""

@@ -16,7 +16,7 @@ always protected and whose addresses are protected as IP literals at once,
 or once the caller has resolved their host names (``set_resolved``).
 
 The dataplane turns this into one ipset of addresses per IP family and a
-few rules (calicoctl.agent.rules, "Control plane"); a host joining or
+few rules (calicoctl.agent.policy.iptables.rules, "Control plane"); a host joining or
 leaving changes set members only.
 """
 import ipaddress

@@ -18,7 +18,7 @@ Components read it; only a component's own etcd write is recorded in it
 """
 from collections import ChainMap, defaultdict
 
-from calicoctl.agent import rules as rules_mod
+from calicoctl.agent.policy.iptables import rules as rules_mod
 from calicoctl.agent.keys import Kind, as_key, parse_key
 from calicoctl.agent.state import EndpointParser, _Config, parse_endpoint
 from calicoctl.agent.tunnels import TunnelIndex

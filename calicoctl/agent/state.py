@@ -21,7 +21,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from calicoctl import model
-from calicoctl.agent import rules as rules_mod
+from calicoctl.agent.policy.iptables import rules as rules_mod
 from calicoctl.agent.control_plane import ControlPlaneIndex
 from calicoctl.agent.keys import Kind, as_key
 from calicoctl.datastore import paths

@@ -122,7 +122,7 @@ def test_each_endpoint_value_is_parsed_once_for_every_index(monkeypatch):
         return original(cls, key, value)
     monkeypatch.setattr(model.Endpoint, "from_json", classmethod(counting))
     config = AgentConfig(hostname=HOST)
-    from calicoctl.agent.dataplane import PolicyDataplane
+    from calicoctl.agent.policy.iptables.dataplane import PolicyDataplane
     dataplane = PolicyDataplane(config, tables={4: None, 6: None}, ipsets=object())
     ipip = IpipManager(config)
     dispatcher = Dispatcher(HOST, [dataplane, ipip])

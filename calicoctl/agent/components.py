@@ -18,7 +18,7 @@ def build_components(config, datastore, env=None):
         workloads networked and, unless ``config.docker_plugins`` is false,
         serves the Docker plugins.
     """
-    from calicoctl.agent.routes import InterfaceWatcher, WorkloadRoutes
+    from calicoctl.agent.routing.routes import InterfaceWatcher, WorkloadRoutes
 
     # Shared by the iptables dataplane and routes: one view of the interfaces.
     # (What they read of etcd, they share through the dispatcher's indexes.)
@@ -105,14 +105,14 @@ def _docker_plugins(config, env):
 def _multihost_components(config, datastore):
     """Between hosts: tunnels for VXLAN/IPIP pools, NAT-outgoing, and BIRD
     last (it learns the routes the components before it installed)."""
-    from calicoctl.agent.bird import BirdManager
-    from calicoctl.agent.ipip import IpipManager
-    from calicoctl.agent.nat import NatOutgoing
-    from calicoctl.agent.vxlan import VxlanManager
+    from calicoctl.agent.bgp.bird import BirdManager
+    from calicoctl.agent.routing.ipip import IpipManager
+    from calicoctl.agent.routing.nat import NatOutgoing
+    from calicoctl.agent.routing.vxlan import VxlanManager
 
     ipip = IpipManager(config)
     if config.dataplane == "nftables":
-        from calicoctl.agent.nat_nftables import NftablesNatOutgoing
+        from calicoctl.agent.routing.nat_nftables import NftablesNatOutgoing
         nat = NftablesNatOutgoing(config, cleanup=lambda: NatOutgoing(config).apply_sets(None))
     else:
         nat = NatOutgoing(config)

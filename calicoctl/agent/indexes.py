@@ -21,7 +21,7 @@ from collections import ChainMap, defaultdict
 from calicoctl.agent.policy.iptables import rules as rules_mod
 from calicoctl.agent.keys import Kind, as_key, parse_key
 from calicoctl.agent.state import EndpointParser, _Config, parse_endpoint
-from calicoctl.agent.tunnels import TunnelIndex
+from calicoctl.agent.routing.tunnels import TunnelIndex
 from calicoctl.datastore import paths
 
 TUNNEL_KINDS = frozenset((Kind.ENDPOINT, Kind.POOL, Kind.HOST_ADDRESS, Kind.HOST_VXLAN))

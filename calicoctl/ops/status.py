@@ -25,7 +25,7 @@ from calicoctl.identity import RUN_DIR
 # The agent reports every 10 s; three missed reports mean trouble.
 STALE_REPORT = 30.0
 
-# Each session's kind, by the prefix of its BIRD protocol (calicoctl.agent.bird_config).
+# Each session's kind, by the prefix of its BIRD protocol (calicoctl.agent.bgp.bird_config).
 PEER_TYPES = (("Mesh_", "node-to-node mesh"), ("Reflector_", "route reflector"),
               ("Client_", "route reflector client"), ("Node_", "node specific"), ("Global_", "global"))
 

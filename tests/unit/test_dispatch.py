@@ -12,9 +12,9 @@ from calicoctl.agent.component import Component
 from calicoctl.agent.config import AgentConfig
 from calicoctl.agent.dispatch import Dispatcher
 from calicoctl.agent.keys import Key, Kind, parse_key
-from calicoctl.agent.ipip import IpipManager
-from calicoctl.agent.nat import NatOutgoing
-from calicoctl.agent.vxlan import VxlanManager
+from calicoctl.agent.routing.ipip import IpipManager
+from calicoctl.agent.routing.nat import NatOutgoing
+from calicoctl.agent.routing.vxlan import VxlanManager
 from calicoctl.agent.watcher import Snapshot, Update
 from calicoctl.datastore import paths
 

@@ -20,7 +20,7 @@ import logging
 
 from calicoctl.agent.component import ReconcilingComponent
 from calicoctl.agent.keys import Kind
-from calicoctl.agent.tunnels import TunnelIndex, TunnelRoutes
+from calicoctl.agent.routing.tunnels import TunnelIndex, TunnelRoutes
 from calicoctl.errors import CalicoError
 
 LOG = logging.getLogger(__name__)

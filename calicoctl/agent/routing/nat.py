@@ -18,7 +18,7 @@ import logging
 
 from calicoctl.agent.component import ReconcilingComponent
 from calicoctl.agent.keys import Kind
-from calicoctl.agent.tunnels import TunnelIndex
+from calicoctl.agent.routing.tunnels import TunnelIndex
 from calicoctl.host.ipsets import Ipsets
 from calicoctl.host.iptables import IptablesTable
 

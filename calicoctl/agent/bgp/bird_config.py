@@ -4,7 +4,7 @@
 ``/calico/bgp/v1`` tree, the IP pools, the interface prefix) into a
 ``BirdInputs``; ``render_bird_config`` turns that into BIRD 2's config text.
 Same inputs, same text, so "did anything change?" is a string comparison.
-``calicoctl.agent.bird`` runs BIRD with it.
+``calicoctl.agent.bgp.bird`` runs BIRD with it.
 
 What the configuration does (the original's confd templates in BIRD 2
 terms, docs/decisions.md "BGP"; one daemon serves IPv4 and IPv6):

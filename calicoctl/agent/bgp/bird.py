@@ -1,7 +1,7 @@
 """BGP for the node: BIRD kept running with the configuration etcd calls for.
 
 ``BirdManager`` (an agent Component) renders the configuration with
-``calicoctl.agent.bird_config``, writes ``<run-dir>/bird.cfg`` atomically
+``calicoctl.agent.bgp.bird_config``, writes ``<run-dir>/bird.cfg`` atomically
 once BIRD has accepted the text, starts ``bird -f`` (``calicoctl.host.bird``),
 asks it to re-read the file (``birdc configure``) when the text changes,
 restarts it when it dies, adopts one a previous agent left running, and
@@ -12,7 +12,8 @@ import os
 import time
 
 from calicoctl import identity
-from calicoctl.agent.bird_config import KINDS, calculate_bird_inputs, is_relevant_key, parse_pools, render_bird_config
+from calicoctl.agent.bgp.bird_config import (KINDS, calculate_bird_inputs, is_relevant_key, parse_pools,
+                                             render_bird_config)
 from calicoctl.agent.component import Component
 from calicoctl.host import bird as bird_host
 from calicoctl.host import daemon

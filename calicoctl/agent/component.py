@@ -1,6 +1,6 @@
 """The contract between the agent's main loop and the things it drives.
 
-The main loop (``calicoctl.agent.__main__``) reads etcd and hands each change
+The main loop (``calicoctl.agent.loop``) reads etcd and hands each change
 to the dispatcher (``dispatch.Dispatcher``), which keeps the shared view of
 etcd (``indexes.Indexes``) and calls a component only for the kinds of keys
 it asked for (``kinds``, a set of ``keys.Kind``): first ``on_snapshot``

@@ -1,13 +1,8 @@
-"""calico-agent: the node agent's entry point and composition root.
+"""The agent's main loop and its batching (``Agent``).
 
-Usage: calico-agent [--hostname=<H>] [--log-dir=<DIR>] [--run-dir=<DIR>] [--no-docker-plugins]
-                    [--dataplane=auto|nftables|iptables] [--plugin-fds=calico:<FD>,calico-ipam:<FD>]
-
-Builds everything (config, etcd connections, components) and runs the main
-loop in the foreground:
-
-- an ``EtcdWatcher`` thread turns etcd into Snapshot / Update / Lost events
-  on a queue; components may queue work too (``Component.start(wake)``);
+- an ``EtcdWatcher`` thread (watcher.py) turns etcd into Snapshot / Update /
+  Lost events on a queue; components may queue work too
+  (``Component.start(wake)``);
 - the loop takes whatever is queued (so a burst becomes one cycle), feeds it
   to every component, then flushes each once; about once a second it calls
   ``tick``. Work arriving within the gathering window of the last flush (a
@@ -15,33 +10,21 @@ loop in the foreground:
   costs a few cycles, not one per event, while a change after a quiet spell
   is flushed at once. The window is ``BURST_CYCLE``, or longer while cycles
   take long (``gathering_window``: an agent starved of CPU gathers more
-  per cycle instead of falling further behind); a snapshot the watcher took only to catch up is fed as the
-  updates that differ from the view (``Dispatcher.catch_up``);
+  per cycle instead of falling further behind); a snapshot the watcher took
+  only to catch up is fed as the updates that differ from the view
+  (``Dispatcher.catch_up``);
 - after each successful (re)sync, whenever the components' figures change
-  and every ``status_interval`` seconds it reports ``{"pid", "started",
-  "time", "in_sync", "last_sync", "local_endpoints", "control_plane"}``
-  to ``<run-dir>/agent-status.json`` and (from a thread, so a dead etcd
-  never stalls the loop) to ``/calico/felix/v1/host/<hostname>/status``
-  with a 30 s TTL (on etcd v3: a lease). ``control_plane`` is the policy dataplane's account of
-  the control-plane protection: ``{"enabled", "active", "ports",
-  "addresses": {"4", "6"}, "problem"}`` ("active": programmed in the kernel).
-  While it serves the Docker plugins it adds ``"docker_plugins":
-  {"sockets", "problem"}`` (calicoctl.agent.plugins), and ``"cni":
-  {"socket", "problem"}`` for the CNI plugins' back end (calicoctl.agent.cni).
+  and every ``status_interval`` seconds it hands a status report to the
+  reporter (status_reporter.py, which says what is in it and where it goes).
 
 Components are fed through a ``dispatch.Dispatcher``: it parses each key
-once, keeps the shared view of etcd (``indexes.Indexes``: every leaf, each
-endpoint parsed once, the tunnel and local-endpoint indexes) and calls each
-component only for the kinds of keys it registered for.
+once (keys.py), keeps the shared view of etcd (``indexes.Indexes``: every
+leaf, each endpoint parsed once, the tunnel and local-endpoint indexes) and
+calls each component only for the kinds of keys it registered for.
 
 One component (``lifecycle.WorkloadLifecycle``) also follows Docker, in a
 thread of its own: it keeps this host's containers networked through
 restarts and releases what removed ones held.
-
-The Docker plugins' sockets (``plugins.DockerPlugins``) are normally bound
-by ``calicoctl node`` before it or this process does anything slow (etcd,
-the API check below) and inherited (``--plugin-fds``): Docker, starting at
-boot, finds them and its requests wait until they are served.
 
 Robustness: the view holds every etcd leaf seen. If a component raises (a
 bug, or the kernel surprising us), the error is logged and every component
@@ -51,27 +34,22 @@ not exit.
 While etcd is unreachable the dataplane is left alone and ``in_sync`` is
 false; when etcd answers again a new snapshot resynchronises everything.
 
-SIGTERM / SIGINT: close the components (BIRD is stopped; iptables, ipsets
-and routes stay) and exit 0.
+Built and started by the composition root (calicoctl/agent/__main__.py).
 """
-import argparse
 import gc
-import json
 import logging
 import os
 import queue
-import signal
-import sys
 import threading
 import time
 from dataclasses import dataclass
 
 from calicoctl import identity
-from calicoctl.host import daemon
+from calicoctl.agent.dispatch import Dispatcher
+from calicoctl.agent.watcher import Lost, Snapshot, Update
 
 LOG = logging.getLogger(identity.MODULE)
 
-LOG_FILE = "agent.log"
 TICK_INTERVAL = 1.0
 RESYNC_BACKOFF = 5.0
 SLOW_CALL = 0.25          # component calls slower than this are logged
@@ -84,58 +62,6 @@ MAX_GATHER = 1.0          # but never longer than this.
 class Wake:
     """Work a component queued for the main loop."""
     function: object
-
-
-def parse_args(argv):
-    parser = argparse.ArgumentParser(prog="calico-agent",
-                                     description="Calico node agent: programs this host from etcd.")
-    parser.add_argument("--hostname", default=None,
-                        help="this host's name (default: $CALICO_HOSTNAME or the system hostname)")
-    parser.add_argument("--log-dir", default=None, help="directory for agent.log (default /var/log/calico)")
-    parser.add_argument("--run-dir", default=None,
-                        help="directory for the pid and status files (default %s)" % identity.RUN_DIR)
-    parser.add_argument("--dataplane", default=None,
-                        help="the policy dataplane: nftables, iptables or auto (default: nftables where the "
-                             "host supports it)")
-    parser.add_argument("--no-docker-plugins", action="store_true",
-                        help="do not serve the calico and calico-ipam Docker plugins")
-    parser.add_argument(identity.PLUGIN_FDS_OPTION, dest="plugin_fds", type=identity.parse_plugin_fds,
-                        default={}, help="the plugins' sockets, inherited already listening "
-                        "(calicoctl node binds them): calico:<fd>,calico-ipam:<fd>")
-    return parser.parse_args(argv)
-
-
-def setup_logging(log_dir, level="INFO"):
-    """Log to <log_dir>/agent.log (``level``) and stderr (WARNING). Returns the log path or None."""
-    root = logging.getLogger()
-    root.setLevel(getattr(logging, level.upper(), logging.INFO))
-    formatter = logging.Formatter("%(asctime)s.%(msecs)03d [%(levelname)s] %(name)s %(process)d: %(message)s",
-                                  "%Y-%m-%d %H:%M:%S")
-    console = logging.StreamHandler(sys.stderr)
-    console.setLevel(logging.WARNING)
-    console.setFormatter(formatter)
-    root.addHandler(console)
-    path = os.path.join(log_dir, LOG_FILE)
-    try:
-        os.makedirs(log_dir, exist_ok=True)
-        handler = logging.FileHandler(path)
-    except OSError as exc:
-        LOG.warning("Cannot write %s (%s); logging to stderr only", path, exc)
-        return None
-    handler.setFormatter(formatter)
-    root.addHandler(handler)
-    for each in (console, handler):
-        each.addFilter(_quiet_libraries)
-    return path
-
-
-NOISY_LIBRARIES = ("pyroute2", "urllib3", "asyncio", "etcd")
-
-
-def _quiet_libraries(record):
-    """Drop libraries' debug/info output (every netlink message, every HTTP
-    request), which would drown ours at DEBUG."""
-    return record.levelno >= logging.WARNING or not record.name.startswith(NOISY_LIBRARIES)
 
 
 def gathering_window(cycle, items):
@@ -151,52 +77,6 @@ def gathering_window(cycle, items):
     return min(MAX_GATHER, max(BURST_CYCLE, GATHER_PER_CYCLE * cycle))
 
 
-class StatusReporter:
-    """Writes the status file at once and the etcd key from a thread."""
-
-    def __init__(self, config, connection_factory):
-        self.config = config
-        self.path = os.path.join(config.run_dir, identity.STATUS_FILE)
-        self._connection_factory = connection_factory
-        self._latest = None
-        self._event = threading.Event()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="status-reporter", daemon=True)
-
-    def start(self):
-        self._thread.start()
-
-    def stop(self):
-        self._stop.set()
-        self._event.set()
-
-    def report(self, status):
-        text = json.dumps(status)
-        try:
-            daemon.write_atomically(self.path, text)
-        except OSError as exc:
-            LOG.warning("Cannot write %s: %s", self.path, exc)
-        self._latest = text
-        self._event.set()
-
-    def _run(self):
-        from calicoctl.datastore import paths
-        connection = None
-        while not self._stop.is_set():
-            self._event.wait()
-            self._event.clear()
-            if self._stop.is_set():
-                return
-            text = self._latest
-            try:
-                if connection is None:
-                    connection = self._connection_factory()
-                connection.put(paths.felix_status(self.config.hostname), text, ttl=self.config.status_ttl)
-            except Exception as exc:  # noqa: BLE001 - any etcd failure: try at the next report
-                LOG.info("Cannot report status to etcd: %s", exc)
-                connection = None
-
-
 class Agent:
     """The main loop (see the module docstring)."""
 
@@ -209,7 +89,6 @@ class Agent:
         self.started = time.time()
         self.in_sync = False
         self.last_sync = None
-        from calicoctl.agent.dispatch import Dispatcher
         self.dispatcher = Dispatcher(config.hostname, components, call=self._call)
         self._stopping = threading.Event()
         self._have_snapshot = False
@@ -281,7 +160,6 @@ class Agent:
                 return more
 
     def _handle(self, batch):
-        from calicoctl.agent.watcher import Lost, Snapshot, Update
         handling = time.monotonic()
         # A snapshot replaces everything before it in the batch.
         last_snapshot = max((i for i, item in enumerate(batch) if isinstance(item, Snapshot)), default=None)
@@ -403,91 +281,3 @@ class Agent:
     def _report_if_changed(self):
         if self.in_sync and self.figures() != self._reported_figures:
             self.report()
-
-
-def main(argv=None, env=None):
-    """Run the agent; returns the process exit status."""
-    args = parse_args(sys.argv[1:] if argv is None else argv)
-    env = os.environ if env is None else env
-    from calicoctl.agent.config import AgentConfig, describe
-    from calicoctl.errors import CalicoError
-    try:
-        config = AgentConfig.from_environment(env, hostname=args.hostname, log_dir=args.log_dir,
-                                              run_dir=args.run_dir, dataplane=args.dataplane)
-    except CalicoError as exc:
-        sys.stderr.write("%s\n" % exc)
-        return exc.exit_code
-    if os.geteuid() != 0:
-        sys.stderr.write("calico-agent must run as root.\n")
-        return 2
-    setup_logging(config.log_dir, config.log_level)
-    try:
-        os.makedirs(config.run_dir, exist_ok=True)
-    except OSError as exc:
-        LOG.error("Cannot create %s: %s", config.run_dir, exc)
-        return 1
-    from calicoctl.datastore import etcdconn
-    try:
-        settings = etcdconn.parse_settings(env)
-        problem = check_datastore_api(etcdconn.connect(env))
-    except CalicoError as exc:
-        LOG.error("%s", exc)
-        return exc.exit_code
-    if problem:
-        LOG.error("%s", problem)
-        return 1
-    config.docker_plugins = not args.no_docker_plugins
-    config.plugin_fds = args.plugin_fds
-    config.etcd_endpoints = tuple((endpoint.host, endpoint.port) for endpoint in settings.endpoints)
-    pid_path = os.path.join(config.run_dir, identity.PID_FILE)
-    other = daemon.read_pid_file(pid_path)
-    # Only an agent in our mount and network namespaces (same run dir, same
-    # dataplane) is a conflict; a pid reused by another simulated host's is not.
-    if other and other != os.getpid() and daemon.process_matches(other, identity.MARKERS, ("mnt", "net")):
-        LOG.error("Another agent (pid %d) is running for %s; not starting.", other, config.run_dir)
-        return 1
-    daemon.write_pid_file(pid_path, os.getpid())
-    LOG.info("Starting calico-agent %s (pid %d): %s", _version(), os.getpid(), describe(config))
-
-    from calicoctl.agent.components import build_components
-    from calicoctl.agent.watcher import EtcdWatcher
-    from calicoctl.datastore.client import DatastoreClient
-
-    def watcher_factory(emit):
-        return EtcdWatcher(etcdconn.connect(env), emit, watch_timeout=config.watch_timeout,
-                           retry_interval=config.etcd_retry_interval)
-
-    datastore = DatastoreClient(etcdconn.connect(env))
-    reporter = StatusReporter(config, lambda: etcdconn.connect(env))
-    reporter.start()
-    agent = Agent(config, build_components(config, datastore, env), watcher_factory, reporter)
-    signal.signal(signal.SIGTERM, agent.request_stop)
-    signal.signal(signal.SIGINT, agent.request_stop)
-    try:
-        return agent.run()
-    finally:
-        daemon.remove_pid_file(pid_path, os.getpid())
-
-
-def check_datastore_api(kv):
-    """A message if etcd answers but not with the API ``DATASTORE_TYPE`` names
-    (the agent then refuses to start), else None. An etcd that does not
-    answer yet is no reason to refuse: the watcher waits for it."""
-    from calicoctl.datastore import etcdconn
-    from calicoctl.errors import DatastoreError, DatastoreUnavailable
-    try:
-        etcdconn.check_api(kv)
-    except DatastoreUnavailable:
-        return None
-    except DatastoreError as exc:
-        return "Not starting: %s" % exc
-    return None
-
-
-def _version():
-    from calicoctl import __version__
-    return __version__
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -24,8 +24,6 @@ from urllib.parse import urlsplit
 
 from calicoctl import validate
 from calicoctl.datastore.etcdhttp import DEFAULT_TIMEOUT
-from calicoctl.datastore.kv_v2 import EtcdV2
-from calicoctl.datastore.kv_v3 import EtcdV3
 from calicoctl.datastore.paths import ROOT
 from calicoctl.errors import DatastoreError, ValidationError
 
@@ -170,8 +168,11 @@ def connect(env, timeout=DEFAULT_TIMEOUT, kind=None):
 
 def open_store(kind, settings, timeout=DEFAULT_TIMEOUT):
     """The key-value store speaking API ``kind`` to the endpoints of ``settings``."""
+    # Imported here so that a command loads only the store of the API it speaks.
     if kind == "etcdv3":
+        from calicoctl.datastore.kv_v3 import EtcdV3
         return EtcdV3(settings, timeout=timeout)
+    from calicoctl.datastore.kv_v2 import EtcdV2
     return EtcdV2(settings, timeout=timeout)
 
 

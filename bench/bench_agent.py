@@ -75,6 +75,8 @@ import sys
 import tempfile
 import time
 
+from calicoctl.identity import RUN_DIR
+
 RUNS = int(os.environ.get("BENCH_AGENT_RUNS", "11"))
 DATAPLANES = tuple(os.environ.get("BENCH_DATAPLANES", "nftables,iptables").split(","))
 EVENT_CASES = (("nftables", "etcdv3"), ("nftables", "etcdv2"), ("iptables", "etcdv3"))
@@ -88,7 +90,6 @@ COLD_TARGET = {"nftables": 1.5, "iptables": 2.5}       # s, cold start with 10,0
 BULK = int(os.environ.get("BENCH_AGENT_ENDPOINTS", "10000"))
 IPERF_ROUNDS = 5
 PROTECTED_HOSTS = 1000
-RUN_DIR = "/run/calico"
 LOG_DIR = "/var/log/calico"
 
 PROBER = r"""
@@ -157,7 +158,7 @@ class IptablesView:
         return self.host.run(["iptables-nft", "-S", "felix-to-" + bulk_suffix(n)], cwd="/").returncode == 0
 
     def tag_size(self, tag):
-        from calicoctl.agent.rules import tag_set_name
+        from calicoctl.agent.policy.iptables.rules import tag_set_name
         return self._ipset_size(tag_set_name(tag, 4))
 
     def protected_count(self):

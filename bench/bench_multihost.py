@@ -156,12 +156,12 @@ class Bench:
 
     def peers(self, index):
         """The sessions of host ``index`` in the topology under test (the mesh or reflectors)."""
-        from calicoctl.agent.bird_config import calculate_topology_peers
+        from calicoctl.agent.bgp.bird_config import calculate_topology_peers
         hosts = self.bgp_hosts()
         return calculate_topology_peers(hosts[index], hosts, node_mesh=not REFLECTORS, default_as=64511)
 
     def bird_config(self, index):
-        from calicoctl.agent.bird_config import BirdInputs, render_bird_config
+        from calicoctl.agent.bgp.bird_config import BirdInputs, render_bird_config
         return render_bird_config(BirdInputs(
             hostname=self.hosts[index].name, router_id=host_ip(index), ipv6=None, local_as=64511,
             peers=tuple(self.peers(index)), pools_v4=(POOL,), pools_v6=()))

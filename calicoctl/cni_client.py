@@ -21,6 +21,7 @@ import os
 import socket
 import sys
 
+# The agent's default (calicoctl.identity: RUN_DIR, CNI_SOCKET; a unit test checks).
 SOCKET = "/var/run/calico/cni.sock"
 SOCKET_VARIABLE = "CALICO_CNI_SOCKET"
 # The same as calicoctl.ops.cni_protocol.SUPPORTED_VERSIONS (a unit test checks).

@@ -10,7 +10,7 @@ takes no keys from the loop.
 import logging
 import os
 
-from calicoctl.agent import identity
+from calicoctl import identity
 from calicoctl.agent.component import Component
 
 LOG = logging.getLogger(__name__)

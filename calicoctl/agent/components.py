@@ -1,6 +1,6 @@
 """Which components the agent runs (each engineer adds theirs here).
 
-A component subclasses ``component.Component``, lists the ``dispatch.Kind``
+A component subclasses ``component.Component``, lists the ``keys.Kind``
 of the keys it wants in ``kinds`` and reads the rest from the view it gets
 in ``on_snapshot``. Order matters only for ``flush``: components are flushed
 in list order each cycle, so the policy dataplane (chains before routes: a
@@ -18,7 +18,7 @@ def build_components(config, datastore, env=None):
         workloads networked and, unless ``config.docker_plugins`` is false,
         serves the Docker plugins.
     """
-    from calicoctl.agent.routes import InterfaceWatcher, WorkloadRoutes
+    from calicoctl.agent.routing.routes import InterfaceWatcher, WorkloadRoutes
 
     # Shared by the iptables dataplane and routes: one view of the interfaces.
     # (What they read of etcd, they share through the dispatcher's indexes.)
@@ -57,10 +57,10 @@ def _policy_dataplane(config, links):
     logging.getLogger(__name__).info("Policy dataplane: %s (%s)", name, why)
     config.dataplane = name
     if name == "nftables":
-        from calicoctl.agent.dataplane import remove_iptables_policy
+        from calicoctl.agent.policy.iptables.dataplane import remove_iptables_policy
         from calicoctl.agent.policy.nftables.dataplane import NftablesDataplane
         return NftablesDataplane(config, cleanup=remove_iptables_policy)
-    from calicoctl.agent.dataplane import PolicyDataplane
+    from calicoctl.agent.policy.iptables.dataplane import PolicyDataplane
     from calicoctl.agent.policy.nftables.dataplane import remove_nftables_policy
     cleanup = remove_nftables_policy if nftables.probe() is None else None
     return PolicyDataplane(config, links=links, cleanup=cleanup)
@@ -105,14 +105,14 @@ def _docker_plugins(config, env):
 def _multihost_components(config, datastore):
     """Between hosts: tunnels for VXLAN/IPIP pools, NAT-outgoing, and BIRD
     last (it learns the routes the components before it installed)."""
-    from calicoctl.agent.bird import BirdManager
-    from calicoctl.agent.ipip import IpipManager
-    from calicoctl.agent.nat import NatOutgoing
-    from calicoctl.agent.vxlan import VxlanManager
+    from calicoctl.agent.bgp.bird import BirdManager
+    from calicoctl.agent.routing.ipip import IpipManager
+    from calicoctl.agent.routing.nat import NatOutgoing
+    from calicoctl.agent.routing.vxlan import VxlanManager
 
     ipip = IpipManager(config)
     if config.dataplane == "nftables":
-        from calicoctl.agent.nat_nftables import NftablesNatOutgoing
+        from calicoctl.agent.routing.nat_nftables import NftablesNatOutgoing
         nat = NftablesNatOutgoing(config, cleanup=lambda: NatOutgoing(config).apply_sets(None))
     else:
         nat = NatOutgoing(config)

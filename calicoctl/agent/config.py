@@ -15,9 +15,9 @@ from typing import Optional
 
 from calicoctl.errors import ValidationError
 from calicoctl.host.plugin_server import PLUGIN_DIR
+from calicoctl.identity import RUN_DIR
 
 DEFAULT_LOG_DIR = "/var/log/calico"
-DEFAULT_RUN_DIR = "/var/run/calico"
 DATAPLANES = ("auto", "nftables", "iptables")
 
 # Environment variables that tune the agent: variable -> AgentConfig field,
@@ -38,7 +38,7 @@ ENV_TUNABLES = {
 class AgentConfig:
     hostname: str
     log_dir: str = DEFAULT_LOG_DIR
-    run_dir: str = DEFAULT_RUN_DIR
+    run_dir: str = RUN_DIR
     log_level: str = "INFO"
     """Level of agent.log (DEBUG adds per-cycle timings)."""
 
@@ -59,7 +59,7 @@ class AgentConfig:
     """How many tags get their own pair of ipsets (one per IP family). The
     kernel allows 256 sets per network namespace, shared with every other
     user; tags past the budget are matched through chain trees instead
-    (calicoctl.agent.rules, "Tags")."""
+    (calicoctl.agent.policy.iptables.rules, "Tags")."""
     refresh_interval: float = 600.0
     """Seconds between full re-reads of iptables/ipsets to repair drift
     (0 disables); the hook rules are checked every ``hook_check_interval``."""
@@ -103,7 +103,7 @@ class AgentConfig:
         Raises ValidationError for a tunable that does not parse.
         """
         config = cls(hostname=hostname or env.get("CALICO_HOSTNAME") or socket.gethostname(),
-                     log_dir=log_dir or DEFAULT_LOG_DIR, run_dir=run_dir or DEFAULT_RUN_DIR,
+                     log_dir=log_dir or DEFAULT_LOG_DIR, run_dir=run_dir or RUN_DIR,
                      dataplane=dataplane or "auto")
         if config.dataplane not in DATAPLANES:
             raise ValidationError("Invalid dataplane %r: expected %s." % (config.dataplane, " or ".join(DATAPLANES)))

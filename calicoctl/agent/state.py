@@ -21,9 +21,9 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from calicoctl import model
-from calicoctl.agent import rules as rules_mod
+from calicoctl.agent.policy.iptables import rules as rules_mod
 from calicoctl.agent.control_plane import ControlPlaneIndex
-from calicoctl.agent.dispatch import Kind, as_key
+from calicoctl.agent.keys import Kind, as_key
 from calicoctl.datastore import paths
 from calicoctl.errors import ValidationError
 
@@ -149,7 +149,7 @@ class EndpointParser:
 
 def parse_endpoint(key, value, hostname=None):
     """(EndpointKey, endpoint or None) for an endpoint leaf (a path or a
-    dispatch.Key); None if not one. The endpoint is an ``Endpoint``, or, when
+    keys.Key); None if not one. The endpoint is an ``Endpoint``, or, when
     ``hostname`` is given and the leaf is another host's, an
     ``EndpointAddresses`` (all this host needs of it, read faster)."""
     key = as_key(key)
@@ -238,7 +238,7 @@ class PolicyIndex:
     # -- updates -----------------------------------------------------------------------
     def apply_snapshot(self, items, parser=None):
         """Replace everything with ``items`` (a mapping, or pairs, of path or
-        dispatch.Key -> value); ``parser``: the endpoint parser to use from now on."""
+        keys.Key -> value); ``parser``: the endpoint parser to use from now on."""
         self.reset()
         if parser is not None:
             self._parse = parser
@@ -255,7 +255,7 @@ class PolicyIndex:
         return key.kind is Kind.CONFIG and self.config.is_config_key(key.path)
 
     def apply(self, key, value):
-        """One etcd leaf (a path or dispatch.Key) set (value) or deleted (None;
+        """One etcd leaf (a path or keys.Key) set (value) or deleted (None;
         also whole directories)."""
         key = as_key(key)
         if self._is_config(key):

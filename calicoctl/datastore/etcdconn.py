@@ -1,4 +1,4 @@
-"""Connecting to etcd: endpoints from the environment, TLS, failover.
+"""Connecting to etcd: endpoints and TLS from the environment, the API to speak.
 
 Environment (docs/decisions.md, "Identity and connection"):
 - ``ETCD_ENDPOINTS``: comma-separated URLs of cluster members; or
@@ -9,8 +9,12 @@ Environment (docs/decisions.md, "Identity and connection"):
 
 Only the configured endpoints are used (the cluster is not asked for its
 member list: that would be a round trip before the first command, and a
-failure if the first member is down); ``etcdhttp.EtcdHttp`` moves to the
-next one when a request cannot connect, whichever API runs.
+failure if the first member is down); ``etcdhttp.EtcdHttp`` owns the
+timeout and failover: it moves to the next one when a request cannot
+connect, whichever API runs.
+
+This module is the factory of key-value stores: the only one that knows
+both APIs (``kv_v2`` and ``kv_v3`` import ``kv``, never this module).
 """
 import ipaddress
 import re
@@ -19,16 +23,16 @@ from typing import Optional, Tuple
 from urllib.parse import urlsplit
 
 from calicoctl import validate
-from calicoctl.errors import ValidationError
+from calicoctl.datastore.etcdhttp import DEFAULT_TIMEOUT
+from calicoctl.datastore.paths import ROOT
+from calicoctl.errors import DatastoreError, ValidationError
 
 DEFAULT_AUTHORITY = "127.0.0.1:2379"
 # The etcd APIs we speak (DATASTORE_TYPE); the first is the default.
 DATASTORE_TYPES = ("etcdv3", "etcdv2")
 # One part of a host name: letters, digits and inner hyphens (and underscores).
 HOST_LABEL_RE = re.compile(r"^[A-Za-z0-9_](?:[A-Za-z0-9_-]*[A-Za-z0-9_])?\Z")
-# Short enough that "etcd is down" is reported within seconds; watches pass
-# their own, longer wait per call.
-DEFAULT_TIMEOUT = 2.0
+OTHER_API = {"etcdv2": "etcdv3", "etcdv3": "etcdv2"}
 
 
 @dataclass(frozen=True)
@@ -164,8 +168,28 @@ def connect(env, timeout=DEFAULT_TIMEOUT, kind=None):
 
 def open_store(kind, settings, timeout=DEFAULT_TIMEOUT):
     """The key-value store speaking API ``kind`` to the endpoints of ``settings``."""
+    # Imported here so that a command loads only the store of the API it speaks.
     if kind == "etcdv3":
         from calicoctl.datastore.kv_v3 import EtcdV3
         return EtcdV3(settings, timeout=timeout)
     from calicoctl.datastore.kv_v2 import EtcdV2
     return EtcdV2(settings, timeout=timeout)
+
+
+def check_api(store):
+    """Raise DatastoreError (one line naming the fix) if etcd does not serve
+    the API of ``store``, or if that API holds nothing under /calico while
+    the other one holds data ``calicoctl datastore migrate`` would copy.
+
+    One request when this API holds /calico; the other API is asked only
+    when it does not.
+    """
+    if store.exists(ROOT):
+        return
+    other = open_store(OTHER_API[store.datastore_type], store.settings, store.timeout)
+    try:
+        kept = [entry for entry in other.tree(ROOT).entries if not entry.expires]
+    except DatastoreError:
+        return          # etcd does not serve the other API either: nothing there
+    if kept:
+        raise DatastoreError(store.data_elsewhere % store.http.current_url)

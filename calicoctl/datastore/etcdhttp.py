@@ -29,6 +29,10 @@ import time
 from calicoctl.errors import DatastoreError, DatastoreUnavailable, ValidationError
 
 STREAM_READ = 65536
+DEFAULT_TIMEOUT = 2.0
+"""Seconds for connecting and for an ordinary request: short enough that
+"etcd is down" is reported within seconds; watches pass their own, longer
+wait per call."""
 JSON = "application/json"
 FORM = "application/x-www-form-urlencoded"
 

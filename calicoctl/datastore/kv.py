@@ -3,7 +3,8 @@
 Two implementations speak it: ``kv_v3.EtcdV3`` (etcd's v3 API, the
 default) and ``kv_v2.EtcdV2`` (etcd's v2 API), both over our own HTTP
 client (``etcdhttp``); ``etcdconn.connect`` picks one from
-``DATASTORE_TYPE``. Above this layer nothing knows which runs
+``DATASTORE_TYPE`` and ``etcdconn.check_api`` checks the data is in it.
+Above this layer nothing knows which runs
 (docs/etcd-layout.md, "v2 and v3").
 
 Keys are the v2 layout's paths (``/calico/v1/...``) on both. What v2 calls
@@ -19,10 +20,7 @@ absent key is None / False, a failed comparison False.
 from dataclasses import dataclass
 from typing import Optional
 
-from calicoctl.datastore import etcdconn
-from calicoctl.datastore.etcdhttp import EtcdHttp
-from calicoctl.datastore.paths import ROOT
-from calicoctl.errors import DatastoreError
+from calicoctl.datastore.etcdhttp import DEFAULT_TIMEOUT, EtcdHttp
 
 
 @dataclass(frozen=True)
@@ -66,12 +64,12 @@ class KeyValueStore:
 
     datastore_type = None
     data_elsewhere = None
-    """The ``check_api`` message (with etcd's URL) when the data is in the other API."""
+    """The ``etcdconn.check_api`` message (with etcd's URL) when the data is in the other API."""
     keys_per_event = 1
     """How many keys a ``tree`` reads for what one ``watch`` event costs
     (the watcher weighs a snapshot against replaying a backlog with it)."""
 
-    def __init__(self, settings, timeout=etcdconn.DEFAULT_TIMEOUT):
+    def __init__(self, settings, timeout=DEFAULT_TIMEOUT):
         self.settings = settings
         self.timeout = timeout
         self.http = EtcdHttp(settings, timeout)
@@ -137,27 +135,6 @@ class KeyValueStore:
         Raises HistoryLost when ``revision`` can no longer be replayed.
         """
         raise NotImplementedError
-
-    def check_api(self):
-        """Raise DatastoreError (one line naming the fix) if etcd does not
-        serve this API, or if this API holds nothing under /calico while the
-        other one holds data ``calicoctl datastore migrate`` would copy.
-
-        One request when this API holds /calico; the other API is asked
-        only when it does not.
-        """
-        if self.exists(ROOT):
-            return
-        other = etcdconn.open_store(OTHER_API[self.datastore_type], self.settings, self.timeout)
-        try:
-            kept = [entry for entry in other.tree(ROOT).entries if not entry.expires]
-        except DatastoreError:
-            return          # etcd does not serve the other API either: nothing there
-        if kept:
-            raise DatastoreError(self.data_elsewhere % self.http.current_url)
-
-
-OTHER_API = {"etcdv2": "etcdv3", "etcdv3": "etcdv2"}
 
 
 WATCH_GATHER = 0.01

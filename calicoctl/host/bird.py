@@ -1,7 +1,7 @@
 """BIRD, the BGP daemon: check a configuration, start and stop it, ask it to
 reload, and read its protocol table.
 
-The agent supervises BIRD (``calicoctl.agent.bird``) and ``calicoctl status``
+The agent supervises BIRD (``calicoctl.agent.bgp.bird``) and ``calicoctl status``
 reads its BGP sessions (``calicoctl.ops.status``); both go through here.
 Processes are started and stopped with ``calicoctl.host.daemon``, commands
 run with ``calicoctl.host.run``.

@@ -20,6 +20,7 @@ from typing import Callable, Optional
 
 from calicoctl.errors import CalicoError, ValidationError
 from calicoctl.host.run import run_status
+from calicoctl.identity import RUN_DIR
 
 BACKENDS = ("nft", "legacy")
 OTHER_TOOLS = ("ipset", "bird", "birdc")
@@ -248,7 +249,7 @@ def probe_docker_plugins(docker, plugin_dir=None, run_dir=None):
     from calicoctl.host import plugin_server
     from calicoctl.ops import plugin_protocol as protocol
     from calicoctl.ops import status as status_ops
-    run_dir = run_dir or status_ops.RUN_DIR
+    run_dir = run_dir or RUN_DIR
     status = status_ops.read_local_status(run_dir)
     if status_ops.read_running_agent_pid(run_dir) is None or status is None or status.docker_plugins is None:
         return []

@@ -20,8 +20,7 @@ from typing import List, Optional
 from calicoctl.datastore import paths
 from calicoctl.errors import CalicoError
 from calicoctl.host.run import run_status
-
-RUN_DIR = "/var/run/calico"
+from calicoctl.identity import BIRD_SOCKET, RUN_DIR
 
 
 @dataclass
@@ -35,7 +34,7 @@ class DiagsResult:
 
 def calculate_commands(run_dir=RUN_DIR):
     """(file name, argv) of every command whose output goes in the tarball."""
-    bird_socket = os.path.join(run_dir, "bird.ctl")
+    bird_socket = os.path.join(run_dir, BIRD_SOCKET)
     return [
         ("date.txt", ["date", "--utc", "+%Y-%m-%dT%H:%M:%SZ"]),
         ("hostname.txt", ["hostname"]),

@@ -18,15 +18,14 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import List, Optional, Tuple
 
-from calicoctl import model
-from calicoctl.agent import identity
+from calicoctl import identity, model
 from calicoctl.errors import AgentError, CalicoError, Conflict, NotFound
 from calicoctl.host import daemon
+from calicoctl.identity import RUN_DIR
 from calicoctl.ops import bgp as bgp_ops
 from calicoctl.ops import status as status_ops
 
 DEFAULT_LOG_DIR = "/var/log/calico"
-RUN_DIR = status_ops.RUN_DIR
 DEFAULT_POOLS = {4: "192.168.0.0/16", 6: "fd80:24e2:f998:72d6::/64"}
 INTERFACE_PREFIX = "cali"
 SYNC_TIMEOUT = 30.0

@@ -17,17 +17,15 @@ import time
 from dataclasses import dataclass
 from typing import Optional
 
-from calicoctl.agent import identity
+from calicoctl import identity
 from calicoctl.errors import DatastoreUnavailable
 from calicoctl.host import daemon
-
-RUN_DIR = "/var/run/calico"
-BIRD_SOCKET = "bird.ctl"
+from calicoctl.identity import RUN_DIR
 
 # The agent reports every 10 s; three missed reports mean trouble.
 STALE_REPORT = 30.0
 
-# Each session's kind, by the prefix of its BIRD protocol (calicoctl.agent.bird_config).
+# Each session's kind, by the prefix of its BIRD protocol (calicoctl.agent.bgp.bird_config).
 PEER_TYPES = (("Mesh_", "node-to-node mesh"), ("Reflector_", "route reflector"),
               ("Client_", "route reflector client"), ("Node_", "node specific"), ("Global_", "global"))
 
@@ -378,7 +376,7 @@ def query_bird_protocols(run_dir=RUN_DIR):
     ``error`` says why BIRD could not be asked (not running, no birdc).
     """
     from calicoctl.host import bird
-    socket_path = os.path.join(run_dir, BIRD_SOCKET)
+    socket_path = os.path.join(run_dir, identity.BIRD_SOCKET)
     if not os.path.exists(socket_path):
         return None, "", "BIRD is not running (no control socket %s)." % socket_path
     code, out, err = bird.show_protocols(socket_path)

@@ -11,6 +11,7 @@ import subprocess
 
 import pytest
 
+from calicoctl.identity import RUN_DIR
 from tests.harness.dataplanes import DATAPLANES, agent_args, kernel
 from tests.harness.simhost import SimHost
 from tests.harness.util import wait_for
@@ -18,7 +19,6 @@ from tests.harness.util import wait_for
 HOSTNAME = "cp-agent"
 HOST_IP = "172.17.8.65"
 ETCD_NAME = "etcd-by-name"
-RUN_DIR = "/run/calico"
 LOG_DIR = "/var/log/calico"
 
 

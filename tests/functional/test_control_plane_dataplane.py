@@ -22,8 +22,8 @@ import time
 import pytest
 
 from calicoctl.agent.config import AgentConfig
-from calicoctl.agent.chain_reconciler import CLEANUP_DELAY
-from calicoctl.agent.dataplane import RETRY_INTERVAL
+from calicoctl.agent.policy.iptables.chain_reconciler import CLEANUP_DELAY
+from calicoctl.agent.policy.iptables.dataplane import RETRY_INTERVAL
 from calicoctl.agent.policy.nftables import dataplane as nftables_dataplane
 from calicoctl.datastore import paths
 from tests.harness.dataplanes import DATAPLANES, kernel, make_component, recorder, wipe

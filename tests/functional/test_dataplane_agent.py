@@ -15,6 +15,7 @@ import time
 import pytest
 
 from calicoctl.datastore import paths
+from calicoctl.identity import RUN_DIR
 from tests.harness.dataplanes import DATAPLANES, DEFAULT, agent_args, kernel, wipe
 from tests.harness.simhost import SimHost
 from tests.harness.util import wait_for
@@ -23,7 +24,6 @@ from tests.rule_cases import CASES, stored_rules
 
 HOSTNAME = "dp-agent"
 HOST_IP = "172.17.8.62"
-RUN_DIR = "/run/calico"
 LOG_DIR = "/var/log/calico"
 
 

@@ -11,10 +11,10 @@ import time
 
 import pytest
 
-from calicoctl.agent import rules
+from calicoctl.agent.policy.iptables import rules
 from calicoctl.agent.config import AgentConfig
-from calicoctl.agent.chain_reconciler import CLEANUP_DELAY
-from calicoctl.agent.dataplane import RETRY_INTERVAL
+from calicoctl.agent.policy.iptables.chain_reconciler import CLEANUP_DELAY
+from calicoctl.agent.policy.iptables.dataplane import RETRY_INTERVAL
 from calicoctl.datastore import paths
 from calicoctl.host.iptables import parse_save
 from tests.harness.dataplanes import IptablesRecorder, make_component, wipe

@@ -12,6 +12,7 @@ import sys
 
 import pytest
 
+from calicoctl.datastore import etcdconn
 from calicoctl.errors import DatastoreError
 from tests.functional.clitools import assert_one_line_error, assert_ok, run_cli, run_cli_process
 from tests.harness.etcd import make_kv
@@ -116,14 +117,14 @@ def test_the_check_asks_the_other_api_only_when_this_one_holds_nothing(both):
     asked = []
     request = v3.http.request
     v3.http.request = lambda *args, **kwargs: asked.append(args[1]) or request(*args, **kwargs)
-    v3.check_api()
+    etcdconn.check_api(v3)
     assert len(asked) == 1
     v3.delete_tree("/calico")
     v2.put("/calico/felix/v1/host/h1/status", "{}", ttl=60)    # expiring: nothing to migrate
-    v3.check_api()
+    etcdconn.check_api(v3)
     v2.put("/calico/v1/Ready", "true")
     with pytest.raises(DatastoreError, match="only in its v2 API"):
-        v3.check_api()
+        etcdconn.check_api(v3)
 
 
 def run_agent(env, tmp_path):

@@ -12,6 +12,7 @@ import tarfile
 
 import pytest
 
+from calicoctl.identity import RUN_DIR
 from tests.functional.clitools import cli_command
 from tests.harness.util import REPO_ROOT
 
@@ -34,7 +35,7 @@ def host(lan_etcd, make_simhost):
         "ip route add 10.77.0.0/16 via 172.17.8.1",
         "echo 'agent log line 1' > /var/log/calico/agent.log",
         "mkdir -p /var/log/calico/bird && echo 'bird says hi' > /var/log/calico/bird/current",
-        "echo '{\"pid\": 1}' > /var/run/calico/agent-status.json",
+        "echo '{\"pid\": 1}' > %s/agent-status.json" % RUN_DIR,
     ])
     result = host.run(["sh", "-ec", script])
     assert result.returncode == 0, result.stderr

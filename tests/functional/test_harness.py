@@ -13,6 +13,7 @@ import urllib.request
 import pytest
 
 from calicoctl.errors import CalicoError
+from calicoctl.identity import RUN_DIR
 from tests.harness.etcd import EtcdServer, make_kv, make_tls_material, start_cluster, stop_all
 from tests.harness.simhost import Lan, NamespaceError, SimHost
 from tests.harness.util import pid_alive, wait_for
@@ -196,7 +197,7 @@ def test_simhosts_have_own_hostname_and_network(two_hosts):
 def test_simhosts_have_private_run_and_calico_dirs(two_hosts):
     a, b = two_hosts
     marker = "harness-marker-%d" % os.getpid()
-    for directory in ("/run", "/var/run/calico", "/var/log/calico", "/var/lib/calico"):
+    for directory in ("/run", RUN_DIR, "/var/log/calico", "/var/lib/calico"):
         path = "%s/%s" % (directory, marker)
         assert a.run(["sh", "-c", "echo a > %s" % path]).returncode == 0
         assert a.run(["cat", path]).stdout == "a\n"

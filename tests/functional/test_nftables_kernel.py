@@ -16,7 +16,7 @@ import time
 import pytest
 
 from calicoctl.agent.config import AgentConfig
-from calicoctl.agent.dataplane import PolicyDataplane, remove_iptables_policy
+from calicoctl.agent.policy.iptables.dataplane import PolicyDataplane, remove_iptables_policy
 from calicoctl.agent.policy.nftables.dataplane import remove_nftables_policy
 from calicoctl.datastore import paths
 from calicoctl.host import nftables

@@ -15,6 +15,7 @@ import pytest
 
 from calicoctl import model
 from calicoctl.datastore.client import DatastoreClient
+from calicoctl.identity import RUN_DIR
 from tests.functional.clitools import calico_values, cli_command, dump_etcd
 from tests.harness.dataplanes import kernel
 from tests.harness.util import REPO_ROOT, pid_alive, wait_for
@@ -74,7 +75,7 @@ def read_in_host(host, path):
 
 
 def agent_pid(host):
-    text = read_in_host(host, "/var/run/calico/agent.pid")
+    text = read_in_host(host, RUN_DIR + "/agent.pid")
     return int(text) if text and text.strip().isdigit() else None
 
 
@@ -114,7 +115,7 @@ def test_node_start_autodetects_writes_every_key_and_stops(host, lan_etcd):
     cmdline = open("/proc/%d/cmdline" % pid, "rb").read().split(b"\0")
     assert b"calicoctl.agent" in cmdline and b"--hostname=node-a" in cmdline
     assert os.getsid(pid) == pid                 # detached: a session of its own
-    status = json.loads(read_in_host(host, "/var/run/calico/agent-status.json"))
+    status = json.loads(read_in_host(host, RUN_DIR + "/agent-status.json"))
     assert status["pid"] == pid and status["in_sync"] is True
     reported = json.loads(client.get("/calico/felix/v1/host/node-a/status").value)
     assert reported["pid"] == pid

@@ -12,6 +12,7 @@ import re
 
 import pytest
 
+from calicoctl.identity import RUN_DIR
 from tests.functional.clitools import cli_command
 from tests.harness.util import REPO_ROOT, wait_for
 
@@ -60,9 +61,9 @@ def bird_config(router_id, peers):
 def start_bird(host, config, tmp_path):
     path = tmp_path / ("%s-bird.cfg" % host.name)
     path.write_text(config)
-    process = host.popen(["bird", "-f", "-c", str(path), "-s", "/var/run/calico/bird.ctl",
-                          "-P", "/var/run/calico/bird.pid"])
-    wait_for(lambda: host.run(["test", "-S", "/var/run/calico/bird.ctl"]).returncode == 0,
+    process = host.popen(["bird", "-f", "-c", str(path), "-s", RUN_DIR + "/bird.ctl",
+                          "-P", RUN_DIR + "/bird.pid"])
+    wait_for(lambda: host.run(["test", "-S", RUN_DIR + "/bird.ctl"]).returncode == 0,
              timeout=10, message="BIRD control socket in %s" % host.name)
     return process
 
@@ -99,7 +100,7 @@ def test_status_shows_bgp_sessions(lan_etcd, make_simhost, tmp_path):
 def test_status_when_bird_socket_is_dead(lan_etcd, make_simhost):
     host = make_simhost("status-dead", "172.17.8.145")
     # A stale socket file nobody listens on (BIRD crashed).
-    code = "import socket; s = socket.socket(socket.AF_UNIX); s.bind('/var/run/calico/bird.ctl')"
+    code = "import socket; s = socket.socket(socket.AF_UNIX); s.bind('%s/bird.ctl')" % RUN_DIR
     import sys
     assert host.run([sys.executable, "-c", code]).returncode == 0
     result = calicoctl(host, "status", lan_etcd.env)

@@ -17,7 +17,7 @@ No pytest import, so bench/ can use this module too.
 """
 import json
 
-from calicoctl.agent import rules as iptables_rules
+from calicoctl.agent.policy.iptables import rules as iptables_rules
 from calicoctl.agent.policy.nftables import rules as nftables_rules
 from calicoctl.errors import CommandFailed
 from calicoctl.host import nftables
@@ -241,7 +241,7 @@ def make_component(dataplane, host, config, recorder=None, resolve=None, **kwarg
         from calicoctl.agent.policy.nftables.dataplane import NftablesDataplane
         made = recorder or NftablesRecorder()
         return NftablesDataplane(config, nft=made.nft(host.netns_path), resolve=resolve, **kwargs)
-    from calicoctl.agent.dataplane import PolicyDataplane
+    from calicoctl.agent.policy.iptables.dataplane import PolicyDataplane
     tables, ipsets = iptables_access(host, runner=recorder)
     return PolicyDataplane(config, tables=tables, ipsets=ipsets, resolve=resolve, **kwargs)
 

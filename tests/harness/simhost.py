@@ -33,6 +33,7 @@ import secrets
 import signal
 import subprocess
 
+from calicoctl.identity import RUN_DIR
 from tests.harness.forward import PortForward
 from tests.harness.util import (
     free_port, kill_pid, netns_inode, path_with_venv, pids_in_netns,
@@ -399,7 +400,7 @@ class SimHost(_Namespaces):
             lines.append("mount -t tmpfs -o mode=0700 calico-cni /var/lib/cni")
         lines += [
             "mount -t tmpfs -o mode=0755 calico-log /var/log/calico",
-            "mkdir -p /run/lock /run/calico /run/bird",
+            "mkdir -p /run/lock %s /run/bird" % RUN_DIR,
             "ip link set lo up",
             "ip link add eth0 type veth peer name %s netns %d" % (self.port_name, self.lan.pid),
             "ip addr add %s/%d dev eth0" % (self.ip, self.prefixlen),
@@ -423,7 +424,7 @@ class SimHost(_Namespaces):
         if not self.own_dockerd:
             lines.insert(0, "if [ -S %s ]; then : > %s; mount --bind %s %s; fi" % (sock, stash, sock, stash))
         lines += ["mount -t tmpfs -o mode=0755 run /run",
-                  "mkdir -p /run/lock /run/calico /run/bird"]
+                  "mkdir -p /run/lock %s /run/bird" % RUN_DIR]
         if not self.own_dockerd:
             lines.append("if [ -e %s ]; then : > %s; mount --bind %s %s; umount %s; rm -f %s; fi"
                          % (stash, sock, stash, sock, stash, stash))

@@ -18,6 +18,7 @@ import uuid
 
 import pytest
 
+from calicoctl.identity import RUN_DIR
 from tests.harness.dataplanes import agent_args
 from tests.harness.simhost import Lan, SimHost
 from tests.harness.multihost import LanEtcdServer
@@ -116,7 +117,7 @@ class Cluster:
 
     def bird_pid(self, host):
         """PID of the BIRD the agent runs in ``host`` (from its pid file), or None."""
-        result = host.run(["cat", "/run/calico/bird.pid"], cwd="/")
+        result = host.run(["cat", RUN_DIR + "/bird.pid"], cwd="/")
         text = result.stdout.strip()
         return int(text) if result.returncode == 0 and text.isdigit() else None
 

@@ -11,6 +11,7 @@ import json
 
 import pytest
 
+from calicoctl.identity import RUN_DIR
 from tests.functional.containertools import calico_leaves
 from tests.harness.util import wait_for
 
@@ -167,7 +168,7 @@ def test_gc_collects_an_attachment_whose_del_never_came(cluster):
     a, _ = hosts(cluster)
     a.podman.run_container("p5", "netA")
     ip = address(a, "p5")
-    pid = a.run(["cat", "/run/calico/agent.pid"], cwd="/").stdout.strip()
+    pid = a.run(["cat", RUN_DIR + "/agent.pid"], cwd="/").stdout.strip()
     a.run(["kill", "-9", pid], cwd="/")
     a.podman.run("rm", "-f", "-t", "0", "p5", check=False)
     assert "p5" not in a.podman.container_ids() and ip in cni_claims(cluster)

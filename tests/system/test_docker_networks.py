@@ -11,6 +11,7 @@ import time
 
 import pytest
 
+from calicoctl.identity import RUN_DIR
 from tests.harness.multihost import link_mtu
 from tests.harness.util import run_in_threads, wait_for
 
@@ -279,7 +280,7 @@ def test_no_orphan_after_a_container_is_removed_while_the_agent_is_down(cluster)
     run(a, "netA", "o1")
     run(a, "netA", "o2")
     (o2_ip,) = addresses(a, "o2")
-    pid = int(a.run(["cat", "/run/calico/agent.pid"], cwd="/").stdout)
+    pid = int(a.run(["cat", RUN_DIR + "/agent.pid"], cwd="/").stdout)
     a.run(["kill", "-9", str(pid)], cwd="/")
     a.run(["rm", "-f", "/run/docker/plugins/calico.sock", "/run/docker/plugins/calico-ipam.sock"], cwd="/")
     remove(a, "o1")                   # Docker gives up on the plugin after its retries

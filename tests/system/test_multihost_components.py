@@ -14,11 +14,11 @@ import time
 
 import pytest
 
-from calicoctl.agent.bird import BirdManager
+from calicoctl.agent.bgp.bird import BirdManager
 from calicoctl.agent.config import AgentConfig
-from calicoctl.agent.ipip import IpipManager
-from calicoctl.agent.nat import ALL_SET, CHAIN, MASQ_SET, NatOutgoing, render_nat_restore
-from calicoctl.agent.vxlan import DEVICE, VNI, VxlanManager
+from calicoctl.agent.routing.ipip import IpipManager
+from calicoctl.agent.routing.nat import ALL_SET, CHAIN, MASQ_SET, NatOutgoing, render_nat_restore
+from calicoctl.agent.routing.vxlan import DEVICE, VNI, VxlanManager
 from calicoctl.datastore import paths
 from calicoctl.host import netlink
 from tests.harness.feed import feed
@@ -277,7 +277,7 @@ class NftablesNat:
     """NAT-outgoing of the nftables dataplane (table ip calico-nat)."""
     @staticmethod
     def make(config):
-        from calicoctl.agent.nat_nftables import NftablesNatOutgoing
+        from calicoctl.agent.routing.nat_nftables import NftablesNatOutgoing
         return NftablesNatOutgoing(config)
 
     @staticmethod

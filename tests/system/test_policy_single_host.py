@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from calicoctl.datastore import paths
+from calicoctl.identity import RUN_DIR
 from tests.harness.dataplanes import DATAPLANES, agent_args, kernel
 from tests.harness.util import wait_for
 
@@ -37,14 +38,14 @@ class Agent:
     def start(self):
         self.process = self.host.popen(
             ["calico-agent", "--hostname=%s" % NAME, "--log-dir=/var/log/calico",
-             "--run-dir=/run/calico"] + agent_args(self.dataplane), env=self.env, cwd="/",
+             "--run-dir=" + RUN_DIR] + agent_args(self.dataplane), env=self.env, cwd="/",
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.wait_status(in_sync=True)
         return self
 
     def status(self):
         try:
-            return json.loads(self.host.run(["cat", "/run/calico/agent-status.json"], cwd="/").stdout)
+            return json.loads(self.host.run(["cat", RUN_DIR + "/agent-status.json"], cwd="/").stdout)
         except ValueError:
             return None
 

@@ -8,13 +8,14 @@ ordinary node again and the mesh back on.
 """
 import pytest
 
+from calicoctl.identity import RUN_DIR
 from tests.harness.multihost import bird_protocols, routes
 from tests.harness.util import wait_for
 
 HOSTS = [("calico-%02d" % n, "172.17.8.1%02d" % n, "fd00:8::1%02d" % n) for n in range(1, 7)]
 CLUSTER_ID = "244.0.0.1"
 V6 = "fd80:24e2:f998:72d6::"
-BIRD_SOCKET = "/run/calico/bird.ctl"
+BIRD_SOCKET = RUN_DIR + "/bird.ctl"
 WITH_IPV6 = ("192.168.1.4", "192.168.1.6")
 
 
@@ -142,7 +143,7 @@ def test_two_reflectors_carry_every_route_with_the_mesh_off(six):
 def test_routes_stay_through_the_other_reflector_when_one_dies(six):
     cluster, hosts, workloads, outsider = six
     dead, alive = hosts[0], hosts[1:]
-    agent = int(dead.run(["cat", "/run/calico/agent.pid"], cwd="/").stdout)
+    agent = int(dead.run(["cat", RUN_DIR + "/agent.pid"], cwd="/").stdout)
     bird = cluster.bird_pid(dead)
     for pid in (agent, bird):                # the agent first, or it starts BIRD again
         assert dead.run(["kill", "-KILL", str(pid)], cwd="/").returncode == 0

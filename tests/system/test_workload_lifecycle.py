@@ -14,6 +14,7 @@ import time
 
 import pytest
 
+from calicoctl.identity import RUN_DIR
 from tests.harness.util import pid_alive, wait_for
 from tests.system.conftest import Workload
 
@@ -83,7 +84,7 @@ class World:
         return host.run(["cat", AGENT_LOG], cwd="/").stdout
 
     def agent_pid(self, host):
-        text = host.run(["cat", "/run/calico/agent.pid"], cwd="/").stdout.strip()
+        text = host.run(["cat", RUN_DIR + "/agent.pid"], cwd="/").stdout.strip()
         return int(text) if text.isdigit() else None
 
     def power_off(self, host):

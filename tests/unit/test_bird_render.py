@@ -1,4 +1,4 @@
-"""calicoctl.agent.bird_config: etcd leaves -> BirdInputs -> BIRD 2 text.
+"""calicoctl.agent.bgp.bird_config: etcd leaves -> BirdInputs -> BIRD 2 text.
 
 The rendered text is also handed to the real ``bird -p`` (parse only, no
 daemon, no kernel) when BIRD is installed, so a syntax slip fails here.
@@ -10,7 +10,7 @@ import subprocess
 import pytest
 
 from calicoctl import model
-from calicoctl.agent import bird_config
+from calicoctl.agent.bgp import bird_config
 from calicoctl.host import bird as bird_host
 from calicoctl.datastore import paths
 

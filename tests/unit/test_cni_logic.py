@@ -7,7 +7,7 @@ import sys
 
 import netaddr
 
-from calicoctl import cni_client, model
+from calicoctl import cni_client, identity, model
 from calicoctl.host.netlink import LinkInfo
 from calicoctl.ops import cni_logic as logic
 from calicoctl.ops import cni_protocol as protocol
@@ -157,6 +157,7 @@ def test_the_plugin_binary_imports_only_the_standard_library():
 
 def test_the_plugin_binary_speaks_the_agents_frames_and_versions():
     assert cni_client.SUPPORTED_VERSIONS == protocol.SUPPORTED_VERSIONS
+    assert cni_client.SOCKET == "%s/%s" % (identity.RUN_DIR, identity.CNI_SOCKET)
     env = {"CNI_COMMAND": "DEL", "CNI_IFNAME": "eth0"}
     assert cni_client.encode_request("calico", env, b"{}") == protocol.encode_request("calico", env, b"{}")
     assert (cni_client.TRY_AGAIN_LATER, cni_client.NOT_AVAILABLE) == (protocol.TRY_AGAIN_LATER,

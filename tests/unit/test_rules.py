@@ -1,4 +1,4 @@
-"""Pure policy rendering (calicoctl.agent.rules) and the iptables/ipset text
+"""Pure policy rendering (calicoctl.agent.policy.iptables.rules) and the iptables/ipset text
 helpers it relies on. A tiny evaluator walks rendered chains the way the
 kernel would, so tree dispatch is checked by behaviour, not only by text."""
 import ipaddress
@@ -7,8 +7,8 @@ import random
 import pytest
 
 from calicoctl import model
-from calicoctl.agent import rules
-from calicoctl.agent.chaintree import Side, TagKind
+from calicoctl.agent.policy.iptables import rules
+from calicoctl.agent.policy.iptables.chaintree import Side, TagKind
 from calicoctl.host import iptables
 
 

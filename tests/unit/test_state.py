@@ -7,7 +7,7 @@ import pytest
 from calicoctl import model
 from calicoctl.agent import indexes, state
 from calicoctl.agent.config import AgentConfig
-from calicoctl.agent.routes import WorkloadNetwork, calculate_stale_routes
+from calicoctl.agent.routing.routes import WorkloadNetwork, calculate_stale_routes
 from calicoctl.datastore import paths
 from calicoctl.errors import ValidationError
 from calicoctl.host.netlink import RouteInfo

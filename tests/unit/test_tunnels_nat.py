@@ -1,8 +1,8 @@
-"""Pure logic of the tunnel and NAT-outgoing components (agent/tunnels.py, agent/nat.py)."""
+"""Pure logic of the tunnel and NAT-outgoing components (agent/routing/tunnels.py, agent/routing/nat.py)."""
 import json
 
 from calicoctl import model
-from calicoctl.agent import nat, tunnels
+from calicoctl.agent.routing import nat, tunnels
 from calicoctl.datastore import paths
 
 

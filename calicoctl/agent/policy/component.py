@@ -11,7 +11,7 @@ status. A dataplane subclasses it and implements ``flush``/``tick`` and
 import logging
 
 from calicoctl.agent.component import Component
-from calicoctl.agent.dispatch import Kind
+from calicoctl.agent.keys import Kind
 from calicoctl.agent.state import PolicyIndex
 from calicoctl.errors import CalicoError
 from calicoctl.host import dns as dns_mod

@@ -20,7 +20,7 @@ A change touches, and so costs:
 import logging
 from dataclasses import dataclass, field
 
-from calicoctl.agent import rules as iptables_rules
+from calicoctl.agent.policy.iptables import rules as iptables_rules
 from calicoctl.agent.policy.nftables import rules
 
 LOG = logging.getLogger(__name__)

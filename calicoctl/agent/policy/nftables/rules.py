@@ -2,7 +2,7 @@
 
 No I/O: names, set types, elements and rule texts (nft's own language),
 tested without a kernel. The same policy as the iptables dataplane
-(calicoctl.agent.rules has Felix's model); only its shape differs.
+(calicoctl.agent.policy.iptables.rules has Felix's model); only its shape differs.
 
 Base chains and verdicts
 ~~~~~~~~~~~~~~~~~~~~~~~~
@@ -61,7 +61,7 @@ import hashlib
 import ipaddress
 import json
 
-from calicoctl.agent.rules import ICMPV6_HOST_TYPES, applies_to_family, shorten_name
+from calicoctl.agent.policy.iptables.rules import ICMPV6_HOST_TYPES, applies_to_family, shorten_name
 from calicoctl.rulemodel import ICMP_FAMILY
 
 TABLE = "calico"

@@ -1,7 +1,7 @@
 """A trie of iptables chains dispatching string keys (pure).
 
 The policy dataplane dispatches packets by interface suffix and matches tag
-members by address through such trees (calicoctl.agent.rules, "Dispatch: a
+members by address through such trees (calicoctl.agent.policy.iptables.rules, "Dispatch: a
 tree, not a list" and "Tags"); this module knows nothing about what the keys
 mean: the caller gives it functions that name nodes and render matches.
 

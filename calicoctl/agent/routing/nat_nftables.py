@@ -1,6 +1,6 @@
 """NAT-outgoing with the nftables dataplane: table ``ip calico-nat``.
 
-The same rule as calicoctl.agent.nat (traffic from a masquerade pool to
+The same rule as calicoctl.agent.routing.nat (traffic from a masquerade pool to
 anywhere outside every pool leaves with the host's address), in a table of
 its own written through libnftables in the agent's process::
 
@@ -20,7 +20,7 @@ sets, should the iptables dataplane have left them.
 """
 import logging
 
-from calicoctl.agent.nat import NatOutgoing
+from calicoctl.agent.routing.nat import NatOutgoing
 from calicoctl.host import nftables as nftables_mod
 
 LOG = logging.getLogger(__name__)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Dict, Optional, Tuple
 
 from calicoctl import model, validate
-from calicoctl.agent.dispatch import Kind, as_key
+from calicoctl.agent.keys import Kind, as_key
 from calicoctl.agent.state import parse_endpoint
 from calicoctl.errors import ValidationError
 
@@ -67,7 +67,7 @@ class TunnelIndex:
             self.update(key, value)
 
     def update(self, key, value):
-        """One leaf (a path or dispatch.Key) set, or deleted (None); returns
+        """One leaf (a path or keys.Key) set, or deleted (None); returns
         the kinds of data that changed. Constant time: a deleted directory
         reaches us as one deletion per leaf (the dispatcher sees to that)."""
         key = as_key(key)

@@ -19,8 +19,8 @@ As for VXLAN, an endpoint's change replaces or removes its own routes only
 import logging
 
 from calicoctl.agent.component import ReconcilingComponent
-from calicoctl.agent.dispatch import Kind
-from calicoctl.agent.tunnels import TunnelIndex, TunnelRoutes
+from calicoctl.agent.keys import Kind
+from calicoctl.agent.routing.tunnels import TunnelIndex, TunnelRoutes
 from calicoctl.errors import CalicoError
 
 LOG = logging.getLogger(__name__)

@@ -4,7 +4,7 @@
 ``/calico/bgp/v1`` tree, the IP pools, the interface prefix) into a
 ``BirdInputs``; ``render_bird_config`` turns that into BIRD 2's config text.
 Same inputs, same text, so "did anything change?" is a string comparison.
-``calicoctl.agent.bird`` runs BIRD with it.
+``calicoctl.agent.bgp.bird`` runs BIRD with it.
 
 What the configuration does (the original's confd templates in BIRD 2
 terms, docs/decisions.md "BGP"; one daemon serves IPv4 and IPv6):
@@ -46,7 +46,7 @@ from dataclasses import dataclass
 from typing import Optional, Tuple
 
 from calicoctl import model, validate
-from calicoctl.agent.dispatch import Kind, as_key
+from calicoctl.agent.keys import Kind, as_key
 from calicoctl.datastore import paths
 from calicoctl.errors import ValidationError
 
@@ -108,7 +108,7 @@ class BirdInputs:
 
 
 def is_relevant_key(key):
-    """True if a change to ``key`` (a path or dispatch.Key) can change the BIRD config (pure)."""
+    """True if a change to ``key`` (a path or keys.Key) can change the BIRD config (pure)."""
     key = as_key(key)
     return key.kind in KINDS and (key.kind is not Kind.CONFIG or key.path == INTERFACE_PREFIX_KEY)
 

@@ -1,7 +1,7 @@
 """The policy dataplane: etcd policy -> iptables chains and ipsets (a Component).
 
 Each cycle it asks the index (``state.PolicyIndex``) what changed; the pure
-planner (``policy_plan.PolicyPlanner``) re-renders only the affected chains
+planner (``plan.PolicyPlanner``) re-renders only the affected chains
 (``rules``) into the *desired* state and places tags; the two reconcilers
 diff that against what they have *programmed* and apply the difference:
 ipset adds and creates first (``set_reconciler``), then chain writes
@@ -70,10 +70,10 @@ in a test), but nothing here relies on that.
 import logging
 import time
 
-from calicoctl.agent import rules
-from calicoctl.agent.chain_reconciler import CLEANUP_QUIET, ChainReconciler
-from calicoctl.agent.policy_plan import FAMILIES, PolicyPlanner
-from calicoctl.agent.set_reconciler import SetReconciler
+from calicoctl.agent.policy.iptables import rules
+from calicoctl.agent.policy.iptables.chain_reconciler import CLEANUP_QUIET, ChainReconciler
+from calicoctl.agent.policy.iptables.plan import FAMILIES, PolicyPlanner
+from calicoctl.agent.policy.iptables.set_reconciler import SetReconciler
 from calicoctl.agent.policy.component import PolicyComponent
 from calicoctl.host import iptables as iptables_mod
 from calicoctl.host import ipsets as ipsets_mod

@@ -38,9 +38,9 @@ import logging
 
 from calicoctl import model
 from calicoctl.agent.component import ReconcilingComponent
-from calicoctl.agent.dispatch import Kind
+from calicoctl.agent.keys import Kind
 from calicoctl.agent.indexes import Indexes
-from calicoctl.agent.tunnels import TunnelRoutes, calculate_vxlan_plan
+from calicoctl.agent.routing.tunnels import TunnelRoutes, calculate_vxlan_plan
 from calicoctl.datastore import paths
 
 LOG = logging.getLogger(__name__)

@@ -14,8 +14,8 @@ wants and tell it what they found.
 import logging
 from dataclasses import dataclass, field
 
-from calicoctl.agent import rules
-from calicoctl.agent.chaintree import Side, TagKind
+from calicoctl.agent.policy.iptables import rules
+from calicoctl.agent.policy.iptables.chaintree import Side, TagKind
 
 LOG = logging.getLogger(__name__)
 

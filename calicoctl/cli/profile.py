@@ -56,7 +56,7 @@ Options:
   -o FORMAT --output=<FORMAT>  table (the default) or json.
 """
 from calicoctl import model, rulemodel, validate
-from calicoctl.cli import UsageExit, parse
+from calicoctl.cli import UsageExit, parse, usage_section
 from calicoctl.cli.output import parse_output_format, render_json, render_table
 from calicoctl.errors import ValidationError
 from calicoctl.ops import policy
@@ -103,8 +103,7 @@ def parse_args(argv):
     except UsageExit as exc:
         if exc.code == 0:
             raise UsageExit(__doc__.strip("\n"), 0) from None
-        from docopt import printable_usage
-        raise UsageExit(printable_usage(__doc__).strip("\n"), exc.code) from None
+        raise UsageExit(usage_section(__doc__), exc.code) from None
 
 
 class _Args(dict):

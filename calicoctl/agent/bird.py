@@ -69,7 +69,7 @@ class BirdManager(Component):
         self._dirty = True
 
     def on_update(self, key, value):
-        if is_relevant_key(key):
+        if is_relevant_key(key, self.hostname):
             self._dirty = True
 
     def flush(self):

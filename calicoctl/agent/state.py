@@ -29,7 +29,6 @@ from calicoctl.errors import ValidationError
 
 LOG = logging.getLogger(__name__)
 
-DEFAULT_INTERFACE_PREFIX = "cali"
 CONFIG_NAMES = ("InterfacePrefix", "DefaultEndpointToHostAction")
 
 
@@ -69,19 +68,11 @@ class _Config:
         self.hostname = hostname
         self.values = {}
         """etcd key -> value for every config key we track."""
-        self._keys = {name: (paths.host_config(hostname, name), paths.global_config(name))
-                      for name in CONFIG_NAMES}
-        self._all_keys = frozenset(key for keys in self._keys.values() for key in keys)
-
-    def keys_for(self, name):
-        return self._keys[name]
+        self._all_keys = frozenset(key for name in CONFIG_NAMES
+                                   for key in (paths.host_config(hostname, name), paths.global_config(name)))
 
     def get(self, name):
-        for key in self.keys_for(name):
-            value = self.values.get(key)
-            if value not in (None, ""):
-                return value
-        return None
+        return paths.config_value(self.values.get, self.hostname, name)
 
     def is_config_key(self, key):
         return key in self._all_keys
@@ -89,13 +80,11 @@ class _Config:
     @property
     def interface_prefix(self):
         value = self.get("InterfacePrefix")
-        if value is None:
-            return DEFAULT_INTERFACE_PREFIX
-        if not value.isascii() or not all(c.isalnum() or c in "_.-" for c in value) \
-                or not 1 <= len(value) <= 12:
-            LOG.warning("Ignoring invalid InterfacePrefix %r; using %r.", value, DEFAULT_INTERFACE_PREFIX)
-            return DEFAULT_INTERFACE_PREFIX
-        return value
+        try:
+            return model.parse_interface_prefix(value)
+        except ValidationError as exc:
+            LOG.warning("%s Using %r.", exc, model.DEFAULT_INTERFACE_PREFIX)
+            return model.DEFAULT_INTERFACE_PREFIX
 
     @property
     def host_action(self):

@@ -58,6 +58,17 @@ def host_config(hostname, name):
     return "%s/%s" % (host_config_dir(hostname), name)
 
 
+def config_value(get, hostname, name):
+    """A config value as it counts on ``hostname``: the host's own, else the
+    global one; None when neither is set (or both are empty). ``get``: key ->
+    value (a dict's ``get``, a datastore read)."""
+    for key in (host_config(hostname, name), global_config(name)):
+        value = get(key)
+        if value not in (None, ""):
+            return value
+    return None
+
+
 def host_bird_ip(hostname):
     return host_dir(hostname) + "/bird_ip"
 

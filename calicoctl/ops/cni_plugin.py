@@ -96,7 +96,7 @@ class CniPlugin:
             self._replace_dead(request, self._endpoint(request, attachment_id))
             plan = self._plan_addresses(request)
             self._ensure_profile(request.network)
-            veth = calculate_veth_name(attachment_id, self._interface_prefix())
+            veth = calculate_veth_name(attachment_id, self.datastore.get_interface_prefix(self.hostname))
             with netlink.Session(self.host_netns) as host, netlink.Session(request.netns) as cont, \
                     Rollback() as rollback:
                 if cont.find_link(request.ifname) is not None:
@@ -199,9 +199,6 @@ class CniPlugin:
         found = self.datastore.list_endpoints(self.hostname, ORCHESTRATOR, request.container_id, attachment_id)
         return found[0] if found else None
 
-    def _interface_prefix(self):
-        return cni_logic.parse_interface_prefix(self.datastore.get_config(self.hostname, "InterfacePrefix"))
-
     # -- DEL --------------------------------------------------------------------------------
 
     def delete(self, request):
@@ -211,7 +208,7 @@ class CniPlugin:
         with locks.workload_lock(request.container_id, self.lock_dir):
             endpoint = self._endpoint(request, attachment_id)
             veth = endpoint.name if endpoint is not None else \
-                calculate_veth_name(attachment_id, self._interface_prefix())
+                calculate_veth_name(attachment_id, self.datastore.get_interface_prefix(self.hostname))
             netlink.delete_link(veth, self.host_netns)
             self._release_claims(request, endpoint.addresses() if endpoint is not None else ())
             if endpoint is not None:

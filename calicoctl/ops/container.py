@@ -8,7 +8,9 @@ What ``add_container`` leaves behind when it succeeds:
 
 - an IP claim in etcd (create-only, so two hosts racing for one address
   cannot both win), its value naming the owner ``<host>/docker/<id>``;
-- a veth pair: ``cali`` + 11 characters of the endpoint ID on the host, its
+- a veth pair: the host's interface prefix (``cali`` unless
+  ``InterfacePrefix`` says otherwise) + the endpoint ID cut to 15 characters
+  on the host, its
   peer created directly inside the container's namespace with the
   requested name, both with the MTU that fits the pool (the LAN device's,
   less a VXLAN or IP-in-IP pool's encapsulation); inside, the address as
@@ -201,7 +203,7 @@ def _add_locked(datastore, hostname, container, info, request, interface, host_n
     _step(progress, "checked")
 
     endpoint_id = uuid.uuid1().hex
-    veth = calculate_veth_name(endpoint_id)
+    veth = calculate_veth_name(endpoint_id, datastore.get_interface_prefix(hostname))
     owner = render_claim_owner(hostname, info.id)
     try:
         with netlink.Session(host_netns) as host, netlink.Session(info.netns_path) as cont:

@@ -210,7 +210,7 @@ class DockerPlugin:
         if existing:
             return self._mac_reply(request, existing[0].mac)    # Docker retried
         mac = request.mac or protocol.generate_mac()
-        veth = calculate_veth_name(endpoint_id)
+        veth = calculate_veth_name(endpoint_id, self.datastore.get_interface_prefix(self.hostname))
         with netlink.Session(self.host_netns) as host, Rollback() as rollback:
             mtu = interfaces.workload_mtu(host, [gateways.get(4), gateways.get(6)], pools)
             try:
@@ -268,8 +268,11 @@ class DockerPlugin:
         whose veth is gone is always a dead one (``reconcile``). The address
         is calico-ipam's to release (ReleaseAddress follows)."""
         from calicoctl.host import netlink
+        existing = self.datastore.list_endpoints(self.hostname, ORCHESTRATOR, endpoint_id, endpoint_id)
+        veth = existing[0].name if existing else \
+            calculate_veth_name(endpoint_id, self.datastore.get_interface_prefix(self.hostname))
         self.datastore.remove_workload(self.hostname, ORCHESTRATOR, endpoint_id)
-        netlink.delete_link(calculate_veth_name(endpoint_id), self.host_netns)
+        netlink.delete_link(veth, self.host_netns)
         return {}
 
     # -- reconciliation ---------------------------------------------------------------------

@@ -174,6 +174,13 @@ def test_interface_prefix_and_host_action_config(index):
     changes = index.take_changes()
     assert changes.config and changes.ifaces == {"tap1"}
     assert set(index.local) == {"tap1"}
+    # The host's own prefix wins over the global one; an invalid one is the default.
+    index.apply(paths.host_config(HOST, "InterfacePrefix"), "wl")
+    assert index.interface_prefix == "wl" and index.local == {}
+    index.apply(paths.host_config(HOST, "InterfacePrefix"), "x" * 13)
+    assert index.interface_prefix == "cali"
+    index.apply(paths.host_config(HOST, "InterfacePrefix"), None)
+    assert set(index.local) == {"tap1"}
     assert index.host_action == "RETURN"
     index.apply(paths.global_config("DefaultEndpointToHostAction"), "drop")
     assert index.host_action == "DROP"

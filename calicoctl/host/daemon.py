@@ -121,17 +121,25 @@ class forward_signals:
         return False
 
 
-def write_atomically(path, text, mode=None):
+def write_atomically(path, text, mode=None, accept=None):
     """Write ``text`` to ``path`` through a temporary file and a rename, so
     readers (a status poller, a ``node stop``, a runtime executing a
-    plugin) never see a partial file; ``mode``: its permission bits."""
+    plugin, BIRD) never see a partial file; ``mode``: its permission bits.
+
+    ``accept``: called with the temporary file's path before the rename; if
+    it returns False the file is left as it was. Returns True if written.
+    """
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     temp = "%s.%d.tmp" % (path, os.getpid())
     with open(temp, "w") as handle:
         handle.write(text)
     if mode is not None:
         os.chmod(temp, mode)
+    if accept is not None and not accept(temp):
+        os.unlink(temp)
+        return False
     os.replace(temp, path)
+    return True
 
 
 def write_pid_file(path, pid):

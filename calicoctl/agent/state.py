@@ -306,28 +306,10 @@ class PolicyIndex:
             self._update_local(key, old, endpoint)
 
     def _count_tags(self, endpoint, delta):
-        tags = set()
-        for profile in set(endpoint.profile_ids):
-            tags.update(self.tags.get(profile, ()))
-        if not tags:
-            return
         # One count per (profile carrying the tag): an address stays while
         # any of its profiles still carries the tag.
-        for version in (4, 6):
-            addresses = _endpoint_addresses(endpoint, version)
-            if not addresses:
-                continue
-            for profile in set(endpoint.profile_ids):
-                for tag in self.tags.get(profile, ()):
-                    counts = self._tag_counts[(tag, version)]
-                    dirty = self.changes.tag_ips[(tag, version)]
-                    for address in addresses:
-                        counts[address] += delta
-                        if counts[address] <= 0:
-                            del counts[address]
-                        dirty.add(address)
-                    if not counts:
-                        del self._tag_counts[(tag, version)]
+        for profile in set(endpoint.profile_ids):
+            self._count_profile_tags(endpoint, self.tags.get(profile, ()), delta)
 
     def _usable_interface(self, endpoint):
         """The endpoint's interface name if it should get chains, else None."""
@@ -440,8 +422,13 @@ class PolicyIndex:
             self._count_profile_tags(endpoint, tags, +1)
 
     def _count_profile_tags(self, endpoint, tags, delta):
+        """Add ``delta`` to the count of each of ``endpoint``'s addresses in each of ``tags``."""
+        if not tags:
+            return
         for version in (4, 6):
             addresses = _endpoint_addresses(endpoint, version)
+            if not addresses:
+                continue
             for tag in tags:
                 counts = self._tag_counts[(tag, version)]
                 dirty = self.changes.tag_ips[(tag, version)]

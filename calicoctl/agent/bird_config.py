@@ -50,13 +50,14 @@ from calicoctl import model, validate
 from calicoctl.agent.dispatch import Kind, as_key
 from calicoctl.datastore import paths
 from calicoctl.errors import ValidationError
+from calicoctl.host import bird as bird_host
 
 DEFAULT_AS = 64511
 # Devices whose addresses/routes BIRD must not treat as the host's networks.
 TUNNEL_DEVICES = ("vxlan.calico", "tunl0")
 
 # Precedence when one address is listed twice; the last three never meet.
-PEER_KINDS = ("Node", "Global", "Reflector", "Client", "Mesh")
+PEER_KINDS = bird_host.SESSION_KINDS
 
 # The kinds of keys a BIRD config depends on (of the config, only the
 # interface prefix); everything else in the stream is ignored.
@@ -88,7 +89,7 @@ class BgpPeerSpec:
 
     @property
     def protocol_name(self):
-        return "%s_%s" % (self.kind, self.ip.replace(".", "_").replace(":", "_"))
+        return bird_host.session_name(self.kind, self.ip)
 
 
 @dataclass(frozen=True)

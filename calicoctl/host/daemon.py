@@ -16,8 +16,9 @@ the supervision Docker used to give us lives here:
 import errno
 import os
 import signal
-import subprocess
 import time
+
+from calicoctl.host import run
 
 POLL_INTERVAL = 0.05
 
@@ -47,9 +48,8 @@ def start_detached(args, log_path, pid_file, env=None, pass_fds=()):
     os.makedirs(os.path.dirname(os.path.abspath(log_path)), exist_ok=True)
     log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     try:
-        popen = subprocess.Popen(list(args), stdin=subprocess.DEVNULL, stdout=log_fd,
-                                 stderr=log_fd, cwd="/", env=env, start_new_session=True,
-                                 close_fds=True, pass_fds=tuple(pass_fds))
+        popen = run.spawn(args, stdin=run.DEVNULL, output=log_fd, cwd="/", env=env, new_session=True,
+                          pass_fds=pass_fds)
     finally:
         os.close(log_fd)
     write_pid_file(pid_file, popen.pid)
@@ -59,7 +59,7 @@ def start_detached(args, log_path, pid_file, env=None, pass_fds=()):
 def start_foreground(args, pid_file, env=None, pass_fds=()):
     """Start ``args`` attached to our terminal and process group; return a
     Daemon. ``pass_fds`` are inherited."""
-    popen = subprocess.Popen(list(args), env=env, close_fds=True, pass_fds=tuple(pass_fds))
+    popen = run.spawn(args, env=env, pass_fds=pass_fds)
     write_pid_file(pid_file, popen.pid)
     return Daemon(popen)
 

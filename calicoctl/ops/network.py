@@ -109,18 +109,8 @@ class DockerPlugin:
 
     def request_address(self, request):
         version, cidr = protocol.parse_pool_id(request.pool_id)
-        owner = render_ipam_owner(self.hostname)
-        if request.ip is None:
-            pool = allocator.choose_pool(self.datastore.list_pools(version), version, cidr)
-            return protocol.render_address(
-                allocator.assign_address(self.datastore, pool, cidr or pool.cidr, owner))
-        ip = request.ip
-        pool = self.datastore.pool_for_ip(ip)
-        if pool is None or (cidr is not None and not _contains(cidr, ip)):
-            raise ValidationError("IP %s is not in the network's range %s." % (ip, cidr or "of any Calico pool"))
-        if not self.datastore.claim_ip(pool.cidr, str(ip), owner=owner):
-            raise Conflict("IP %s is already assigned in pool %s." % (ip, pool.cidr))
-        return protocol.render_address(ip)
+        wanted = allocator.AddressRequest(version=version, ip=request.ip, cidr=cidr)
+        return protocol.render_address(allocator.claim(self.datastore, wanted, render_ipam_owner(self.hostname)).ip)
 
     def release_address(self, _pool_id, ip):
         allocator.release_address(self.datastore, ip, render_ipam_owner(self.hostname), allow_anonymous=False)
@@ -359,8 +349,3 @@ class DockerPlugin:
                 continue
             outcomes.append((info, None))
         return outcomes
-
-
-def _contains(cidr, ip):
-    import netaddr
-    return ip in netaddr.IPNetwork(cidr)

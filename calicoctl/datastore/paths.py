@@ -101,6 +101,16 @@ def workload_name_key(hostname, orchestrator_id, workload_id):
     return workload_dir(hostname, orchestrator_id, workload_id) + "/name"
 
 
+def released_workloads_dir(hostname, orchestrator_id):
+    """Our extension: notes the agent leaves (with a TTL) of the workloads
+    whose networking it released because Docker removed them."""
+    return "%s/released/%s" % (host_dir(hostname), orchestrator_id)
+
+
+def released_workload_key(hostname, orchestrator_id, workload_id):
+    return "%s/%s" % (released_workloads_dir(hostname, orchestrator_id), workload_id)
+
+
 WORKLOAD_NAME_KEY_RE = re.compile(
     r"^/calico/v1/host/(?P<hostname>[^/]+)/workload/(?P<orchestrator_id>[^/]+)/(?P<workload_id>[^/]+)/name$")
 

@@ -82,6 +82,8 @@ class RemoveResult:
     workload: model.Workload
     released: Tuple[str, ...] = ()
     deleted_interfaces: Tuple[str, ...] = ()
+    removed_by_docker: bool = False
+    """Nothing to do: the agent released it all when Docker removed the container."""
 
 
 @dataclass(frozen=True)
@@ -227,11 +229,43 @@ def _add_locked(datastore, hostname, container, info, ip_text, interface, host_n
     return AddResult(container=info, endpoint=endpoint, interface=interface)
 
 
+# How long the agent's note of a container Docker removed is kept.
+RELEASED_NOTE_TTL = 7 * 24 * 3600
+
+
 def remove_container(datastore, docker, hostname, container, host_netns=None, progress=None):
-    """Take Calico networking away from a container (known to Docker or not)."""
-    workload = _require_workload(datastore, docker, hostname, container)
+    """Take Calico networking away from a container (known to Docker or not).
+
+    A container Docker removed, whose networking the agent has released
+    already, is a state that already holds: a RemoveResult with
+    ``removed_by_docker``."""
+    workload = _resolve_workload(datastore, docker, hostname, container)
+    if workload is None:
+        return _removed_by_docker(datastore, docker, hostname, container)
     with locks.workload_lock(workload.workload_id):
         return _remove_locked(datastore, hostname, workload, host_netns, progress)
+
+
+def release_removed_container(datastore, docker, hostname, workload_id):
+    """The agent's, when Docker removed a container: ``remove_container``,
+    then a note (RELEASED_NOTE_TTL) so that a later ``container remove``
+    can say what became of it."""
+    result = remove_container(datastore, docker, hostname, workload_id)
+    datastore.write_released_workload(hostname, ORCHESTRATOR, workload_id, result.workload.name,
+                                      ttl=RELEASED_NOTE_TTL)
+    return result
+
+
+def _removed_by_docker(datastore, docker, hostname, container):
+    """The RemoveResult of a container Docker no longer knows whose
+    networking the agent released; NotFound for anything else."""
+    gone = select_workloads(datastore.list_released_workloads(hostname, ORCHESTRATOR), container)
+    if len(gone) == 1:
+        try:
+            docker.inspect(container)
+        except NotFound:
+            return RemoveResult(workload=gone[0], removed_by_docker=True)
+    raise NotFound("Container %s has no Calico networking on host %s." % (container, hostname))
 
 
 def _remove_locked(datastore, hostname, workload, host_netns, progress):

@@ -1,4 +1,16 @@
-"""
+# The usage text (docopt parses it) with the rule grammar, which rule add
+# and rule remove share, written once.
+RULE_GRAMMAR = """\
+    (allow|deny) [(
+      (tcp|udp) [(from [(ports <SRCPORTS>)] [(tag <SRCTAG>)] [(cidr <SRCCIDR>)])]
+                [(to   [(ports <DSTPORTS>)] [(tag <DSTTAG>)] [(cidr <DSTCIDR>)])] |
+      (icmp|icmpv6) [(type <ICMPTYPE> [(code <ICMPCODE>)])]
+                [(from [(tag <SRCTAG>)] [(cidr <SRCCIDR>)])]
+                [(to   [(tag <DSTTAG>)] [(cidr <DSTCIDR>)])] |
+      [(from [(tag <SRCTAG>)] [(cidr <SRCCIDR>)])]
+      [(to   [(tag <DSTTAG>)] [(cidr <DSTCIDR>)])]
+    )]"""
+__doc__ = """
 Usage:
   calicoctl profile show [--detailed] [--output=<FORMAT>]
   calicoctl profile add <PROFILE>
@@ -6,25 +18,9 @@ Usage:
   calicoctl profile <PROFILE> tag show [--output=<FORMAT>]
   calicoctl profile <PROFILE> tag (add|remove) <TAG>
   calicoctl profile <PROFILE> rule add (inbound|outbound) [--at=<POSITION>]
-    (allow|deny) [(
-      (tcp|udp) [(from [(ports <SRCPORTS>)] [(tag <SRCTAG>)] [(cidr <SRCCIDR>)])]
-                [(to   [(ports <DSTPORTS>)] [(tag <DSTTAG>)] [(cidr <DSTCIDR>)])] |
-      (icmp|icmpv6) [(type <ICMPTYPE> [(code <ICMPCODE>)])]
-                [(from [(tag <SRCTAG>)] [(cidr <SRCCIDR>)])]
-                [(to   [(tag <DSTTAG>)] [(cidr <DSTCIDR>)])] |
-      [(from [(tag <SRCTAG>)] [(cidr <SRCCIDR>)])]
-      [(to   [(tag <DSTTAG>)] [(cidr <DSTCIDR>)])]
-    )]
+%(rule)s
   calicoctl profile <PROFILE> rule remove (inbound|outbound) (--at=<POSITION>|
-    (allow|deny) [(
-      (tcp|udp) [(from [(ports <SRCPORTS>)] [(tag <SRCTAG>)] [(cidr <SRCCIDR>)])]
-                [(to   [(ports <DSTPORTS>)] [(tag <DSTTAG>)] [(cidr <DSTCIDR>)])] |
-      (icmp|icmpv6) [(type <ICMPTYPE> [(code <ICMPCODE>)])]
-                [(from [(tag <SRCTAG>)] [(cidr <SRCCIDR>)])]
-                [(to   [(tag <DSTTAG>)] [(cidr <DSTCIDR>)])] |
-      [(from [(tag <SRCTAG>)] [(cidr <SRCCIDR>)])]
-      [(to   [(tag <DSTTAG>)] [(cidr <DSTCIDR>)])]
-    )])
+%(rule)s)
   calicoctl profile <PROFILE> rule show [--output=<FORMAT>]
   calicoctl profile <PROFILE> rule json
   calicoctl profile <PROFILE> rule update
@@ -54,7 +50,7 @@ Options:
   --at=<POSITION>  1-based position of the rule: where to insert it
                    (default: after the last rule), or which one to remove.
   -o FORMAT --output=<FORMAT>  table (the default) or json.
-"""
+""" % {"rule": RULE_GRAMMAR}
 from calicoctl import model, rulemodel, validate
 from calicoctl.cli import UsageExit, parse, usage_section
 from calicoctl.cli.output import parse_output_format, render_json, render_table

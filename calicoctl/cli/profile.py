@@ -1,3 +1,10 @@
+from calicoctl import model, rulemodel, validate
+from calicoctl.cli import UsageExit, parse, usage_section
+from calicoctl.cli.output import parse_output_format, render_json, render_table
+from calicoctl.errors import ValidationError
+from calicoctl.ops import policy
+from calicoctl.ops import profile as ops
+
 # The usage text (docopt parses it) with the rule grammar, which rule add
 # and rule remove share, written once.
 RULE_GRAMMAR = """\
@@ -51,12 +58,6 @@ Options:
                    (default: after the last rule), or which one to remove.
   -o FORMAT --output=<FORMAT>  table (the default) or json.
 """ % {"rule": RULE_GRAMMAR}
-from calicoctl import model, rulemodel, validate
-from calicoctl.cli import UsageExit, parse, usage_section
-from calicoctl.cli.output import parse_output_format, render_json, render_table
-from calicoctl.errors import ValidationError
-from calicoctl.ops import policy
-from calicoctl.ops import profile as ops
 
 
 def run(argv, ctx):

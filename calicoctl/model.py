@@ -416,6 +416,40 @@ class VxlanTunnel:
         return json.dumps({"ip": self.ip, "mac": self.mac, "vni": self.vni})
 
 
+# -- the interface prefix ---------------------------------------------------------
+# Which host interfaces are workloads': the agent's policy (both dataplanes)
+# and routes, BIRD's export filter and every veth namer (container add, the
+# Docker and CNI plugins) decide it here, from ``InterfacePrefix`` (a host's
+# own value over the global one: ``paths.config_value``).
+
+DEFAULT_INTERFACE_PREFIX = "cali"
+IFNAMSIZ = 15
+"""The kernel's limit on an interface name."""
+MIN_ID_CHARS = 3
+"""Characters of an endpoint ID that a workload interface name keeps at least."""
+
+
+def parse_interface_prefix(value):
+    """The prefix ``value`` (the InterfacePrefix setting) makes: the default
+    when unset or empty; raises ValidationError unless 1-12 ASCII letters,
+    digits, '_', '.' or '-' (a longer one leaves no room for the ID)."""
+    if value in (None, ""):
+        return DEFAULT_INTERFACE_PREFIX
+    if not isinstance(value, str) or not value.isascii() or len(value) > IFNAMSIZ - MIN_ID_CHARS \
+            or not all(c.isalnum() or c in "_.-" for c in value):
+        raise ValidationError("Invalid InterfacePrefix %r: use 1-%d of letters, digits, '_', '.' and '-'."
+                              % (value, IFNAMSIZ - MIN_ID_CHARS))
+    return value
+
+
+def interface_prefix(value):
+    """``parse_interface_prefix``, with the default in place of an invalid value."""
+    try:
+        return parse_interface_prefix(value)
+    except ValidationError:
+        return DEFAULT_INTERFACE_PREFIX
+
+
 CONTROL_PLANE_DEFAULT_PORTS = (2379, 2380, 179)
 """etcd's client and peer ports and BGP's, closed to workloads unless set otherwise."""
 CONTROL_PLANE_FIELDS = ("enabled", "ports")

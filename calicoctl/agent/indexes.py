@@ -164,12 +164,3 @@ class LocalEndpoints:
                     rules_mod.validate_interface_name(iface, self.interface_prefix) is not None:
                 return endpoint
         return None
-
-    def by_interface(self):
-        """{interface name: Endpoint} of every active endpoint."""
-        found = {}
-        for iface in self._claims:
-            endpoint = self.endpoint_for(iface)
-            if endpoint is not None:
-                found[iface] = endpoint
-        return found

@@ -29,7 +29,6 @@ from calicoctl.errors import ValidationError
 
 LOG = logging.getLogger(__name__)
 
-DEFAULT_INTERFACE_PREFIX = "cali"
 CONFIG_NAMES = ("InterfacePrefix", "DefaultEndpointToHostAction")
 
 
@@ -69,19 +68,11 @@ class _Config:
         self.hostname = hostname
         self.values = {}
         """etcd key -> value for every config key we track."""
-        self._keys = {name: (paths.host_config(hostname, name), paths.global_config(name))
-                      for name in CONFIG_NAMES}
-        self._all_keys = frozenset(key for keys in self._keys.values() for key in keys)
-
-    def keys_for(self, name):
-        return self._keys[name]
+        self._all_keys = frozenset(key for name in CONFIG_NAMES
+                                   for key in (paths.host_config(hostname, name), paths.global_config(name)))
 
     def get(self, name):
-        for key in self.keys_for(name):
-            value = self.values.get(key)
-            if value not in (None, ""):
-                return value
-        return None
+        return paths.config_value(self.values.get, self.hostname, name)
 
     def is_config_key(self, key):
         return key in self._all_keys
@@ -89,13 +80,11 @@ class _Config:
     @property
     def interface_prefix(self):
         value = self.get("InterfacePrefix")
-        if value is None:
-            return DEFAULT_INTERFACE_PREFIX
-        if not value.isascii() or not all(c.isalnum() or c in "_.-" for c in value) \
-                or not 1 <= len(value) <= 12:
-            LOG.warning("Ignoring invalid InterfacePrefix %r; using %r.", value, DEFAULT_INTERFACE_PREFIX)
-            return DEFAULT_INTERFACE_PREFIX
-        return value
+        try:
+            return model.parse_interface_prefix(value)
+        except ValidationError as exc:
+            LOG.warning("%s Using %r.", exc, model.DEFAULT_INTERFACE_PREFIX)
+            return model.DEFAULT_INTERFACE_PREFIX
 
     @property
     def host_action(self):
@@ -317,28 +306,10 @@ class PolicyIndex:
             self._update_local(key, old, endpoint)
 
     def _count_tags(self, endpoint, delta):
-        tags = set()
-        for profile in set(endpoint.profile_ids):
-            tags.update(self.tags.get(profile, ()))
-        if not tags:
-            return
         # One count per (profile carrying the tag): an address stays while
         # any of its profiles still carries the tag.
-        for version in (4, 6):
-            addresses = _endpoint_addresses(endpoint, version)
-            if not addresses:
-                continue
-            for profile in set(endpoint.profile_ids):
-                for tag in self.tags.get(profile, ()):
-                    counts = self._tag_counts[(tag, version)]
-                    dirty = self.changes.tag_ips[(tag, version)]
-                    for address in addresses:
-                        counts[address] += delta
-                        if counts[address] <= 0:
-                            del counts[address]
-                        dirty.add(address)
-                    if not counts:
-                        del self._tag_counts[(tag, version)]
+        for profile in set(endpoint.profile_ids):
+            self._count_profile_tags(endpoint, self.tags.get(profile, ()), delta)
 
     def _usable_interface(self, endpoint):
         """The endpoint's interface name if it should get chains, else None."""
@@ -451,8 +422,13 @@ class PolicyIndex:
             self._count_profile_tags(endpoint, tags, +1)
 
     def _count_profile_tags(self, endpoint, tags, delta):
+        """Add ``delta`` to the count of each of ``endpoint``'s addresses in each of ``tags``."""
+        if not tags:
+            return
         for version in (4, 6):
             addresses = _endpoint_addresses(endpoint, version)
+            if not addresses:
+                continue
             for tag in tags:
                 counts = self._tag_counts[(tag, version)]
                 dirty = self.changes.tag_ips[(tag, version)]

@@ -109,9 +109,16 @@ def parse(doc, argv):
     if "--help" in argv or "-h" in argv:
         raise UsageExit(doc.strip("\n"), ExitCode.OK)
     try:
-        return docopt(doc, argv=argv, help=False)
-    except DocoptExit as exc:
-        raise UsageExit(str(exc).strip(), ExitCode.REFUSED) from None
+        return docopt(doc, argv=argv, default_help=False)
+    except DocoptExit:
+        # Just the usage: docopt-ng's message would add its own diagnosis
+        # ("found unmatched (duplicate?) arguments [...]") in its terms.
+        raise UsageExit(usage_section(doc), ExitCode.REFUSED) from None
+
+
+def usage_section(doc):
+    """The "Usage:" paragraph of a command's usage text (pure)."""
+    return doc[doc.index("Usage:"):].split("\n\n", 1)[0].rstrip()
 
 
 def parse_versions(args):

@@ -22,11 +22,11 @@ class HostStore(EtcdStore):
     def get_config(self, hostname, name):
         """A config value as the agent reads it: the host's, else the global
         one; None when neither is set (or both are empty)."""
-        for key in (paths.host_config(hostname, name), paths.global_config(name)):
-            value = self._get(key)
-            if value:
-                return value
-        return None
+        return paths.config_value(self._get, hostname, name)
+
+    def get_interface_prefix(self, hostname):
+        """The prefix of workload interface names on ``hostname`` (model.interface_prefix)."""
+        return model.interface_prefix(self.get_config(hostname, "InterfacePrefix"))
 
     def get_control_plane_protection(self):
         """The stored control-plane protection JSON, or None when unset."""

@@ -122,6 +122,18 @@ class WorkloadStore(EtcdStore):
     def remove_workload_name(self, hostname, orchestrator_id, workload_id):
         return self._delete(paths.workload_name_key(hostname, orchestrator_id, workload_id))
 
+    def write_released_workload(self, hostname, orchestrator_id, workload_id, name, ttl):
+        """Note for ``ttl`` seconds that the workload's networking was released
+        because its orchestrator removed it (the value: its name, or "")."""
+        self.kv.put(paths.released_workload_key(hostname, orchestrator_id, workload_id), name or "", ttl=ttl)
+
+    def list_released_workloads(self, hostname, orchestrator_id):
+        """model.Workload (no endpoints) of every note ``write_released_workload`` left."""
+        prefix = paths.released_workloads_dir(hostname, orchestrator_id) + "/"
+        return [model.Workload(hostname=hostname, orchestrator_id=orchestrator_id,
+                               workload_id=key[len(prefix):], name=value or None)
+                for key, value in self._leaves(prefix.rstrip("/")) if "/" not in key[len(prefix):]]
+
     def remove_workload(self, hostname, orchestrator_id, workload_id):
         """Delete a workload directory (endpoints, name) recursively; False if absent."""
         return self._delete(paths.workload_dir(hostname, orchestrator_id, workload_id), recursive=True)

@@ -106,6 +106,24 @@ class Nftables:
         return json.loads(text).get("nftables", []) if text.strip() else []
 
 
+class LazyNftables:
+    """An Nftables made on first use (or the one given), for a component
+    that may never need one; ``close`` frees it (the next use makes another)."""
+
+    def __init__(self, given=None):
+        self._nft = given
+
+    def get(self):
+        if self._nft is None:
+            self._nft = Nftables()
+        return self._nft
+
+    def close(self):
+        if self._nft is not None:
+            self._nft.close()
+            self._nft = None
+
+
 def _first_error(text):
     """The first ``Error:`` line of libnftables' error output and the command under it."""
     lines = [line for line in text.splitlines() if line.strip()]

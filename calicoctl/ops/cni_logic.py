@@ -16,25 +16,15 @@ from dataclasses import dataclass
 from typing import Optional
 
 from calicoctl.ops import cni_protocol as protocol
-from calicoctl.ops.container_logic import IFNAMSIZ, VETH_PREFIX, calculate_host_net
+from calicoctl.ops.container_logic import calculate_host_net
 
 ORCHESTRATOR = "cni"
-MIN_HASH_CHARS = 3
 
 
 def calculate_attachment_id(network, container_id, ifname):
     """32 hex characters, like the endpoint IDs ``container add`` makes."""
     text = "\0".join((network, container_id, ifname))
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
-
-
-def parse_interface_prefix(value):
-    """The InterfacePrefix setting as the agent takes it: 1-12 of letters,
-    digits, '_', '.', '-'; anything else (or unset) is ``cali``."""
-    if not value or not value.isascii() or not all(c.isalnum() or c in "_.-" for c in value) \
-            or not 1 <= len(value) <= IFNAMSIZ - MIN_HASH_CHARS:
-        return VETH_PREFIX
-    return value
 
 
 def render_owner(hostname, network, container_id, ifname):

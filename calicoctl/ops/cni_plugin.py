@@ -32,11 +32,12 @@ DEL undoes ADD and succeeds when things are already gone; GC removes what
 attachments of N on this host that the runtime no longer lists hold.
 Each attachment's work holds its container's lock (``host.locks``).
 """
+import contextlib
 import logging
 import time
 
 from calicoctl import model, validate
-from calicoctl.errors import CalicoError, Conflict, NotFound
+from calicoctl.errors import CalicoError, Conflict, HostNotReady, NotFound, ValidationError
 from calicoctl.host import locks
 from calicoctl.ops import allocator, cni_logic, interfaces
 from calicoctl.ops import cni_protocol as protocol
@@ -94,17 +95,16 @@ class CniPlugin:
         attachment_id = cni_logic.calculate_attachment_id(request.network, *request.attachment)
         with locks.workload_lock(request.container_id, self.lock_dir):
             self._replace_dead(request, self._endpoint(request, attachment_id))
-            plan = self._plan_addresses(request)
-            self._ensure_profile(request.network)
-            veth = calculate_veth_name(attachment_id, self._interface_prefix())
+            veth = calculate_veth_name(attachment_id, self.datastore.get_interface_prefix(self.hostname))
             with netlink.Session(self.host_netns) as host, netlink.Session(request.netns) as cont, \
                     Rollback() as rollback:
                 if cont.find_link(request.ifname) is not None:
                     raise protocol.CniError(protocol.INTERFACE_EXISTS, "The container already has an interface %s."
                                             % request.ifname)
-                gateways = _gateways(plan)
-                mtu = interfaces.workload_mtu(host, [gateways.get(4), gateways.get(6)], [pool for _, pool, _ in plan])
-                ips = self._claim(request, plan, rollback)
+                claimed = self._claim(request, rollback)
+                self._ensure_profile(request.network)
+                ips, gateways = [a.ip for a in claimed], _gateways(claimed)
+                mtu = interfaces.workload_mtu(host, [gateways.get(4), gateways.get(6)], [a.pool for a in claimed])
                 try:
                     interfaces.create_workload_veth(host, self.host_netns, veth, request.ifname, request.netns,
                                                     ipv6=any(ip.version == 6 for ip in ips), mtu=mtu)
@@ -115,7 +115,7 @@ class CniPlugin:
                 link = interfaces.configure_workload_veth(host, self.host_netns, cont, request.netns, veth,
                                                           request.ifname, ips, gateways)
                 host_link = host.get_link(veth)
-                self._confirm(plan, ips, request)
+                self._confirm(request, claimed)
                 self._write_endpoint(request, attachment_id, veth, link, ips, gateways)
         return cni_logic.calculate_add_result(request, host_link, link, ips, gateways)
 
@@ -136,46 +136,29 @@ class CniPlugin:
 
     def assign(self, request):
         """calico-ipam's ADD: the claims alone."""
-        plan = self._plan_addresses(request)
         with Rollback() as rollback:
-            ips = self._claim(request, plan, rollback)
-            self._confirm(plan, ips, request)
-        return cni_logic.calculate_ipam_result(request, ips, _gateways(plan))
+            claimed = self._claim(request, rollback)
+            self._confirm(request, claimed)
+        return cni_logic.calculate_ipam_result(request, [a.ip for a in claimed], _gateways(claimed))
 
-    def _plan_addresses(self, request):
-        """[(address request, pool, gateway)], checked before anything is made."""
-        plan = []
-        for wanted in request.addresses:
-            try:
-                if wanted.automatic:
-                    pool = allocator.choose_pool(self.datastore.list_pools(wanted.version), wanted.version,
-                                                 wanted.cidr)
-                else:
-                    pool = self.datastore.pool_for_ip(wanted.ip)
-                    if pool is None:
-                        raise NotFound("Address %s is not in any Calico IPv%d pool." % (wanted.ip, wanted.version))
-            except NotFound as exc:
-                raise protocol.CniError(protocol.INVALID_CONFIG, str(exc)) from None
-            gateway = self.datastore.get_host_ip(self.hostname, wanted.version)
-            if gateway is None:
-                raise protocol.CniError(protocol.HOST_NOT_READY, "Host %s has no IPv%d address in etcd: run "
-                                        "`calicoctl node%s` first." % (self.hostname, wanted.version,
-                                                                       " --ip6=<IPv6>" if wanted.version == 6 else ""))
-            plan.append((wanted, pool, gateway))
-        return plan
+    def _check_addresses(self, request):
+        """Every address's pool and this host's gateway (``allocator.check``;
+        CNI's codes for what fails), claiming nothing."""
+        with _cni_codes():
+            for wanted in request.addresses:
+                allocator.check(self.datastore, wanted, self.hostname)
 
-    def _claim(self, request, plan, rollback):
+    def _claim(self, request, rollback):
+        """[allocator.Assignment] of the request's addresses, claimed until ``_confirm``."""
         owner = cni_logic.render_owner(self.hostname, request.network, *request.attachment)
-        try:
-            return [allocator.claim_request(self.datastore, pool, wanted, owner, rollback)
-                    for wanted, pool, _ in plan]
-        except Conflict as exc:
-            raise protocol.CniError(protocol.ADDRESS_UNAVAILABLE, str(exc)) from None
+        with _cni_codes():
+            return [allocator.claim(self.datastore, wanted, owner, rollback, hostname=self.hostname)
+                    for wanted in request.addresses]
 
-    def _confirm(self, plan, ips, request):
+    def _confirm(self, request, claimed):
         owner = cni_logic.render_owner(self.hostname, request.network, *request.attachment)
-        for (_, pool, _), ip in zip(plan, ips):
-            allocator.confirm_claim(self.datastore, pool, ip, owner)
+        for assignment in claimed:
+            allocator.confirm_claim(self.datastore, assignment.pool, assignment.ip, owner)
 
     def _ensure_profile(self, network):
         """The network's profile, as ``profile add`` makes it, if there is none."""
@@ -199,9 +182,6 @@ class CniPlugin:
         found = self.datastore.list_endpoints(self.hostname, ORCHESTRATOR, request.container_id, attachment_id)
         return found[0] if found else None
 
-    def _interface_prefix(self):
-        return cni_logic.parse_interface_prefix(self.datastore.get_config(self.hostname, "InterfacePrefix"))
-
     # -- DEL --------------------------------------------------------------------------------
 
     def delete(self, request):
@@ -211,7 +191,7 @@ class CniPlugin:
         with locks.workload_lock(request.container_id, self.lock_dir):
             endpoint = self._endpoint(request, attachment_id)
             veth = endpoint.name if endpoint is not None else \
-                calculate_veth_name(attachment_id, self._interface_prefix())
+                calculate_veth_name(attachment_id, self.datastore.get_interface_prefix(self.hostname))
             netlink.delete_link(veth, self.host_netns)
             self._release_claims(request, endpoint.addresses() if endpoint is not None else ())
             if endpoint is not None:
@@ -324,14 +304,27 @@ class CniPlugin:
         """Ready for ADD: etcd answers, the network's subnets lie in pools,
         this host has its addresses (code 50 otherwise)."""
         try:
-            self._plan_addresses(request)
+            self._check_addresses(request)
         except CalicoError as exc:
             raise protocol.CniError(protocol.NOT_AVAILABLE, "Not ready: %s" % exc) from None
 
 
-def _gateways(plan):
-    """{IP version: gateway} of a plan of addresses."""
-    return {wanted.version: gateway for wanted, _, gateway in plan}
+def _gateways(claimed):
+    """{IP version: gateway} of allocator.Assignments."""
+    return {assignment.ip.version: assignment.gateway for assignment in claimed}
+
+
+@contextlib.contextmanager
+def _cni_codes():
+    """The allocator's refusals as CniErrors with CNI's codes."""
+    try:
+        yield
+    except HostNotReady as exc:
+        raise protocol.CniError(protocol.HOST_NOT_READY, str(exc)) from None
+    except (NotFound, ValidationError) as exc:
+        raise protocol.CniError(protocol.INVALID_CONFIG, str(exc)) from None
+    except Conflict as exc:
+        raise protocol.CniError(protocol.ADDRESS_UNAVAILABLE, str(exc)) from None
 
 
 def _raise_problems(problems):

@@ -8,7 +8,9 @@ What ``add_container`` leaves behind when it succeeds:
 
 - an IP claim in etcd (create-only, so two hosts racing for one address
   cannot both win), its value naming the owner ``<host>/docker/<id>``;
-- a veth pair: ``cali`` + 11 characters of the endpoint ID on the host, its
+- a veth pair: the host's interface prefix (``cali`` unless
+  ``InterfacePrefix`` says otherwise) + the endpoint ID cut to 15 characters
+  on the host, its
   peer created directly inside the container's namespace with the
   requested name, both with the MTU that fits the pool (the LAN device's,
   less a VXLAN or IP-in-IP pool's encapsulation); inside, the address as
@@ -55,8 +57,7 @@ from dataclasses import dataclass
 from typing import Optional, Tuple
 
 from calicoctl import model, validate
-from calicoctl.datastore import paths
-from calicoctl.errors import AlreadyExists, Conflict, NotFound, ValidationError
+from calicoctl.errors import AlreadyExists, Conflict, NotFound
 from calicoctl.host import locks
 from calicoctl.ops import allocator, interfaces
 from calicoctl.ops.container_logic import (LIBNETWORK_ORCHESTRATOR, ORCHESTRATOR, calculate_endpoint_with_ip,
@@ -81,6 +82,8 @@ class RemoveResult:
     workload: model.Workload
     released: Tuple[str, ...] = ()
     deleted_interfaces: Tuple[str, ...] = ()
+    removed_by_docker: bool = False
+    """Nothing to do: the agent released it all when Docker removed the container."""
 
 
 @dataclass(frozen=True)
@@ -117,23 +120,6 @@ def _require_networkable(info, query):
     if info.shares_netns:
         raise Conflict("Container %s shares the network namespace of %s; add Calico networking "
                        "to that container instead." % (query, info.network_mode.split(":", 1)[1]))
-
-
-def _require_pool(datastore, ip):
-    pool = datastore.pool_for_ip(ip)
-    if pool is None:
-        raise ValidationError("IP %s is not in any configured IPv%d pool (see "
-                              "`calicoctl pool show`)." % (ip, ip.version))
-    return pool
-
-
-def _require_host_ip(datastore, hostname, version):
-    gateway = datastore.get_host_ip(hostname, version)
-    if gateway is None:
-        hint = "calicoctl node --ip6=<IPv6>" if version == 6 else "calicoctl node"
-        raise NotFound("Host %s has no IPv%d address recorded in etcd (%s): run `%s` first."
-                       % (hostname, version, paths.host_ip_addr(hostname, version), hint))
-    return gateway
 
 
 def _container_netns_error(exc, query):
@@ -178,40 +164,33 @@ def add_container(datastore, docker, hostname, container, ip_text, interface=DEF
     """Give a running container a Calico interface with one IP; returns AddResult.
 
     ``ip_text`` is the address, or ``ipv4``, ``ipv6`` or a CIDR inside a pool
-    to have a free one assigned (calicoctl.ops.allocator)."""
-    request = allocator.parse_address_request(ip_text)
+    to have a free one assigned (``allocator.claim`` reads, checks and claims it)."""
     interface = parse_interface_name(interface)
     info = docker.inspect(container)
     _require_networkable(info, container)
     # One add (or agent re-creation) of a container at a time: two adds with
     # different --interface names would otherwise both pass the check below.
     with locks.workload_lock(info.id):
-        return _add_locked(datastore, hostname, container, info, request, interface, host_netns, progress)
+        return _add_locked(datastore, hostname, container, info, ip_text, interface, host_netns, progress)
 
 
-def _add_locked(datastore, hostname, container, info, request, interface, host_netns, progress):
+def _add_locked(datastore, hostname, container, info, ip_text, interface, host_netns, progress):
     from calicoctl.host import netlink
     if datastore.list_endpoints(hostname, ORCHESTRATOR, info.id):
         raise AlreadyExists("Container %s already has Calico networking." % container)
-    if request.automatic:
-        pool = allocator.choose_pool(datastore.list_pools(request.version), request.version, request.cidr)
-    else:
-        pool = _require_pool(datastore, request.ip)
-    gateway = _require_host_ip(datastore, hostname, request.version)
-    _step(progress, "checked")
-
     endpoint_id = uuid.uuid1().hex
-    veth = calculate_veth_name(endpoint_id)
+    veth = calculate_veth_name(endpoint_id, datastore.get_interface_prefix(hostname))
     owner = render_claim_owner(hostname, info.id)
     try:
         with netlink.Session(host_netns) as host, netlink.Session(info.netns_path) as cont:
             if cont.find_link(interface) is not None:
                 raise Conflict("Container %s already has an interface named %s; choose another "
                                "with --interface." % (container, interface))
-            mtu = interfaces.workload_mtu(host, [gateway], [pool])
             with Rollback() as rollback:
-                ip = allocator.claim_request(datastore, pool, request, owner, rollback)
+                assignment = allocator.claim(datastore, ip_text, owner, rollback, hostname=hostname)
+                ip, pool, gateway = assignment.ip, assignment.pool, assignment.gateway
                 _step(progress, "claimed")
+                mtu = interfaces.workload_mtu(host, [gateway], [pool])
                 try:
                     interfaces.create_workload_veth(host, host_netns, veth, interface, info.netns_path,
                                                     ipv6=ip.version == 6, mtu=mtu)
@@ -250,11 +229,43 @@ def _add_locked(datastore, hostname, container, info, request, interface, host_n
     return AddResult(container=info, endpoint=endpoint, interface=interface)
 
 
+# How long the agent's note of a container Docker removed is kept.
+RELEASED_NOTE_TTL = 7 * 24 * 3600
+
+
 def remove_container(datastore, docker, hostname, container, host_netns=None, progress=None):
-    """Take Calico networking away from a container (known to Docker or not)."""
-    workload = _require_workload(datastore, docker, hostname, container)
+    """Take Calico networking away from a container (known to Docker or not).
+
+    A container Docker removed, whose networking the agent has released
+    already, is a state that already holds: a RemoveResult with
+    ``removed_by_docker``."""
+    workload = _resolve_workload(datastore, docker, hostname, container)
+    if workload is None:
+        return _removed_by_docker(datastore, docker, hostname, container)
     with locks.workload_lock(workload.workload_id):
         return _remove_locked(datastore, hostname, workload, host_netns, progress)
+
+
+def release_removed_container(datastore, docker, hostname, workload_id):
+    """The agent's, when Docker removed a container: ``remove_container``,
+    then a note (RELEASED_NOTE_TTL) so that a later ``container remove``
+    can say what became of it."""
+    result = remove_container(datastore, docker, hostname, workload_id)
+    datastore.write_released_workload(hostname, ORCHESTRATOR, workload_id, result.workload.name,
+                                      ttl=RELEASED_NOTE_TTL)
+    return result
+
+
+def _removed_by_docker(datastore, docker, hostname, container):
+    """The RemoveResult of a container Docker no longer knows whose
+    networking the agent released; NotFound for anything else."""
+    gone = select_workloads(datastore.list_released_workloads(hostname, ORCHESTRATOR), container)
+    if len(gone) == 1:
+        try:
+            docker.inspect(container)
+        except NotFound:
+            return RemoveResult(workload=gone[0], removed_by_docker=True)
+    raise NotFound("Container %s has no Calico networking on host %s." % (container, hostname))
 
 
 def _remove_locked(datastore, hostname, workload, host_netns, progress):
@@ -325,7 +336,7 @@ def _restore_endpoint(datastore, hostname, host, host_netns, cont, info, endpoin
     for version in (4, 6):
         if endpoint.nets(version):
             gateways[version] = getattr(endpoint, "ipv%d_gateway" % version) \
-                or _require_host_ip(datastore, hostname, version)
+                or allocator.host_address(datastore, hostname, version)
     mtu = interfaces.workload_mtu(host, [gateways.get(4), gateways.get(6)],
                                   [datastore.pool_for_ip(ip) for ip in ips])
     host.create_veth(endpoint.name, inside, peer_netns=info.netns_path, peer_mac=endpoint.mac, mtu=mtu)
@@ -350,7 +361,7 @@ def add_ip(datastore, docker, hostname, container, ip_text, interface=DEFAULT_IN
     if not endpoints:
         raise NotFound("Container %s has no Calico networking; add it first with "
                        "`calicoctl container add %s <IP>`." % (container, container))
-    pool = _require_pool(datastore, ip)
+    _, pool, _ = allocator.check(datastore, allocator.AddressRequest(version=ip.version, ip=ip))
     owner = render_claim_owner(hostname, info.id)
     try:
         with netlink.Session(host_netns) as host, netlink.Session(info.netns_path) as cont:
@@ -366,7 +377,7 @@ def add_ip(datastore, docker, hostname, container, ip_text, interface=DEFAULT_IN
             if calculate_host_net(ip) in endpoint.nets(ip.version):
                 return IPChangeResult(info.id, str(ip), changed=False, endpoint=endpoint)
             gateway = getattr(endpoint, "ipv%d_gateway" % ip.version) \
-                or _require_host_ip(datastore, hostname, ip.version)
+                or allocator.host_address(datastore, hostname, ip.version)
             new_gateway = getattr(endpoint, "ipv%d_gateway" % ip.version) is None
             mtu = interfaces.workload_mtu(host, [gateway], [pool])
             _step(progress, "checked")

@@ -27,14 +27,13 @@ from calicoctl.ops import status as status_ops
 
 DEFAULT_LOG_DIR = "/var/log/calico"
 DEFAULT_POOLS = {4: "192.168.0.0/16", 6: "fd80:24e2:f998:72d6::/64"}
-INTERFACE_PREFIX = "cali"
 SYNC_TIMEOUT = 30.0
 STOP_TIMEOUT = 15.0
 # The agent's stdout/stderr (tracebacks, anything before its logging is up);
 # it writes its own log to agent.log next to it.
 CONSOLE_LOG = "agent-console.log"
 # Interfaces whose addresses never identify the host to other hosts.
-EXCLUDED_INTERFACE_PREFIXES = ("lo", "docker", INTERFACE_PREFIX, "veth", "vxlan.calico", "tunl")
+EXCLUDED_INTERFACE_PREFIXES = ("lo", "docker", model.DEFAULT_INTERFACE_PREFIX, "veth", "vxlan.calico", "tunl")
 
 
 @dataclass(frozen=True)
@@ -385,7 +384,7 @@ def register_node(datastore, settings, reflector=None):
     for pool in calculate_missing_pools(datastore.list_pools()):
         datastore.write_pool(pool)
         created.append(pool.cidr)
-    datastore.ensure_global_config("InterfacePrefix", INTERFACE_PREFIX)
+    datastore.ensure_global_config("InterfacePrefix", model.DEFAULT_INTERFACE_PREFIX)
     datastore.ensure_bgp_defaults()
     datastore.set_ready(True)
     datastore.register_host(settings.hostname, settings.ip, settings.ip6, settings.as_num)

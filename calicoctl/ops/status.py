@@ -25,9 +25,9 @@ from calicoctl.identity import RUN_DIR
 # The agent reports every 10 s; three missed reports mean trouble.
 STALE_REPORT = 30.0
 
-# Each session's kind, by the prefix of its BIRD protocol (calicoctl.agent.bgp.bird_config).
-PEER_TYPES = (("Mesh_", "node-to-node mesh"), ("Reflector_", "route reflector"),
-              ("Client_", "route reflector client"), ("Node_", "node specific"), ("Global_", "global"))
+# How status names each kind of BGP session (host.bird.SESSION_KINDS).
+PEER_TYPES = {"Mesh": "node-to-node mesh", "Reflector": "route reflector", "Client": "route reflector client",
+              "Node": "node specific", "Global": "global"}
 
 
 @dataclass(frozen=True)
@@ -234,45 +234,14 @@ def render_control_plane(report):
     return lines
 
 
-def peer_address_from_protocol(name):
-    """``Mesh_10_0_0_2`` -> ``10.0.0.2``; ``Node_fd00__2`` -> ``fd00::2``; else None."""
-    import ipaddress
-    for prefix, _ in PEER_TYPES:
-        if name.startswith(prefix):
-            suffix = name[len(prefix):]
-            for separator in (".", ":"):
-                try:
-                    return str(ipaddress.ip_address(suffix.replace("_", separator)))
-                except ValueError:
-                    continue
-            return None
-    return None
-
-
-def peer_type_from_protocol(name):
-    for prefix, description in PEER_TYPES:
-        if name.startswith(prefix):
-            return description
-    return None
-
-
-def parse_bird_protocols(text):
-    """``birdc show protocols`` output -> [BgpPeerRow] for our BGP protocols.
-
-    Returns None when there is no header row (not a protocol table: the
-    caller shows BIRD's raw output instead, as the original calicoctl did).
-    """
-    from calicoctl.host import bird
-    rows = bird.parse_protocols(text)
+def calculate_peer_rows(rows):
+    """[BgpPeerRow] of our BGP sessions among BIRD's protocols
+    (host.bird.ProtocolRow), in BIRD's order; None stays None (BIRD's answer
+    was not a protocol table: the caller shows it raw, as the original did)."""
     if rows is None:
         return None
-    peers = []
-    for row in rows:
-        address = peer_address_from_protocol(row.name)
-        if address is not None:
-            peers.append(BgpPeerRow(address=address, peer_type=peer_type_from_protocol(row.name),
-                                    state=row.state, since=row.since, info=row.info))
-    return peers
+    return [BgpPeerRow(address=row.session[1], peer_type=PEER_TYPES[row.session[0]], state=row.state,
+                       since=row.since, info=row.info) for row in rows if row.session is not None]
 
 
 def describe_duration(seconds):
@@ -386,7 +355,7 @@ def query_bird_protocols(run_dir=RUN_DIR):
         detail = (err or out).strip().splitlines()
         return None, out, "BIRD is not answering on %s: %s" % (
             socket_path, detail[-1] if detail else "exit %d" % code)
-    return parse_bird_protocols(out), out, None
+    return calculate_peer_rows(bird.parse_protocols(out)), out, None
 
 
 def now():

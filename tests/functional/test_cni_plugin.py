@@ -218,7 +218,7 @@ def test_check_reports_what_differs_with_its_code(bin_dir, agent, host1, sandbox
     ({}, conf(ipam={"type": "calico-ipam", "subnet": "10.99.0.0/24"}), None, protocol.INVALID_CONFIG,
      "10.99.0.0/24 is not inside a Calico IPv4 pool (pools: 192.168.0.0/16)"),
     ({}, conf(runtimeConfig={"ips": ["10.99.0.7"]}), None, protocol.INVALID_CONFIG,
-     "Address 10.99.0.7 is not in any Calico IPv4 pool"),
+     "IP 10.99.0.7 is not in any Calico IPv4 pool"),
     ({}, conf(ipam={"type": "calico-ipam", "subnet": "fd80:24e2:f998:72d6::/64"}), None, protocol.HOST_NOT_READY,
      "no IPv6 address in etcd"),
     ({"CNI_NETNS": "/proc/0/ns/net"}, None, None, protocol.UNKNOWN_CONTAINER, "/proc/0/ns/net"),

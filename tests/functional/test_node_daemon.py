@@ -167,6 +167,23 @@ def test_pid_file_helpers(tmp_path):
     assert os.listdir(os.path.dirname(path)) == ["x.pid"]   # no temp files left
 
 
+def test_atomic_write_keeps_the_old_file_when_the_new_text_is_not_accepted(tmp_path):
+    path = str(tmp_path / "bird.cfg")
+    seen = []
+
+    def accept(temp):
+        with open(temp) as handle:
+            seen.append(handle.read())
+        return seen[-1] != "bad"
+
+    assert daemon.write_atomically(path, "good", accept=accept)
+    assert not daemon.write_atomically(path, "bad", accept=accept)
+    assert seen == ["good", "bad"]
+    with open(path) as handle:
+        assert handle.read() == "good"
+    assert os.listdir(str(tmp_path)) == ["bird.cfg"]             # no temp file left
+
+
 FOREGROUND_DRIVER = textwrap.dedent('''
     import os, sys
     sys.path.insert(0, %(repo)r)

@@ -209,6 +209,13 @@ def test_docker_rm_with_agent_up(world):
     wait_for(lambda: not any(x_id in key or x_id in value for key, value in world.host_keys(h1).items()),
              timeout=10, interval=0.1, message="x's endpoint, record and claim gone")
     assert "was removed from Docker: released 192.168.0.9" in world.agent_log(h1)
+    # container remove afterwards: the state asked for holds already (by name or ID).
+    for ref in (world.x.name, x_id[:12]):
+        out = cluster.calicoctl(h1, "container", "remove", ref).stdout
+        assert out == ("Container %s is gone: its Calico networking was released when Docker removed it.\n"
+                       % ref)
+    refused = cluster.calicoctl(h1, "container", "remove", world.x.name + "-typo", check=False)
+    assert refused.returncode == 1 and "has no Calico networking" in refused.stderr
     # The address is free again.
     z = cluster.add_workload(h1, "Z", "192.168.0.9", ["ALONE"])
     world.x = z

@@ -21,18 +21,10 @@ def test_attachment_ids_and_host_names_differ_where_container_ids_share_a_prefix
     first = logic.calculate_attachment_id("netA", "default-" + "a" * 56 + "0", "eth0")
     second = logic.calculate_attachment_id("netA", "default-" + "a" * 56 + "1", "eth0")
     assert first != second and len(first) == 32 and int(first, 16) >= 0
-    assert calculate_veth_name(first) != calculate_veth_name(second)
+    assert calculate_veth_name(first, "cali") != calculate_veth_name(second, "cali")
     assert logic.calculate_attachment_id("netA", "c1", "eth1") != logic.calculate_attachment_id("netA", "c1", "eth0")
     assert logic.calculate_attachment_id("netB", "c1", "eth0") != logic.calculate_attachment_id("netA", "c1", "eth0")
-    assert calculate_veth_name(first) == "cali" + first[:11]
-    assert calculate_veth_name(first, "tap") == "tap" + first[:12]
-
-
-def test_interface_prefix_setting():
-    assert logic.parse_interface_prefix(None) == "cali"
-    assert logic.parse_interface_prefix("wl") == "wl"
-    for bad in ("", "has space", "x" * 13, "é"):
-        assert logic.parse_interface_prefix(bad) == "cali"
+    assert calculate_veth_name(first, "cali") == "cali" + first[:11]
 
 
 def test_claim_owners_name_the_attachment():

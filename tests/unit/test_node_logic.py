@@ -13,6 +13,7 @@ from calicoctl import model
 from calicoctl.cli import node as node_cli
 from calicoctl.cli import parse
 from calicoctl.errors import NotFound, ValidationError
+from calicoctl.host import bird as bird_host
 from calicoctl.ops import bgp as bgp_ops
 from calicoctl.ops import checksystem, diags
 from calicoctl.ops import node as node_ops
@@ -303,8 +304,12 @@ direct1    Direct     ---        up     20:40:10.440
 """
 
 
-def test_parse_bird_protocols_keeps_our_peers_only():
-    rows = status_ops.parse_bird_protocols(BIRD_OUTPUT)
+def peer_rows(text):
+    return status_ops.calculate_peer_rows(bird_host.parse_protocols(text))
+
+
+def test_peer_rows_keep_our_peers_only():
+    rows = peer_rows(BIRD_OUTPUT)
     assert [(r.address, r.peer_type, r.state, r.since, r.info) for r in rows] == [
         ("10.0.0.2", "node-to-node mesh", "up", "20:40:11.002", "Established"),
         ("10.0.0.3", "node specific", "start", "20:40:10.440", "Active Socket: Connection refused"),
@@ -314,10 +319,10 @@ def test_parse_bird_protocols_keeps_our_peers_only():
     assert [r.version for r in rows] == [4, 4, 6, 6]
 
 
-def test_parse_bird_protocols_without_table():
-    assert status_ops.parse_bird_protocols("BIRD 2.0.12 ready.\nAccess restricted\n") is None
+def test_peer_rows_without_table():
+    assert peer_rows("BIRD 2.0.12 ready.\nAccess restricted\n") is None
     header_only = "BIRD 2.0.12 ready.\nName       Proto      Table      State  Since         Info\n"
-    assert status_ops.parse_bird_protocols(header_only) == []
+    assert peer_rows(header_only) == []
 
 
 @pytest.mark.parametrize("name, address", [
@@ -325,15 +330,18 @@ def test_parse_bird_protocols_without_table():
     ("Global_2001_db8__1_2", "2001:db8::1:2"), ("Mesh_bogus", None), ("device1", None),
     ("Node_1_2_3", None),
 ])
-def test_peer_address_from_protocol(name, address):
-    assert status_ops.peer_address_from_protocol(name) == address
+def test_session_names_read_back(name, address):
+    session = bird_host.parse_session_name(name)
+    assert (session[1] if session else None) == address
+    if session is not None:
+        assert bird_host.session_name(*session) == name
 
 
 def test_reflector_sessions_have_their_own_kinds():
     text = ("Name       Proto      Table      State  Since         Info\n"
             "Reflector_172_17_8_101 BGP ---      up     20:40:11.002  Established\n"
             "Client_fd00_8__103 BGP    ---        start  20:40:10.440  Connect\n")
-    assert [(r.address, r.peer_type, r.state) for r in status_ops.parse_bird_protocols(text)] == [
+    assert [(r.address, r.peer_type, r.state) for r in peer_rows(text)] == [
         ("172.17.8.101", "route reflector", "up"), ("fd00:8::103", "route reflector client", "start")]
 
 

@@ -174,6 +174,13 @@ def test_interface_prefix_and_host_action_config(index):
     changes = index.take_changes()
     assert changes.config and changes.ifaces == {"tap1"}
     assert set(index.local) == {"tap1"}
+    # The host's own prefix wins over the global one; an invalid one is the default.
+    index.apply(paths.host_config(HOST, "InterfacePrefix"), "wl")
+    assert index.interface_prefix == "wl" and index.local == {}
+    index.apply(paths.host_config(HOST, "InterfacePrefix"), "x" * 13)
+    assert index.interface_prefix == "cali"
+    index.apply(paths.host_config(HOST, "InterfacePrefix"), None)
+    assert set(index.local) == {"tap1"}
     assert index.host_action == "RETURN"
     index.apply(paths.global_config("DefaultEndpointToHostAction"), "drop")
     assert index.host_action == "DROP"
@@ -214,12 +221,12 @@ def test_local_endpoints_by_interface():
     local.apply(ep_key(endpoint="a"), ep_json(name="cali1"))
     local.apply(ep_key(endpoint="b"), ep_json(name="cali2", state_="inactive"))
     local.apply(ep_key(host="h2", endpoint="c"), ep_json(name="cali3"))
-    assert set(local.by_interface()) == {"cali1"}
+    assert [name for name in ("cali1", "cali2", "cali3") if local.endpoint_for(name)] == ["cali1"]
     changed, resynced = local.take_changed()
     assert changed == {"cali1", "cali2"} and resynced
     local.apply(paths.host_workloads_dir(HOST), None)
     assert local.take_changed() == ({"cali1", "cali2"}, False)
-    assert local.by_interface() == {}
+    assert local.endpoint_for("cali1") is None
 
 
 # -- routes ---------------------------------------------------------------------------------------

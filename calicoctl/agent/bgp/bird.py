@@ -71,7 +71,7 @@ class BirdManager(Component):
         self._dirty = True
 
     def on_update(self, key, value):
-        if is_relevant_key(key):
+        if is_relevant_key(key, self.hostname):
             self._dirty = True
 
     def flush(self):
@@ -124,19 +124,14 @@ class BirdManager(Component):
 
     def _write_config(self, text):
         """Write bird.cfg atomically, after BIRD itself has accepted the text."""
-        os.makedirs(self.run_dir, exist_ok=True)
-        temp = "%s.tmp.%d" % (self.config_path, os.getpid())
-        with open(temp, "w") as handle:
-            handle.write(text)
-        accepted, complaint = bird_host.check_config(temp, self._bird)
-        if not accepted:
-            os.unlink(temp)
-            # A bug in render_bird_config: keep the last good file.
-            LOG.error("BIRD rejects the rendered configuration, keeping the old one: %s\n%s",
-                      complaint, text)
-            return False
-        os.replace(temp, self.config_path)
-        return True
+        def accept(temp):
+            accepted, complaint = bird_host.check_config(temp, self._bird)
+            if not accepted:
+                # A bug in render_bird_config: keep the last good file.
+                LOG.error("BIRD rejects the rendered configuration, keeping the old one: %s\n%s",
+                          complaint, text)
+            return accepted
+        daemon.write_atomically(self.config_path, text, accept=accept)
 
     def _start(self):
         self._daemon = bird_host.start(self.config_path, self.socket_path, self.pid_path, self.log_path,

@@ -18,9 +18,8 @@ As for VXLAN, an endpoint's change replaces or removes its own routes only
 """
 import logging
 
-from calicoctl.agent.component import ReconcilingComponent
 from calicoctl.agent.keys import Kind
-from calicoctl.agent.routing.tunnels import TunnelIndex, TunnelRoutes
+from calicoctl.agent.routing.tunnels import TunnelComponent, TunnelIndex
 from calicoctl.errors import CalicoError
 
 LOG = logging.getLogger(__name__)
@@ -30,7 +29,7 @@ RESYNC_INTERVAL = 60.0
 RETRY_INTERVAL = 2.0
 
 
-class IpipManager(ReconcilingComponent):
+class IpipManager(TunnelComponent):
     """Routes remote workloads of IPIP pools over ``tunl0`` when the kernel can.
 
     :ivar supported: None until first needed, then whether the kernel has IPIP.
@@ -42,23 +41,18 @@ class IpipManager(ReconcilingComponent):
     retry_interval = RETRY_INTERVAL
 
     def __init__(self, config):
-        super().__init__()
-        self.hostname = config.hostname
+        super().__init__(config.hostname)
         self.index = TunnelIndex()
         """The view's TunnelIndex (shared with VXLAN and NAT-outgoing)."""
         self.supported = None
         self.unsupported_reason = None
-        self.routes = TunnelRoutes(self.hostname)
-        self._changed_endpoints = set()
-        self._device_index = None
-        """tunl0's ifindex after a complete apply; None: apply everything next."""
 
-    def has_ipip_pools(self):
+    def has_pools(self):
         return bool(self.index.pools_where(lambda pool: bool(pool.ipip)))
 
     def routes_itself(self):
         """True when IPIP pools exist and this kernel carries them (probes once)."""
-        return self.has_ipip_pools() and self.probe()
+        return self.has_pools() and self.probe()
 
     def probe(self):
         """Whether the kernel has IPIP: try to bring tunl0 up, once."""
@@ -81,31 +75,10 @@ class IpipManager(ReconcilingComponent):
         self._device_index = None
         self.mark_dirty()
 
-    def on_update(self, key, value):
-        if key.kind is Kind.ENDPOINT:
-            if not self.has_ipip_pools():
-                return          # endpoint churn matters only with an IPIP pool
-            self._changed_endpoints.add(key.path)
-        else:
-            self._device_index = None
-        self.mark_dirty()
-
-    def forget_kernel_state(self):
-        self._device_index = None
-
     # -- effects -------------------------------------------------------------------
     def apply(self):
         from calicoctl.host import netlink
-        changed, self._changed_endpoints = self._changed_endpoints, set()
-        if self._device_index is not None:
-            routes = self.routes.update(self.index, changed)
-            if routes:
-                with netlink.Session() as session:
-                    for dst, gateway in routes.items():
-                        if gateway is None:
-                            session.delete_route(dst, index=self._device_index)
-                        else:
-                            session.replace_onlink_route(dst, gateway, self._device_index)
+        if self.apply_changed_endpoints():
             return
         pools = self.index.pools_where(lambda pool: bool(pool.ipip))
         if pools and not self.probe():

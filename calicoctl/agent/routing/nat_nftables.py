@@ -57,19 +57,15 @@ class NftablesNatOutgoing(NatOutgoing):
 
     def __init__(self, config, nft=None, cleanup=None):
         super().__init__(config)
-        self._nft = nft
+        self._nft = nftables_mod.LazyNftables(nft)
         self._cleanup = cleanup
 
     @property
     def nft(self):
-        if self._nft is None:
-            self._nft = nftables_mod.Nftables()
-        return self._nft
+        return self._nft.get()
 
     def close(self):
-        if self._nft is not None:
-            self._nft.close()
-            self._nft = None
+        self._nft.close()
 
     def apply_sets(self, wanted):
         if self._cleanup is not None:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Dict, Optional, Tuple
 
 from calicoctl import model, validate
+from calicoctl.agent.component import ReconcilingComponent
 from calicoctl.agent.keys import Kind, as_key
 from calicoctl.agent.state import parse_endpoint
 from calicoctl.errors import ValidationError
@@ -236,6 +237,55 @@ class TunnelRoutes:
                     else:
                         self.routes[cidr] = gateway
         return changed
+
+
+class TunnelComponent(ReconcilingComponent):
+    """What the IPIP and VXLAN components share: remote workloads' routes
+    (``TunnelRoutes``) on a device of their own. Once an apply has put
+    everything in place (``_device_index`` set) only the routes of the
+    endpoints that changed are applied; any other change (pools, hosts,
+    VTEPs) applies everything again."""
+
+    def __init__(self, hostname):
+        super().__init__()
+        self.hostname = hostname
+        self.routes = TunnelRoutes(hostname)
+        self._changed_endpoints = set()
+        self._device_index = None
+        """The device's ifindex after a complete apply; None: apply everything next."""
+
+    def has_pools(self):
+        """True while a pool uses this tunnel (only then does endpoint churn matter)."""
+        raise NotImplementedError
+
+    def on_update(self, key, value):
+        if key.kind is Kind.ENDPOINT:
+            if not self.has_pools():
+                return
+            self._changed_endpoints.add(key.path)
+        else:
+            self._device_index = None
+        self.mark_dirty()
+
+    def forget_kernel_state(self):
+        self._device_index = None
+
+    def apply_changed_endpoints(self):
+        """Apply the routes of the endpoints that changed, if the device is in
+        place; False when everything must be applied instead."""
+        from calicoctl.host import netlink
+        changed, self._changed_endpoints = self._changed_endpoints, set()
+        if self._device_index is None:
+            return False
+        routes = self.routes.update(self.index, changed)
+        if routes:
+            with netlink.Session() as session:
+                for dst, gateway in routes.items():
+                    if gateway is None:
+                        session.delete_route(dst, index=self._device_index)
+                    else:
+                        session.replace_onlink_route(dst, gateway, self._device_index)
+        return True
 
 
 @dataclass(frozen=True)

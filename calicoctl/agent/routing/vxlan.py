@@ -37,10 +37,9 @@ record are removed.
 import logging
 
 from calicoctl import model
-from calicoctl.agent.component import ReconcilingComponent
 from calicoctl.agent.keys import Kind
 from calicoctl.agent.indexes import Indexes
-from calicoctl.agent.routing.tunnels import TunnelRoutes, calculate_vxlan_plan
+from calicoctl.agent.routing.tunnels import TunnelComponent, calculate_vxlan_plan
 from calicoctl.datastore import paths
 
 LOG = logging.getLogger(__name__)
@@ -54,7 +53,7 @@ RESYNC_INTERVAL = 60.0   # re-check the kernel against etcd now and then
 RETRY_INTERVAL = 2.0     # after a failed apply
 
 
-class VxlanManager(ReconcilingComponent):
+class VxlanManager(TunnelComponent):
     """Keeps ``vxlan.calico`` and its routes/neighbours/FDB as etcd says.
 
     :param config: the AgentConfig (hostname).
@@ -67,18 +66,13 @@ class VxlanManager(ReconcilingComponent):
     retry_interval = RETRY_INTERVAL
 
     def __init__(self, config, datastore):
-        self.hostname = config.hostname
+        super().__init__(config.hostname)
         self._datastore = datastore
-        super().__init__()
         self.view = Indexes(self.hostname)
         self.index = self.view.tunnels
         """The view's TunnelIndex (shared with IPIP and NAT-outgoing)."""
         self._device_absent = False
         """True once we know there is no device (so no netlink call is needed)."""
-        self.routes = TunnelRoutes(self.hostname)
-        self._changed_endpoints = set()
-        self._device_index = None
-        """The device's ifindex after a complete apply; None: apply everything next."""
 
     # -- Component interface -------------------------------------------------------
     def on_snapshot(self, view):
@@ -86,37 +80,19 @@ class VxlanManager(ReconcilingComponent):
         self._device_index = None
         self.mark_dirty()
 
-    def on_update(self, key, value):
-        if key.kind is Kind.ENDPOINT:
-            if not self._has_vxlan_pools():
-                return          # endpoint churn matters only with a VXLAN pool
-            self._changed_endpoints.add(key.path)
-        else:
-            self._device_index = None
-        self.mark_dirty()
-
-    def _has_vxlan_pools(self):
+    def has_pools(self):
         return bool(self.index.pools_where(lambda pool: pool.vxlan))
 
     def forget_kernel_state(self):
         self._device_absent = False      # check the kernel again
-        self._device_index = None
+        super().forget_kernel_state()
 
     # -- effects -------------------------------------------------------------------
     def apply(self):
         """Make the kernel (and our etcd record) match the index: the routes
         of the endpoints that changed, or everything."""
         from calicoctl.host import netlink
-        changed, self._changed_endpoints = self._changed_endpoints, set()
-        if self._device_index is not None:
-            routes = self.routes.update(self.index, changed)
-            if routes:
-                with netlink.Session() as session:
-                    for dst, gateway in routes.items():
-                        if gateway is None:
-                            session.delete_route(dst, index=self._device_index)
-                        else:
-                            session.replace_onlink_route(dst, gateway, self._device_index)
+        if self.apply_changed_endpoints():
             return
         plan = calculate_vxlan_plan(self.hostname, self.index, VNI, self.routes)
         if not plan.wanted:

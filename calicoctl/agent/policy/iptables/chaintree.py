@@ -69,11 +69,6 @@ class ChainTree:
     def __len__(self):
         return len(self.keys)
 
-    @property
-    def chains(self):
-        """{chain name: rules} of the whole tree as last rendered."""
-        return {self.node_name(prefix): rules for prefix, rules in self._nodes.items()}
-
     def depth(self, name):
         """Depth of node chain ``name`` (root 0), or None if not ours."""
         return self._depth.get(name)
@@ -191,10 +186,3 @@ class ChainTree:
         if self._nodes.pop(prefix, None) is not None:
             self._depth.pop(self.node_name(prefix), None)
             deleted.add(prefix)
-
-    def render_all(self):
-        """{chain name: rules} rendered from scratch (for checks and tests)."""
-        fresh = ChainTree(self.node_name, self.match_exact, self.match_prefix, self.target,
-                          self.tail, self.leaf_max)
-        fresh.update(added=self.keys)
-        return fresh.chains

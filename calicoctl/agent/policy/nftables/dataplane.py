@@ -63,7 +63,7 @@ class NftablesDataplane(PolicyComponent):
 
     def __init__(self, config, nft=None, resolve=None, cleanup=None):
         super().__init__(config, resolve, cleanup)
-        self._nft = nft
+        self._nft = nftables_mod.LazyNftables(nft)
         self.plan = TablePlanner(self.index)
         self.programmed = None
         """The table as the kernel has it (None: unknown, write it whole)."""
@@ -81,15 +81,11 @@ class NftablesDataplane(PolicyComponent):
 
     @property
     def nft(self):
-        if self._nft is None:
-            self._nft = nftables_mod.Nftables()
-        return self._nft
+        return self._nft.get()
 
     def close(self):
         super().close()
-        if self._nft is not None:
-            self._nft.close()
-            self._nft = None
+        self._nft.close()
 
     def resync(self):
         self._resync = True

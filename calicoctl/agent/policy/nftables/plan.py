@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 from calicoctl.agent.policy.iptables import rules as iptables_rules
 from calicoctl.agent.policy.nftables import rules
+from calicoctl.agent.policy.planner import ChangesPlanner
 
 LOG = logging.getLogger(__name__)
 
@@ -47,7 +48,7 @@ class Attachment:
     """((set name, element), ...) apart from the profile set's."""
 
 
-class TablePlanner:
+class TablePlanner(ChangesPlanner):
     """The desired table for a PolicyIndex (see the module docstring)."""
 
     def __init__(self, index):
@@ -108,23 +109,13 @@ class TablePlanner:
             self._render_profile(profile)
         self.dirty_chains, self.dirty_sets = set(self.table.chains), {name: None for name in self.table.sets}
 
-    # -- incremental changes ---------------------------------------------------------------
-    def apply_changes(self, changes):
-        """Re-render what a ``state.Changes`` touches."""
-        if changes.control_plane:
-            self._render_control_plane_sets()
-        if changes.config or changes.control_plane:
-            self._render_globals()
-        if changes.ifaces:
-            sets_before = set(self._profile_sets)
-            for iface in sorted(changes.ifaces):
-                self._attach(iface)
-            if set(self._profile_sets) != sets_before:
-                self._render_dispatch()
-        for profile in sorted(changes.profiles):
-            self._render_profile(profile)
-        for (tag, version), addresses in changes.tag_ips.items():
-            self._update_tag_members(tag, version, addresses)
+    # -- incremental changes (ChangesPlanner.apply_changes) ------------------------------------
+    def _render_interfaces(self, ifaces):
+        sets_before = set(self._profile_sets)
+        for iface in sorted(ifaces):
+            self._attach(iface)
+        if set(self._profile_sets) != sets_before:
+            self._render_dispatch()
 
     # -- chains and sets ---------------------------------------------------------------------
     def _set_chain(self, name, chain_rules):

@@ -2,22 +2,20 @@
 in containertools.py."""
 import pytest
 
-from tests.functional.containertools import HOST1, HOST2, seed, start_host
+from tests.functional.containertools import HOST1, HOST2, seed
 
 
 @pytest.fixture(scope="module")
-def host1(lan, docker_daemon):
+def host1(make_module_simhost):
     """A simulated host (its own net/uts/mount namespaces) that plays the Docker host."""
-    host = start_host(lan, HOST1)
-    yield host
-    host.stop()
+    name, ip, ip6 = HOST1
+    return make_module_simhost(name, ip, ip6=ip6)
 
 
 @pytest.fixture(scope="module")
-def host2(lan, docker_daemon):
-    host = start_host(lan, HOST2)
-    yield host
-    host.stop()
+def host2(make_module_simhost):
+    name, ip, ip6 = HOST2
+    return make_module_simhost(name, ip, ip6=ip6)
 
 
 @pytest.fixture

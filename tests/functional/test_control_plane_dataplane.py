@@ -28,7 +28,6 @@ from calicoctl.agent.policy.nftables import dataplane as nftables_dataplane
 from calicoctl.datastore import paths
 from tests.harness.dataplanes import DATAPLANES, kernel, make_component, recorder, wipe
 from tests.harness.feed import feed
-from tests.harness.simhost import SimHost
 from tests.harness.util import wait_for
 from tests.harness.multihost import NetnsWorkload, start_echo_server
 
@@ -52,10 +51,8 @@ except OSError as exc:
 
 
 @pytest.fixture(scope="module")
-def host(lan):
-    sim = SimHost(HOSTNAME, HOST_IP, lan, prefixlen=lan.prefixlen, ip6=HOST_IP6 + "/64").start()
-    yield sim
-    sim.stop()
+def host(make_module_simhost):
+    return make_module_simhost(HOSTNAME, HOST_IP, ip6=HOST_IP6)
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,6 @@ import pytest
 
 from calicoctl.datastore import paths
 from tests.harness.dataplanes import DATAPLANES, DEFAULT, agent_args, kernel, wipe
-from tests.harness.simhost import SimHost
 from tests.harness.util import wait_for
 from tests.harness.multihost import NetnsWorkload
 from tests.rule_cases import CASES, stored_rules
@@ -28,10 +27,8 @@ LOG_DIR = "/var/log/calico"
 
 
 @pytest.fixture(scope="module")
-def host(lan):
-    sim = SimHost(HOSTNAME, HOST_IP, lan, prefixlen=lan.prefixlen).start()
-    yield sim
-    sim.stop()
+def host(make_module_simhost):
+    return make_module_simhost(HOSTNAME, HOST_IP)
 
 
 class AgentProcess:
@@ -281,10 +278,8 @@ def test_index_cleared_from_etcd_history_triggers_a_resync(agent, host, lan_etcd
 
 
 @pytest.fixture(scope="module")
-def host6(lan):
-    sim = SimHost("dp-agent6", "172.17.8.63", lan, prefixlen=lan.prefixlen, ip6="fd5e:1::63/64").start()
-    yield sim
-    sim.stop()
+def host6(make_module_simhost):
+    return make_module_simhost("dp-agent6", "172.17.8.63", ip6="fd5e:1::63/64")
 
 
 @pytest.mark.parametrize("dataplane", DATAPLANES)

@@ -19,7 +19,6 @@ from calicoctl.datastore import paths
 from calicoctl.host.iptables import parse_save
 from tests.harness.dataplanes import IptablesRecorder, make_component, wipe
 from tests.harness.feed import feed
-from tests.harness.simhost import SimHost
 from tests.harness.multihost import NetnsWorkload, remove_netns_workloads
 from tests.harness.netns import parse_ipset_save
 
@@ -28,10 +27,8 @@ HOST_IP = "172.17.8.61"
 
 
 @pytest.fixture(scope="module")
-def host(lan):
-    sim = SimHost(HOSTNAME, HOST_IP, lan, prefixlen=lan.prefixlen).start()
-    yield sim
-    sim.stop()
+def host(make_module_simhost):
+    return make_module_simhost(HOSTNAME, HOST_IP)
 
 
 @pytest.fixture

@@ -24,17 +24,14 @@ from calicoctl.host.iptables import parse_save
 from tests.harness.dataplanes import NftablesRecorder, iptables_access, make_component, wipe
 from tests.harness.feed import feed
 from tests.harness.multihost import NetnsWorkload, remove_netns_workloads
-from tests.harness.simhost import SimHost
 
 HOSTNAME = "nft-kernel"
 HOST_IP = "172.17.8.62"
 
 
 @pytest.fixture(scope="module")
-def host(lan):
-    sim = SimHost(HOSTNAME, HOST_IP, lan, prefixlen=lan.prefixlen).start()
-    yield sim
-    sim.stop()
+def host(make_module_simhost):
+    return make_module_simhost(HOSTNAME, HOST_IP)
 
 
 @pytest.fixture

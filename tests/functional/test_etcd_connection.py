@@ -11,7 +11,7 @@ import pytest
 from tests.functional.clitools import assert_one_line_error, run_cli, run_cli_process
 from tests.harness.etcd import (DATASTORES, EtcdServer, cluster_env, datastore_env, make_tls_material,
                                 start_cluster, stop_all)
-from tests.harness.util import free_port
+from tests.harness.util import free_port, wait_for
 
 
 # -- a 3-member cluster with one member stopped ------------------------------------------
@@ -21,6 +21,30 @@ def cluster(request, tmp_path_factory):
     members = start_cluster(str(tmp_path_factory.mktemp("cluster")), size=3, datastore=request.param)
     yield members
     stop_all(members)
+
+
+def test_cluster_elects_a_new_leader_and_a_stopped_member_catches_up(cluster):
+    assert len({m.client_port for m in cluster} | {m.peer_port for m in cluster}) == 6
+    assert len(cluster[0].call("/v3/cluster/member/list")["members"]) == 3
+    leader_name = cluster[0].leader_name()
+    assert leader_name in {m.name for m in cluster}
+    cluster[0].kv().put("/calico/cluster/before", "1")
+    # Stop the leader itself: the other two must elect a new one.
+    leader = next(m for m in cluster if m.name == leader_name)
+    leader.stop()
+    try:
+        survivors = [m for m in cluster if m is not leader]
+        new_leader = wait_for(lambda: survivors[0].leader_name() not in (None, leader_name)
+                              and survivors[0].leader_name(), timeout=15, message="new leader")
+        assert new_leader in {m.name for m in survivors}
+        survivors[0].kv().put("/calico/cluster/after", "2")
+        other = survivors[1].kv()          # v3 reads are linearizable (a quorum read)
+        assert other.get("/calico/cluster/before").value == "1"
+        assert other.get("/calico/cluster/after").value == "2"
+    finally:
+        leader.start()
+    # The stopped member comes back and catches up.
+    assert leader.kv().get("/calico/cluster/after").value == "2"
 
 
 def test_cluster_with_first_member_stopped(cluster):
@@ -50,7 +74,6 @@ def test_watch_moves_to_another_member_when_its_member_stops(cluster):
     goes on from another one, missing nothing."""
     from calicoctl.agent.watcher import EtcdWatcher, Snapshot, Update
     from tests.harness.etcd import make_kv
-    from tests.harness.util import wait_for
     env = cluster_env(cluster)
     events = queue.Queue()
     watcher = EtcdWatcher(make_kv(env), events.put, watch_timeout=2.0, retry_interval=0.2).start()
@@ -120,7 +143,9 @@ def tls_etcd(request, tmp_path_factory):
 
 def test_tls_commands_work(tls_etcd):
     env = tls_etcd.env
-    assert env["ETCD_SCHEME"] == "https"
+    assert tls_etcd.url.startswith("https://127.0.0.1:")
+    assert env["ETCD_SCHEME"] == "https" and env["ETCD_CERT_FILE"] == tls_etcd.tls.client_cert
+    assert tls_etcd.call("/v3/maintenance/status")["version"]
     result = run_cli_process(env, "profile add SECURE")
     assert result.rc == 0, result.err
     assert run_cli(env, "bgp peer add 10.0.0.5 as 64512").rc == 0

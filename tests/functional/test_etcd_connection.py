@@ -2,7 +2,6 @@
 on etcd v2 and on v3 (an etcd without the v2 API)."""
 import json
 import os
-import queue
 import signal
 import time
 
@@ -12,6 +11,7 @@ from tests.functional.clitools import assert_one_line_error, run_cli, run_cli_pr
 from tests.harness.etcd import (DATASTORES, EtcdServer, cluster_env, datastore_env, make_tls_material,
                                 start_cluster, stop_all)
 from tests.harness.util import free_port, wait_for
+from tests.harness.watching import WatchEvents
 
 
 # -- a 3-member cluster with one member stopped ------------------------------------------
@@ -75,10 +75,10 @@ def test_watch_moves_to_another_member_when_its_member_stops(cluster):
     from calicoctl.agent.watcher import EtcdWatcher, Snapshot, Update
     from tests.harness.etcd import make_kv
     env = cluster_env(cluster)
-    events = queue.Queue()
-    watcher = EtcdWatcher(make_kv(env), events.put, watch_timeout=2.0, retry_interval=0.2).start()
+    events = WatchEvents()
+    watcher = EtcdWatcher(make_kv(env), events, watch_timeout=2.0, retry_interval=0.2).start()
     try:
-        first = next_of(events, Snapshot)
+        first = events.next(Snapshot, timeout=20)
         cluster[0].stop()
         writer = make_kv(cluster_env(cluster[1:]))
         for n in range(3):
@@ -87,7 +87,7 @@ def test_watch_moves_to_another_member_when_its_member_stops(cluster):
                      interval=0.5, message="a write to the remaining members")
         seen = {}
         while len(seen) < 3:
-            item = next_of(events, (Snapshot, Update))
+            item = events.next((Snapshot, Update), timeout=20)
             if isinstance(item, Snapshot):
                 seen.update((k, v) for k, v in item.items.items() if "/failover/" in k)
             elif "/failover/" in item.key:
@@ -97,14 +97,6 @@ def test_watch_moves_to_another_member_when_its_member_stops(cluster):
     finally:
         watcher.stop()
         cluster[0].start()
-
-
-def next_of(events, kinds, timeout=20):
-    deadline = time.monotonic() + timeout
-    while True:
-        item = events.get(timeout=max(0.1, deadline - time.monotonic()))
-        if isinstance(item, kinds):
-            return item
 
 
 def test_cluster_endpoint_order_does_not_matter(cluster):

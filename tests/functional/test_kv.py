@@ -1,7 +1,6 @@
 """The key-value layer (calicoctl.datastore.kv) and the agent's watcher on a
 real etcd, v2 and v3 (an etcd without the v2 API)."""
 import json
-import queue
 import threading
 import time
 
@@ -11,6 +10,7 @@ from calicoctl.agent.watcher import EtcdWatcher, ResyncNeeded, Snapshot, Update
 from calicoctl.datastore.client import DatastoreClient
 from calicoctl.datastore.kv import HistoryLost
 from tests.harness.util import wait_for
+from tests.harness.watching import WatchEvents
 
 DIR = "/calico/v1/test"
 
@@ -95,27 +95,6 @@ def test_claims_expire_unless_confirmed(etcd):
     assert datastore.remove_empty_claims_dir("10.0.0.0/24")
 
 
-class Recorder:
-    """A watcher's emit that can hold the watcher up, as a busy agent would."""
-
-    def __init__(self):
-        self.events = queue.Queue()
-        self.hold = threading.Event()
-        self.hold.set()
-
-    def __call__(self, item):
-        self.events.put(item)
-        if isinstance(item, Update):
-            self.hold.wait(30)
-
-    def next(self, kind, timeout=10):
-        deadline = time.monotonic() + timeout
-        while True:
-            item = self.events.get(timeout=max(0.1, deadline - time.monotonic()))
-            if isinstance(item, kind):
-                return item
-
-
 class CountingKV:
     """Forwards to a real store, counting snapshots and watched events."""
 
@@ -143,19 +122,19 @@ def start_watcher(kv, emit, **kwargs):
 
 def test_watcher_snapshot_then_updates(kv):
     kv.put(DIR + "/before", "0")
-    recorder = Recorder()
-    watcher = start_watcher(kv, recorder, watch_timeout=1.0)
+    emitted = WatchEvents()
+    watcher = start_watcher(kv, emitted, watch_timeout=1.0)
     try:
-        snapshot = recorder.next(Snapshot)
+        snapshot = emitted.next(Snapshot)
         assert snapshot.items == {DIR + "/before": "0"}
         time.sleep(1.5)                       # past one quiet watch timeout
         kv.put(DIR + "/a", "1")
-        assert recorder.next(Update) == Update(DIR + "/a", "1")
+        assert emitted.next(Update) == Update(DIR + "/a", "1")
         kv.delete(DIR + "/a")
-        assert recorder.next(Update) == Update(DIR + "/a", None)
+        assert emitted.next(Update) == Update(DIR + "/a", None)
         kv.put(DIR + "/t", json.dumps({"x": 1}), ttl=2)
-        assert recorder.next(Update) == Update(DIR + "/t", '{"x": 1}')
-        assert recorder.next(Update, timeout=15) == Update(DIR + "/t", None)   # expired
+        assert emitted.next(Update) == Update(DIR + "/t", '{"x": 1}')
+        assert emitted.next(Update, timeout=15) == Update(DIR + "/t", None)   # expired
     finally:
         watcher.stop()
 
@@ -166,27 +145,27 @@ def test_watcher_held_up_during_a_burst_does_not_ask_once_per_event(etcd, kv):
     behind and catches up with one snapshot; v3 already has them all in its
     one watch stream and reads them from there."""
     counting = CountingKV(kv)
-    recorder = Recorder()
-    watcher = start_watcher(counting, recorder, catch_up_limit=50, watch_timeout=10.0)
+    emitted = WatchEvents()
+    watcher = start_watcher(counting, emitted, catch_up_limit=50, watch_timeout=10.0)
     try:
-        assert not recorder.next(Snapshot).catch_up
-        recorder.hold.clear()                 # the agent is busy with the next update...
+        assert not emitted.next(Snapshot).catch_up
+        emitted.hold.clear()                 # the agent is busy with the next update...
         kv.put(DIR + "/first", "x")
-        recorder.next(Update)
+        emitted.next(Update)
         for n in range(300):                  # one revision each
             kv.put("%s/burst/%03d" % (DIR, n), str(n))
-        recorder.hold.set()                   # ...and comes back 300 revisions behind
+        emitted.hold.set()                   # ...and comes back 300 revisions behind
         if etcd.datastore == "etcdv2":
-            snapshot = recorder.next(Snapshot)
+            snapshot = emitted.next(Snapshot)
             assert len([key for key in snapshot.items if "/burst/" in key]) == 300
             assert snapshot.catch_up          # the agent applies only what differs
             assert counting.trees == 2
             assert counting.events <= 3, "replayed %d events instead of taking a snapshot" % counting.events
         else:
-            seen = {recorder.next(Update).key for _ in range(300)}
+            seen = {emitted.next(Update).key for _ in range(300)}
             assert len(seen) == 300 and counting.trees == 1 and counting.watches == 1
         kv.put(DIR + "/after", "y")           # and it watches on
-        assert recorder.next(Update) == Update(DIR + "/after", "y")
+        assert emitted.next(Update) == Update(DIR + "/after", "y")
     finally:
         watcher.stop()
 
@@ -214,10 +193,10 @@ def test_v3_watch_from_a_compacted_revision_resyncs(etcd, kv):
     etcd.server.call("/v3/kv/compaction", {"revision": latest})
     with pytest.raises(HistoryLost, match="compacted"):
         list(kv.watch(DIR, old, timeout=2))
-    recorder = Recorder()
-    watcher = start_watcher(kv, recorder)
+    emitted = WatchEvents()
+    watcher = start_watcher(kv, emitted)
     try:
-        assert recorder.next(Snapshot).items == {DIR + "/old": "1", DIR + "/new": "2"}
+        assert emitted.next(Snapshot).items == {DIR + "/old": "1", DIR + "/new": "2"}
     finally:
         watcher.stop()
 
@@ -335,16 +314,16 @@ def test_watcher_reports_lost_etcd_and_resyncs_when_it_is_back(any_etcd):
     from calicoctl.agent.watcher import Lost
     server = any_etcd.server
     kv = any_etcd.kv()
-    recorder = Recorder()
-    watcher = start_watcher(kv, recorder)
+    emitted = WatchEvents()
+    watcher = start_watcher(kv, emitted)
     try:
-        recorder.next(Snapshot)
+        emitted.next(Snapshot)
         server.stop()
-        assert isinstance(recorder.next(Lost, timeout=15), Lost)
+        assert isinstance(emitted.next(Lost, timeout=15), Lost)
         server.start()
-        snapshot = recorder.next(Snapshot, timeout=15)
+        snapshot = emitted.next(Snapshot, timeout=15)
         assert snapshot.items == {}           # wiped before the test: nothing was missed
         kv.put(DIR + "/later", "2")
-        assert recorder.next(Update) == Update(DIR + "/later", "2")
+        assert emitted.next(Update) == Update(DIR + "/later", "2")
     finally:
         watcher.stop()

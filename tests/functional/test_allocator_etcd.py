@@ -14,7 +14,7 @@ from calicoctl.errors import Conflict
 from calicoctl.ops import allocator
 from tests.functional.containertools import (calicoctl, claims, endpoints_of, in_container, ok, refused,
                                              global_addresses)
-from tests.harness.util import REPO_ROOT, run_in_threads
+from tests.harness.util import REPO_ROOT, run_in_threads, wait_for
 
 POOL = model.IPPool("10.50.0.0/16")
 
@@ -81,8 +81,8 @@ def test_a_leftover_claim_with_a_ttl_expires(any_etcd):
     datastore.write_pool(POOL)
     ip = allocator.assign_address(datastore, POOL, "10.50.10.0/30", "crashed", ttl=1)
     assert datastore.get_claim(POOL.cidr, str(ip)) == "crashed"
-    time.sleep(2.5)
-    assert datastore.get_claim(POOL.cidr, str(ip)) is None
+    wait_for(lambda: datastore.get_claim(POOL.cidr, str(ip)) is None, timeout=10, interval=0.1,
+             message="the claim expiring")
 
 
 # -- through the CLI -------------------------------------------------------------------------

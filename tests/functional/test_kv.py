@@ -122,12 +122,14 @@ def start_watcher(kv, emit, **kwargs):
 
 def test_watcher_snapshot_then_updates(kv):
     kv.put(DIR + "/before", "0")
+    counting = CountingKV(kv)
     emitted = WatchEvents()
-    watcher = start_watcher(kv, emitted, watch_timeout=1.0)
+    watcher = start_watcher(counting, emitted, watch_timeout=1.0)
     try:
         snapshot = emitted.next(Snapshot)
         assert snapshot.items == {DIR + "/before": "0"}
-        time.sleep(1.5)                       # past one quiet watch timeout
+        # Past one quiet watch timeout: the watch is issued again.
+        wait_for(lambda: counting.watches >= 2, timeout=10, interval=0.05, message="a second watch")
         kv.put(DIR + "/a", "1")
         assert emitted.next(Update) == Update(DIR + "/a", "1")
         kv.delete(DIR + "/a")

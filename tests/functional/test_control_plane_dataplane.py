@@ -63,7 +63,6 @@ def loads(host):
     loads = {}
     for n, name in enumerate("abc", 1):
         load = NetnsWorkload(host, "cp" + name, "10.70.0.%d" % n, ip6="fd5e:4::%d" % n).create()
-        load.mac = load.run(["cat", "/sys/class/net/eth1/address"]).stdout.strip()
         # As "calicoctl container add" does: answer neighbour solicitations at once.
         load.host_sh("echo 0 > /proc/sys/net/ipv6/neigh/%s/proxy_delay" % load.interface)
         loads[name] = load

@@ -15,6 +15,7 @@ import time
 import pytest
 
 from calicoctl.datastore import paths
+from tests.harness import dataplanes
 from tests.harness.dataplanes import DATAPLANES, DEFAULT, agent_args, kernel, wipe
 from tests.harness.util import wait_for
 from tests.harness.multihost import NetnsWorkload
@@ -95,13 +96,11 @@ def put(lan_etcd, key, value):
 
 
 def endpoint_json(interface, ip, profiles=("p",), mac=None):
-    return json.dumps({"state": "active", "name": interface, "mac": mac, "profile_ids": list(profiles),
-                       "ipv4_nets": ["%s/32" % ip], "ipv6_nets": [], "ipv4_gateway": HOST_IP,
-                       "ipv6_gateway": None})
+    return dataplanes.endpoint_json(HOST_IP, interface, [ip], profiles, mac=mac)
 
 
 def ep_key(name):
-    return paths.endpoint_key(HOSTNAME, "docker", "w-" + name, "ep-" + name)
+    return dataplanes.endpoint_key(HOSTNAME, name)
 
 
 def routes(host):

@@ -20,9 +20,10 @@ lint: deps
 test: deps lint
 	$(PYTEST) --durations=25 tests
 
-# Quick iterations (a few minutes): lint, unit and functional tiers.
+# Quick iterations (about 2 minutes): lint, the unit tier and the functional
+# tests not marked slow (more than about 2 s each; make test runs them all).
 check: deps lint
-	$(PYTEST) tests/unit tests/functional
+	$(PYTEST) -m "not slow" tests/unit tests/functional
 
 # Subsets; pytest's exit 5 ("no tests collected") is not a failure here.
 unit functional system: deps

@@ -7,7 +7,8 @@ image, one simulated LAN.  Per-test fixtures only reset or add to them:
 they made.
 
 Tests under tests/functional and tests/system get the ``functional`` and
-``system`` markers automatically.
+``system`` markers automatically; functional tests that take more than
+about 2 s carry ``slow`` (``make check`` runs the others).
 """
 import os
 
@@ -18,7 +19,7 @@ from tests.harness.etcd import EtcdServer, make_kv
 MARKERS = {
     "functional": "real kernel/etcd/Docker components, one at a time",
     "system": "whole calicoctl + agent on simulated hosts",
-    "slow": "takes more than a few seconds",
+    "slow": "a functional test that takes more than about 2 s: make check leaves it out",
 }
 
 LAN_ETCD_PORT = 2379

@@ -59,6 +59,7 @@ print(" ".join(str(allocator.assign_address(client, pool, %(range)r, sys.argv[1]
 """
 
 
+@pytest.mark.slow
 def test_two_processes_filling_a_small_range_never_share_an_address(any_etcd):
     etcd = any_etcd
     """Like two hosts: separate processes and connections; six addresses, six requests."""
@@ -75,6 +76,7 @@ def test_two_processes_filling_a_small_range_never_share_an_address(any_etcd):
         allocator.assign_address(client_for(etcd), POOL, "10.50.9.0/29", "late")
 
 
+@pytest.mark.slow
 def test_a_leftover_claim_with_a_ttl_expires(any_etcd):
     etcd = any_etcd
     datastore = client_for(etcd)
@@ -93,6 +95,7 @@ def test_a_leftover_claim_with_a_ttl_expires(any_etcd):
     ("ipv6", 6, "fd80:24e2:f998:72d6::/64"),
     ("192.168.77.0/28", 4, "192.168.77.0/28"),
 ])
+@pytest.mark.slow
 def test_container_add_assigns_a_free_address(seeded, host1, make_container, spec, version, inside):
     import netaddr
     client = seeded.kv()

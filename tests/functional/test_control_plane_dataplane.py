@@ -172,6 +172,7 @@ def member_writes(dataplane, component, writes):
 
 
 @pytest.mark.parametrize("version", [4, 6])
+@pytest.mark.slow
 def test_workloads_reach_no_protected_port_on_their_host_or_a_protected_address(world, dataplane, version):
     component = start(world, dataplane)
     assert reach(world, version) == {**OPEN, **CLOSED}
@@ -191,6 +192,7 @@ def test_workloads_reach_no_protected_port_on_their_host_or_a_protected_address(
                       "addresses": {"4": 3, "6": 2}, "problem": None}
 
 
+@pytest.mark.slow
 def test_hosts_joining_and_leaving_change_set_members_and_no_rule(world, dataplane):
     writes = recorder(dataplane)
     component = start(world, dataplane, recorder=writes)
@@ -210,6 +212,7 @@ def test_hosts_joining_and_leaving_change_set_members_and_no_rule(world, datapla
     assert world.c.ip not in kernel(world.host, dataplane).protected_addresses(4)
 
 
+@pytest.mark.slow
 def test_switching_off_opens_everything_and_on_cuts_open_connections(world, dataplane):
     component = start(world, dataplane)
     view = kernel(world.host, dataplane)
@@ -241,6 +244,7 @@ def test_switching_off_opens_everything_and_on_cuts_open_connections(world, data
     assert reach(world, 4) == {**OPEN, **CLOSED}
 
 
+@pytest.mark.slow
 def test_ports_follow_the_setting_and_bad_data_keeps_the_defaults(world, dataplane):
     component = start(world, dataplane, setting=json.dumps({"enabled": True, "ports": [8080]}))
     result = reach(world, 4)
@@ -253,6 +257,7 @@ def test_ports_follow_the_setting_and_bad_data_keeps_the_defaults(world, datapla
     assert report["active"] is True and "Invalid control-plane port 0" in report["problem"]
 
 
+@pytest.mark.slow
 def test_etcd_endpoints_given_by_name_are_resolved_off_the_loop(world, dataplane):
     queued = []
     component = make_dataplane(dataplane, world.host, etcd_endpoints=(("etcd.example", 23790),),
@@ -271,6 +276,7 @@ def test_etcd_endpoints_given_by_name_are_resolved_off_the_loop(world, dataplane
         component.close()
 
 
+@pytest.mark.slow
 def test_a_set_that_cannot_be_created_fails_closed_and_is_retried(world, dataplane):
     writes = recorder(dataplane, refuse=SET_CREATION[dataplane])
     component = make_dataplane(dataplane, world.host, recorder=writes)

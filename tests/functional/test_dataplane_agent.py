@@ -114,6 +114,7 @@ OWN_STATUS_KEYS = {"nftables": {"refused_rules"}, "iptables": set()}
 
 
 @pytest.mark.parametrize("dataplane", DATAPLANES)
+@pytest.mark.slow
 def test_status_pid_file_and_clean_stop(agent, host, lan_etcd, dataplane):
     status = agent.status()
     assert set(status) == STATUS_KEYS | OWN_STATUS_KEYS[dataplane]
@@ -193,6 +194,7 @@ def test_a_second_agent_refuses_to_start(agent, host, lan_etcd):
 
 
 @pytest.mark.parametrize("dataplane", DATAPLANES)
+@pytest.mark.slow
 def test_bad_data_is_logged_and_treated_as_absent(agent, host, lan_etcd, dataplane):
     put(lan_etcd, paths.profile_rules("p"), json.dumps({"id": "p", "inbound_rules": [{"action": "allow"}],
                                                          "outbound_rules": [{"action": "allow"}]}))
@@ -220,6 +222,7 @@ def test_bad_data_is_logged_and_treated_as_absent(agent, host, lan_etcd, datapla
 
 
 @pytest.mark.parametrize("dataplane", DATAPLANES)
+@pytest.mark.slow
 def test_routes_follow_the_interface_and_stale_routes_go_after_a_kill(agent, host, lan_etcd, dataplane):
     put(lan_etcd, paths.profile_rules("p"), json.dumps({"id": "p", "inbound_rules": [],
                                                          "outbound_rules": []}))
@@ -253,6 +256,7 @@ def test_routes_follow_the_interface_and_stale_routes_go_after_a_kill(agent, hos
 
 
 @pytest.mark.parametrize("dataplane", DATAPLANES)
+@pytest.mark.slow
 def test_index_cleared_from_etcd_history_triggers_a_resync(agent, host, lan_etcd, dataplane):
     """Stop the agent (SIGSTOP) while more than etcd's 1000 remembered events
     happen; once it runs again its watch index is gone (HTTP 401) and it
@@ -282,6 +286,7 @@ def host6(make_module_simhost):
 
 
 @pytest.mark.parametrize("dataplane", DATAPLANES)
+@pytest.mark.slow
 def test_ipv6_policy_routes_and_proxy_ndp(host6, lan_etcd, dataplane):
     host = host6
     wipe(host)

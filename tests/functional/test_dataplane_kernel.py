@@ -155,6 +155,7 @@ def test_removed_hook_rules_are_put_back(clean):
     assert kernel_chains(host)["INPUT"] == ["-j felix-INPUT"]
 
 
+@pytest.mark.slow
 def test_policy_and_tags_carry_traffic(clean):
     host = clean
     a = NetnsWorkload(host, "pa", "10.65.1.1").create()
@@ -194,6 +195,7 @@ def test_policy_and_tags_carry_traffic(clean):
 
 
 @pytest.mark.parametrize("budget", [0, 1])
+@pytest.mark.slow
 def test_tags_past_the_ipset_budget_are_matched_by_chain_trees(clean, budget):
     host = clean
     loads = {n: NetnsWorkload(host, "t%s" % n, "10.66.%d.%d" % (n, n + 1)).create() for n in range(4)}
@@ -260,6 +262,7 @@ def test_a_refused_chain_is_stubbed_alone_and_retried(clean):
     assert owned(kernel_chains(host)) == dataplane.families[4].desired
 
 
+@pytest.mark.slow
 def test_deleted_profile_drops_and_unknown_interfaces_drop(clean):
     host = clean
     a = NetnsWorkload(host, "da", "10.68.0.1").create()

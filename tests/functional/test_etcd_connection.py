@@ -169,6 +169,7 @@ def test_plain_http_to_tls_etcd_fails_cleanly(tls_etcd):
 # -- etcd down, bad settings ---------------------------------------------------------------------
 
 @pytest.mark.parametrize("datastore", DATASTORES)
+@pytest.mark.slow
 def test_etcd_down_exit_3_fast_one_line(tmp_path, datastore):
     server = EtcdServer(str(tmp_path / "data"), datastore=datastore).start()
     env = server.env
@@ -186,6 +187,7 @@ def test_etcd_down_exit_3_fast_one_line(tmp_path, datastore):
 
 
 @pytest.mark.parametrize("datastore", DATASTORES)
+@pytest.mark.slow
 def test_hung_etcd_exit_3_within_5_seconds(tmp_path, datastore):
     """etcd accepts connections but never answers (SIGSTOP): a timeout, not a hang."""
     server = EtcdServer(str(tmp_path / "data"), datastore=datastore).start()

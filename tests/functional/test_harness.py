@@ -39,6 +39,7 @@ def test_etcd_fixtures_start_empty_in_every_keyspace(fixture, request):
         kv.put("/calico/leftover", "x")  # the next test's wipe must remove it
 
 
+@pytest.mark.slow
 def test_etcd_restart_keeps_data_and_ports(tmp_path):
     server = EtcdServer(str(tmp_path / "data")).start()
     try:

@@ -70,6 +70,7 @@ def test_directories_are_prefixes_that_spare_their_siblings(etcd, kv):
     assert kv.tree("/calico/v1/nothing").entries == ()
 
 
+@pytest.mark.slow
 def test_put_many_and_ttl(kv):
     kv.put_many([("%s/many/%03d" % (DIR, n), str(n)) for n in range(250)])
     assert len(kv.tree(DIR + "/many").entries) == 250
@@ -78,6 +79,7 @@ def test_put_many_and_ttl(kv):
     wait_for(lambda: kv.get(DIR + "/ttl") is None, timeout=10, interval=0.2, message="the key expiring")
 
 
+@pytest.mark.slow
 def test_claims_expire_unless_confirmed(etcd):
     """IP claims made with a TTL (v2) or a lease (v3) go away by themselves
     unless confirmed; a confirmed claim stays."""
@@ -120,6 +122,7 @@ def start_watcher(kv, emit, **kwargs):
                        **kwargs).start()
 
 
+@pytest.mark.slow
 def test_watcher_snapshot_then_updates(kv):
     kv.put(DIR + "/before", "0")
     counting = CountingKV(kv)
@@ -268,6 +271,7 @@ def test_v2_live_events_come_on_one_stream(etcd_v2):
     assert counting.requests + counting.streams <= 5, (counting.requests, counting.streams)
 
 
+@pytest.mark.slow
 def test_v2_stream_etcd_drops_for_a_slow_reader_goes_on_without_a_gap(etcd_v2):
     """A reader that stops reading while large values pour in (more than
     the sockets' buffers hold) fills etcd's buffer of 100 events: etcd ends
@@ -310,6 +314,7 @@ def test_empty_values_compare_too(kv):
     assert kv.delete(DIR + "/anon", prev_value="") and kv.get(DIR + "/anon") is None
 
 
+@pytest.mark.slow
 def test_watcher_reports_lost_etcd_and_resyncs_when_it_is_back(any_etcd):
     """etcd restarted under a watch (the v3 stream breaks, the v2 poll
     fails): Lost, then a fresh snapshot once etcd answers, and updates again."""

@@ -80,6 +80,7 @@ def three_workloads(host):
     return (a, b, c), items
 
 
+@pytest.mark.slow
 def test_policy_holds_with_endpoints_as_elements_and_changes_cost_elements_only(clean):
     host = clean
     (a, b, c), items = three_workloads(host)
@@ -113,6 +114,7 @@ def test_policy_holds_with_endpoints_as_elements_and_changes_cost_elements_only(
     assert not d.ping(a.ip)
 
 
+@pytest.mark.slow
 def test_established_flows_survive_a_policy_change_and_a_rewrite_of_the_whole_table(clean):
     host = clean
     (a, b, c), items = three_workloads(host)
@@ -160,6 +162,7 @@ def test_a_refused_rule_drops_in_its_place_and_the_rest_of_the_policy_applies(cl
     assert a.connects(c.ip, 8080) and dataplane.status()["refused_rules"] == []
 
 
+@pytest.mark.slow
 def test_beside_dockers_forward_drop_allowed_traffic_flows_and_denied_does_not(clean):
     host = clean
     (a, b, c), items = three_workloads(host)
@@ -182,6 +185,7 @@ def test_beside_dockers_forward_drop_allowed_traffic_flows_and_denied_does_not(c
 
 
 @pytest.mark.parametrize("action, to_host", [("DROP", False), ("RETURN", True), ("ACCEPT", True)])
+@pytest.mark.slow
 def test_workloads_reach_their_host_as_the_default_endpoint_to_host_action_says(clean, action, to_host):
     host = clean
     (a, b, c), items = three_workloads(host)
@@ -196,6 +200,7 @@ def test_workloads_reach_their_host_as_the_default_endpoint_to_host_action_says(
     assert a.ping(HOST_IP) is to_host
 
 
+@pytest.mark.slow
 def test_switching_dataplanes_removes_only_what_the_other_one_programmed(clean):
     host = clean
     (a, b, c), items = three_workloads(host)

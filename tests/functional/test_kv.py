@@ -102,6 +102,7 @@ class CountingKV:
 
     def __init__(self, kv):
         self.kv = kv
+        self.keys_per_event = kv.keys_per_event
         self.trees = 0
         self.watches = 0
         self.events = 0

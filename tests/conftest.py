@@ -7,7 +7,8 @@ image, one simulated LAN.  Per-test fixtures only reset or add to them:
 they made.
 
 Tests under tests/functional and tests/system get the ``functional`` and
-``system`` markers automatically.
+``system`` markers automatically; functional tests that take more than
+about 2 s carry ``slow`` (``make check`` runs the others).
 """
 import os
 
@@ -18,7 +19,7 @@ from tests.harness.etcd import EtcdServer, make_kv
 MARKERS = {
     "functional": "real kernel/etcd/Docker components, one at a time",
     "system": "whole calicoctl + agent on simulated hosts",
-    "slow": "takes more than a few seconds",
+    "slow": "a functional test that takes more than about 2 s: make check leaves it out",
 }
 
 LAN_ETCD_PORT = 2379
@@ -189,13 +190,9 @@ def lan_etcd(_lan_etcd_forward, etcd):
     return LanEtcd(_lan_etcd_forward.authority, etcd.authority)
 
 
-@pytest.fixture
-def make_simhost(lan, docker_daemon):
-    """Factory: ``make_simhost(name, ip, ip6=None)`` starts a SimHost on the
-    session LAN; all are stopped afterwards.
-
-    Depends on ``docker_daemon`` because a SimHost binds Docker's socket into
-    its /run when it starts: the daemon must be up first."""
+def _simhosts(lan):
+    """Yields a factory ``(name, ip, **kwargs)`` that starts SimHosts on ``lan``;
+    stops them all when resumed."""
     from tests.harness.simhost import SimHost
 
     made = []
@@ -208,3 +205,20 @@ def make_simhost(lan, docker_daemon):
     yield factory
     for host in made:
         host.stop()
+
+
+@pytest.fixture
+def make_simhost(lan, docker_daemon):
+    """Factory: ``make_simhost(name, ip, ip6=None, **SimHost options)`` starts
+    a SimHost on the session LAN; all are stopped after the test.
+
+    Depends on ``docker_daemon`` because a SimHost binds Docker's socket into
+    its /run when it starts: the daemon must be up first."""
+    yield from _simhosts(lan)
+
+
+@pytest.fixture(scope="module")
+def make_module_simhost(lan, docker_daemon):
+    """``make_simhost`` for hosts a whole module shares (starting one costs
+    more than most tests): they are stopped at the end of the module."""
+    yield from _simhosts(lan)

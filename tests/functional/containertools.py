@@ -11,18 +11,12 @@ import json
 import subprocess
 import sys
 
-from tests.harness.simhost import SimHost
 from tests.harness.util import REPO_ROOT
 
 V4_POOL = "192.168.0.0/16"
 V6_POOL = "fd80:24e2:f998:72d6::/64"
 HOST1 = ("calico-ct1", "172.17.8.201", "fd00:8::201")
 HOST2 = ("calico-ct2", "172.17.8.202", "fd00:8::202")
-
-
-def start_host(lan, spec):
-    name, ip, ip6 = spec
-    return SimHost(name, ip, lan, prefixlen=lan.prefixlen, ip6=ip6 + "/64").start()
 
 
 def seed(client, hosts, v4_pool=V4_POOL, v6_pool=V6_POOL, v6=True):

@@ -288,6 +288,7 @@ def test_two_adds_of_one_attachment_at_once_make_one_endpoint(bin_dir, agent, ho
     assert_nothing_left(agent, host1)
 
 
+@pytest.mark.slow
 def test_fifty_concurrent_adds_get_fifty_addresses(bin_dir, agent, host1, sandboxes):
     boxes = sandboxes(50)
     results = {}

@@ -104,6 +104,7 @@ def test_add_ipv6_uses_proxy_ndp_and_v6_default_route(seeded, host1, make_contai
     assert claims(client) == {"fd80:24e2:f998:72d6::a": "%s/docker/%s" % (host1.name, c1.id)}
 
 
+@pytest.mark.slow
 def test_two_containers_ping_each_other_through_the_host(seeded, host1, make_container):
     c1, c2 = make_container(), make_container()
     add(host1, seeded.env, c1, "192.168.1.21")
@@ -140,6 +141,7 @@ def test_replaces_an_existing_default_route(seeded, host1, make_container):
     assert route_to(cont, "10.99.0.0/24")["dev"] == "eth0"   # Docker's subnet route stays
 
 
+@pytest.mark.slow
 def test_ip_add_and_remove(seeded, host1, make_container):
     client = seeded.kv()
     c1 = make_container()

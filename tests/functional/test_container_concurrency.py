@@ -26,6 +26,7 @@ def finish(process):
 
 
 @pytest.mark.parametrize("ip", ["192.168.2.1", "fd80:24e2:f998:72d6::2:1"])
+@pytest.mark.slow
 def test_two_hosts_race_for_one_ip(lan_etcd, host1, host2, make_container, ip):
     client = lan_etcd.kv()
     seed(client, [host1, host2])
@@ -107,6 +108,7 @@ print(client.claim_ip("192.168.0.0/16", "192.168.3.3", owner="proc-%%s" %% sys.a
 """
 
 
+@pytest.mark.slow
 def test_many_processes_claim_one_ip_exactly_one_wins(etcd):
     start = time.time() + 2.0
     script = CLAIM_SCRIPT % {"repo": REPO_ROOT, "authority": etcd.authority, "start": start}

@@ -42,6 +42,7 @@ def unchanged(client, before):
     ("192.168.1.300", "invalid"), ("notanip", "invalid"), ("192.168.1.0/33", "invalid"),
     ("10.9.9.9", "not in any calico ipv4 pool"), ("fd99::1", "not in any calico ipv6 pool"),
 ])
+@pytest.mark.slow
 def test_bad_or_unpooled_ip(seeded, host1, make_container, ip, contains):
     client = seeded.kv()
     c1 = make_container()

@@ -12,8 +12,7 @@ import subprocess
 import pytest
 
 from calicoctl.identity import RUN_DIR
-from tests.harness.dataplanes import DATAPLANES, agent_args, kernel
-from tests.harness.simhost import SimHost
+from tests.harness.dataplanes import DATAPLANES, agent_args, kernel, wipe
 from tests.harness.util import wait_for
 
 HOSTNAME = "cp-agent"
@@ -22,17 +21,17 @@ ETCD_NAME = "etcd-by-name"
 LOG_DIR = "/var/log/calico"
 
 
-@pytest.fixture
-def host(lan, tmp_path):
-    sim = SimHost(HOSTNAME, HOST_IP, lan, prefixlen=lan.prefixlen).start()
-    hosts, resolv = tmp_path / "hosts", tmp_path / "resolv.conf"
+@pytest.fixture(scope="module")
+def host(lan, make_module_simhost, tmp_path_factory):
+    sim = make_module_simhost(HOSTNAME, HOST_IP)
+    files = tmp_path_factory.mktemp("etc")
+    hosts, resolv = files / "hosts", files / "resolv.conf"
     hosts.write_text("127.0.0.1 localhost\n%s %s\n" % (lan.gateway, ETCD_NAME))
     resolv.write_text("")
     result = sim.run(["sh", "-ec", "mount --bind %s /etc/hosts; mount --bind %s /etc/resolv.conf"
                       % (hosts, resolv)], cwd="/")
     assert result.returncode == 0, result.stderr
-    yield sim
-    sim.stop()
+    return sim
 
 
 def status(host):
@@ -44,6 +43,9 @@ def status(host):
 
 @pytest.mark.parametrize("dataplane", DATAPLANES)
 def test_an_etcd_endpoint_given_by_name_is_resolved_and_protected(host, lan, lan_etcd, dataplane):
+    # The other dataplane's run shared the host: none of its rules, log or status.
+    wipe(host)
+    host.run(["sh", "-c", "rm -rf %s/* %s/*" % (LOG_DIR, RUN_DIR)], cwd="/")
     port = int(lan_etcd.authority.rsplit(":", 1)[1])
     env = {"ETCD_ENDPOINTS": "http://%s:%d" % (ETCD_NAME, port), "ETCD_AUTHORITY": None}
     agent = host.popen(["calico-agent", "--hostname=%s" % HOSTNAME, "--log-dir=%s" % LOG_DIR,

@@ -28,7 +28,6 @@ from calicoctl.agent.policy.nftables import dataplane as nftables_dataplane
 from calicoctl.datastore import paths
 from tests.harness.dataplanes import DATAPLANES, kernel, make_component, recorder, wipe
 from tests.harness.feed import feed
-from tests.harness.simhost import SimHost
 from tests.harness.util import wait_for
 from tests.harness.multihost import NetnsWorkload, start_echo_server
 
@@ -52,10 +51,8 @@ except OSError as exc:
 
 
 @pytest.fixture(scope="module")
-def host(lan):
-    sim = SimHost(HOSTNAME, HOST_IP, lan, prefixlen=lan.prefixlen, ip6=HOST_IP6 + "/64").start()
-    yield sim
-    sim.stop()
+def host(make_module_simhost):
+    return make_module_simhost(HOSTNAME, HOST_IP, ip6=HOST_IP6)
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +63,6 @@ def loads(host):
     loads = {}
     for n, name in enumerate("abc", 1):
         load = NetnsWorkload(host, "cp" + name, "10.70.0.%d" % n, ip6="fd5e:4::%d" % n).create()
-        load.mac = load.run(["cat", "/sys/class/net/eth1/address"]).stdout.strip()
         # As "calicoctl container add" does: answer neighbour solicitations at once.
         load.host_sh("echo 0 > /proc/sys/net/ipv6/neigh/%s/proxy_delay" % load.interface)
         loads[name] = load
@@ -176,6 +172,7 @@ def member_writes(dataplane, component, writes):
 
 
 @pytest.mark.parametrize("version", [4, 6])
+@pytest.mark.slow
 def test_workloads_reach_no_protected_port_on_their_host_or_a_protected_address(world, dataplane, version):
     component = start(world, dataplane)
     assert reach(world, version) == {**OPEN, **CLOSED}
@@ -195,6 +192,7 @@ def test_workloads_reach_no_protected_port_on_their_host_or_a_protected_address(
                       "addresses": {"4": 3, "6": 2}, "problem": None}
 
 
+@pytest.mark.slow
 def test_hosts_joining_and_leaving_change_set_members_and_no_rule(world, dataplane):
     writes = recorder(dataplane)
     component = start(world, dataplane, recorder=writes)
@@ -214,6 +212,7 @@ def test_hosts_joining_and_leaving_change_set_members_and_no_rule(world, datapla
     assert world.c.ip not in kernel(world.host, dataplane).protected_addresses(4)
 
 
+@pytest.mark.slow
 def test_switching_off_opens_everything_and_on_cuts_open_connections(world, dataplane):
     component = start(world, dataplane)
     view = kernel(world.host, dataplane)
@@ -245,6 +244,7 @@ def test_switching_off_opens_everything_and_on_cuts_open_connections(world, data
     assert reach(world, 4) == {**OPEN, **CLOSED}
 
 
+@pytest.mark.slow
 def test_ports_follow_the_setting_and_bad_data_keeps_the_defaults(world, dataplane):
     component = start(world, dataplane, setting=json.dumps({"enabled": True, "ports": [8080]}))
     result = reach(world, 4)
@@ -257,6 +257,7 @@ def test_ports_follow_the_setting_and_bad_data_keeps_the_defaults(world, datapla
     assert report["active"] is True and "Invalid control-plane port 0" in report["problem"]
 
 
+@pytest.mark.slow
 def test_etcd_endpoints_given_by_name_are_resolved_off_the_loop(world, dataplane):
     queued = []
     component = make_dataplane(dataplane, world.host, etcd_endpoints=(("etcd.example", 23790),),
@@ -275,6 +276,7 @@ def test_etcd_endpoints_given_by_name_are_resolved_off_the_loop(world, dataplane
         component.close()
 
 
+@pytest.mark.slow
 def test_a_set_that_cannot_be_created_fails_closed_and_is_retried(world, dataplane):
     writes = recorder(dataplane, refuse=SET_CREATION[dataplane])
     component = make_dataplane(dataplane, world.host, recorder=writes)

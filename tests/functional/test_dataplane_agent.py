@@ -16,8 +16,8 @@ import pytest
 
 from calicoctl.datastore import paths
 from calicoctl.identity import RUN_DIR
+from tests.harness import dataplanes
 from tests.harness.dataplanes import DATAPLANES, DEFAULT, agent_args, kernel, wipe
-from tests.harness.simhost import SimHost
 from tests.harness.util import wait_for
 from tests.harness.multihost import NetnsWorkload
 from tests.rule_cases import CASES, stored_rules
@@ -28,10 +28,8 @@ LOG_DIR = "/var/log/calico"
 
 
 @pytest.fixture(scope="module")
-def host(lan):
-    sim = SimHost(HOSTNAME, HOST_IP, lan, prefixlen=lan.prefixlen).start()
-    yield sim
-    sim.stop()
+def host(make_module_simhost):
+    return make_module_simhost(HOSTNAME, HOST_IP)
 
 
 class AgentProcess:
@@ -98,13 +96,11 @@ def put(lan_etcd, key, value):
 
 
 def endpoint_json(interface, ip, profiles=("p",), mac=None):
-    return json.dumps({"state": "active", "name": interface, "mac": mac, "profile_ids": list(profiles),
-                       "ipv4_nets": ["%s/32" % ip], "ipv6_nets": [], "ipv4_gateway": HOST_IP,
-                       "ipv6_gateway": None})
+    return dataplanes.endpoint_json(HOST_IP, interface, [ip], profiles, mac=mac)
 
 
 def ep_key(name):
-    return paths.endpoint_key(HOSTNAME, "docker", "w-" + name, "ep-" + name)
+    return dataplanes.endpoint_key(HOSTNAME, name)
 
 
 def routes(host):
@@ -118,6 +114,7 @@ OWN_STATUS_KEYS = {"nftables": {"refused_rules"}, "iptables": set()}
 
 
 @pytest.mark.parametrize("dataplane", DATAPLANES)
+@pytest.mark.slow
 def test_status_pid_file_and_clean_stop(agent, host, lan_etcd, dataplane):
     status = agent.status()
     assert set(status) == STATUS_KEYS | OWN_STATUS_KEYS[dataplane]
@@ -197,6 +194,7 @@ def test_a_second_agent_refuses_to_start(agent, host, lan_etcd):
 
 
 @pytest.mark.parametrize("dataplane", DATAPLANES)
+@pytest.mark.slow
 def test_bad_data_is_logged_and_treated_as_absent(agent, host, lan_etcd, dataplane):
     put(lan_etcd, paths.profile_rules("p"), json.dumps({"id": "p", "inbound_rules": [{"action": "allow"}],
                                                          "outbound_rules": [{"action": "allow"}]}))
@@ -224,6 +222,7 @@ def test_bad_data_is_logged_and_treated_as_absent(agent, host, lan_etcd, datapla
 
 
 @pytest.mark.parametrize("dataplane", DATAPLANES)
+@pytest.mark.slow
 def test_routes_follow_the_interface_and_stale_routes_go_after_a_kill(agent, host, lan_etcd, dataplane):
     put(lan_etcd, paths.profile_rules("p"), json.dumps({"id": "p", "inbound_rules": [],
                                                          "outbound_rules": []}))
@@ -257,6 +256,7 @@ def test_routes_follow_the_interface_and_stale_routes_go_after_a_kill(agent, hos
 
 
 @pytest.mark.parametrize("dataplane", DATAPLANES)
+@pytest.mark.slow
 def test_an_agent_stopped_through_a_burst_catches_up(agent, host, lan_etcd, dataplane):
     """Stop the agent (SIGSTOP) while 1,100 events happen (more than v2's
     history; v3's open watch keeps them for it); once it runs again it
@@ -282,13 +282,12 @@ def test_an_agent_stopped_through_a_burst_catches_up(agent, host, lan_etcd, data
 
 
 @pytest.fixture(scope="module")
-def host6(lan):
-    sim = SimHost("dp-agent6", "172.17.8.63", lan, prefixlen=lan.prefixlen, ip6="fd5e:1::63/64").start()
-    yield sim
-    sim.stop()
+def host6(make_module_simhost):
+    return make_module_simhost("dp-agent6", "172.17.8.63", ip6="fd5e:1::63/64")
 
 
 @pytest.mark.parametrize("dataplane", DATAPLANES)
+@pytest.mark.slow
 def test_ipv6_policy_routes_and_proxy_ndp(host6, lan_etcd, dataplane):
     host = host6
     wipe(host)

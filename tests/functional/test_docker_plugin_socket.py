@@ -144,6 +144,7 @@ def test_an_address_given_with_ip_is_claimed_once(plugin, seeded):
     assert "already assigned" in call(plugin["ipam"], "/IpamDriver.RequestAddress", body)["Err"]
 
 
+@pytest.mark.slow
 def test_fifty_concurrent_endpoints(plugin, seeded, host1):
     client = seeded.kv()
     known = cali_links(host1)

@@ -1,20 +1,17 @@
 """The test harness itself works against the real components.
 
 These run first-hand what every other functional and system test relies on:
-etcd (single, cluster, TLS), dockerd with the local busybox image, and
-simulated hosts on a simulated LAN.
+etcd, dockerd with the local busybox image, and simulated hosts on a
+simulated LAN. The harness's etcd clusters and TLS are tested where
+calicoctl uses them, in test_etcd_connection.py.
 """
 import os
-import ssl
 import sys
-import urllib.error
-import urllib.request
 
 import pytest
 
-from calicoctl.errors import CalicoError
 from calicoctl.identity import RUN_DIR
-from tests.harness.etcd import EtcdServer, make_kv, make_tls_material, start_cluster, stop_all
+from tests.harness.etcd import EtcdServer, make_kv
 from tests.harness.simhost import Lan, NamespaceError, SimHost
 from tests.harness.util import pid_alive, wait_for
 
@@ -43,6 +40,7 @@ def test_etcd_fixtures_start_empty_in_every_keyspace(fixture, request):
         kv.put("/calico/leftover", "x")  # the next test's wipe must remove it
 
 
+@pytest.mark.slow
 def test_etcd_restart_keeps_data_and_ports(tmp_path):
     server = EtcdServer(str(tmp_path / "data")).start()
     try:
@@ -72,58 +70,6 @@ def test_etcd_start_failure_reports_log(tmp_path):
         assert not clash.running
     finally:
         first.stop()
-
-
-def test_etcd_cluster_elects_and_survives_one_member_stopped(tmp_path):
-    members = start_cluster(str(tmp_path), size=3)
-    try:
-        assert len({m.client_port for m in members} | {m.peer_port for m in members}) == 6
-        assert len(members[0].call("/v3/cluster/member/list")["members"]) == 3
-        leader_name = members[0].leader_name()
-        assert leader_name in {m.name for m in members}
-        members[0].kv().put("/calico/cluster/before", "1")
-
-        # Stop the leader itself: the other two must elect a new one.
-        leader = next(m for m in members if m.name == leader_name)
-        leader.stop()
-        survivors = [m for m in members if m is not leader]
-        new_leader = wait_for(lambda: survivors[0].leader_name() not in (None, leader_name)
-                              and survivors[0].leader_name(), timeout=15, message="new leader")
-        assert new_leader in {m.name for m in survivors}
-        survivors[0].kv().put("/calico/cluster/after", "2")
-        other = survivors[1].kv()          # v3 reads are linearizable (a quorum read)
-        assert other.get("/calico/cluster/before").value == "1"
-        assert other.get("/calico/cluster/after").value == "2"
-
-        # The stopped member comes back and catches up.
-        leader.start()
-        assert leader.kv().get("/calico/cluster/after").value == "2"
-    finally:
-        stop_all(members)
-    assert not any(m.running for m in members)
-
-
-def test_etcd_tls_accepts_client_cert_only(tmp_path):
-    tls = make_tls_material(str(tmp_path / "tls"))
-    server = EtcdServer(str(tmp_path / "data"), tls=tls).start()
-    try:
-        assert server.url.startswith("https://127.0.0.1:")
-        kv = server.kv()
-        kv.put("/calico/tls", "secure")
-        assert kv.get("/calico/tls").value == "secure"
-        assert server.env["ETCD_SCHEME"] == "https"
-        assert server.env["ETCD_CERT_FILE"] == tls.client_cert
-        assert server.call("/v3/maintenance/status")["version"]
-
-        # Without a client certificate the server refuses the handshake.
-        context = ssl.create_default_context(cafile=tls.ca_cert)
-        with pytest.raises((ssl.SSLError, urllib.error.URLError, ConnectionError)):
-            urllib.request.urlopen(server.url + "/version", context=context, timeout=5).read()
-        # Plain HTTP is not served at all.
-        with pytest.raises(CalicoError):
-            make_kv({"ETCD_AUTHORITY": server.authority}).get("/calico/tls")
-    finally:
-        server.stop()
 
 
 # -- Docker ------------------------------------------------------------------

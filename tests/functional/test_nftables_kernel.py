@@ -21,30 +21,26 @@ from calicoctl.agent.policy.nftables.dataplane import remove_nftables_policy
 from calicoctl.datastore import paths
 from calicoctl.host import nftables
 from calicoctl.host.iptables import parse_save
-from tests.harness.dataplanes import NftablesRecorder, iptables_access, make_component, wipe
+from tests.harness.dataplanes import (NftablesRecorder, endpoint_json, endpoint_key, iptables_access,
+                                      make_component, profile_items)
 from tests.harness.feed import feed
-from tests.harness.multihost import NetnsWorkload, remove_netns_workloads
-from tests.harness.simhost import SimHost
+from tests.harness.multihost import NetnsWorkload
 
 HOSTNAME = "nft-kernel"
 HOST_IP = "172.17.8.62"
 
 
+def ep_key(name):
+    return endpoint_key(HOSTNAME, name)
+
+
+def endpoint(*args, **kwargs):
+    return endpoint_json(HOST_IP, *args, **kwargs)
+
+
 @pytest.fixture(scope="module")
-def host(lan):
-    sim = SimHost(HOSTNAME, HOST_IP, lan, prefixlen=lan.prefixlen).start()
-    yield sim
-    sim.stop()
-
-
-@pytest.fixture
-def clean(host):
-    """No nftables ruleset, ipsets, workloads or cali interfaces in the host, before and after."""
-    wipe(host)
-    remove_netns_workloads(host)
-    yield host
-    wipe(host)
-    remove_netns_workloads(host)
+def host(make_module_simhost):
+    return make_module_simhost(HOSTNAME, HOST_IP)
 
 
 def make_dataplane(host, recorder=None, cleanup=None, **config):
@@ -69,64 +65,26 @@ def kernel_table(host):
     return found
 
 
-def ep_key(name, host=HOSTNAME):
-    return paths.endpoint_key(host, "docker", "w-" + name, "ep-" + name)
-
-
-def endpoint(interface, ips, profiles, mac=None):
-    return json.dumps({"state": "active", "name": interface, "mac": mac, "profile_ids": list(profiles),
-                       "ipv4_nets": ["%s/32" % ip for ip in ips], "ipv6_nets": [],
-                       "ipv4_gateway": HOST_IP, "ipv6_gateway": None})
-
-
-def profile(name, inbound, outbound=({"action": "allow"},), tags=None):
-    return {paths.profile_rules(name): json.dumps({"id": name, "inbound_rules": list(inbound),
-                                                   "outbound_rules": list(outbound)}),
-            paths.profile_tags(name): json.dumps(list(tags if tags is not None else [name]))}
-
-
-def workload(host, name, ip):
-    load = NetnsWorkload(host, name, ip).create()
-    mac = load.run(["cat", "/sys/class/net/eth1/address"]).stdout.strip()
-    return load, mac
-
-
-def can_connect(source, ip, port):
-    return source.run(["busybox", "nc", "-w", "1", ip, str(port)], input="", timeout=10).returncode == 0
-
-
-def serve(load, port):
-    """A TCP echo server in ``load`` (until the host stops) that hangs up on
-    a client quiet for 0.3 s (so ``nc`` with nothing to say returns)."""
-    code = ("import socket, threading\ns=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
-            "s.bind(('0.0.0.0', %d)); s.listen(16)\n"
-            "def echo(c):\n    c.settimeout(0.3)\n    try:\n        while True:\n            d = c.recv(100)\n"
-            "            if not d: break\n            c.sendall(d)\n    except OSError: pass\n    c.close()\n"
-            "while True:\n    c, _ = s.accept(); threading.Thread(target=echo, args=(c,), daemon=True).start()\n"
-            % port)
-    load.host.popen(["ip", "netns", "exec", load.name, sys.executable, "-c", code], cwd="/")
-    time.sleep(0.3)
-
-
 def three_workloads(host):
     """a and b in profile front (which admits its own tag), c in back (admits nothing but front on 8080)."""
-    a, mac_a = workload(host, "na", "10.70.0.1")
-    b, mac_b = workload(host, "nb", "10.70.0.2")
-    c, mac_c = workload(host, "nc", "10.70.0.3")
+    a = NetnsWorkload(host, "na", "10.70.0.1").create()
+    b = NetnsWorkload(host, "nb", "10.70.0.2").create()
+    c = NetnsWorkload(host, "nc", "10.70.0.3").create()
     items = {}
-    items.update(profile("front", [{"action": "allow", "src_tag": "front"}]))
-    items.update(profile("back", [{"action": "deny", "protocol": "icmp"},
+    items.update(profile_items("front", [{"action": "allow", "src_tag": "front"}]))
+    items.update(profile_items("back", [{"action": "deny", "protocol": "icmp"},
                                   {"action": "allow", "protocol": "tcp", "src_tag": "front", "dst_ports": [8080]}]))
-    items[ep_key("na")] = endpoint(a.interface, [a.ip], ["front"], mac=mac_a)
-    items[ep_key("nb")] = endpoint(b.interface, [b.ip], ["front"], mac=mac_b)
-    items[ep_key("nc")] = endpoint(c.interface, [c.ip], ["back"], mac=mac_c)
+    items[ep_key("na")] = endpoint(a.interface, [a.ip], ["front"], mac=a.mac)
+    items[ep_key("nb")] = endpoint(b.interface, [b.ip], ["front"], mac=b.mac)
+    items[ep_key("nc")] = endpoint(c.interface, [c.ip], ["back"], mac=c.mac)
     return (a, b, c), items
 
 
+@pytest.mark.slow
 def test_policy_holds_with_endpoints_as_elements_and_changes_cost_elements_only(clean):
     host = clean
     (a, b, c), items = three_workloads(host)
-    serve(c, 8080)
+    c.serve(8080)
     dataplane = make_dataplane(host)
     feed(dataplane).snapshot(items)
     dataplane.flush()
@@ -134,13 +92,13 @@ def test_policy_holds_with_endpoints_as_elements_and_changes_cost_elements_only(
     assert set(table["chains"]) == set(dataplane.plan.table.chains)
     assert table["sets"]["ep-addr4"] == 3 and table["sets"]["t4-front"] == 2
     assert a.ping(b.ip) and b.ping(a.ip)
-    assert can_connect(a, c.ip, 8080)           # front -> back on its port
+    assert a.connects(c.ip, 8080)           # front -> back on its port
     assert not a.ping(c.ip)                     # but not ICMP: back denies it
     assert not c.ping(a.ip)                     # front admits front only
     # d appears: elements only, no chain added; allowed at the flush.
-    d, mac_d = workload(host, "nd", "10.70.0.4")
+    d = NetnsWorkload(host, "nd", "10.70.0.4").create()
     chains_before = kernel_table(host)["chains"]
-    feed(dataplane).update(ep_key("nd"), endpoint(d.interface, [d.ip], ["front"], mac=mac_d))
+    feed(dataplane).update(ep_key("nd"), endpoint(d.interface, [d.ip], ["front"], mac=d.mac))
     dataplane.flush()
     assert kernel_table(host)["chains"] == chains_before
     assert d.ping(a.ip) and a.ping(d.ip)
@@ -156,10 +114,11 @@ def test_policy_holds_with_endpoints_as_elements_and_changes_cost_elements_only(
     assert not d.ping(a.ip)
 
 
+@pytest.mark.slow
 def test_established_flows_survive_a_policy_change_and_a_rewrite_of_the_whole_table(clean):
     host = clean
     (a, b, c), items = three_workloads(host)
-    serve(c, 8080)
+    c.serve(8080)
     dataplane = make_dataplane(host)
     feed(dataplane).snapshot(items)
     dataplane.flush()
@@ -174,7 +133,7 @@ def test_established_flows_survive_a_policy_change_and_a_rewrite_of_the_whole_ta
     feed(dataplane).update(paths.profile_rules("back"), json.dumps(
         {"id": "back", "inbound_rules": [], "outbound_rules": [{"action": "allow"}]}))
     dataplane.flush()
-    assert not can_connect(b, c.ip, 8080)
+    assert not b.connects(c.ip, 8080)
     # ... and an agent restarted after SIGKILL writes the whole table again.
     restarted = make_dataplane(host)
     feed(restarted).snapshot(dict(items, **{paths.profile_rules("back"): json.dumps(
@@ -182,27 +141,28 @@ def test_established_flows_survive_a_policy_change_and_a_rewrite_of_the_whole_ta
     restarted.flush()
     out, err = talker.communicate(timeout=30)
     assert talker.returncode == 0 and out.strip() == "ok", err
-    assert not can_connect(b, c.ip, 8080)
+    assert not b.connects(c.ip, 8080)
 
 
 def test_a_refused_rule_drops_in_its_place_and_the_rest_of_the_policy_applies(clean):
     host = clean
     (a, b, c), items = three_workloads(host)
-    serve(c, 8080)
+    c.serve(8080)
     kernel = NftablesRecorder(refuse="th dport 8080")
     dataplane = make_dataplane(host, recorder=kernel)
     feed(dataplane).snapshot(items)
     dataplane.flush()
     assert a.ping(b.ip)                                   # the other profiles are in force
-    assert not can_connect(a, c.ip, 8080)                 # the refused allow is a drop
+    assert not a.connects(c.ip, 8080)                 # the refused allow is a drop
     refused = dataplane.status()["refused_rules"]
     assert [(r["profile"], r["direction"], r["position"]) for r in refused] == [("back", "inbound", 2)]
     assert "Operation not supported" in refused[0]["error"]
     kernel.refuse = None
     dataplane.tick(dataplane._last_refresh + 10)           # the retry
-    assert can_connect(a, c.ip, 8080) and dataplane.status()["refused_rules"] == []
+    assert a.connects(c.ip, 8080) and dataplane.status()["refused_rules"] == []
 
 
+@pytest.mark.slow
 def test_beside_dockers_forward_drop_allowed_traffic_flows_and_denied_does_not(clean):
     host = clean
     (a, b, c), items = three_workloads(host)
@@ -225,6 +185,7 @@ def test_beside_dockers_forward_drop_allowed_traffic_flows_and_denied_does_not(c
 
 
 @pytest.mark.parametrize("action, to_host", [("DROP", False), ("RETURN", True), ("ACCEPT", True)])
+@pytest.mark.slow
 def test_workloads_reach_their_host_as_the_default_endpoint_to_host_action_says(clean, action, to_host):
     host = clean
     (a, b, c), items = three_workloads(host)
@@ -239,6 +200,7 @@ def test_workloads_reach_their_host_as_the_default_endpoint_to_host_action_says(
     assert a.ping(HOST_IP) is to_host
 
 
+@pytest.mark.slow
 def test_switching_dataplanes_removes_only_what_the_other_one_programmed(clean):
     host = clean
     (a, b, c), items = three_workloads(host)

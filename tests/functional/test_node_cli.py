@@ -92,6 +92,7 @@ def host(lan_etcd, make_simhost):
 # -- start, rerun, status, stop --------------------------------------------------
 
 @needs_agent
+@pytest.mark.slow
 def test_node_start_autodetects_writes_every_key_and_stops(host, lan_etcd):
     # Decoys: docker0 (never chosen) and a second interface without the default route.
     setup = ("ip link add docker0 type veth peer name docker0p && ip addr add 172.17.0.1/16 dev docker0"
@@ -150,6 +151,7 @@ def test_node_start_autodetects_writes_every_key_and_stops(host, lan_etcd):
 
 
 @needs_agent
+@pytest.mark.slow
 def test_node_start_with_options_keeps_existing_pools(host, lan_etcd):
     client = lan_etcd.kv()
     client.put("/calico/v1/ipam/v4/pool/10.9.0.0-16", json.dumps({"cidr": "10.9.0.0/16"}))
@@ -186,6 +188,7 @@ def test_node_start_with_options_keeps_existing_pools(host, lan_etcd):
 
 
 @needs_agent
+@pytest.mark.slow
 def test_node_warns_about_an_ip_not_on_this_host(host, lan_etcd):
     result = calicoctl(host, "node --ip=172.17.8.222", lan_etcd.env)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -291,6 +294,7 @@ def test_node_stop_force_removes_endpoints_and_releases_claims(host, lan_etcd, r
 
 
 @needs_agent
+@pytest.mark.slow
 def test_node_stop_force_stops_a_running_agent(host, lan_etcd, registered):
     result = calicoctl(host, "node --ip=%s" % HOST_IP, lan_etcd.env)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -365,6 +369,7 @@ def test_node_with_etcd_down_is_exit_3_and_starts_nothing(host):
 
 
 @needs_agent
+@pytest.mark.slow
 def test_node_restarts_after_the_agent_was_killed(host, lan_etcd):
     first = calicoctl(host, "node --ip=%s" % HOST_IP, lan_etcd.env)
     assert first.returncode == 0, first.stdout + first.stderr
@@ -384,6 +389,7 @@ def test_node_restarts_after_the_agent_was_killed(host, lan_etcd):
 
 
 @needs_agent
+@pytest.mark.slow
 def test_node_switches_the_dataplane_of_a_running_node_and_removes_the_other(host, lan_etcd):
     nftables, iptables = kernel(host, "nftables"), kernel(host, "iptables")
     first = calicoctl(host, "node --ip=%s" % HOST_IP, lan_etcd.env)

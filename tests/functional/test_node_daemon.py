@@ -86,6 +86,7 @@ def test_start_returns_once_in_sync_and_detaches(stand_in):
     assert os.readlink("/proc/%d/cwd" % result.pid) == "/"
 
 
+@pytest.mark.slow
 def test_start_reports_progress_while_waiting(stand_in, tmp_path):
     settings, command, started = stand_in
     slow = tmp_path / "slow.py"
@@ -111,6 +112,7 @@ def test_agent_that_exits_at_once_is_reported_with_its_log(stand_in):
 
 
 @pytest.mark.parametrize("mode", ["never", "wrong-pid"])
+@pytest.mark.slow
 def test_agent_that_never_syncs_is_stopped_after_the_timeout(stand_in, mode):
     settings, command, started = stand_in
     begin = time.monotonic()

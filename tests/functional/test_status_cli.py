@@ -68,6 +68,7 @@ def start_bird(host, config, tmp_path):
     return process
 
 
+@pytest.mark.slow
 def test_status_shows_bgp_sessions(lan_etcd, make_simhost, tmp_path):
     a = make_simhost("status-a", A_IP, ip6=A_IP6)
     b = make_simhost("status-b", B_IP, ip6=B_IP6)
@@ -110,6 +111,7 @@ def test_status_when_bird_socket_is_dead(lan_etcd, make_simhost):
 
 @pytest.mark.skipif(not os.path.exists(os.path.join(REPO_ROOT, "calicoctl", "agent", "__main__.py")),
                     reason="the agent is not written yet")
+@pytest.mark.slow
 def test_status_of_two_real_nodes_in_a_mesh(lan_etcd, make_simhost):
     a = make_simhost("status-na", "172.17.8.147")
     b = make_simhost("status-nb", "172.17.8.148")

@@ -19,6 +19,7 @@ import json
 
 from calicoctl.agent.policy.iptables import rules as iptables_rules
 from calicoctl.agent.policy.nftables import rules as nftables_rules
+from calicoctl.datastore import paths
 from calicoctl.errors import CommandFailed
 from calicoctl.host import nftables
 from calicoctl.host import run as run_mod
@@ -224,6 +225,25 @@ class _RecordedNftables(nftables.Nftables):
         if not commands.startswith("list "):
             self.recorder.writes.append(commands)
         return super().run(commands, flags)
+
+
+def endpoint_key(hostname, name):
+    """The etcd key of endpoint ``ep-<name>`` of workload ``w-<name>`` on ``hostname``."""
+    return paths.endpoint_key(hostname, "docker", "w-" + name, "ep-" + name)
+
+
+def endpoint_json(gateway, interface, ips, profiles, mac=None, ips6=()):
+    """An active endpoint's JSON as ``calicoctl container add`` writes it."""
+    return json.dumps({"state": "active", "name": interface, "mac": mac, "profile_ids": list(profiles),
+                       "ipv4_nets": ["%s/32" % ip for ip in ips], "ipv6_nets": ["%s/128" % ip for ip in ips6],
+                       "ipv4_gateway": gateway, "ipv6_gateway": None})
+
+
+def profile_items(name, inbound, outbound=({"action": "allow"},), tags=None):
+    """{key: value} of profile ``name``'s rules and tags (by default: its own name)."""
+    return {paths.profile_rules(name): json.dumps({"id": name, "inbound_rules": list(inbound),
+                                                   "outbound_rules": list(outbound)}),
+            paths.profile_tags(name): json.dumps(list(tags if tags is not None else [name]))}
 
 
 def recorder(dataplane, refuse=None):

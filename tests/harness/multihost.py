@@ -122,6 +122,8 @@ class NetnsWorkload:
         self.ip6 = ip6
         self.host_ip = host_ip or host.ip
         self.interface = ("cali" + name)[:15]
+        self.mac = None
+        """The MAC address of its eth1, once created."""
 
     def create(self, route=True):
         script = [
@@ -149,8 +151,9 @@ class NetnsWorkload:
             ]
             if route:
                 script.append("ip -6 route replace {ip6} dev {i}")
-        self.host_sh("\n".join(script).format(n=self.name, i=self.interface, ip=self.ip,
-                                              gw=self.host_ip, ip6=self.ip6, gw6=self.host.ip6))
+        script.append("ip netns exec {n} cat /sys/class/net/eth1/address")
+        self.mac = self.host_sh("\n".join(script).format(n=self.name, i=self.interface, ip=self.ip,
+                                                         gw=self.host_ip, ip6=self.ip6, gw6=self.host.ip6)).strip()
         return self
 
     def host_sh(self, script):
@@ -171,6 +174,16 @@ class NetnsWorkload:
     def reachable(self, targets, wait=1):
         """The (address, port) of ``targets`` this workload connects to, probed at once."""
         return reachable(lambda args: self.run(args, timeout=wait + 30).stdout, targets, wait=wait)
+
+    def connects(self, ip, port):
+        """True if a TCP connection from here to ``ip``:``port`` is accepted (``nc``, 1 s)."""
+        return self.run(["busybox", "nc", "-w", "1", ip, str(port)], input="", timeout=10).returncode == 0
+
+    def serve(self, port):
+        """A TCP echo server on ``port`` in here (until the host stops), listening
+        when this returns; it hangs up on a client quiet for 0.3 s (so ``nc``
+        with nothing to say returns)."""
+        return start_echo_server(self.host, [port], prefix=["ip", "netns", "exec", self.name], idle_timeout=0.3)
 
     def endpoint_json(self, profiles=()):
         import json
@@ -275,16 +288,22 @@ def reachable(run, targets, nc="busybox nc", wait=1):
 
 ECHO_SERVER = r"""
 import socket, sys, threading
+idle_timeout = float(sys.argv[1]) or None
 def echo(conn):
-    while True:
-        data = conn.recv(100)
-        if not data:
-            return
-        conn.sendall(data)
+    conn.settimeout(idle_timeout)
+    try:
+        while True:
+            data = conn.recv(100)
+            if not data:
+                break
+            conn.sendall(data)
+    except OSError:
+        pass
+    conn.close()
 def serve(listener):
     while True:
         threading.Thread(target=echo, args=(listener.accept()[0],), daemon=True).start()
-for port in sys.argv[1:]:
+for port in sys.argv[2:]:
     listener = socket.socket(socket.AF_INET6)
     listener.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -296,12 +315,14 @@ threading.Event().wait()
 """
 
 
-def start_echo_server(runner, ports, prefix=()):
+def start_echo_server(runner, ports, prefix=(), idle_timeout=0):
     """TCP echo servers on ``ports`` (every address, IPv4 and IPv6) inside
     ``runner`` (a SimHost or Lan; ``prefix``, e.g. ``ip netns exec <n>``,
-    narrows it down). Returns the process: kill it when done."""
+    narrows it down), listening when this returns; ``idle_timeout``: hang up
+    on a client quiet that long (0: never). Returns the process: kill it when done."""
     import sys
-    server = runner.popen(list(prefix) + [sys.executable, "-c", ECHO_SERVER] + [str(p) for p in ports],
+    server = runner.popen(list(prefix) + [sys.executable, "-c", ECHO_SERVER, str(idle_timeout)]
+                          + [str(p) for p in ports],
                           cwd="/", stdout=subprocess.PIPE, text=True)
     if server.stdout.readline().strip() != "serving":
         server.kill()

@@ -87,6 +87,13 @@ class World:
         text = host.run(["cat", RUN_DIR + "/agent.pid"], cwd="/").stdout.strip()
         return int(text) if text.isdigit() else None
 
+    def wait_retries(self, host, log_offset):
+        """Until the agent has said Docker is not reachable and retried
+        twice more (every RETRY_INTERVAL, 1 s, in calicoctl/agent/lifecycle.py)."""
+        wait_for(lambda: "Docker is not reachable" in self.agent_log(host)[log_offset:], timeout=15,
+                 interval=0.1, message="the agent finding Docker unreachable")
+        time.sleep(2.2)
+
     def power_off(self, host):
         """A power cut while agent and BIRD run (SimHost.power_off)."""
         assert self.agent_pid(host) is not None and self.cluster.bird_pid(host) is not None
@@ -169,7 +176,7 @@ def test_docker_down_releases_nothing(world):
     before = world.host_keys(world.h1)
     log_offset = len(world.agent_log(world.h1))
     world.h1.dockerd.stop()
-    time.sleep(4)                          # several retries of the agent
+    world.wait_retries(world.h1, log_offset)
     assert world.host_keys(world.h1) == before
     assert world.agent_pid(world.h1) is not None and pid_alive(world.agent_pid(world.h1))
     said = world.agent_log(world.h1)[log_offset:]
@@ -242,8 +249,7 @@ def test_docker_rm_with_agent_down(world):
     b_id = world.b.container.id
     world.b.container.remove(force=True)
     cluster.workloads.remove(world.b)
-    time.sleep(1)
-    assert any(b_id in key for key in world.host_keys(h1))   # nobody released it yet
+    assert any(b_id in key for key in world.host_keys(h1))   # nobody released it
     cluster.start_node(h1)
     wait_for(lambda: not any(b_id in key or b_id in value for key, value in world.host_keys(h1).items()),
              timeout=15, interval=0.1, message="b released at the agent's start")
@@ -308,7 +314,7 @@ def test_reboot_with_docker_after_the_agent(world):
     world.power_off(h1)
     log_offset = len(world.agent_log(h1))
     cluster.start_node(h1)
-    time.sleep(4)                          # several retries of the agent
+    world.wait_retries(h1, log_offset)
     said = world.agent_log(h1)[log_offset:]
     assert said.count("Docker is not reachable") == 1, said
     assert world.host_keys(h1) == before

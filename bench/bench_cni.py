@@ -76,7 +76,7 @@ def drive(config):
 def run(report):
     from tests.harness.etcd import EtcdServer, requested_datastore
     from tests.harness.simhost import Lan, Sandbox, SimHost
-    from tests.harness.util import REPO_ROOT
+    from tests.harness.util import REPO_ROOT, run_bench_driver
 
     if not os.path.exists(os.path.join(CNI_DIR, "ptp")):
         raise RuntimeError("%s/ptp missing: install containernetworking-plugins" % CNI_DIR)
@@ -96,11 +96,7 @@ def run(report):
         in_host(["calicoctl", "cni", "install", "bench", "--conf-dir", CONF_DIR, "--bin-dir", BIN_DIR])
         sandbox = Sandbox("bench-cni-container").start()
         config = {"runs": RUNS, "netns": sandbox.netns_path, "ipam_dir": os.path.join(workdir, "host-local")}
-        result = host.run([sys.executable, os.path.abspath(__file__), "--driver", json.dumps(config)],
-                          env=dict(env, PYTHONPATH=REPO_ROOT), cwd=REPO_ROOT, timeout=1200)
-        if result.returncode != 0:
-            raise RuntimeError("bench driver failed: %s" % result.stderr.strip()[-2000:])
-        times = json.loads(result.stdout)
+        times = run_bench_driver(host, __file__, config, env=dict(env, PYTHONPATH=REPO_ROOT), timeout=1200)
     finally:
         if sandbox is not None:
             sandbox.destroy()

@@ -111,7 +111,7 @@ def run(report):
     from tests.harness.docker import ensure_busybox_image, ensure_dockerd
     from tests.harness.etcd import EtcdServer, requested_datastore
     from tests.harness.simhost import Lan, SimHost
-    from tests.harness.util import REPO_ROOT
+    from tests.harness.util import REPO_ROOT, run_bench_driver
 
     if not os.path.exists(os.path.join(CNI_DIR, "ptp")):
         raise RuntimeError("%s/ptp missing: install containernetworking-plugins" % CNI_DIR)
@@ -136,11 +136,7 @@ def run(report):
         config = {"repo": REPO_ROOT, "etcd_env": server.env, "runs": RUNS, "container": container.name,
                   "container_id": container.id, "container_pid": container.attrs["State"]["Pid"],
                   "cni_data": os.path.join(workdir, "cni-ipam")}
-        result = host.run([sys.executable, os.path.abspath(__file__), "--driver", json.dumps(config)],
-                          cwd=REPO_ROOT, timeout=600)
-        if result.returncode != 0:
-            raise RuntimeError("bench driver failed: %s" % result.stderr.strip()[-2000:])
-        times = json.loads(result.stdout)
+        times = run_bench_driver(host, __file__, config, timeout=600)
     finally:
         if container is not None:
             container.remove(force=True)

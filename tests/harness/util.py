@@ -201,3 +201,14 @@ def run_in_threads(function, argument_lists, timeout):
     for thread in threads:
         thread.join(timeout)
     return errors
+
+
+def run_bench_driver(host, script, config, env=None, timeout=1200):
+    """Run ``script --driver <config as JSON>`` in ``host`` (a bench's timed
+    part, inside the simulated host) and return the JSON it prints."""
+    import json
+    result = host.run([sys.executable, os.path.abspath(script), "--driver", json.dumps(config)],
+                      env=env, cwd=REPO_ROOT, timeout=timeout)
+    if result.returncode != 0:
+        raise RuntimeError("bench driver failed: %s" % result.stderr.strip()[-2000:])
+    return json.loads(result.stdout)

@@ -81,19 +81,20 @@ def three_workloads(host):
 
 
 def programmed_workloads(host):
-    """``three_workloads``, c serving on 8080, and a dataplane that has programmed them."""
+    """``three_workloads``, c serving on 8080, and a dataplane that has
+    programmed them: ((a, b, c), items, dataplane)."""
     (a, b, c), items = three_workloads(host)
     c.serve(8080)
     dataplane = make_dataplane(host)
     feed(dataplane).snapshot(items)
     dataplane.flush()
-    return (a, b, c), dataplane
+    return (a, b, c), items, dataplane
 
 
 @pytest.mark.slow
 def test_policy_holds_with_endpoints_as_elements_and_changes_cost_elements_only(clean):
     host = clean
-    (a, b, c), dataplane = programmed_workloads(host)
+    (a, b, c), items, dataplane = programmed_workloads(host)
     table = kernel_table(host)
     assert set(table["chains"]) == set(dataplane.plan.table.chains)
     assert table["sets"]["ep-addr4"] == 3 and table["sets"]["t4-front"] == 2
@@ -123,7 +124,7 @@ def test_policy_holds_with_endpoints_as_elements_and_changes_cost_elements_only(
 @pytest.mark.slow
 def test_established_flows_survive_a_policy_change_and_a_rewrite_of_the_whole_table(clean):
     host = clean
-    (a, b, c), dataplane = programmed_workloads(host)
+    (a, b, c), items, dataplane = programmed_workloads(host)
     # A connection from a to c that sends a line every 50 ms and expects it back.
     client = ("import socket, time, sys\ns = socket.create_connection(('%s', 8080), timeout=2)\n"
               "for i in range(60):\n    s.sendall(b'x' * 10); assert s.recv(100)\n    time.sleep(0.05)\n"

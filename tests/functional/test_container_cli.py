@@ -273,6 +273,7 @@ def test_add_imports_only_what_it_needs(seeded, host1, make_container):
     assert {"docker", "pyroute2", "netaddr", "docopt"} <= top and not {"etcd", "etcd3gw"} & top
     ours = {name for name in modules if name.startswith("calicoctl.")}
     assert ours == {"calicoctl.cli", "calicoctl.cli.context", "calicoctl.cli.container", "calicoctl.errors",
+                    "calicoctl.identity",
                     "calicoctl.validate", "calicoctl.model", "calicoctl.rulemodel", "calicoctl.ops",
                     "calicoctl.ops.container", "calicoctl.host.locks", "calicoctl.ops.allocator",
                     "calicoctl.ops.container_logic", "calicoctl.ops.interfaces", "calicoctl.ops.rollback",

@@ -8,9 +8,7 @@ setup(
     packages=find_packages(include=["calicoctl", "calicoctl.*"]),
     python_requires=">=3.9",
     install_requires=[
-        "docopt==0.6.2",
-        "python-etcd==0.4.5",
-        "etcd3gw==2.7.0",
+        "docopt-ng==0.9.0",
         "docker==7.1.0",
         "pyroute2==0.9.7",
         "netaddr==1.3.0",

@@ -28,14 +28,12 @@ def _claim_addresses(pool_prefix, count):
     return ["%s.%d.%d" % (pool_prefix, (i + 1) // 256, (i + 1) % 256) for i in range(count)]
 
 
-def _seed(authority, pool_cidr, addresses, threads=8):
+def _seed(env, pool_cidr, addresses, threads=8):
     from calicoctl.datastore import paths
-    from tests.harness.etcd import make_client
+    from tests.harness.etcd import make_kv
 
     def work(chunk):
-        client = make_client(authority)
-        for ip in chunk:
-            client.write(paths.claim_key(pool_cidr, ip), "bench/docker/seed")
+        make_kv(env).put_many((paths.claim_key(pool_cidr, ip), "bench/docker/seed") for ip in chunk)
     workers = [threading.Thread(target=work, args=(addresses[i::threads],)) for i in range(threads)]
     for worker in workers:
         worker.start()
@@ -57,7 +55,7 @@ def run(report):
         pools = {FEW: model.IPPool(FEW_POOL), MANY: model.IPPool(MANY_POOL)}
         for count, pool in pools.items():
             datastore.write_pool(pool)
-            _seed(server.authority, pool.cidr, _claim_addresses(pool.cidr.rsplit(".", 2)[0], count))
+            _seed(server.env, pool.cidr, _claim_addresses(pool.cidr.rsplit(".", 2)[0], count))
         assert len(datastore.list_claims(MANY_POOL)) == MANY
         times = {FEW: [], MANY: []}
         scan = []

@@ -59,7 +59,7 @@ def drive(config):
 def run(report):
     from tests.harness.etcd import EtcdServer
     from tests.harness.simhost import Lan, SimHost
-    from tests.harness.util import REPO_ROOT
+    from tests.harness.util import REPO_ROOT, run_bench_driver
 
     workdir = tempfile.mkdtemp(prefix="bench-dnet-", dir="/dev/shm")
     lan = host = server = None
@@ -79,11 +79,7 @@ def run(report):
                  "bench-calico"])
         in_host(["docker", "network", "create", "--driver", "bridge", "bench-bridge"])
         config = {"runs": RUNS, "calico": "bench-calico", "bridge": "bench-bridge"}
-        result = host.run([sys.executable, os.path.abspath(__file__), "--driver", json.dumps(config)],
-                          env=dict(env, PYTHONPATH=REPO_ROOT), cwd=REPO_ROOT, timeout=1200)
-        if result.returncode != 0:
-            raise RuntimeError("bench driver failed: %s" % result.stderr.strip()[-2000:])
-        times = json.loads(result.stdout)
+        times = run_bench_driver(host, __file__, config, env=dict(env, PYTHONPATH=REPO_ROOT), timeout=1200)
     finally:
         if host is not None:
             host.stop()           # its dockerd (and containers), the agent, etcd: by PID

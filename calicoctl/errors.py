@@ -29,6 +29,11 @@ class NotFound(CalicoError):
     """A named object (profile, endpoint, container, pool, peer) does not exist."""
 
 
+class HostNotReady(NotFound):
+    """This host lacks what the request needs in etcd (its IPv4/IPv6 address):
+    ``calicoctl node`` has not run, or ran without ``--ip6``."""
+
+
 class AlreadyExists(CalicoError):
     """Creating something that is already there, where that is a refusal."""
 

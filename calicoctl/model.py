@@ -8,6 +8,7 @@ these to and from etcd, the agent and the CLI consume them.
 refuse bad input and the agent can treat bad data as absent.
 """
 import json
+import re
 from dataclasses import dataclass
 from typing import Optional
 
@@ -87,47 +88,21 @@ class Endpoint:
 
     @classmethod
     def from_json(cls, key, text):
-        data = _load_json(text, "endpoint")
-        if not isinstance(data, dict):
-            raise ValidationError("Invalid endpoint: expected a JSON object.")
+        data = _endpoint_dict(text)
         validate.parse_name(key.endpoint_id, "endpoint ID")
-        state = data.get("state", "active")
-        if state not in ENDPOINT_STATES:
-            raise ValidationError("Invalid endpoint state %r." % (state,))
+        state = _endpoint_state(data)
         name = data.get("name")
         if not isinstance(name, str) or not name:
             raise ValidationError("Invalid endpoint: missing interface name.")
         mac = data.get("mac")
         if mac is not None:
             mac = _parse_mac(mac)
-        profile_ids = data.get("profile_ids")
-        if profile_ids is None and "profile_id" in data:   # legacy single-profile form
-            profile_ids = [data["profile_id"]] if data["profile_id"] else []
-        if profile_ids is None:
-            profile_ids = []
-        if not isinstance(profile_ids, list):
-            raise ValidationError("Invalid endpoint: profile_ids must be a list.")
-        for profile in profile_ids:
-            validate.parse_name(profile, "profile name")
-        nets = {}
-        for version in (4, 6):
-            key_name = "ipv%d_nets" % version
-            value = data.get(key_name) or []
-            if not isinstance(value, list):
-                raise ValidationError("Invalid endpoint: %s must be a list." % key_name)
-            parsed = []
-            for net in value:
-                cidr = validate.parse_cidr(net)
-                if cidr.version != version:
-                    raise ValidationError("Invalid endpoint: %s in %s." % (net, key_name))
-                parsed.append(str(cidr))
-            nets[key_name] = tuple(parsed)
         gateways = {}
         for version in (4, 6):
             key_name = "ipv%d_gateway" % version
             value = data.get(key_name)
             if value not in (None, ""):
-                value = str(validate.parse_ip(value, version, "gateway"))
+                value = _canonical_ip(value, version, "gateway")
             else:
                 value = None
             gateways[key_name] = value
@@ -135,8 +110,9 @@ class Endpoint:
         if inside is not None and (not isinstance(inside, str) or not 0 < len(inside) <= 15
                                    or "/" in inside):
             raise ValidationError("Invalid endpoint: bad container_interface %r." % (inside,))
-        return cls(key=key, name=name, mac=mac, state=state, profile_ids=tuple(profile_ids),
-                   container_interface=inside, **nets, **gateways)
+        return cls(key=key, name=name, mac=mac, state=state, profile_ids=_endpoint_profiles(data),
+                   ipv4_nets=_endpoint_nets(data, 4), ipv6_nets=_endpoint_nets(data, 6),
+                   container_interface=inside, **gateways)
 
     def to_dict(self):
         data = {"state": self.state, "name": self.name, "mac": self.mac,
@@ -160,6 +136,93 @@ class Endpoint:
 
 
 @dataclass(frozen=True)
+class EndpointAddresses:
+    """What another host's endpoint means to this host's agent: its state,
+    profiles and addresses (tags match addresses; tunnels route networks).
+
+    Read with the same checks as ``Endpoint`` for those fields, and none for
+    the rest (interface name, MAC, gateways): those matter only to the
+    endpoint's own host, which ignores the endpoint if they are bad.
+    """
+    state: str = "active"
+    profile_ids: tuple = ()
+    ipv4_nets: tuple = ()
+    ipv6_nets: tuple = ()
+
+    @classmethod
+    def from_json(cls, text):
+        data = _endpoint_dict(text)
+        return cls(state=_endpoint_state(data), profile_ids=_endpoint_profiles(data),
+                   ipv4_nets=_endpoint_nets(data, 4), ipv6_nets=_endpoint_nets(data, 6))
+
+    def nets(self, version):
+        return self.ipv4_nets if version == 4 else self.ipv6_nets
+
+    def addresses(self, version=None):
+        """Bare IP strings (prefix stripped), as ``Endpoint.addresses``."""
+        versions = (4, 6) if version is None else (version,)
+        return [net.split("/")[0] for v in versions for net in self.nets(v)]
+
+
+def _endpoint_dict(text):
+    data = _load_json(text, "endpoint")
+    if not isinstance(data, dict):
+        raise ValidationError("Invalid endpoint: expected a JSON object.")
+    return data
+
+
+def _endpoint_state(data):
+    state = data.get("state", "active")
+    if state not in ENDPOINT_STATES:
+        raise ValidationError("Invalid endpoint state %r." % (state,))
+    return state
+
+
+def _endpoint_profiles(data):
+    profile_ids = data.get("profile_ids")
+    if profile_ids is None and "profile_id" in data:   # legacy single-profile form
+        profile_ids = [data["profile_id"]] if data["profile_id"] else []
+    if profile_ids is None:
+        profile_ids = []
+    if not isinstance(profile_ids, list):
+        raise ValidationError("Invalid endpoint: profile_ids must be a list.")
+    for profile in profile_ids:
+        validate.parse_name(profile, "profile name")
+    return tuple(profile_ids)
+
+
+# An IPv4 address written the way netaddr prints it (no leading zeros): the
+# common case, taken as it is without a parse (agents read every endpoint).
+_IPV4 = r"(?:(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\.){3}(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_CANONICAL_IPV4 = re.compile(_IPV4 + r"\Z")
+_CANONICAL_IPV4_HOST = re.compile(_IPV4 + r"/32\Z")
+_CANONICAL_MAC = re.compile(r"[0-9a-f]{2}(?::[0-9a-f]{2}){5}\Z")
+
+
+def _endpoint_nets(data, version):
+    key_name = "ipv%d_nets" % version
+    value = data.get(key_name) or []
+    if not isinstance(value, list):
+        raise ValidationError("Invalid endpoint: %s must be a list." % key_name)
+    parsed = []
+    for net in value:
+        if version == 4 and isinstance(net, str) and _CANONICAL_IPV4_HOST.match(net):
+            parsed.append(net)
+            continue
+        cidr = validate.parse_cidr(net)
+        if cidr.version != version:
+            raise ValidationError("Invalid endpoint: %s in %s." % (net, key_name))
+        parsed.append(str(cidr))
+    return tuple(parsed)
+
+
+def _canonical_ip(value, version, what):
+    if version == 4 and isinstance(value, str) and _CANONICAL_IPV4.match(value):
+        return value
+    return str(validate.parse_ip(value, version, what))
+
+
+@dataclass(frozen=True)
 class Workload:
     """A workload directory on one host: its endpoints and (our extension) its name."""
     hostname: str
@@ -170,6 +233,8 @@ class Workload:
 
 
 def _parse_mac(value):
+    if isinstance(value, str) and _CANONICAL_MAC.match(value):
+        return value
     import netaddr
     try:
         mac = netaddr.EUI(value, dialect=netaddr.mac_unix_expanded)
@@ -349,6 +414,40 @@ class VxlanTunnel:
 
     def to_json(self):
         return json.dumps({"ip": self.ip, "mac": self.mac, "vni": self.vni})
+
+
+# -- the interface prefix ---------------------------------------------------------
+# Which host interfaces are workloads': the agent's policy (both dataplanes)
+# and routes, BIRD's export filter and every veth namer (container add, the
+# Docker and CNI plugins) decide it here, from ``InterfacePrefix`` (a host's
+# own value over the global one: ``paths.config_value``).
+
+DEFAULT_INTERFACE_PREFIX = "cali"
+IFNAMSIZ = 15
+"""The kernel's limit on an interface name."""
+MIN_ID_CHARS = 3
+"""Characters of an endpoint ID that a workload interface name keeps at least."""
+
+
+def parse_interface_prefix(value):
+    """The prefix ``value`` (the InterfacePrefix setting) makes: the default
+    when unset or empty; raises ValidationError unless 1-12 ASCII letters,
+    digits, '_', '.' or '-' (a longer one leaves no room for the ID)."""
+    if value in (None, ""):
+        return DEFAULT_INTERFACE_PREFIX
+    if not isinstance(value, str) or not value.isascii() or len(value) > IFNAMSIZ - MIN_ID_CHARS \
+            or not all(c.isalnum() or c in "_.-" for c in value):
+        raise ValidationError("Invalid InterfacePrefix %r: use 1-%d of letters, digits, '_', '.' and '-'."
+                              % (value, IFNAMSIZ - MIN_ID_CHARS))
+    return value
+
+
+def interface_prefix(value):
+    """``parse_interface_prefix``, with the default in place of an invalid value."""
+    try:
+        return parse_interface_prefix(value)
+    except ValidationError:
+        return DEFAULT_INTERFACE_PREFIX
 
 
 CONTROL_PLANE_DEFAULT_PORTS = (2379, 2380, 179)

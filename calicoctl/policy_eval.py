@@ -6,7 +6,7 @@ is derived from those steps, so the explanation cannot drift from it, and
 
 What the agents read comes from ``calicoctl.policy_view.ClusterPolicy``
 (each host's agent's own index over etcd's leaves); only the walk below is
-written here, following the chains of ``calicoctl.agent.rules`` (its
+written here, following the chains of ``calicoctl.agent.policy.iptables.rules`` (its
 docstring has the layout).
 
 The walk, in the kernel's order
@@ -48,7 +48,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from calicoctl import policy_view, rulemodel, validate
-from calicoctl.agent import rules as agent_rules
+from calicoctl.agent.policy.iptables import rules as agent_rules
 from calicoctl.errors import ValidationError
 
 EPHEMERAL_PORTS = (32768, 60999)

@@ -65,7 +65,7 @@ class ClusterPolicy:
 
     def __init__(self, items, etcd_endpoints=()):
         from calicoctl import model
-        from calicoctl.agent.dispatch import Kind, parse_key
+        from calicoctl.agent.keys import Kind, parse_key
         from calicoctl.agent.state import EndpointParser
         self._items = [(parse_key(path), value) for path, value in items]
         self._etcd_endpoints = tuple(etcd_endpoints)

@@ -49,6 +49,24 @@ def _is_int(value):
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def _rule_fields(data):
+    """The fields of a rule's JSON object ``data`` (nulls count as absent, as
+    in Felix), port lists as tuples; raises ValidationError for anything but
+    an object of known fields."""
+    if not isinstance(data, dict):
+        raise ValidationError("a rule must be a JSON object, not %s" % _show(data))
+    values = {key: value for key, value in data.items() if value is not None}
+    unknown = sorted(set(values) - set(RULE_KEYS))
+    if unknown:
+        raise ValidationError("unknown field(s) %s" % ", ".join(unknown))
+    for key in ("src_ports", "dst_ports"):
+        if key in values:
+            if not isinstance(values[key], list):
+                raise ValidationError("%s must be a list" % key)
+            values[key] = tuple(values[key])
+    return values
+
+
 def _show(value):
     """A value as it appears in JSON, for messages."""
     return json.dumps(value, default=repr)
@@ -205,18 +223,7 @@ class Rule:
         Null values count as absent, as in Felix. Raises ValidationError
         with Felix's reason for rejecting it.
         """
-        if not isinstance(data, dict):
-            raise ValidationError("a rule must be a JSON object, not %s" % _show(data))
-        values = {key: value for key, value in data.items() if value is not None}
-        unknown = sorted(set(values) - set(RULE_KEYS))
-        if unknown:
-            raise ValidationError("unknown field(s) %s" % ", ".join(unknown))
-        for key in ("src_ports", "dst_ports"):
-            if key in values:
-                if not isinstance(values[key], list):
-                    raise ValidationError("%s must be a list" % key)
-                values[key] = tuple(values[key])
-        return cls(**values)
+        return cls(**_rule_fields(data))
 
     @classmethod
     def from_user_dict(cls, data):
@@ -229,14 +236,12 @@ class Rule:
         """
         if not isinstance(data, dict):
             raise ValidationError("Invalid rule %s: expected a JSON object." % _show(data))
-        values = {key: value for key, value in data.items() if value is not None}
-        unknown = sorted(set(values) - set(RULE_KEYS))
-        if unknown:
-            raise ValidationError("Invalid rule: unknown field(s) %s." % ", ".join(unknown))
+        try:
+            values = _rule_fields(data)
+        except ValidationError as exc:
+            raise ValidationError("Invalid rule: %s." % exc) from None
         for key in ("src_ports", "dst_ports"):
             if key in values:
-                if not isinstance(values[key], list):
-                    raise ValidationError("Invalid rule: %s must be a list." % key)
                 values[key] = tuple(validate.parse_port_item(p) for p in values[key])
         for key in ("icmp_type", "icmp_code", "ip_version"):
             if key in values and not _is_int(values[key]):

@@ -12,8 +12,8 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 PACKAGES=(
-    etcd-server etcd-client docker.io bird2 iptables ipset iproute2
-    busybox-static iperf3 netcat-openbsd containernetworking-plugins openssl
+    etcd-server etcd-client docker.io bird2 iptables ipset iproute2 nftables
+    busybox-static iperf3 netcat-openbsd containernetworking-plugins podman openssl
     procps util-linux python3-venv kmod iputils-ping
 )
 PYTHON=${PYTHON:-python3}
@@ -100,6 +100,11 @@ install_venv() {
     rm -f "$STAMP"
     quietly "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
         -e . -r requirements-test.txt
+    # docopt-ng replaced docopt 0.6.2 (same module name): a venv made
+    # before the switch must not keep the old one beside it.
+    if "$VENV/bin/python" -m pip show --disable-pip-version-check docopt >/dev/null 2>&1; then
+        quietly "$VENV/bin/python" -m pip uninstall --quiet --disable-pip-version-check -y docopt
+    fi
     touch "$STAMP"
 }
 

@@ -7,18 +7,19 @@ image, one simulated LAN.  Per-test fixtures only reset or add to them:
 they made.
 
 Tests under tests/functional and tests/system get the ``functional`` and
-``system`` markers automatically.
+``system`` markers automatically; functional tests that take more than
+about 2 s carry ``slow`` (``make check`` runs the others).
 """
 import os
 
 import pytest
 
-from tests.harness.etcd import DATASTORES, EtcdServer, make_client, make_kv, wipe
+from tests.harness.etcd import EtcdServer, make_kv
 
 MARKERS = {
     "functional": "real kernel/etcd/Docker components, one at a time",
     "system": "whole calicoctl + agent on simulated hosts",
-    "slow": "takes more than a few seconds",
+    "slow": "a functional test that takes more than about 2 s: make check leaves it out",
 }
 
 LAN_ETCD_PORT = 2379
@@ -56,9 +57,9 @@ class EtcdHandle:
 
     :ivar authority: ``127.0.0.1:<port>``.
     :ivar env: ``{"ETCD_AUTHORITY": authority}`` for calicoctl/the agent
-        (and ``DATASTORE_TYPE`` on a v3 etcd).
+        (and ``DATASTORE_TYPE=etcdv2`` on the v2 etcd).
     :ivar server: the EtcdServer (stop/restart it only if you restore it).
-    :ivar datastore: "etcdv2" or "etcdv3".
+    :ivar datastore: "etcdv3" or "etcdv2".
     """
 
     def __init__(self, server):
@@ -67,18 +68,15 @@ class EtcdHandle:
         self.datastore = server.datastore
         self.env = server.env
 
-    def client(self, **kwargs):
-        """A new python-etcd client for this etcd (v2 only)."""
-        return make_client(self.authority, **kwargs)
-
     def kv(self):
-        """calicoctl's key-value store for this etcd, in its API (v2 or v3)."""
+        """calicoctl's key-value store for this etcd, in its API (v3 or v2)."""
         return make_kv(self.env)
 
 
 @pytest.fixture(scope="session")
 def etcd_server(tmp_path_factory):
-    """One real etcd (v2 API on) on loopback for the whole session."""
+    """One real etcd on loopback for the whole session, serving only the v3
+    API (as Debian's etcd does unless told otherwise, and etcd 3.6 always)."""
     server = EtcdServer(str(tmp_path_factory.mktemp("etcd") / "data"))
     server.start()
     yield server
@@ -86,9 +84,9 @@ def etcd_server(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def etcd_v3_server(tmp_path_factory):
-    """One real etcd without the v2 API (as etcd 3.6 is) for the whole session."""
-    server = EtcdServer(str(tmp_path_factory.mktemp("etcd-v3") / "data"), datastore="etcdv3")
+def etcd_v2_server(tmp_path_factory):
+    """One real etcd with the v2 API on (next to v3) for the whole session."""
+    server = EtcdServer(str(tmp_path_factory.mktemp("etcd-v2") / "data"), datastore="etcdv2")
     server.start()
     yield server
     server.stop()
@@ -98,23 +96,28 @@ def _wiped(server):
     if not server.running:
         # A test stopped or killed it: bring it back for the next one.
         server.start()
-    wipe(server.env)
+    server.wipe()
     return EtcdHandle(server)
 
 
 @pytest.fixture
 def etcd(etcd_server):
-    """The session etcd (v2) with /calico wiped before the test."""
+    """The session etcd (v3) with /calico wiped before the test."""
     yield _wiped(etcd_server)
 
 
-@pytest.fixture(params=DATASTORES)
+@pytest.fixture
+def etcd_v2(etcd_v2_server):
+    """The session etcd serving v2, with /calico wiped in both its keyspaces."""
+    yield _wiped(etcd_v2_server)
+
+
+@pytest.fixture(params=("etcdv3", "etcdv2"))
 def any_etcd(request):
-    """The session etcd of each datastore in turn (v2, then v3 without the v2
-    API), /calico wiped. A module runs its tests on both by overriding
+    """The session etcd of each datastore in turn (v3 without the v2 API,
+    then v2), /calico wiped. A module runs its tests on both by overriding
     ``etcd`` with a fixture returning ``any_etcd``."""
-    server = request.getfixturevalue("etcd_server" if request.param == "etcdv2" else "etcd_v3_server")
-    yield _wiped(server)
+    yield _wiped(request.getfixturevalue("etcd_server" if request.param == "etcdv3" else "etcd_v2_server"))
 
 
 # -- Docker ------------------------------------------------------------------
@@ -169,10 +172,6 @@ class LanEtcd:
         self.local_authority = local_authority
         self.env = {"ETCD_AUTHORITY": authority}
 
-    def client(self, **kwargs):
-        """A python-etcd client (in the test process) for this etcd."""
-        return make_client(self.local_authority, **kwargs)
-
     def kv(self):
         """calicoctl's key-value store for this etcd, from the test process."""
         return make_kv({"ETCD_AUTHORITY": self.local_authority})
@@ -191,13 +190,9 @@ def lan_etcd(_lan_etcd_forward, etcd):
     return LanEtcd(_lan_etcd_forward.authority, etcd.authority)
 
 
-@pytest.fixture
-def make_simhost(lan, docker_daemon):
-    """Factory: ``make_simhost(name, ip, ip6=None)`` starts a SimHost on the
-    session LAN; all are stopped afterwards.
-
-    Depends on ``docker_daemon`` because a SimHost binds Docker's socket into
-    its /run when it starts: the daemon must be up first."""
+def _simhosts(lan):
+    """Yields a factory ``(name, ip, **kwargs)`` that starts SimHosts on ``lan``;
+    stops them all when resumed."""
     from tests.harness.simhost import SimHost
 
     made = []
@@ -210,3 +205,20 @@ def make_simhost(lan, docker_daemon):
     yield factory
     for host in made:
         host.stop()
+
+
+@pytest.fixture
+def make_simhost(lan, docker_daemon):
+    """Factory: ``make_simhost(name, ip, ip6=None, **SimHost options)`` starts
+    a SimHost on the session LAN; all are stopped after the test.
+
+    Depends on ``docker_daemon`` because a SimHost binds Docker's socket into
+    its /run when it starts: the daemon must be up first."""
+    yield from _simhosts(lan)
+
+
+@pytest.fixture(scope="module")
+def make_module_simhost(lan, docker_daemon):
+    """``make_simhost`` for hosts a whole module shares (starting one costs
+    more than most tests): they are stopped at the end of the module."""
+    yield from _simhosts(lan)

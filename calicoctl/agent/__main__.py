@@ -1,84 +1,37 @@
 """calico-agent: the node agent's entry point and composition root.
 
 Usage: calico-agent [--hostname=<H>] [--log-dir=<DIR>] [--run-dir=<DIR>] [--no-docker-plugins]
-                    [--plugin-fds=calico:<FD>,calico-ipam:<FD>]
+                    [--dataplane=auto|nftables|iptables] [--plugin-fds=calico:<FD>,calico-ipam:<FD>]
 
-Builds everything (config, etcd connections, components) and runs the main
-loop in the foreground:
-
-- an ``EtcdWatcher`` thread turns etcd into Snapshot / Update / Lost events
-  on a queue; components may queue work too (``Component.start(wake)``);
-- the loop takes whatever is queued (so a burst becomes one cycle), feeds it
-  to every component, then flushes each once; about once a second it calls
-  ``tick``. Work arriving within ``BURST_CYCLE`` of the last flush (a burst
-  trickling in) is gathered until that much time has passed, so a burst
-  costs a few cycles, not one per event, while a change after a quiet spell
-  is flushed at once; a snapshot the watcher took only to catch up is fed as the
-  updates that differ from the view (``Dispatcher.catch_up``);
-- after each successful (re)sync, whenever the components' figures change
-  and every ``status_interval`` seconds it reports ``{"pid", "started",
-  "time", "in_sync", "last_sync", "local_endpoints", "control_plane"}``
-  to ``<run-dir>/agent-status.json`` and (from a thread, so a dead etcd
-  never stalls the loop) to ``/calico/felix/v1/host/<hostname>/status``
-  with a 30 s TTL (on etcd v3: a lease). ``control_plane`` is the policy dataplane's account of
-  the control-plane protection: ``{"enabled", "active", "ports",
-  "addresses": {"4", "6"}, "problem"}`` ("active": programmed in the kernel).
-  While it serves the Docker plugins it adds ``"docker_plugins":
-  {"sockets", "problem"}`` (calicoctl.agent.plugins).
-
-Components are fed through a ``dispatch.Dispatcher``: it parses each key
-once, keeps the shared view of etcd (``indexes.Indexes``: every leaf, each
-endpoint parsed once, the tunnel and local-endpoint indexes) and calls each
-component only for the kinds of keys it registered for.
-
-One component (``lifecycle.WorkloadLifecycle``) also follows Docker, in a
-thread of its own: it keeps this host's containers networked through
-restarts and releases what removed ones held.
+Builds everything and runs the main loop in the foreground: the
+configuration (``config.AgentConfig``: command line and environment),
+logging, the check that etcd serves the API ``DATASTORE_TYPE`` names, the
+pid file (one agent per run directory), the etcd connections, the
+components (``components.build_components``), the watcher
+(``watcher.EtcdWatcher``) and the status reporter
+(``status_reporter.StatusReporter``), then hands them to the loop
+(``loop.Agent``, which the docstring of calicoctl/agent/loop.py describes).
 
 The Docker plugins' sockets (``plugins.DockerPlugins``) are normally bound
 by ``calicoctl node`` before it or this process does anything slow (etcd,
 the API check below) and inherited (``--plugin-fds``): Docker, starting at
 boot, finds them and its requests wait until they are served.
 
-Robustness: the view holds every etcd leaf seen. If a component raises (a
-bug, or the kernel surprising us), the error is logged and every component
-starts over from a fresh view built from those leaves, as from a snapshot,
-which makes the dataplane re-read the kernel and repair it; the agent does
-not exit.
-While etcd is unreachable the dataplane is left alone and ``in_sync`` is
-false; when etcd answers again a new snapshot resynchronises everything.
-
 SIGTERM / SIGINT: close the components (BIRD is stopped; iptables, ipsets
 and routes stay) and exit 0.
 """
 import argparse
-import gc
-import json
 import logging
 import os
-import queue
 import signal
 import sys
-import threading
-import time
-from dataclasses import dataclass
 
-from calicoctl.agent import identity
+from calicoctl import identity
 from calicoctl.host import daemon
 
 LOG = logging.getLogger(identity.MODULE)
 
 LOG_FILE = "agent.log"
-TICK_INTERVAL = 1.0
-RESYNC_BACKOFF = 5.0
-SLOW_CALL = 0.25          # component calls slower than this are logged
-BURST_CYCLE = 0.05        # seconds: at most one cycle this often while work keeps arriving
-
-
-@dataclass(frozen=True)
-class Wake:
-    """Work a component queued for the main loop."""
-    function: object
 
 
 def parse_args(argv):
@@ -88,7 +41,10 @@ def parse_args(argv):
                         help="this host's name (default: $CALICO_HOSTNAME or the system hostname)")
     parser.add_argument("--log-dir", default=None, help="directory for agent.log (default /var/log/calico)")
     parser.add_argument("--run-dir", default=None,
-                        help="directory for the pid and status files (default /var/run/calico)")
+                        help="directory for the pid and status files (default %s)" % identity.RUN_DIR)
+    parser.add_argument("--dataplane", default=None,
+                        help="the policy dataplane: nftables, iptables or auto (default: nftables where the "
+                             "host supports it)")
     parser.add_argument("--no-docker-plugins", action="store_true",
                         help="do not serve the calico and calico-ipam Docker plugins")
     parser.add_argument(identity.PLUGIN_FDS_OPTION, dest="plugin_fds", type=identity.parse_plugin_fds,
@@ -130,255 +86,6 @@ def _quiet_libraries(record):
     return record.levelno >= logging.WARNING or not record.name.startswith(NOISY_LIBRARIES)
 
 
-class StatusReporter:
-    """Writes the status file at once and the etcd key from a thread."""
-
-    def __init__(self, config, connection_factory):
-        self.config = config
-        self.path = os.path.join(config.run_dir, identity.STATUS_FILE)
-        self._connection_factory = connection_factory
-        self._latest = None
-        self._event = threading.Event()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="status-reporter", daemon=True)
-
-    def start(self):
-        self._thread.start()
-
-    def stop(self):
-        self._stop.set()
-        self._event.set()
-
-    def report(self, status):
-        text = json.dumps(status)
-        try:
-            daemon.write_atomically(self.path, text)
-        except OSError as exc:
-            LOG.warning("Cannot write %s: %s", self.path, exc)
-        self._latest = text
-        self._event.set()
-
-    def _run(self):
-        from calicoctl.datastore import paths
-        connection = None
-        while not self._stop.is_set():
-            self._event.wait()
-            self._event.clear()
-            if self._stop.is_set():
-                return
-            text = self._latest
-            try:
-                if connection is None:
-                    connection = self._connection_factory()
-                connection.put(paths.felix_status(self.config.hostname), text, ttl=self.config.status_ttl)
-            except Exception as exc:  # noqa: BLE001 - any etcd failure: try at the next report
-                LOG.info("Cannot report status to etcd: %s", exc)
-                connection = None
-
-
-class Agent:
-    """The main loop (see the module docstring)."""
-
-    def __init__(self, config, components, watcher_factory, reporter):
-        self.config = config
-        self.components = components
-        self.queue = queue.Queue()
-        self.watcher = watcher_factory(self.queue.put)
-        self.reporter = reporter
-        self.started = time.time()
-        self.in_sync = False
-        self.last_sync = None
-        from calicoctl.agent.dispatch import Dispatcher
-        self.dispatcher = Dispatcher(config.hostname, components, call=self._call)
-        self._stopping = threading.Event()
-        self._have_snapshot = False
-        self._resync_due = None
-        self._reported_figures = None
-        self._last_flush = -BURST_CYCLE
-
-    def wake(self, function):
-        self.queue.put(Wake(function))
-
-    def request_stop(self, *_):
-        self._stopping.set()
-
-    def run(self):
-        for component in self.components:
-            component.start(self.wake)
-        self.watcher.start()
-        self.report()
-        next_tick = next_status = time.monotonic()
-        try:
-            while not self._stopping.is_set():
-                now = time.monotonic()
-                timeout = max(0.0, min(next_tick, next_status) - now, 0.0)
-                batch = self._take_batch(min(timeout, 0.5))
-                if batch:
-                    self._handle(batch)
-                if self._resync_due is not None and time.monotonic() >= self._resync_due:
-                    self._resync_from_view("retrying after an error")
-                now = time.monotonic()
-                if now >= next_tick:
-                    next_tick = now + TICK_INTERVAL
-                    if self._have_snapshot:
-                        self._call_all("tick", now)
-                        self._report_if_changed()
-                if now >= next_status:
-                    next_status = now + self.config.status_interval
-                    self.report()
-        finally:
-            self.watcher.stop()
-            for component in self.components:
-                try:
-                    component.close()
-                except Exception:  # closing must reach every component
-                    LOG.exception("Error closing %s", type(component).__name__)
-            self.reporter.stop()
-        LOG.info("Agent stopped")
-        return 0
-
-    def _take_batch(self, timeout):
-        """Everything queued (waiting up to ``timeout`` for the first item);
-        within BURST_CYCLE of the last flush, also what arrives until then."""
-        try:
-            first = self.queue.get(timeout=timeout) if timeout > 0 else self.queue.get_nowait()
-        except queue.Empty:
-            return []
-        return [first] + self._take_until(self._last_flush + BURST_CYCLE)
-
-    def _take_until(self, deadline):
-        """Whatever is queued, and whatever arrives before ``deadline``
-        (``time.monotonic()``; nothing is waited for if it is past)."""
-        more = []
-        while True:
-            remaining = deadline - time.monotonic()
-            try:
-                more.append(self.queue.get(timeout=remaining) if remaining > 0 else self.queue.get_nowait())
-            except queue.Empty:
-                return more
-
-    def _handle(self, batch):
-        from calicoctl.agent.watcher import Lost, Snapshot, Update
-        # A snapshot replaces everything before it in the batch.
-        last_snapshot = max((i for i, item in enumerate(batch) if isinstance(item, Snapshot)), default=None)
-        synced = False
-        fed = False
-        for position, item in enumerate(batch):
-            if isinstance(item, Update):
-                # Before the first snapshot there is nothing to update: it replaces all.
-                if (last_snapshot is not None and position < last_snapshot) or not self._have_snapshot:
-                    continue
-                self._after_calls(self.dispatcher.update(item.key, item.value), "on_update")
-                fed = True
-            elif isinstance(item, Snapshot):
-                if position != last_snapshot:
-                    continue
-                if item.catch_up and self._have_snapshot:
-                    # Nothing went wrong: only what differs, as updates.
-                    self._after_calls(self.dispatcher.catch_up(item.items), "on_update")
-                    fed = True
-                    continue
-                self._have_snapshot = True
-                self._after_calls(self.dispatcher.snapshot(item.items), "on_snapshot")
-                synced = fed = True
-            elif isinstance(item, Lost):
-                if self.in_sync:
-                    self.in_sync = False
-                    self.report()
-            elif isinstance(item, Wake):
-                try:
-                    item.function()
-                except Exception:  # a component's bug must not stop the agent
-                    LOG.exception("Error in queued work")
-                fed = True
-        if not (fed and self._have_snapshot):
-            return
-        started = time.monotonic()
-        ok = self._call_all("flush")
-        self._last_flush = time.monotonic()
-        LOG.debug("Cycle of %d events flushed in %.1f ms", len(batch), (self._last_flush - started) * 1000)
-        if synced:
-            if ok:
-                self.in_sync = True
-                self.last_sync = time.time()
-                LOG.info("In sync with etcd (%d keys)", len(self.dispatcher.indexes.items))
-                self.report()
-                # The indexes built from the snapshot live until the next
-                # one: keep them out of the collector's way (long pauses
-                # with tens of thousands of endpoints).
-                gc.collect()
-                gc.freeze()
-            else:
-                self.in_sync = False
-        self._report_if_changed()
-
-    @staticmethod
-    def _call(method, *args):
-        """Call one component's bound ``method``, logging slow calls; False on any error."""
-        name = "%s.%s" % (type(method.__self__).__name__, method.__name__)
-        started = time.monotonic()
-        try:
-            method(*args)
-        except Exception:  # see module docstring: log, then resync
-            LOG.exception("%s failed; will resynchronise", name)
-            return False
-        elapsed = time.monotonic() - started
-        if elapsed > SLOW_CALL and method.__name__ != "on_snapshot":
-            LOG.info("%s took %.0f ms", name, elapsed * 1000)
-        elif elapsed > 0.02:
-            LOG.debug("%s took %.1f ms", name, elapsed * 1000)
-        return True
-
-    def _call_all(self, method, *args):
-        """Call ``method`` on every component; False (and a resync later) on any error."""
-        ok = True
-        for component in self.components:
-            ok = self._call(getattr(component, method), *args) and ok
-        return self._after_calls(ok, method)
-
-    def _after_calls(self, ok, method):
-        if not ok and self._resync_due is None:
-            # A bad update: resynchronise at once; anything else (a flush or
-            # tick that failed) may fail again, so not more than every few seconds.
-            delay = 0.0 if method == "on_update" else RESYNC_BACKOFF
-            self._resync_due = time.monotonic() + delay
-        return ok
-
-    def _resync_from_view(self, reason):
-        LOG.warning("Resynchronising every component from the last known etcd state (%s)", reason)
-        self._resync_due = None
-        if not self._have_snapshot:
-            return
-        self._after_calls(self.dispatcher.resync(), "on_snapshot")
-        if self._call_all("flush"):
-            self.in_sync = True
-            self.last_sync = time.time()
-            self.report()
-
-    def figures(self):
-        """The components' status figures: local_endpoints summed, the rest merged."""
-        figures = {"local_endpoints": 0}
-        for component in self.components:
-            try:
-                status = component.status()
-                figures["local_endpoints"] += int(status.get("local_endpoints", 0))
-                figures.update((key, value) for key, value in status.items() if key != "local_endpoints")
-            except Exception:  # noqa: BLE001 - status must never break the loop
-                pass
-        return figures
-
-    def report(self):
-        self._reported_figures = figures = self.figures()
-        status = {"pid": os.getpid(), "started": self.started, "time": time.time(),
-                  "in_sync": self.in_sync, "last_sync": self.last_sync}
-        status.update(figures)
-        self.reporter.report(status)
-
-    def _report_if_changed(self):
-        if self.in_sync and self.figures() != self._reported_figures:
-            self.report()
-
-
 def main(argv=None, env=None):
     """Run the agent; returns the process exit status."""
     args = parse_args(sys.argv[1:] if argv is None else argv)
@@ -387,7 +94,7 @@ def main(argv=None, env=None):
     from calicoctl.errors import CalicoError
     try:
         config = AgentConfig.from_environment(env, hostname=args.hostname, log_dir=args.log_dir,
-                                              run_dir=args.run_dir)
+                                              run_dir=args.run_dir, dataplane=args.dataplane)
     except CalicoError as exc:
         sys.stderr.write("%s\n" % exc)
         return exc.exit_code
@@ -424,6 +131,8 @@ def main(argv=None, env=None):
     LOG.info("Starting calico-agent %s (pid %d): %s", _version(), os.getpid(), describe(config))
 
     from calicoctl.agent.components import build_components
+    from calicoctl.agent.loop import Agent
+    from calicoctl.agent.status_reporter import StatusReporter
     from calicoctl.agent.watcher import EtcdWatcher
     from calicoctl.datastore.client import DatastoreClient
 
@@ -447,9 +156,10 @@ def check_datastore_api(kv):
     """A message if etcd answers but not with the API ``DATASTORE_TYPE`` names
     (the agent then refuses to start), else None. An etcd that does not
     answer yet is no reason to refuse: the watcher waits for it."""
+    from calicoctl.datastore import etcdconn
     from calicoctl.errors import DatastoreError, DatastoreUnavailable
     try:
-        kv.check_api()
+        etcdconn.check_api(kv)
     except DatastoreUnavailable:
         return None
     except DatastoreError as exc:

@@ -1,9 +1,9 @@
 """The contract between the agent's main loop and the things it drives.
 
-The main loop (``calicoctl.agent.__main__``) reads etcd and hands each change
+The main loop (``calicoctl.agent.loop``) reads etcd and hands each change
 to the dispatcher (``dispatch.Dispatcher``), which keeps the shared view of
 etcd (``indexes.Indexes``) and calls a component only for the kinds of keys
-it asked for (``kinds``, a set of ``dispatch.Kind``): first ``on_snapshot``
+it asked for (``kinds``, a set of ``keys.Kind``): first ``on_snapshot``
 with a fresh view built from a snapshot of the whole ``/calico`` tree, then
 ``on_update`` per changed leaf. Once per cycle (after it has fed a batch of
 updates) the loop calls ``flush`` so each component applies what changed in
@@ -37,7 +37,7 @@ class Component:
     """Base class: every method is optional to override."""
 
     kinds = frozenset()
-    """The ``dispatch.Kind`` of every key whose changes ``on_update`` gets."""
+    """The ``keys.Kind`` of every key whose changes ``on_update`` gets."""
 
     def start(self, wake):
         """Called once before the first snapshot.
@@ -53,7 +53,7 @@ class Component:
         ``on_update``) until the next ``on_snapshot`` replaces it."""
 
     def on_update(self, key, value):
-        """One etcd leaf changed: ``key`` a ``dispatch.Key`` of one of
+        """One etcd leaf changed: ``key`` a ``keys.Key`` of one of
         ``kinds``, ``value`` its new value or None (deleted; a deleted
         directory arrives as one deletion per leaf)."""
 

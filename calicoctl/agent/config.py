@@ -15,9 +15,10 @@ from typing import Optional
 
 from calicoctl.errors import ValidationError
 from calicoctl.host.plugin_server import PLUGIN_DIR
+from calicoctl.identity import RUN_DIR
 
 DEFAULT_LOG_DIR = "/var/log/calico"
-DEFAULT_RUN_DIR = "/var/run/calico"
+DATAPLANES = ("auto", "nftables", "iptables")
 
 # Environment variables that tune the agent: variable -> AgentConfig field,
 # whose type (int, float or str) parses the value. Read only by
@@ -37,7 +38,7 @@ ENV_TUNABLES = {
 class AgentConfig:
     hostname: str
     log_dir: str = DEFAULT_LOG_DIR
-    run_dir: str = DEFAULT_RUN_DIR
+    run_dir: str = RUN_DIR
     log_level: str = "INFO"
     """Level of agent.log (DEBUG adds per-cycle timings)."""
 
@@ -48,13 +49,17 @@ class AgentConfig:
     """TTL of the status key in etcd."""
 
     # -- policy dataplane -----------------------------------------------------------
+    dataplane: str = "auto"
+    """'nftables', 'iptables', or 'auto': nftables where this host can
+    program it (libnftables and the kernel's nf_tables), else iptables
+    (calicoctl.agent.policy, ``choose_dataplane``)."""
     iptables_backend: str = "nft"
     """'nft' (iptables-nft-restore) or 'legacy'; see calicoctl.host.iptables."""
     tag_ipset_budget: int = 100
     """How many tags get their own pair of ipsets (one per IP family). The
     kernel allows 256 sets per network namespace, shared with every other
     user; tags past the budget are matched through chain trees instead
-    (calicoctl.agent.rules, "Tags")."""
+    (calicoctl.agent.policy.iptables.rules, "Tags")."""
     refresh_interval: float = 600.0
     """Seconds between full re-reads of iptables/ipsets to repair drift
     (0 disables); the hook rules are checked every ``hook_check_interval``."""
@@ -92,13 +97,16 @@ class AgentConfig:
     """Free-form settings for components that need one without a field yet."""
 
     @classmethod
-    def from_environment(cls, env, hostname=None, log_dir=None, run_dir=None):
+    def from_environment(cls, env, hostname=None, log_dir=None, run_dir=None, dataplane=None):
         """Build from the command line values and an environment mapping.
 
         Raises ValidationError for a tunable that does not parse.
         """
         config = cls(hostname=hostname or env.get("CALICO_HOSTNAME") or socket.gethostname(),
-                     log_dir=log_dir or DEFAULT_LOG_DIR, run_dir=run_dir or DEFAULT_RUN_DIR)
+                     log_dir=log_dir or DEFAULT_LOG_DIR, run_dir=run_dir or RUN_DIR,
+                     dataplane=dataplane or "auto")
+        if config.dataplane not in DATAPLANES:
+            raise ValidationError("Invalid dataplane %r: expected %s." % (config.dataplane, " or ".join(DATAPLANES)))
         types = {f.name: f.type for f in fields(cls)}
         for variable, name in ENV_TUNABLES.items():
             text = env.get(variable)
@@ -120,6 +128,6 @@ class AgentConfig:
 
 def describe(config: Optional[AgentConfig]):
     """One log line naming the settings that matter when reading a log."""
-    return ("hostname=%s log_dir=%s run_dir=%s iptables=%s tag_ipsets=%d"
-            % (config.hostname, config.log_dir, config.run_dir, config.iptables_backend,
+    return ("hostname=%s log_dir=%s run_dir=%s dataplane=%s iptables=%s tag_ipsets=%d"
+            % (config.hostname, config.log_dir, config.run_dir, config.dataplane, config.iptables_backend,
                config.tag_ipset_budget))

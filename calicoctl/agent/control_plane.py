@@ -16,14 +16,14 @@ always protected and whose addresses are protected as IP literals at once,
 or once the caller has resolved their host names (``set_resolved``).
 
 The dataplane turns this into one ipset of addresses per IP family and a
-few rules (calicoctl.agent.rules, "Control plane"); a host joining or
+few rules (calicoctl.agent.policy.iptables.rules, "Control plane"); a host joining or
 leaving changes set members only.
 """
 import ipaddress
 import logging
 
 from calicoctl import model
-from calicoctl.agent.dispatch import Kind, as_key
+from calicoctl.agent.keys import Kind, as_key
 from calicoctl.datastore import paths
 
 LOG = logging.getLogger(__name__)
@@ -85,7 +85,7 @@ class ControlPlaneIndex:
 
     # -- updates -------------------------------------------------------------------------
     def apply(self, key, value):
-        """One etcd leaf (a path or dispatch.Key) set (value) or deleted (None;
+        """One etcd leaf (a path or keys.Key) set (value) or deleted (None;
         also directories).
 
         True if the key is one of ours (nobody else needs it).

@@ -18,10 +18,10 @@ Components read it; only a component's own etcd write is recorded in it
 """
 from collections import ChainMap, defaultdict
 
-from calicoctl.agent import rules as rules_mod
-from calicoctl.agent.dispatch import Kind, as_key, parse_key
+from calicoctl.agent.policy.iptables import rules as rules_mod
+from calicoctl.agent.keys import Kind, as_key, parse_key
 from calicoctl.agent.state import EndpointParser, _Config, parse_endpoint
-from calicoctl.agent.tunnels import TunnelIndex
+from calicoctl.agent.routing.tunnels import TunnelIndex
 from calicoctl.datastore import paths
 
 TUNNEL_KINDS = frozenset((Kind.ENDPOINT, Kind.POOL, Kind.HOST_ADDRESS, Kind.HOST_VXLAN))
@@ -39,10 +39,10 @@ class Indexes:
         self.items = {}
         """path -> value of every leaf."""
         self._keys = {}
-        """path -> dispatch.Key of every leaf."""
+        """path -> keys.Key of every leaf."""
         self._by_kind = {kind: {} for kind in Kind}
         """Kind -> {path: value}."""
-        self.endpoints = EndpointParser(previous.endpoints if previous is not None else None)
+        self.endpoints = EndpointParser(hostname, previous.endpoints if previous is not None else None)
         self.tunnels = TunnelIndex(parser=self.endpoints)
         self.local = LocalEndpoints(hostname, self.endpoints)
 
@@ -54,7 +54,7 @@ class Indexes:
         self.endpoints.forget_previous()
 
     def apply(self, key, value):
-        """One leaf (a dispatch.Key) set, or deleted (None)."""
+        """One leaf (a keys.Key) set, or deleted (None)."""
         path = key.path
         if value is None:
             self.items.pop(path, None)
@@ -109,7 +109,7 @@ class LocalEndpoints:
         return self.config.interface_prefix
 
     def apply(self, key, value):
-        """One etcd leaf (a path or dispatch.Key) set or deleted (None; also directories)."""
+        """One etcd leaf (a path or keys.Key) set or deleted (None; also directories)."""
         key = as_key(key)
         path = key.path
         if key.kind is Kind.CONFIG and self.config.is_config_key(path):
@@ -164,12 +164,3 @@ class LocalEndpoints:
                     rules_mod.validate_interface_name(iface, self.interface_prefix) is not None:
                 return endpoint
         return None
-
-    def by_interface(self):
-        """{interface name: Endpoint} of every active endpoint."""
-        found = {}
-        for iface in self._claims:
-            endpoint = self.endpoint_for(iface)
-            if endpoint is not None:
-                found[iface] = endpoint
-        return found

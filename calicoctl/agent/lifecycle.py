@@ -12,7 +12,9 @@ host in etcd; after that it handles each container ``start`` and
   the code ``container add`` uses);
 - Docker says "No such container" (and the listing agrees): release the
   claims and remove the endpoints and record, as ``calicoctl container
-  remove`` does, and log it;
+  remove`` does, log it, and leave a note for a week
+  (``ops.container.release_removed_container``) so that a later ``container
+  remove`` says the networking went with the container;
 - stopped, or any doubt (an error, Docker unreachable): nothing.
 
 Only this host's workloads are ever looked at, and only those whose ID is a
@@ -147,9 +149,11 @@ class WorkloadLifecycle(Component):
                 LOG.error("Container %s: cannot restore %s", label, problem)
         elif action is Action.RELEASE:
             try:
-                result = container_ops.remove_container(datastore, docker, self.hostname, workload_id)
+                result = container_ops.release_removed_container(datastore, docker, self.hostname, workload_id)
             except NotFound:
                 return      # removed meanwhile (calicoctl container remove)
+            if result.removed_by_docker:
+                return      # released meanwhile (another check of ours)
             LOG.info("Container %s was removed from Docker: released %s, removed its endpoint(s) %s",
                      label, ", ".join(result.released) or "no address",
                      ", ".join(ep.endpoint_id for ep in result.workload.endpoints) or "(none)")

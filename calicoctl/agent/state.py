@@ -21,15 +21,14 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from calicoctl import model
-from calicoctl.agent import rules as rules_mod
+from calicoctl.agent.policy.iptables import rules as rules_mod
 from calicoctl.agent.control_plane import ControlPlaneIndex
-from calicoctl.agent.dispatch import Kind, as_key
+from calicoctl.agent.keys import Kind, as_key
 from calicoctl.datastore import paths
 from calicoctl.errors import ValidationError
 
 LOG = logging.getLogger(__name__)
 
-DEFAULT_INTERFACE_PREFIX = "cali"
 CONFIG_NAMES = ("InterfacePrefix", "DefaultEndpointToHostAction")
 
 
@@ -69,19 +68,11 @@ class _Config:
         self.hostname = hostname
         self.values = {}
         """etcd key -> value for every config key we track."""
-        self._keys = {name: (paths.host_config(hostname, name), paths.global_config(name))
-                      for name in CONFIG_NAMES}
-        self._all_keys = frozenset(key for keys in self._keys.values() for key in keys)
-
-    def keys_for(self, name):
-        return self._keys[name]
+        self._all_keys = frozenset(key for name in CONFIG_NAMES
+                                   for key in (paths.host_config(hostname, name), paths.global_config(name)))
 
     def get(self, name):
-        for key in self.keys_for(name):
-            value = self.values.get(key)
-            if value not in (None, ""):
-                return value
-        return None
+        return paths.config_value(self.values.get, self.hostname, name)
 
     def is_config_key(self, key):
         return key in self._all_keys
@@ -89,13 +80,11 @@ class _Config:
     @property
     def interface_prefix(self):
         value = self.get("InterfacePrefix")
-        if value is None:
-            return DEFAULT_INTERFACE_PREFIX
-        if not value.isascii() or not all(c.isalnum() or c in "_.-" for c in value) \
-                or not 1 <= len(value) <= 12:
-            LOG.warning("Ignoring invalid InterfacePrefix %r; using %r.", value, DEFAULT_INTERFACE_PREFIX)
-            return DEFAULT_INTERFACE_PREFIX
-        return value
+        try:
+            return model.parse_interface_prefix(value)
+        except ValidationError as exc:
+            LOG.warning("%s Using %r.", exc, model.DEFAULT_INTERFACE_PREFIX)
+            return model.DEFAULT_INTERFACE_PREFIX
 
     @property
     def host_action(self):
@@ -116,11 +105,15 @@ class EndpointParser:
     sharing one parser (the dispatcher's ``Indexes`` hold it) parses each
     value once. Endpoints are frozen, so sharing them is safe.
 
+    :param hostname: this host: its endpoints are read whole (``Endpoint``),
+        other hosts' only as far as this host needs them
+        (``EndpointAddresses``); None reads every endpoint whole.
     :param previous: the parser of the view this one replaces: values it
         parsed already are not parsed again (until ``forget_previous``).
     """
 
-    def __init__(self, previous=None):
+    def __init__(self, hostname=None, previous=None):
+        self.hostname = hostname
         self._cache = {}
         """etcd key -> (value, result) of the last parse."""
         self._previous = previous._cache if previous is not None else {}
@@ -137,15 +130,17 @@ class EndpointParser:
         if cached is not None and cached[0] == value:
             self._cache[key.path] = cached
             return cached[1]
-        result = parse_endpoint(key, value)
+        result = parse_endpoint(key, value, self.hostname)
         if result is not None:
             self._cache[key.path] = (value, result)
         return result
 
 
-def parse_endpoint(key, value):
-    """(EndpointKey, Endpoint or None) for an endpoint leaf (a path or a
-    dispatch.Key); None if not one."""
+def parse_endpoint(key, value, hostname=None):
+    """(EndpointKey, endpoint or None) for an endpoint leaf (a path or a
+    keys.Key); None if not one. The endpoint is an ``Endpoint``, or, when
+    ``hostname`` is given and the leaf is another host's, an
+    ``EndpointAddresses`` (all this host needs of it, read faster)."""
     key = as_key(key)
     if key.kind is not Kind.ENDPOINT:
         return None
@@ -153,6 +148,8 @@ def parse_endpoint(key, value):
     if value is None:
         return ep_key, None
     try:
+        if hostname is not None and ep_key.hostname != hostname:
+            return ep_key, model.EndpointAddresses.from_json(value)
         return ep_key, model.Endpoint.from_json(ep_key, value)
     except ValidationError as exc:
         LOG.warning("Ignoring invalid endpoint at %s: %s", key.path, exc)
@@ -230,7 +227,7 @@ class PolicyIndex:
     # -- updates -----------------------------------------------------------------------
     def apply_snapshot(self, items, parser=None):
         """Replace everything with ``items`` (a mapping, or pairs, of path or
-        dispatch.Key -> value); ``parser``: the endpoint parser to use from now on."""
+        keys.Key -> value); ``parser``: the endpoint parser to use from now on."""
         self.reset()
         if parser is not None:
             self._parse = parser
@@ -247,7 +244,7 @@ class PolicyIndex:
         return key.kind is Kind.CONFIG and self.config.is_config_key(key.path)
 
     def apply(self, key, value):
-        """One etcd leaf (a path or dispatch.Key) set (value) or deleted (None;
+        """One etcd leaf (a path or keys.Key) set (value) or deleted (None;
         also whole directories)."""
         key = as_key(key)
         if self._is_config(key):
@@ -309,28 +306,10 @@ class PolicyIndex:
             self._update_local(key, old, endpoint)
 
     def _count_tags(self, endpoint, delta):
-        tags = set()
-        for profile in set(endpoint.profile_ids):
-            tags.update(self.tags.get(profile, ()))
-        if not tags:
-            return
         # One count per (profile carrying the tag): an address stays while
         # any of its profiles still carries the tag.
-        for version in (4, 6):
-            addresses = _endpoint_addresses(endpoint, version)
-            if not addresses:
-                continue
-            for profile in set(endpoint.profile_ids):
-                for tag in self.tags.get(profile, ()):
-                    counts = self._tag_counts[(tag, version)]
-                    dirty = self.changes.tag_ips[(tag, version)]
-                    for address in addresses:
-                        counts[address] += delta
-                        if counts[address] <= 0:
-                            del counts[address]
-                        dirty.add(address)
-                    if not counts:
-                        del self._tag_counts[(tag, version)]
+        for profile in set(endpoint.profile_ids):
+            self._count_profile_tags(endpoint, self.tags.get(profile, ()), delta)
 
     def _usable_interface(self, endpoint):
         """The endpoint's interface name if it should get chains, else None."""
@@ -443,8 +422,13 @@ class PolicyIndex:
             self._count_profile_tags(endpoint, tags, +1)
 
     def _count_profile_tags(self, endpoint, tags, delta):
+        """Add ``delta`` to the count of each of ``endpoint``'s addresses in each of ``tags``."""
+        if not tags:
+            return
         for version in (4, 6):
             addresses = _endpoint_addresses(endpoint, version)
+            if not addresses:
+                continue
             for tag in tags:
                 counts = self._tag_counts[(tag, version)]
                 dirty = self.changes.tag_ips[(tag, version)]

@@ -9,9 +9,10 @@ stopped):
    its header revision);
 2. watch from ``revision + 1``: each event becomes ``Update(key, value)``
    (value None for a delete or expiry; a deleted v2 directory arrives as
-   its own key). v2 asks once per event (a long poll); v3 keeps one stream
-   open. A watch that was quiet for ``watch_timeout`` seconds is issued
-   again from where it was.
+   its own key). v3 keeps one stream open; v2 replays what is already in
+   etcd's history one request (a long poll) per event, then streams
+   (calicoctl/datastore/kv_v2.py). A watch that was quiet for
+   ``watch_timeout`` seconds is issued again from where it was.
 3. Anything that means our view may have a gap starts again at 1: the
    revision is gone from etcd's history (v2 keeps 1000 events; v3 compacts),
    the cluster ID changed (etcd was replaced or restored), or any
@@ -23,9 +24,9 @@ stopped):
    not replayed one event (on v2: one request) at a time: a fresh snapshot
    catches up in one read. By default the limit is what a snapshot costs,
    counted in events: the store's keys at the last snapshot divided by the
-   datastore's ``keys_per_event`` (v2 reads about 30 keys in a tree for the
-   cost of one long poll; v3's stream replays an event for about the cost
-   of a key), and never under ``CATCH_UP_MIN``. Such a snapshot, and one after the history was
+   datastore's ``keys_per_event`` (v2 reads about 25 keys in a tree for the
+   cost of replaying one event with a long poll; v3's stream replays an
+   event for about the cost of a key), and never under ``CATCH_UP_MIN``. Such a snapshot, and one after the history was
    lost, is marked ``catch_up``: nothing went wrong, so the agent applies
    only its differences from what it has (as updates), rather than
    starting every component over.
@@ -123,8 +124,6 @@ class EtcdWatcher:
                 continue
             except CalicoError as exc:
                 lost = self._lost(str(exc), lost)
-            except self.kv.library_errors as exc:
-                lost = self._lost("%s: %s" % (type(exc).__name__, exc), lost)
             except Exception as exc:  # a bug must not end the watcher
                 LOG.exception("Unexpected error in the etcd watcher; resynchronising")
                 lost = self._lost("unexpected error: %r" % exc, lost)

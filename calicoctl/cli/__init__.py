@@ -6,19 +6,19 @@ runs it and maps errors to
 exit codes. It never exits the process; ``calicoctl.__main__`` does.
 """
 import importlib
-import traceback
 
 from calicoctl.errors import CalicoError, ExitCode
 
 USAGE = """Override the host:port of the ETCD server by setting the environment variable
 ETCD_AUTHORITY [default: 127.0.0.1:2379] (or ETCD_ENDPOINTS for a cluster).
-Speak etcd's v3 API instead of v2 with DATASTORE_TYPE=etcdv3 [default: etcdv2].
+Speak etcd's v2 API instead of v3 with DATASTORE_TYPE=etcdv2 [default: etcdv3].
 
 Usage: calicoctl <command> [<args>...]
 
     status            Print current status information
     node              Configure the main calico/node agent on this host
     container         Configure containers and their addresses
+    cni               Install the CNI plugins for a network (Podman, containerd)
     profile           Configure endpoint profiles
     endpoint          Configure the endpoints assigned to existing containers
     pool              Configure ip-pools
@@ -40,6 +40,7 @@ COMMANDS = {
     "status": "status",
     "node": "node",
     "container": "container",
+    "cni": "cni",
     "profile": "profile",
     "endpoint": "endpoint",
     "pool": "pool",
@@ -77,6 +78,7 @@ def main(argv, env=None, stdout=None, stderr=None, stdin=None):
         ctx.err("Interrupted.")
         return 130
     except Exception:  # noqa: BLE001 - a bug: show everything we know
+        import traceback        # only here: importing it costs every command 2-4 ms
         ctx.err("Unexpected error (this is a bug in calicoctl):")
         ctx.err(traceback.format_exc().rstrip())
         return ExitCode.BUG
@@ -107,9 +109,16 @@ def parse(doc, argv):
     if "--help" in argv or "-h" in argv:
         raise UsageExit(doc.strip("\n"), ExitCode.OK)
     try:
-        return docopt(doc, argv=argv, help=False)
-    except DocoptExit as exc:
-        raise UsageExit(str(exc).strip(), ExitCode.REFUSED) from None
+        return docopt(doc, argv=argv, default_help=False)
+    except DocoptExit:
+        # Just the usage: docopt-ng's message would add its own diagnosis
+        # ("found unmatched (duplicate?) arguments [...]") in its terms.
+        raise UsageExit(usage_section(doc), ExitCode.REFUSED) from None
+
+
+def usage_section(doc):
+    """The "Usage:" paragraph of a command's usage text (pure)."""
+    return doc[doc.index("Usage:"):].split("\n\n", 1)[0].rstrip()
 
 
 def parse_versions(args):

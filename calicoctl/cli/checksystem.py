@@ -27,6 +27,8 @@ def run(argv, ctx):
             ctx.out("FIXED: %s" % result.message)
         elif not result.ok:
             ctx.err("ERROR: %s: %s" % (result.name, result.message))
+        elif result.noteworthy:
+            ctx.out("%s: %s" % (result.name, result.message))
     failed = [result for result in results if not result.ok]
     if failed:
         ctx.err("System check failed: %d of %d checks did not pass." % (len(failed), len(results)))

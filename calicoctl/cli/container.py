@@ -63,6 +63,9 @@ def run(argv, ctx):
         return 0
 
     result = ops.remove_container(ctx.datastore, ctx.docker, ctx.hostname, container)
+    if result.removed_by_docker:
+        ctx.out("Container %s is gone: its Calico networking was released when Docker removed it." % container)
+        return 0
     released = " (released %s)" % ", ".join(result.released) if result.released else ""
     ctx.out("Removed Calico networking from container %s%s." % (container, released))
     return 0

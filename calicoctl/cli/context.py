@@ -42,10 +42,14 @@ class Context:
 
     @property
     def datastore(self):
+        """The datastore client, once etcd was found to serve the API
+        DATASTORE_TYPE names with the Calico data in it (``etcdconn.check_api``)."""
         if self._datastore is None:
             from calicoctl.datastore import etcdconn
             from calicoctl.datastore.client import DatastoreClient
-            self._datastore = DatastoreClient(etcdconn.connect(self.env))
+            kv = etcdconn.connect(self.env)
+            etcdconn.check_api(kv)
+            self._datastore = DatastoreClient(kv)
         return self._datastore
 
     @property

@@ -4,8 +4,9 @@ Usage:
 
 Description:
   Save diagnostic information about this host into a tarball: logs, this
-  host's etcd data, iptables-save, ip6tables-save, ipset list, routes,
-  links and addresses, BIRD's protocols.
+  host's etcd data, iptables-save, ip6tables-save, ipset list, nft list
+  ruleset, the policy dataplane the agent runs, routes, links and
+  addresses, BIRD's protocols.
 
 Options:
   --log-dir=<LOG_DIR>  The directory holding the Calico logs [default: /var/log/calico]
@@ -27,5 +28,7 @@ def run(argv, ctx):
     result = diags.collect_diags(ctx.hostname, args["--log-dir"], datastore=datastore)
     for note in result.notes:
         ctx.err("Note: %s" % note)
+    if result.dataplane:
+        ctx.out("Policy dataplane: %s." % result.dataplane)
     ctx.out("Diags saved to %s" % result.path)
     return 0

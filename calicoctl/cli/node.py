@@ -1,7 +1,8 @@
 """
 Usage:
   calicoctl node [--ip=<IP>] [--ip6=<IP6>] [--as=<AS_NUM>] [--log-dir=<LOG_DIR>] [--detach=<DETACH>]
-                 [--docker-plugins=<PLUGINS>] [--rr-cluster-id=<CLUSTER_ID>] [--force]
+                 [--docker-plugins=<PLUGINS>] [--dataplane=<DATAPLANE>] [--rr-cluster-id=<CLUSTER_ID>]
+                 [--force]
   calicoctl node stop [--force]
   calicoctl node bgp peer add <PEER_IP> as <AS_NUM>
   calicoctl node bgp peer remove <PEER_IP>
@@ -26,6 +27,13 @@ Options:
                          calico and IPAM driver calico-ipam (docker network
                          create --driver calico --ipam-driver calico-ipam);
                          "false": it does not [default: true]
+  --dataplane=<DATAPLANE>  How the agent programs policy: "nftables" (one
+                         nftables table, endpoints as set elements) or
+                         "iptables" (Felix's chains and ipsets). Default:
+                         nftables where the kernel and libnftables support
+                         it, else iptables. On a running node with the
+                         other one, the agent restarts with this one, which
+                         removes what the other programmed.
   --rr-cluster-id=<CLUSTER_ID>  Make this host a BGP route reflector with this
                          cluster ID (an IPv4 address, e.g. 244.0.0.1; give
                          redundant reflectors the same one); "none": an
@@ -82,6 +90,9 @@ def _parse_start_options(args):
     if plugins not in ("true", "false"):
         problems.append("Invalid --docker-plugins=%s: expected true or false." % args["--docker-plugins"])
     values["docker_plugins"] = plugins == "true"
+    values["dataplane"] = args["--dataplane"]
+    if values["dataplane"] is not None and values["dataplane"] not in ("nftables", "iptables"):
+        problems.append("Invalid --dataplane=%s: expected nftables or iptables." % values["dataplane"])
     values["log_dir"] = args["--log-dir"]
     if not values["log_dir"]:
         problems.append("Invalid --log-dir: empty.")
@@ -106,7 +117,8 @@ def _start(args, ctx):
     ctx.require_root()
     settings = node_ops.NodeSettings(hostname=ctx.hostname, ip=options["ip"], ip6=options["ip6"],
                                      as_num=options["as_num"], log_dir=options["log_dir"],
-                                     docker_plugins=options["docker_plugins"], reflector=options["reflector"])
+                                     docker_plugins=options["docker_plugins"], reflector=options["reflector"],
+                                     dataplane=options["dataplane"])
     listener = _StartPrinter(ctx, options["detach"])
     try:
         result = node_ops.start_node(ctx.datastore, settings, ctx.env, listener, detach=options["detach"],
@@ -114,6 +126,8 @@ def _start(args, ctx):
     finally:
         if listener.line_open:          # the "waiting..." line, however the wait ended
             ctx.out()
+    if result.switched_from is not None:
+        ctx.out("Switched the policy dataplane from %s to %s." % (result.switched_from, settings.dataplane))
     if result.running_pid is not None:
         if result.reflector is not None:
             for line in render_reflector_change(settings.hostname, result.reflector):

@@ -127,7 +127,7 @@ def step_to_dict(step):
 
 
 def packet_to_dict(packet):
-    from calicoctl.agent.rules import PROTOCOL_NAMES
+    from calicoctl.agent.policy.iptables.rules import PROTOCOL_NAMES
     protocol = "icmp" if packet.icmp_type is not None else PROTOCOL_NAMES.get(packet.protocol, packet.protocol)
     return {"ip_version": packet.version, "source": packet.source, "destination": packet.destination,
             "protocol": protocol, "port": packet.destination_port, "source_port": packet.source_port}

@@ -1,4 +1,23 @@
-"""
+from calicoctl import model, rulemodel, validate
+from calicoctl.cli import UsageExit, parse, usage_section
+from calicoctl.cli.output import parse_output_format, render_json, render_table
+from calicoctl.errors import ValidationError
+from calicoctl.ops import policy
+from calicoctl.ops import profile as ops
+
+# The usage text (docopt parses it) with the rule grammar, which rule add
+# and rule remove share, written once.
+RULE_GRAMMAR = """\
+    (allow|deny) [(
+      (tcp|udp) [(from [(ports <SRCPORTS>)] [(tag <SRCTAG>)] [(cidr <SRCCIDR>)])]
+                [(to   [(ports <DSTPORTS>)] [(tag <DSTTAG>)] [(cidr <DSTCIDR>)])] |
+      (icmp|icmpv6) [(type <ICMPTYPE> [(code <ICMPCODE>)])]
+                [(from [(tag <SRCTAG>)] [(cidr <SRCCIDR>)])]
+                [(to   [(tag <DSTTAG>)] [(cidr <DSTCIDR>)])] |
+      [(from [(tag <SRCTAG>)] [(cidr <SRCCIDR>)])]
+      [(to   [(tag <DSTTAG>)] [(cidr <DSTCIDR>)])]
+    )]"""
+__doc__ = """
 Usage:
   calicoctl profile show [--detailed] [--output=<FORMAT>]
   calicoctl profile add <PROFILE>
@@ -6,25 +25,9 @@ Usage:
   calicoctl profile <PROFILE> tag show [--output=<FORMAT>]
   calicoctl profile <PROFILE> tag (add|remove) <TAG>
   calicoctl profile <PROFILE> rule add (inbound|outbound) [--at=<POSITION>]
-    (allow|deny) [(
-      (tcp|udp) [(from [(ports <SRCPORTS>)] [(tag <SRCTAG>)] [(cidr <SRCCIDR>)])]
-                [(to   [(ports <DSTPORTS>)] [(tag <DSTTAG>)] [(cidr <DSTCIDR>)])] |
-      (icmp|icmpv6) [(type <ICMPTYPE> [(code <ICMPCODE>)])]
-                [(from [(tag <SRCTAG>)] [(cidr <SRCCIDR>)])]
-                [(to   [(tag <DSTTAG>)] [(cidr <DSTCIDR>)])] |
-      [(from [(tag <SRCTAG>)] [(cidr <SRCCIDR>)])]
-      [(to   [(tag <DSTTAG>)] [(cidr <DSTCIDR>)])]
-    )]
+%(rule)s
   calicoctl profile <PROFILE> rule remove (inbound|outbound) (--at=<POSITION>|
-    (allow|deny) [(
-      (tcp|udp) [(from [(ports <SRCPORTS>)] [(tag <SRCTAG>)] [(cidr <SRCCIDR>)])]
-                [(to   [(ports <DSTPORTS>)] [(tag <DSTTAG>)] [(cidr <DSTCIDR>)])] |
-      (icmp|icmpv6) [(type <ICMPTYPE> [(code <ICMPCODE>)])]
-                [(from [(tag <SRCTAG>)] [(cidr <SRCCIDR>)])]
-                [(to   [(tag <DSTTAG>)] [(cidr <DSTCIDR>)])] |
-      [(from [(tag <SRCTAG>)] [(cidr <SRCCIDR>)])]
-      [(to   [(tag <DSTTAG>)] [(cidr <DSTCIDR>)])]
-    )])
+%(rule)s)
   calicoctl profile <PROFILE> rule show [--output=<FORMAT>]
   calicoctl profile <PROFILE> rule json
   calicoctl profile <PROFILE> rule update
@@ -54,13 +57,7 @@ Options:
   --at=<POSITION>  1-based position of the rule: where to insert it
                    (default: after the last rule), or which one to remove.
   -o FORMAT --output=<FORMAT>  table (the default) or json.
-"""
-from calicoctl import model, rulemodel, validate
-from calicoctl.cli import UsageExit, parse
-from calicoctl.cli.output import parse_output_format, render_json, render_table
-from calicoctl.errors import ValidationError
-from calicoctl.ops import policy
-from calicoctl.ops import profile as ops
+""" % {"rule": RULE_GRAMMAR}
 
 
 def run(argv, ctx):
@@ -103,8 +100,7 @@ def parse_args(argv):
     except UsageExit as exc:
         if exc.code == 0:
             raise UsageExit(__doc__.strip("\n"), 0) from None
-        from docopt import printable_usage
-        raise UsageExit(printable_usage(__doc__).strip("\n"), exc.code) from None
+        raise UsageExit(usage_section(__doc__), exc.code) from None
 
 
 class _Args(dict):

@@ -20,7 +20,7 @@ def run(argv, ctx):
 
     args = parse(__doc__, argv)
     output = parse_output_format(args)
-    report = status_ops.read_status(ctx.datastore, ctx.hostname)
+    report = status_ops.read_status(lambda: ctx.datastore, ctx.hostname)
     if output == "json":
         ctx.out(render_json(status_to_dict(report, ctx.hostname)))
     else:
@@ -77,7 +77,7 @@ def agent_status_to_dict(status):
     """The agent's own report (its status JSON, read), or None."""
     if status is None:
         return None
-    control_plane, plugins = status.control_plane, status.docker_plugins
+    control_plane, plugins, cni = status.control_plane, status.docker_plugins, status.cni_plugins
     return {
         "pid": status.pid, "started": status.started, "time": status.time, "in_sync": status.in_sync,
         "last_sync": status.last_sync, "local_endpoints": status.local_endpoints,
@@ -86,4 +86,8 @@ def agent_status_to_dict(status):
             "ipv4_addresses": control_plane.ipv4_addresses, "ipv6_addresses": control_plane.ipv6_addresses,
             "problem": control_plane.problem},
         "docker_plugins": None if plugins is None else {"sockets": list(plugins.sockets), "problem": plugins.problem},
+        "cni": None if cni is None else {"socket": cni.sockets[0] if cni.sockets else None, "problem": cni.problem},
+        "dataplane": status.dataplane,
+        "refused_rules": [{"profile": refused.profile, "direction": refused.direction, "position": refused.position,
+                           "rule": refused.rule, "error": refused.error} for refused in status.refused_rules],
     }

@@ -4,8 +4,7 @@ It takes a key-value store (``kv.KeyValueStore``, etcd v2 or v3, from
 ``etcdconn.connect``) and speaks in models (``calicoctl.model``). Its methods come by
 concern from ``profiles``, ``workloads`` (endpoints and workloads),
 ``ipam`` (pools and claims) and ``hosts`` (readiness, BGP, host records,
-agent status); ``store`` has what they share: the library exceptions
-that escape the key-value layer translated into ours and the
+agent status); ``store`` has what they share: generic reads and the
 compare-and-swap ``update_value``.
 """
 from calicoctl.datastore.hosts import HostStore

@@ -1,17 +1,20 @@
-"""Connecting to etcd: endpoints from the environment, TLS, failover.
+"""Connecting to etcd: endpoints and TLS from the environment, the API to speak.
 
 Environment (docs/decisions.md, "Identity and connection"):
 - ``ETCD_ENDPOINTS``: comma-separated URLs of cluster members; or
 - ``ETCD_AUTHORITY``: ``host:port`` (default ``127.0.0.1:2379``), with
   ``ETCD_SCHEME`` (``http`` or ``https``);
 - ``ETCD_CA_CERT_FILE``, ``ETCD_CERT_FILE``, ``ETCD_KEY_FILE`` for TLS;
-- ``DATASTORE_TYPE``: ``etcdv2`` (default) or ``etcdv3``, the API spoken.
+- ``DATASTORE_TYPE``: ``etcdv3`` (default) or ``etcdv2``, the API spoken.
 
-The clients' own reconnect logic (python-etcd asks the cluster for its
-member list when the client is built: a round trip before the first
-command, and a failure if the first member is down) is not used: we keep
-one plain client per configured endpoint and move to the next one when a
-request cannot connect (``Failover``), whichever API runs.
+Only the configured endpoints are used (the cluster is not asked for its
+member list: that would be a round trip before the first command, and a
+failure if the first member is down); ``etcdhttp.EtcdHttp`` owns the
+timeout and failover: it moves to the next one when a request cannot
+connect, whichever API runs.
+
+This module is the factory of key-value stores: the only one that knows
+both APIs (``kv_v2`` and ``kv_v3`` import ``kv``, never this module).
 """
 import ipaddress
 import re
@@ -20,16 +23,16 @@ from typing import Optional, Tuple
 from urllib.parse import urlsplit
 
 from calicoctl import validate
-from calicoctl.errors import DatastoreUnavailable, ValidationError
+from calicoctl.datastore.etcdhttp import DEFAULT_TIMEOUT
+from calicoctl.datastore.paths import ROOT
+from calicoctl.errors import DatastoreError, ValidationError
 
 DEFAULT_AUTHORITY = "127.0.0.1:2379"
 # The etcd APIs we speak (DATASTORE_TYPE); the first is the default.
-DATASTORE_TYPES = ("etcdv2", "etcdv3")
+DATASTORE_TYPES = ("etcdv3", "etcdv2")
 # One part of a host name: letters, digits and inner hyphens (and underscores).
 HOST_LABEL_RE = re.compile(r"^[A-Za-z0-9_](?:[A-Za-z0-9_-]*[A-Za-z0-9_])?\Z")
-# Short enough that "etcd is down" is reported within seconds; watches pass
-# their own, longer timeout per call.
-DEFAULT_TIMEOUT = 2.0
+OTHER_API = {"etcdv2": "etcdv3", "etcdv3": "etcdv2"}
 
 
 @dataclass(frozen=True)
@@ -149,60 +152,8 @@ def describe(settings):
     return ", ".join(endpoint.url for endpoint in settings.endpoints)
 
 
-class Failover:
-    """One client per endpoint (built on first use by ``build(endpoint)``),
-    used in turn: a call that cannot connect moves on to the next endpoint.
-
-    ``unreachable`` are the exception types meaning "this endpoint does not
-    answer", except those also in ``passthrough`` (a watch that merely timed
-    out). When every endpoint failed, DatastoreUnavailable names them all.
-    """
-
-    def __init__(self, settings, build, unreachable, passthrough=()):
-        self.settings = settings
-        self._build = build
-        self._unreachable = unreachable
-        self._passthrough = passthrough
-        self._clients = [None] * len(settings.endpoints)
-        self._current = 0
-
-    def call(self, function):
-        """``function(client)`` on the first endpoint that answers."""
-        failures = []
-        count = len(self._clients)
-        for attempt in range(count):
-            index = (self._current + attempt) % count
-            try:
-                if self._clients[index] is None:
-                    self._clients[index] = self._build(self.settings.endpoints[index])
-                result = function(self._clients[index])
-            except self._passthrough:
-                raise
-            except self._unreachable as exc:
-                failures.append(self.settings.endpoints[index].url + _failure_hint(exc))
-                continue
-            self._current = index
-            return result
-        raise DatastoreUnavailable("Cannot reach etcd at %s: is etcd running, and is "
-                                   "ETCD_AUTHORITY/ETCD_ENDPOINTS right?" % ", ".join(failures))
-
-    @property
-    def current_url(self):
-        return self.settings.endpoints[self._current].url
-
-
-def _failure_hint(exc):
-    """A short reason for a failed request when it is not simply 'nobody listens'."""
-    text = repr(getattr(exc, "cause", None)) + str(exc) + str(getattr(exc, "detail_text", ""))
-    if "SSL" in text or "certificate" in text.lower():
-        return " (TLS handshake failed: check ETCD_CA_CERT_FILE, ETCD_CERT_FILE and ETCD_KEY_FILE)"
-    if "FileNotFoundError" in text or "No such file" in text:
-        return " (a TLS certificate or key file does not exist)"
-    return ""
-
-
 def datastore_type(env):
-    """Pure: ``DATASTORE_TYPE`` from the environment (default etcdv2), or ValidationError."""
+    """Pure: ``DATASTORE_TYPE`` from the environment (default etcdv3), or ValidationError."""
     text = env.get("DATASTORE_TYPE", "").strip() or DATASTORE_TYPES[0]
     if text not in DATASTORE_TYPES:
         raise ValidationError("Invalid DATASTORE_TYPE %r: expected %s." % (text, " or ".join(DATASTORE_TYPES)))
@@ -212,10 +163,33 @@ def datastore_type(env):
 def connect(env, timeout=DEFAULT_TIMEOUT, kind=None):
     """Build (without contacting etcd) the key-value store ``DATASTORE_TYPE``
     names (or ``kind``) from an environment mapping."""
-    kind = kind or datastore_type(env)
-    settings = parse_settings(env)
+    return open_store(kind or datastore_type(env), parse_settings(env), timeout)
+
+
+def open_store(kind, settings, timeout=DEFAULT_TIMEOUT):
+    """The key-value store speaking API ``kind`` to the endpoints of ``settings``."""
+    # Imported here so that a command loads only the store of the API it speaks.
     if kind == "etcdv3":
         from calicoctl.datastore.kv_v3 import EtcdV3
         return EtcdV3(settings, timeout=timeout)
     from calicoctl.datastore.kv_v2 import EtcdV2
     return EtcdV2(settings, timeout=timeout)
+
+
+def check_api(store):
+    """Raise DatastoreError (one line naming the fix) if etcd does not serve
+    the API of ``store``, or if that API holds nothing under /calico while
+    the other one holds data ``calicoctl datastore migrate`` would copy.
+
+    One request when this API holds /calico; the other API is asked only
+    when it does not.
+    """
+    if store.exists(ROOT):
+        return
+    other = open_store(OTHER_API[store.datastore_type], store.settings, store.timeout)
+    try:
+        kept = [entry for entry in other.tree(ROOT).entries if not entry.expires]
+    except DatastoreError:
+        return          # etcd does not serve the other API either: nothing there
+    if kept:
+        raise DatastoreError(store.data_elsewhere % store.http.current_url)

@@ -1,13 +1,12 @@
 """IP pools and address claims in etcd."""
 from calicoctl import model
 from calicoctl.datastore import paths
-from calicoctl.datastore.store import EtcdStore, ip_versions, translate_errors
+from calicoctl.datastore.store import EtcdStore, ip_versions
 
 
 class IpamStore(EtcdStore):
     # -- pools and claims -------------------------------------------------------
 
-    @translate_errors
     def list_pools(self, version=None):
         pools = self._valid_models([paths.pools_dir(v) for v in ip_versions(version)],
                                    model.IPPool.from_json, key_filter=paths.parse_pool_key)
@@ -15,11 +14,9 @@ class IpamStore(EtcdStore):
         pools.sort(key=lambda pool: (pool.version, netaddr.IPNetwork(pool.cidr)))
         return pools
 
-    @translate_errors
     def write_pool(self, pool):
         self.kv.put(paths.pool_key(pool.cidr), pool.to_json())
 
-    @translate_errors
     def remove_pool(self, cidr):
         return self._delete(paths.pool_key(cidr))
 
@@ -31,7 +28,6 @@ class IpamStore(EtcdStore):
                 return pool
         return None
 
-    @translate_errors
     def claim_ip(self, pool_cidr, ip, owner="", ttl=None):
         """Claim ip in pool atomically; False if someone already holds it.
 
@@ -43,12 +39,10 @@ class IpamStore(EtcdStore):
         """
         return self.kv.create(paths.claim_key(pool_cidr, ip), owner, ttl=ttl)
 
-    @translate_errors
     def get_claim(self, pool_cidr, ip):
         """The owner string of a claim ("" for claims made by the reference), or None."""
         return self._get(paths.claim_key(pool_cidr, ip))
 
-    @translate_errors
     def confirm_claim(self, pool_cidr, ip, owner):
         """Make ``owner``'s claim permanent (drop its TTL or lease); False if
         another owner holds it.
@@ -58,7 +52,6 @@ class IpamStore(EtcdStore):
         key = paths.claim_key(pool_cidr, ip)
         return self.kv.swap(key, owner, prev_value=owner) or self.kv.create(key, owner)
 
-    @translate_errors
     def release_ip(self, pool_cidr, ip, owner=None, allow_anonymous=True):
         """Delete a claim; False if absent.
 
@@ -75,7 +68,6 @@ class IpamStore(EtcdStore):
             return False
         return self.kv.delete(key, prev_value=value)
 
-    @translate_errors
     def list_claim_pools(self, version):
         """CIDRs of every pool that has an assignment directory (claims may
         outlive their pool's definition)."""
@@ -87,7 +79,6 @@ class IpamStore(EtcdStore):
                 cidrs.append(cidr)
         return cidrs
 
-    @translate_errors
     def remove_empty_claims_dir(self, pool_cidr):
         """Delete a pool's claims directory if it is empty (or absent).
 
@@ -97,16 +88,13 @@ class IpamStore(EtcdStore):
         """
         return self.kv.delete_empty_dir(paths.claims_dir(pool_cidr))
 
-    @translate_errors
     def list_claims(self, pool_cidr):
         return sorted(key.rsplit("/", 1)[-1] for key, _ in self._leaves(paths.claims_dir(pool_cidr)))
 
-    @translate_errors
     def list_claim_owners(self, pool_cidr):
         """{ip: owner} of every claim in a pool's directory, in one read."""
         return {key.rsplit("/", 1)[-1]: value or "" for key, value in self._leaves(paths.claims_dir(pool_cidr))}
 
-    @translate_errors
     def release_claims(self, ips):
         """Delete the claim of each IP in ``ips``, in whatever pool it sits.
 

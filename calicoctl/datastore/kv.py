@@ -1,9 +1,11 @@
 """The key-value interface every datastore module is written against.
 
-Two implementations speak it: ``kv_v2.EtcdV2`` (etcd's v2 API through
-python-etcd) and ``kv_v3.EtcdV3`` (etcd's v3 API through etcd3gw);
-``etcdconn.connect`` picks one from ``DATASTORE_TYPE``. Above this layer
-nothing knows which runs (docs/etcd-layout.md, "v2 and v3").
+Two implementations speak it: ``kv_v3.EtcdV3`` (etcd's v3 API, the
+default) and ``kv_v2.EtcdV2`` (etcd's v2 API), both over our own HTTP
+client (``etcdhttp``); ``etcdconn.connect`` picks one from
+``DATASTORE_TYPE`` and ``etcdconn.check_api`` checks the data is in it.
+Above this layer nothing knows which runs
+(docs/etcd-layout.md, "v2 and v3").
 
 Keys are the v2 layout's paths (``/calico/v1/...``) on both. What v2 calls
 a directory is, on v3, every key starting with ``<directory>/``. A
@@ -13,12 +15,12 @@ made conditional on it.
 
 Failures: every method raises DatastoreUnavailable when no endpoint
 answers and DatastoreError when etcd answers in a way we cannot use; an
-absent key is None / False, a failed comparison False. What a library
-raises beyond that is listed in ``library_errors`` (the store turns it
-into DatastoreError).
+absent key is None / False, a failed comparison False.
 """
 from dataclasses import dataclass
 from typing import Optional
+
+from calicoctl.datastore.etcdhttp import DEFAULT_TIMEOUT, EtcdHttp
 
 
 @dataclass(frozen=True)
@@ -61,10 +63,19 @@ class KeyValueStore:
     """What the datastore needs from etcd. See the module docstring."""
 
     datastore_type = None
-    library_errors = ()
+    data_elsewhere = None
+    """The ``etcdconn.check_api`` message (with etcd's URL) when the data is in the other API."""
     keys_per_event = 1
     """How many keys a ``tree`` reads for what one ``watch`` event costs
     (the watcher weighs a snapshot against replaying a backlog with it)."""
+
+    def __init__(self, settings, timeout=DEFAULT_TIMEOUT):
+        self.settings = settings
+        self.timeout = timeout
+        self.http = EtcdHttp(settings, timeout)
+        self._cluster_id = None
+        """etcd's cluster ID when ``tree`` last read: a watch that finds
+        another has lost its history (etcd was replaced or restored)."""
 
     def get(self, key):
         """The Entry at ``key``, or None."""
@@ -125,9 +136,13 @@ class KeyValueStore:
         """
         raise NotImplementedError
 
-    def check_api(self):
-        """Raise DatastoreError (naming DATASTORE_TYPE) if etcd does not serve this API."""
-        raise NotImplementedError
+
+WATCH_GATHER = 0.01
+"""Seconds a watch stream waits after taking what arrived before reading
+again: a burst arriving event by event is taken several events a wake-up
+(a wake-up costs the watching thread 100-200 us of system calls on our test
+machine, decoding an event 7-10 us); an event after a quiet spell is
+delivered at once (docs/scale.md, "Intake: the watch")."""
 
 
 def tree_prefix(directory):

@@ -1,11 +1,11 @@
-"""The key-value interface on etcd's v3 API, through etcd3gw (``DATASTORE_TYPE=etcdv3``).
+"""The key-value interface on etcd's v3 API (``DATASTORE_TYPE=etcdv3``, the default).
 
-etcd3gw speaks the v3 API's HTTP/JSON gateway (``/v3/...``): no grpc. We
-use its client for the session, TLS, URLs and error mapping, and build the
-range, txn and watch requests ourselves, for what its helpers leave out:
-the header revision of a read (where a watch resumes), comparisons on
-``mod_revision``, and a watch stream that reports compaction and its own
-end instead of going quiet (docs/etcd-layout.md, "The v3 client").
+We speak the v3 API's HTTP/JSON gateway (``/v3/...``, part of etcd since
+3.4: no grpc) through ``etcdhttp``: range, txn and lease requests, and one
+watch stream, with the header revision of a read (where a watch resumes),
+comparisons on ``mod_revision``, and a watch that reports compaction and
+its own end instead of going quiet (docs/etcd-layout.md, "The v3 client").
+Keys and values travel base64-encoded; integers as JSON strings.
 
 v3 has no directories: a directory is the range of keys starting with
 ``<directory>/``. Keys that v2 gave a TTL are attached to a lease granted
@@ -13,13 +13,14 @@ for that many seconds. One watch request streams every event from a
 revision on, in as few responses as etcd likes.
 """
 import base64
+import binascii
 import json
 
-from calicoctl.datastore import etcdconn
-from calicoctl.datastore.kv import Entry, Event, HistoryLost, KeyValueStore, Tree, tree_prefix
+from calicoctl.datastore.etcdhttp import JSON, Quiet, parse_json
+from calicoctl.datastore.kv import WATCH_GATHER, Entry, Event, HistoryLost, KeyValueStore, Tree, tree_prefix
 from calicoctl.errors import DatastoreError
 
-API_PATH = "/v3/"
+API_PATH = "/v3"
 TXN_OPS = 100          # etcd refuses a txn of more than 128 operations by default
 
 
@@ -28,7 +29,7 @@ def encode(text):
 
 
 def decode(text):
-    return base64.b64decode(text).decode("utf-8")
+    return binascii.a2b_base64(text).decode("utf-8")
 
 
 def range_end(prefix):
@@ -48,42 +49,17 @@ def _entry(kv):
 
 class EtcdV3(KeyValueStore):
     datastore_type = "etcdv3"
-
-    def __init__(self, settings, timeout=etcdconn.DEFAULT_TIMEOUT):
-        import requests
-        from etcd3gw import exceptions
-        self.settings = settings
-        self.timeout = timeout
-        self.library_errors = (exceptions.Etcd3Exception, requests.RequestException)
-        self._exceptions = exceptions
-        self._requests = requests
-        self._failover = etcdconn.Failover(
-            settings, self._build_client,
-            (exceptions.ConnectionFailedError, exceptions.ConnectionTimeoutError))
-        self._cluster_id = None
-
-    def _build_client(self, endpoint):
-        from etcd3gw.client import Etcd3Client
-        session = self._requests.Session()
-        # NOTE: requests would otherwise let the environment override our
-        # settings: REQUESTS_CA_BUNDLE beats the CA we give, and *_PROXY
-        # variables would send etcd traffic through a proxy.
-        session.trust_env = False
-        if self.settings.ca_cert:
-            session.verify = self.settings.ca_cert
-        if self.settings.cert:
-            session.cert = (self.settings.cert, self.settings.key)
-        return Etcd3Client(host=endpoint.host, port=endpoint.port, protocol=endpoint.scheme,
-                           timeout=self.timeout, api_path=API_PATH, session=session)
+    data_elsewhere = ("etcd at %s holds Calico data only in its v2 API, but DATASTORE_TYPE=etcdv3 (the default) "
+                      "speaks v3: set DATASTORE_TYPE=etcdv2, or copy the data into v3 with "
+                      "'calicoctl datastore migrate'.")
 
     def _post(self, path, payload):
-        try:
-            return self._failover.call(lambda client: client.post(client.get_url(path), json=payload))
-        except self._exceptions.Etcd3Exception as exc:
-            detail = exc.detail_text or ""
-            if "404 page not found" in detail:
-                raise DatastoreError(api_missing(self._failover.current_url)) from None
-            raise DatastoreError("etcd refused %s: %s" % (path, _message(detail))) from None
+        reply = self.http.request("POST", API_PATH + path, json.dumps(payload).encode(), JSON)
+        if reply.status != 200:
+            if reply.status == 404 and reply.text == "404 page not found":
+                raise DatastoreError(api_missing(reply.url))
+            raise DatastoreError("etcd refused %s: %s" % (path, _message(reply.text)))
+        return reply.json()
 
     def _txn(self, compare, success):
         return self._post("/kv/txn", {"compare": compare, "success": success}).get("succeeded", False)
@@ -162,53 +138,46 @@ class EtcdV3(KeyValueStore):
 
     def watch(self, directory, revision, timeout):
         request = {"create_request": dict(_prefix_range(directory), start_revision=revision)}
-        response = self._failover.call(lambda client: self._open_watch(client, request, timeout))
-        requests = self._requests
-        try:
-            for line in response.iter_lines(chunk_size=None):
-                if line.strip():
-                    yield from self._watch_events(json.loads(line))
-        except (requests.exceptions.ConnectionError, requests.exceptions.ChunkedEncodingError):
-            return   # quiet for ``timeout`` seconds, or the member went away: the caller watches again
-        finally:
-            response.close()
-
-    def _open_watch(self, client, request, timeout):
-        exceptions = self._exceptions
-        try:
-            response = client.session.post(client.get_url("/watch"), json=request, stream=True,
-                                           timeout=(self.timeout, timeout))
-        except self._requests.exceptions.Timeout as exc:
-            raise exceptions.ConnectionTimeoutError(str(exc)) from None
-        except self._requests.exceptions.ConnectionError as exc:
-            raise exceptions.ConnectionFailedError(str(exc)) from None
-        if response.status_code != 200:
-            text = response.text
-            response.close()
-            if response.status_code == 404:
-                raise DatastoreError(api_missing(client.base_url))
-            raise DatastoreError("etcd refused a watch: %s" % _message(text))
-        return response
+        with self.http.stream("POST", API_PATH + "/watch", json.dumps(request).encode(), JSON,
+                               wait=timeout) as stream:
+            if stream.status != 200:
+                reply = stream.reply()
+                if reply.status == 404:
+                    raise DatastoreError(api_missing(reply.url))
+                raise DatastoreError("etcd refused a watch: %s" % _message(reply.text))
+            try:
+                for line in stream.lines(WATCH_GATHER):
+                    yield from self._watch_events(parse_json(line, stream.url))
+            except Quiet:
+                return     # the caller watches again from where it was
 
     def _watch_events(self, message):
-        if "error" in message:
-            raise DatastoreError("etcd ended a watch: %s" % message["error"].get("message", message["error"]))
-        result = message.get("result", {})
+        """The Events of one watch response (the costly part of intake: kept lean)."""
+        result = message.get("result")
+        if result is None:
+            error = message.get("error", message)
+            raise DatastoreError("etcd ended a watch: %s" % (error.get("message") or error))
         header = result.get("header", {})
         if self._cluster_id and header.get("cluster_id") not in (None, self._cluster_id):
             raise HistoryLost("the etcd cluster ID changed")
-        if int(result.get("compact_revision", 0)):
-            raise HistoryLost("etcd compacted its history up to revision %s" % result["compact_revision"])
-        if result.get("canceled"):
-            raise HistoryLost("etcd cancelled the watch: %s" % result.get("cancel_reason", "no reason given"))
+        events = result.get("events")
+        if events is None:             # no events: created, cancelled, compacted or progress
+            _check_watch_alive(result)
+            return
         current = int(header.get("revision", 0))
-        for event in result.get("events", ()):
+        for event in events:
             kv = event["kv"]
-            value = None if event.get("type") == "DELETE" else decode(kv.get("value", ""))
-            yield Event(decode(kv["key"]), value, int(kv["mod_revision"]), max(current, int(kv["mod_revision"])))
+            revision = int(kv["mod_revision"])
+            yield Event(decode(kv["key"]), None if event.get("type") == "DELETE" else decode(kv.get("value", "")),
+                        revision, current if current > revision else revision)
 
-    def check_api(self):
-        self._post("/kv/range", {"key": encode("/calico/"), "limit": 1, "keys_only": True})
+
+def _check_watch_alive(result):
+    """HistoryLost if a watch response without events says the watch is over."""
+    if int(result.get("compact_revision", 0)):
+        raise HistoryLost("etcd compacted its history up to revision %s" % result["compact_revision"])
+    if result.get("canceled"):
+        raise HistoryLost("etcd cancelled the watch: %s" % result.get("cancel_reason", "no reason given"))
 
 
 def api_missing(url):

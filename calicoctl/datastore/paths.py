@@ -58,6 +58,17 @@ def host_config(hostname, name):
     return "%s/%s" % (host_config_dir(hostname), name)
 
 
+def config_value(get, hostname, name):
+    """A config value as it counts on ``hostname``: the host's own, else the
+    global one; None when neither is set (or both are empty). ``get``: key ->
+    value (a dict's ``get``, a datastore read)."""
+    for key in (host_config(hostname, name), global_config(name)):
+        value = get(key)
+        if value not in (None, ""):
+            return value
+    return None
+
+
 def host_bird_ip(hostname):
     return host_dir(hostname) + "/bird_ip"
 
@@ -88,6 +99,16 @@ def workload_name_key(hostname, orchestrator_id, workload_id):
     ``container remove <name>`` finds it even when Docker no longer does.
     A leaf beside ``endpoint/``; readers of endpoint keys never see it."""
     return workload_dir(hostname, orchestrator_id, workload_id) + "/name"
+
+
+def released_workloads_dir(hostname, orchestrator_id):
+    """Our extension: notes the agent leaves (with a TTL) of the workloads
+    whose networking it released because Docker removed them."""
+    return "%s/released/%s" % (host_dir(hostname), orchestrator_id)
+
+
+def released_workload_key(hostname, orchestrator_id, workload_id):
+    return "%s/%s" % (released_workloads_dir(hostname, orchestrator_id), workload_id)
 
 
 WORKLOAD_NAME_KEY_RE = re.compile(

@@ -1,22 +1,19 @@
 """Profiles (tags and rules) in etcd."""
 from calicoctl import model
 from calicoctl.datastore import paths
-from calicoctl.datastore.store import EtcdStore, Update, translate_errors
+from calicoctl.datastore.store import EtcdStore, Update
 from calicoctl.errors import NotFound
 
 
 class ProfileStore(EtcdStore):
     # -- profiles ---------------------------------------------------------------
 
-    @translate_errors
     def profile_exists(self, name):
         return self._exists(paths.profile_dir(name))
 
-    @translate_errors
     def list_profile_names(self):
         return self.kv.children(paths.PROFILES_DIR)
 
-    @translate_errors
     def create_profile(self, profile):
         """Write a new profile; False if it already existed (nothing written)."""
         if not self.kv.create(paths.profile_rules(profile.name), profile.rules.to_json()):
@@ -24,13 +21,11 @@ class ProfileStore(EtcdStore):
         self.kv.put(paths.profile_tags(profile.name), model.render_tags_json(profile.tags))
         return True
 
-    @translate_errors
     def get_profile_tags(self, name):
         """A profile's tags; NotFound if the profile is absent."""
         tags_text = self._read_profile(name).get(paths.profile_tags(name))
         return model.parse_tags_json(tags_text) if tags_text else ()
 
-    @translate_errors
     def get_profile_rules(self, name):
         """A profile's rules as stored (model.StoredRules, with Felix's
         verdict); NotFound if the profile is absent."""
@@ -42,7 +37,6 @@ class ProfileStore(EtcdStore):
             raise NotFound("Profile %s not found." % name)
         return values
 
-    @translate_errors
     def remove_profile(self, name):
         """Delete a profile; False if it did not exist."""
         return self._delete(paths.profile_dir(name), recursive=True)

@@ -1,10 +1,10 @@
-"""The etcd side of the datastore client: error translation, reads, CAS writes.
+"""The etcd side of the datastore client: reads, CAS writes.
 
 ``EtcdStore`` holds the key-value store (``kv.KeyValueStore``: etcd v2 or
 v3, from ``etcdconn.connect``) and the generic operations every part of
 ``DatastoreClient`` builds on. The key-value layer reports an unreachable
-etcd as DatastoreUnavailable (exit 3); ``translate_errors`` turns anything
-else unexpected from its library into DatastoreError.
+etcd as DatastoreUnavailable (exit 3) and anything else it cannot use as
+DatastoreError.
 
 Read-modify-write of a value goes through ``update_value``: read the value
 and its revision, compute the new value, write only if the key is still at
@@ -12,25 +12,11 @@ that revision; if someone else wrote in between, read again and retry.
 That is what lets twenty concurrent ``endpoint <ID> profile append`` calls
 all land.
 """
-import functools
 from dataclasses import dataclass
 
-from calicoctl.errors import CalicoError, DatastoreError, NotFound, ValidationError
+from calicoctl.errors import DatastoreError, NotFound, ValidationError
 
 CAS_ATTEMPTS = 50
-
-
-def translate_errors(method):
-    """Turn the key-value library's exceptions escaping ``method`` into DatastoreError."""
-    @functools.wraps(method)
-    def wrapper(self, *args, **kwargs):
-        try:
-            return method(self, *args, **kwargs)
-        except CalicoError:
-            raise
-        except self.kv.library_errors as exc:
-            raise DatastoreError("etcd error in %s: %s" % (method.__name__, exc)) from None
-    return wrapper
 
 
 def ip_versions(version):
@@ -86,7 +72,6 @@ class EtcdStore:
                     continue
         return found
 
-    @translate_errors
     def update_value(self, key, compute, create=False):
         """Compare-and-swap read-modify-write.
 

@@ -1,7 +1,7 @@
 """Endpoints and workloads (per host, per orchestrator) in etcd."""
 from calicoctl import model
 from calicoctl.datastore import paths
-from calicoctl.datastore.store import EtcdStore, Update, translate_errors
+from calicoctl.datastore.store import EtcdStore, Update
 from calicoctl.errors import Conflict, NotFound, ValidationError
 
 
@@ -12,7 +12,6 @@ def _key_tuple(ep_key):
 class WorkloadStore(EtcdStore):
     # -- endpoints --------------------------------------------------------------
 
-    @translate_errors
     def list_endpoints(self, hostname=None, orchestrator_id=None, workload_id=None, endpoint_id=None):
         """Endpoints matching the filters; malformed ones are skipped.
 
@@ -53,7 +52,6 @@ class WorkloadStore(EtcdStore):
                            "--orchestrator or --workload." % endpoint_id)
         return matches[0]
 
-    @translate_errors
     def write_endpoint(self, endpoint, create_only=False):
         key = paths.endpoint_key(*_key_tuple(endpoint.key))
         if create_only:
@@ -61,6 +59,15 @@ class WorkloadStore(EtcdStore):
                 raise Conflict("Endpoint %s already exists." % endpoint.endpoint_id)
         else:
             self.kv.put(key, endpoint.to_json())
+
+    def remove_endpoint(self, ep_key):
+        """Delete one endpoint (False if absent), and its workload's
+        directory if nothing else is left in it."""
+        removed = self._delete(paths.endpoint_key(*_key_tuple(ep_key)))
+        workload = paths.workload_dir(ep_key.hostname, ep_key.orchestrator_id, ep_key.workload_id)
+        self.kv.delete_empty_dir(workload + "/endpoint")
+        self.kv.delete_empty_dir(workload)
+        return removed
 
     def update_endpoint(self, ep_key, compute):
         """CAS-update an endpoint: compute(Endpoint) -> Endpoint. Returns an
@@ -76,7 +83,6 @@ class WorkloadStore(EtcdStore):
 
     # -- workloads (per host, per orchestrator) ---------------------------------
 
-    @translate_errors
     def list_workloads(self, hostname, orchestrator_id=paths.DEFAULT_ORCHESTRATOR, workload_id=None):
         """Every workload of one orchestrator on one host (or only ``workload_id``),
         with its endpoints and name, from a single recursive read. Malformed
@@ -110,26 +116,33 @@ class WorkloadStore(EtcdStore):
         found = self.list_workloads(hostname, orchestrator_id, workload_id)
         return found[0] if found else None
 
-    @translate_errors
     def write_workload_name(self, hostname, orchestrator_id, workload_id, name):
         self.kv.put(paths.workload_name_key(hostname, orchestrator_id, workload_id), name)
 
-    @translate_errors
     def remove_workload_name(self, hostname, orchestrator_id, workload_id):
         return self._delete(paths.workload_name_key(hostname, orchestrator_id, workload_id))
 
-    @translate_errors
+    def write_released_workload(self, hostname, orchestrator_id, workload_id, name, ttl):
+        """Note for ``ttl`` seconds that the workload's networking was released
+        because its orchestrator removed it (the value: its name, or "")."""
+        self.kv.put(paths.released_workload_key(hostname, orchestrator_id, workload_id), name or "", ttl=ttl)
+
+    def list_released_workloads(self, hostname, orchestrator_id):
+        """model.Workload (no endpoints) of every note ``write_released_workload`` left."""
+        prefix = paths.released_workloads_dir(hostname, orchestrator_id) + "/"
+        return [model.Workload(hostname=hostname, orchestrator_id=orchestrator_id,
+                               workload_id=key[len(prefix):], name=value or None)
+                for key, value in self._leaves(prefix.rstrip("/")) if "/" not in key[len(prefix):]]
+
     def remove_workload(self, hostname, orchestrator_id, workload_id):
         """Delete a workload directory (endpoints, name) recursively; False if absent."""
         return self._delete(paths.workload_dir(hostname, orchestrator_id, workload_id), recursive=True)
 
     # -- Docker networks of the calico driver (our extension) ---------------------
 
-    @translate_errors
     def write_docker_network(self, hostname, network):
         self.kv.put(paths.docker_network(hostname, network.network_id), network.to_json())
 
-    @translate_errors
     def get_docker_network(self, hostname, network_id):
         """The DockerNetwork, or None if absent or malformed."""
         value = self._get(paths.docker_network(hostname, network_id))
@@ -140,11 +153,9 @@ class WorkloadStore(EtcdStore):
         except ValidationError:
             return None
 
-    @translate_errors
     def remove_docker_network(self, hostname, network_id):
         return self._delete(paths.docker_network(hostname, network_id))
 
-    @translate_errors
     def list_docker_networks(self, hostname=None):
         """[(hostname, DockerNetwork)] of one host, or of every host."""
         prefix = paths.docker_networks_dir(hostname) if hostname else paths.HOSTS_DIR

@@ -1,11 +1,12 @@
 """BIRD, the BGP daemon: check a configuration, start and stop it, ask it to
 reload, and read its protocol table.
 
-The agent supervises BIRD (``calicoctl.agent.bird``) and ``calicoctl status``
+The agent supervises BIRD (``calicoctl.agent.bgp.bird``) and ``calicoctl status``
 reads its BGP sessions (``calicoctl.ops.status``); both go through here.
 Processes are started and stopped with ``calicoctl.host.daemon``, commands
 run with ``calicoctl.host.run``.
 """
+import ipaddress
 import os
 import re
 from dataclasses import dataclass
@@ -19,6 +20,31 @@ BIRDC = "birdc"
 COMMAND_TIMEOUT = 10
 
 
+# -- pure: session names ---------------------------------------------------------------
+
+SESSION_KINDS = ("Node", "Global", "Reflector", "Client", "Mesh")
+"""The kinds of BGP session the agent configures (calicoctl.agent.bird_config),
+in the order that decides when one address is listed twice."""
+
+
+def session_name(kind, ip):
+    """The BIRD protocol name of a session: ``Mesh_10_0_0_2``, ``Node_fd00__2``."""
+    return "%s_%s" % (kind, ip.replace(".", "_").replace(":", "_"))
+
+
+def parse_session_name(name):
+    """(kind, address) of a name ``session_name`` made, else None (another protocol)."""
+    kind, _, suffix = name.partition("_")
+    if kind not in SESSION_KINDS:
+        return None
+    for separator in (".", ":"):
+        try:
+            return kind, str(ipaddress.ip_address(suffix.replace("_", separator)))
+        except ValueError:
+            continue
+    return None
+
+
 # -- pure: the protocol table ------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -30,6 +56,11 @@ class ProtocolRow:
     state: str
     since: str
     info: str
+
+    @property
+    def session(self):
+        """(kind, peer address) of a session the agent configured, else None."""
+        return parse_session_name(self.name)
 
 
 _DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")

@@ -16,8 +16,9 @@ the supervision Docker used to give us lives here:
 import errno
 import os
 import signal
-import subprocess
 import time
+
+from calicoctl.host import run
 
 POLL_INTERVAL = 0.05
 
@@ -47,9 +48,8 @@ def start_detached(args, log_path, pid_file, env=None, pass_fds=()):
     os.makedirs(os.path.dirname(os.path.abspath(log_path)), exist_ok=True)
     log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     try:
-        popen = subprocess.Popen(list(args), stdin=subprocess.DEVNULL, stdout=log_fd,
-                                 stderr=log_fd, cwd="/", env=env, start_new_session=True,
-                                 close_fds=True, pass_fds=tuple(pass_fds))
+        popen = run.spawn(args, stdin=run.DEVNULL, output=log_fd, cwd="/", env=env, new_session=True,
+                          pass_fds=pass_fds)
     finally:
         os.close(log_fd)
     write_pid_file(pid_file, popen.pid)
@@ -59,7 +59,7 @@ def start_detached(args, log_path, pid_file, env=None, pass_fds=()):
 def start_foreground(args, pid_file, env=None, pass_fds=()):
     """Start ``args`` attached to our terminal and process group; return a
     Daemon. ``pass_fds`` are inherited."""
-    popen = subprocess.Popen(list(args), env=env, close_fds=True, pass_fds=tuple(pass_fds))
+    popen = run.spawn(args, env=env, pass_fds=pass_fds)
     write_pid_file(pid_file, popen.pid)
     return Daemon(popen)
 
@@ -121,14 +121,25 @@ class forward_signals:
         return False
 
 
-def write_atomically(path, text):
+def write_atomically(path, text, mode=None, accept=None):
     """Write ``text`` to ``path`` through a temporary file and a rename, so
-    readers (a status poller, a ``node stop``) never see a partial file."""
+    readers (a status poller, a ``node stop``, a runtime executing a
+    plugin, BIRD) never see a partial file; ``mode``: its permission bits.
+
+    ``accept``: called with the temporary file's path before the rename; if
+    it returns False the file is left as it was. Returns True if written.
+    """
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     temp = "%s.%d.tmp" % (path, os.getpid())
     with open(temp, "w") as handle:
         handle.write(text)
+    if mode is not None:
+        os.chmod(temp, mode)
+    if accept is not None and not accept(temp):
+        os.unlink(temp)
+        return False
     os.replace(temp, path)
+    return True
 
 
 def write_pid_file(path, pid):

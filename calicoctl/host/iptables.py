@@ -38,7 +38,7 @@ Three nf_tables costs shape how the agent uses it:
   RCU grace period: 8-16 ms here whatever the table size, against 2 ms for
   one that only adds rules. So an incremental change inserts the chain's new
   rules in front of the old ones and cleans the old ones out later, when
-  changes have paused (calicoctl.agent.dataplane).
+  changes have paused (calicoctl.agent.policy.iptables.dataplane).
 
 Reading the kernel back costs more (``iptables-nft-save`` of 10,000
 endpoints' chains takes about 2.5 s), so the dataplane reads only when it

@@ -5,13 +5,15 @@ container's endpoints both hold the workload's lock while they look at and
 change its networking, so two adds (or an add and a re-creation) of one
 container never interleave. The kernel releases a lock when its holder
 dies, so a crash never leaves one behind; the files themselves are empty
-and live in the host's /var/run (gone at reboot).
+and live in the host's run directory (gone at reboot).
 """
 import contextlib
 import fcntl
 import os
 
-LOCK_DIR = "/var/run/calico/locks"
+from calicoctl.identity import RUN_DIR
+
+LOCK_DIR = os.path.join(RUN_DIR, "locks")
 
 
 @contextlib.contextmanager

@@ -1,4 +1,4 @@
-"""HTTP over a unix socket, for Docker's plugin protocol.
+"""Servers on unix sockets for the plugins the agent serves.
 
 Docker finds a legacy plugin by its socket, ``/run/docker/plugins/<name>.sock``,
 and POSTs JSON to it (``calicoctl.ops.plugin_protocol``). ``PluginServer``
@@ -10,6 +10,11 @@ The socket may be bound by another process first (``listen``) and handed
 over: ``calicoctl node`` binds both before anything slow, so Docker, which
 looks for the files when it restores its containers at boot, finds them;
 its requests wait in the backlog until the agent serves them.
+
+The CNI plugin binaries speak something simpler (an HTTP client costs a
+short-lived process more start-up time than its request takes): one request
+per connection, read until the client shuts its side down, one reply, then
+the server closes (``FrameHandler``; ``handle(request bytes) -> reply bytes``).
 """
 import http.server
 import json
@@ -49,6 +54,13 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         LOG.debug("%s: " + fmt, self.server.name, *args)
 
 
+class FrameHandler(socketserver.StreamRequestHandler):
+    """One request frame in (until EOF), ``server.handle(frame)``'s bytes out."""
+
+    def handle(self):
+        self.wfile.write(self.server.handle(self.rfile.read()))
+
+
 def socket_path(name, directory=PLUGIN_DIR):
     return os.path.join(directory, name + ".sock")
 
@@ -68,7 +80,8 @@ def listen(path):
     """A unix stream socket listening on ``path``.
 
     A socket file left by a dead process is replaced; one something still
-    answers on is not (another agent serves it): RuntimeError.
+    answers on is not (another agent serves it): RuntimeError. Only root may
+    connect: whoever can has interfaces made in any namespace.
     """
     os.makedirs(os.path.dirname(path), exist_ok=True)
     if os.path.exists(path):
@@ -78,6 +91,7 @@ def listen(path):
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         listener.bind(path)
+        os.chmod(path, 0o600)
         listener.listen(_Server.request_queue_size)
     except OSError:
         listener.close()
@@ -87,12 +101,14 @@ def listen(path):
 
 class PluginServer:
     """Serves ``handle`` on ``path`` until ``stop``, on a socket it binds
-    (``listen``: RuntimeError if another process serves it) or one it is given."""
+    (``listen``: RuntimeError if another process serves it) or one it is given.
+    ``handler``: the request handler class (HTTP by default, or ``FrameHandler``)."""
 
-    def __init__(self, name, path, handle):
+    def __init__(self, name, path, handle, handler=None):
         self.name = name
         self.path = path
         self._handle = handle
+        self._handler = handler or _Handler
         self._server = None
         self._thread = None
 
@@ -100,7 +116,7 @@ class PluginServer:
         """Serve on ``listener`` (a socket listening on ``path``), else on one bound here."""
         if listener is None:
             listener = listen(self.path)
-        server = _Server(self.path, _Handler, bind_and_activate=False)
+        server = _Server(self.path, self._handler, bind_and_activate=False)
         server.socket.close()
         server.socket = listener
         server.handle = self._handle

@@ -20,6 +20,7 @@ from typing import Callable, Optional
 
 from calicoctl.errors import CalicoError, ValidationError
 from calicoctl.host.run import run_status
+from calicoctl.identity import RUN_DIR
 
 BACKENDS = ("nft", "legacy")
 OTHER_TOOLS = ("ipset", "bird", "birdc")
@@ -36,11 +37,13 @@ class CheckResult:
     :ivar ok: True when the host passes (possibly after a fix).
     :ivar message: the problem (or, when ok, what was found).
     :ivar fixed: True when ``fix`` changed the host to make it pass.
+    :ivar noteworthy: shown even when it passes (what the host will run).
     """
     name: str
     ok: bool
     message: str = ""
     fixed: bool = False
+    noteworthy: bool = False
 
 
 # -- pure ----------------------------------------------------------------------
@@ -139,6 +142,39 @@ def probe_ipset():
     return CheckResult("ipset hash:ip", True, "hash:ip sets (IPv4 and IPv6) can be created.")
 
 
+def probe_nftables(required=False):
+    """Can this host run the nftables dataplane? One batch that makes and
+    removes a table with what the dataplane uses (a concatenated set, a base
+    chain, a rule matching the set): all of it is checked, nothing stays.
+
+    Not passing is a failure only when ``required`` (``--dataplane=nftables``);
+    otherwise it says the agent will use iptables.
+    """
+    from calicoctl.host import nftables
+    problem = nftables.probe()
+    if problem is None:
+        name = "inet " + PROBE_PREFIX + secrets.token_hex(4)
+        probe = ["add table %s" % name,
+                 "add set %s s { type ifname . ipv4_addr; }" % name,
+                 "add chain %s c { type filter hook forward priority 0; policy accept; }" % name,
+                 "add rule %s c iifname . ip saddr != @s drop" % name,
+                 "delete table %s" % name]
+        nft = nftables.Nftables()
+        try:
+            nft.run("\n".join(probe) + "\n")
+        except CalicoError as exc:
+            problem = str(exc)
+        finally:
+            nft.close()
+    if problem is None:
+        return CheckResult("nftables", True, "nftables usable (libnftables and the kernel's nf_tables): "
+                           "the agent's dataplane unless --dataplane=iptables.", noteworthy=True)
+    if required:
+        return CheckResult("nftables", False, "nftables is not usable: %s." % problem)
+    return CheckResult("nftables", True, "nftables is not usable (%s): the agent will use its iptables "
+                       "dataplane." % problem, noteworthy=True)
+
+
 def probe_veth():
     """Create and delete a veth pair."""
     from calicoctl.host import netlink
@@ -213,7 +249,7 @@ def probe_docker_plugins(docker, plugin_dir=None, run_dir=None):
     from calicoctl.host import plugin_server
     from calicoctl.ops import plugin_protocol as protocol
     from calicoctl.ops import status as status_ops
-    run_dir = run_dir or status_ops.RUN_DIR
+    run_dir = run_dir or RUN_DIR
     status = status_ops.read_local_status(run_dir)
     if status_ops.read_running_agent_pid(run_dir) is None or status is None or status.docker_plugins is None:
         return []
@@ -259,12 +295,13 @@ def backend_from_env(env):
 
 
 def run_checks(fix=False, docker_version: Optional[Callable[[], str]] = None, backend="nft",
-               plugin_probe: Optional[Callable[[], list]] = None):
+               plugin_probe: Optional[Callable[[], list]] = None, dataplane=None):
     """Every check, in order; Docker is skipped when ``docker_version`` is None,
     the Docker plugins when ``plugin_probe`` (probe_docker_plugins) is.
 
     ``backend`` is the iptables backend the agent programs ("nft" or
     "legacy", CALICO_AGENT_IPTABLES_BACKEND): its binaries are the ones tried.
+    ``dataplane``: the one asked for (None: the agent's default).
     """
     if backend not in BACKENDS:
         raise ValidationError("Invalid iptables backend %r: expected nft or legacy." % (backend,))
@@ -275,6 +312,7 @@ def run_checks(fix=False, docker_version: Optional[Callable[[], str]] = None, ba
         if set_result is not None:
             results.append(set_result)
     results.append(probe_ipset())
+    results.append(probe_nftables(required=dataplane == "nftables"))
     results.append(probe_veth())
     results.extend(check_forwarding(fix))
     if docker_version is not None:

@@ -8,7 +8,9 @@ What ``add_container`` leaves behind when it succeeds:
 
 - an IP claim in etcd (create-only, so two hosts racing for one address
   cannot both win), its value naming the owner ``<host>/docker/<id>``;
-- a veth pair: ``cali`` + 11 characters of the endpoint ID on the host, its
+- a veth pair: the host's interface prefix (``cali`` unless
+  ``InterfacePrefix`` says otherwise) + the endpoint ID cut to 15 characters
+  on the host, its
   peer created directly inside the container's namespace with the
   requested name, both with the MTU that fits the pool (the LAN device's,
   less a VXLAN or IP-in-IP pool's encapsulation); inside, the address as
@@ -31,8 +33,9 @@ an agent watching etcd never sees an endpoint whose interface is not ready.
 
 ``restore_container`` (the agent's, when a container restarted) re-creates
 missing endpoints in the container's new namespace with the same steps as
-``add`` (``_configure_veth``), from what the endpoint records: the inside
-name (``container_interface``), the MAC, every address and gateway.
+``add`` (``interfaces.configure_workload_veth``), from what the endpoint
+records: the inside name (``container_interface``), the MAC, every address
+and gateway.
 ``add``, ``restore`` and ``remove`` each hold the workload's lock
 (``host.locks``), so two adds with different ``--interface`` names, or an
 add racing a re-creation, never interleave.
@@ -54,8 +57,7 @@ from dataclasses import dataclass
 from typing import Optional, Tuple
 
 from calicoctl import model, validate
-from calicoctl.datastore import paths
-from calicoctl.errors import AlreadyExists, Conflict, NotFound, ValidationError
+from calicoctl.errors import AlreadyExists, Conflict, NotFound
 from calicoctl.host import locks
 from calicoctl.ops import allocator, interfaces
 from calicoctl.ops.container_logic import (LIBNETWORK_ORCHESTRATOR, ORCHESTRATOR, calculate_endpoint_with_ip,
@@ -64,9 +66,6 @@ from calicoctl.ops.container_logic import (LIBNETWORK_ORCHESTRATOR, ORCHESTRATOR
 from calicoctl.ops.rollback import Rollback
 
 DEFAULT_INTERFACE = "eth1"
-# Long enough for any sane run (the claimed-but-unconfirmed window is the
-# kernel work: milliseconds), short enough that a crash frees the address soon.
-CLAIM_TTL = 30
 
 
 # -- results ------------------------------------------------------------------------
@@ -83,6 +82,8 @@ class RemoveResult:
     workload: model.Workload
     released: Tuple[str, ...] = ()
     deleted_interfaces: Tuple[str, ...] = ()
+    removed_by_docker: bool = False
+    """Nothing to do: the agent released it all when Docker removed the container."""
 
 
 @dataclass(frozen=True)
@@ -119,50 +120,6 @@ def _require_networkable(info, query):
     if info.shares_netns:
         raise Conflict("Container %s shares the network namespace of %s; add Calico networking "
                        "to that container instead." % (query, info.network_mode.split(":", 1)[1]))
-
-
-def _require_pool(datastore, ip):
-    pool = datastore.pool_for_ip(ip)
-    if pool is None:
-        raise ValidationError("IP %s is not in any configured IPv%d pool (see "
-                              "`calicoctl pool show`)." % (ip, ip.version))
-    return pool
-
-
-def _require_host_ip(datastore, hostname, version):
-    gateway = datastore.get_host_ip(hostname, version)
-    if gateway is None:
-        hint = "calicoctl node --ip6=<IPv6>" if version == 6 else "calicoctl node"
-        raise NotFound("Host %s has no IPv%d address recorded in etcd (%s): run `%s` first."
-                       % (hostname, version, paths.host_ip_addr(hostname, version), hint))
-    return gateway
-
-
-def _claim(datastore, pool, ip, owner, rollback):
-    """Claim ip for owner (with a TTL); adopt a leftover claim of the same owner."""
-    if datastore.claim_ip(pool.cidr, str(ip), owner=owner, ttl=CLAIM_TTL):
-        rollback.push("release the claim on %s" % ip,
-                      lambda: datastore.release_ip(pool.cidr, str(ip), owner=owner))
-        return
-    if datastore.get_claim(pool.cidr, str(ip)) == owner:
-        return   # ours, from an earlier run that failed before it could release it
-    raise Conflict("IP %s is already assigned in pool %s." % (ip, pool.cidr))
-
-
-def _claim_request(datastore, pool, request, owner, rollback):
-    """Claim the requested address, or assign a free one; returns the IP."""
-    if not request.automatic:
-        _claim(datastore, pool, request.ip, owner, rollback)
-        return request.ip
-    ip = allocator.assign_address(datastore, pool, request.cidr or pool.cidr, owner, ttl=CLAIM_TTL)
-    rollback.push("release the claim on %s" % ip,
-                  lambda: datastore.release_ip(pool.cidr, str(ip), owner=owner))
-    return ip
-
-
-def _confirm_claim(datastore, pool, ip, owner):
-    if not datastore.confirm_claim(pool.cidr, str(ip), owner):
-        raise Conflict("IP %s was claimed by someone else meanwhile." % ip)
 
 
 def _container_netns_error(exc, query):
@@ -207,40 +164,33 @@ def add_container(datastore, docker, hostname, container, ip_text, interface=DEF
     """Give a running container a Calico interface with one IP; returns AddResult.
 
     ``ip_text`` is the address, or ``ipv4``, ``ipv6`` or a CIDR inside a pool
-    to have a free one assigned (calicoctl.ops.allocator)."""
-    request = allocator.parse_address_request(ip_text)
+    to have a free one assigned (``allocator.claim`` reads, checks and claims it)."""
     interface = parse_interface_name(interface)
     info = docker.inspect(container)
     _require_networkable(info, container)
     # One add (or agent re-creation) of a container at a time: two adds with
     # different --interface names would otherwise both pass the check below.
     with locks.workload_lock(info.id):
-        return _add_locked(datastore, hostname, container, info, request, interface, host_netns, progress)
+        return _add_locked(datastore, hostname, container, info, ip_text, interface, host_netns, progress)
 
 
-def _add_locked(datastore, hostname, container, info, request, interface, host_netns, progress):
+def _add_locked(datastore, hostname, container, info, ip_text, interface, host_netns, progress):
     from calicoctl.host import netlink
     if datastore.list_endpoints(hostname, ORCHESTRATOR, info.id):
         raise AlreadyExists("Container %s already has Calico networking." % container)
-    if request.automatic:
-        pool = allocator.choose_pool(datastore.list_pools(request.version), request.version, request.cidr)
-    else:
-        pool = _require_pool(datastore, request.ip)
-    gateway = _require_host_ip(datastore, hostname, request.version)
-    _step(progress, "checked")
-
     endpoint_id = uuid.uuid1().hex
-    veth = calculate_veth_name(endpoint_id)
+    veth = calculate_veth_name(endpoint_id, datastore.get_interface_prefix(hostname))
     owner = render_claim_owner(hostname, info.id)
     try:
         with netlink.Session(host_netns) as host, netlink.Session(info.netns_path) as cont:
             if cont.find_link(interface) is not None:
                 raise Conflict("Container %s already has an interface named %s; choose another "
                                "with --interface." % (container, interface))
-            mtu = interfaces.workload_mtu(host, [gateway], [pool])
             with Rollback() as rollback:
-                ip = _claim_request(datastore, pool, request, owner, rollback)
+                assignment = allocator.claim(datastore, ip_text, owner, rollback, hostname=hostname)
+                ip, pool, gateway = assignment.ip, assignment.pool, assignment.gateway
                 _step(progress, "claimed")
+                mtu = interfaces.workload_mtu(host, [gateway], [pool])
                 try:
                     interfaces.create_workload_veth(host, host_netns, veth, interface, info.netns_path,
                                                     ipv6=ip.version == 6, mtu=mtu)
@@ -249,8 +199,8 @@ def _add_locked(datastore, hostname, container, info, request, interface, host_n
                                    "the container or, as %s, on the host)." % (interface, container, veth)) from None
                 rollback.push("delete interface %s" % veth, lambda: netlink.delete_link(veth, host_netns))
                 _step(progress, "veth")
-                link = _configure_veth(host, host_netns, cont, info.netns_path, veth, interface, [ip],
-                                       {ip.version: gateway})
+                link = interfaces.configure_workload_veth(host, host_netns, cont, info.netns_path, veth,
+                                                          interface, [ip], {ip.version: gateway})
                 _step(progress, "configured")
                 # Our open socket kept its namespace alive; if the container
                 # died meanwhile the interface dies as soon as we let go.
@@ -258,7 +208,7 @@ def _add_locked(datastore, hostname, container, info, request, interface, host_n
                     raise Conflict("Container %s stopped while its networking was being set up."
                                    % container)
 
-                _confirm_claim(datastore, pool, ip, owner)
+                allocator.confirm_claim(datastore, pool, ip, owner)
                 _step(progress, "confirmed")
                 endpoint = model.Endpoint(
                     key=model.EndpointKey(hostname, ORCHESTRATOR, info.id, endpoint_id),
@@ -279,30 +229,43 @@ def _add_locked(datastore, hostname, container, info, request, interface, host_n
     return AddResult(container=info, endpoint=endpoint, interface=interface)
 
 
-def _configure_veth(host, host_netns, cont, netns_path, veth, interface, ips, gateways):
-    """Both ends of a just-created workload veth: in the container the
-    addresses and the routes via each gateway (``{version: gateway}``), on
-    the host the host side. Returns the container end's LinkInfo."""
-    from calicoctl.host import sysctl
-    link = cont.get_link(interface)
-    if any(ip.version == 6 for ip in ips):
-        interfaces.enable_ipv6(netns_path, interface)
-        sysctl.write("net/ipv6/conf/%s/accept_dad" % veth, 0, host_netns)
-    cont.set_link_up(link.index)
-    for ip in ips:
-        cont.add_address(link.index, ip)
-    for version in sorted(gateways):
-        interfaces.ensure_gateway_routes(cont, link, gateways[version])
-    host_link = host.get_link(veth)
-    interfaces.ensure_host_side(host, host_netns, host_link, ips, gateways.get(6))
-    return link
+# How long the agent's note of a container Docker removed is kept.
+RELEASED_NOTE_TTL = 7 * 24 * 3600
 
 
 def remove_container(datastore, docker, hostname, container, host_netns=None, progress=None):
-    """Take Calico networking away from a container (known to Docker or not)."""
-    workload = _require_workload(datastore, docker, hostname, container)
+    """Take Calico networking away from a container (known to Docker or not).
+
+    A container Docker removed, whose networking the agent has released
+    already, is a state that already holds: a RemoveResult with
+    ``removed_by_docker``."""
+    workload = _resolve_workload(datastore, docker, hostname, container)
+    if workload is None:
+        return _removed_by_docker(datastore, docker, hostname, container)
     with locks.workload_lock(workload.workload_id):
         return _remove_locked(datastore, hostname, workload, host_netns, progress)
+
+
+def release_removed_container(datastore, docker, hostname, workload_id):
+    """The agent's, when Docker removed a container: ``remove_container``,
+    then a note (RELEASED_NOTE_TTL) so that a later ``container remove``
+    can say what became of it."""
+    result = remove_container(datastore, docker, hostname, workload_id)
+    datastore.write_released_workload(hostname, ORCHESTRATOR, workload_id, result.workload.name,
+                                      ttl=RELEASED_NOTE_TTL)
+    return result
+
+
+def _removed_by_docker(datastore, docker, hostname, container):
+    """The RemoveResult of a container Docker no longer knows whose
+    networking the agent released; NotFound for anything else."""
+    gone = select_workloads(datastore.list_released_workloads(hostname, ORCHESTRATOR), container)
+    if len(gone) == 1:
+        try:
+            docker.inspect(container)
+        except NotFound:
+            return RemoveResult(workload=gone[0], removed_by_docker=True)
+    raise NotFound("Container %s has no Calico networking on host %s." % (container, hostname))
 
 
 def _remove_locked(datastore, hostname, workload, host_netns, progress):
@@ -373,12 +336,13 @@ def _restore_endpoint(datastore, hostname, host, host_netns, cont, info, endpoin
     for version in (4, 6):
         if endpoint.nets(version):
             gateways[version] = getattr(endpoint, "ipv%d_gateway" % version) \
-                or _require_host_ip(datastore, hostname, version)
+                or allocator.host_address(datastore, hostname, version)
     mtu = interfaces.workload_mtu(host, [gateways.get(4), gateways.get(6)],
                                   [datastore.pool_for_ip(ip) for ip in ips])
     host.create_veth(endpoint.name, inside, peer_netns=info.netns_path, peer_mac=endpoint.mac, mtu=mtu)
     try:
-        _configure_veth(host, host_netns, cont, info.netns_path, endpoint.name, inside, ips, gateways)
+        interfaces.configure_workload_veth(host, host_netns, cont, info.netns_path, endpoint.name, inside, ips,
+                                           gateways)
     except BaseException:
         host.delete_link(endpoint.name)
         raise
@@ -397,7 +361,7 @@ def add_ip(datastore, docker, hostname, container, ip_text, interface=DEFAULT_IN
     if not endpoints:
         raise NotFound("Container %s has no Calico networking; add it first with "
                        "`calicoctl container add %s <IP>`." % (container, container))
-    pool = _require_pool(datastore, ip)
+    _, pool, _ = allocator.check(datastore, allocator.AddressRequest(version=ip.version, ip=ip))
     owner = render_claim_owner(hostname, info.id)
     try:
         with netlink.Session(host_netns) as host, netlink.Session(info.netns_path) as cont:
@@ -413,13 +377,13 @@ def add_ip(datastore, docker, hostname, container, ip_text, interface=DEFAULT_IN
             if calculate_host_net(ip) in endpoint.nets(ip.version):
                 return IPChangeResult(info.id, str(ip), changed=False, endpoint=endpoint)
             gateway = getattr(endpoint, "ipv%d_gateway" % ip.version) \
-                or _require_host_ip(datastore, hostname, ip.version)
+                or allocator.host_address(datastore, hostname, ip.version)
             new_gateway = getattr(endpoint, "ipv%d_gateway" % ip.version) is None
             mtu = interfaces.workload_mtu(host, [gateway], [pool])
             _step(progress, "checked")
 
             with Rollback() as rollback:
-                _claim(datastore, pool, ip, owner, rollback)
+                allocator.claim_address(datastore, pool, ip, owner, rollback)
                 _step(progress, "claimed")
                 if ip.version == 6 and not endpoint.ipv6_nets:
                     interfaces.enable_ipv6(info.netns_path, link.name)
@@ -441,7 +405,7 @@ def add_ip(datastore, docker, hostname, container, ip_text, interface=DEFAULT_IN
                 rollback.push("remove the host route to %s" % ip,
                               lambda: host.delete_route(calculate_host_net(ip), host_link.index))
                 _step(progress, "configured")
-                _confirm_claim(datastore, pool, ip, owner)
+                allocator.confirm_claim(datastore, pool, ip, owner)
                 updated = datastore.update_endpoint(
                     endpoint.key, lambda current: calculate_endpoint_with_ip(current, ip, gateway)).new
                 _step(progress, "written")

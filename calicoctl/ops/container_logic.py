@@ -5,18 +5,19 @@ from dataclasses import replace
 
 from calicoctl.datastore import paths
 from calicoctl.errors import Conflict, ValidationError
+from calicoctl.model import IFNAMSIZ
 
 ORCHESTRATOR = paths.DEFAULT_ORCHESTRATOR
 # Endpoints made by the Docker network driver (calicoctl.ops.network).
 LIBNETWORK_ORCHESTRATOR = "libnetwork"
-VETH_PREFIX = "cali"
-IFNAMSIZ = 15
 DEFAULT_LAN_MTU = 1500
 
 
-def calculate_veth_name(endpoint_id):
-    """Host-side interface name: 'cali' + the first 11 characters of the ID (15 in all)."""
-    return VETH_PREFIX + endpoint_id[:11]
+def calculate_veth_name(endpoint_id, prefix):
+    """Host-side interface name: the host's interface prefix
+    (``get_interface_prefix``), then as much of the ID as fits in 15
+    characters ('cali' + 11)."""
+    return prefix + endpoint_id[:IFNAMSIZ - len(prefix)]
 
 
 def parse_interface_name(name):

@@ -2,7 +2,7 @@
 
 One global value in etcd (``model.ControlPlaneProtection``) says whether
 workloads are kept off the control plane and which TCP ports that covers;
-every host's agent enforces it (calicoctl.agent.rules, "Control plane").
+every host's agent enforces it (calicoctl.agent.policy.iptables.rules, "Control plane").
 Unset means the defaults; a stored value that does not parse also means the
 defaults (the agents keep protecting), and ``show`` says what is wrong.
 

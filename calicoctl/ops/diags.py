@@ -2,7 +2,8 @@
 
 Layout inside ``diags-<timestamp>.tar.gz`` (one directory, ``diagnostics/``):
 one text file per command (iptables-save, ip6tables-save, ipset list,
-routes, links, addresses, BIRD's protocols, ...), ``etcd.txt`` with this
+nft list ruleset, routes, links, addresses, BIRD's protocols, ...),
+``dataplane.txt`` naming the policy dataplane the agent runs, ``etcd.txt`` with this
 host's keys and the cluster-wide settings it depends on, ``logs/`` (a copy
 of the log dir), ``run/`` (the agent's status and pid files, BIRD's config)
 and ``NOTES.txt`` listing whatever could not be collected. A missing tool or
@@ -14,13 +15,12 @@ import tarfile
 import tempfile
 import time
 from dataclasses import dataclass, field
-from typing import List
+from typing import List, Optional
 
 from calicoctl.datastore import paths
 from calicoctl.errors import CalicoError
 from calicoctl.host.run import run_status
-
-RUN_DIR = "/var/run/calico"
+from calicoctl.identity import BIRD_SOCKET, RUN_DIR
 
 
 @dataclass
@@ -28,11 +28,13 @@ class DiagsResult:
     path: str
     files: List[str] = field(default_factory=list)
     notes: List[str] = field(default_factory=list)
+    dataplane: Optional[str] = None
+    """The policy dataplane the running agent reported (None: no agent, or an older one)."""
 
 
 def calculate_commands(run_dir=RUN_DIR):
     """(file name, argv) of every command whose output goes in the tarball."""
-    bird_socket = os.path.join(run_dir, "bird.ctl")
+    bird_socket = os.path.join(run_dir, BIRD_SOCKET)
     return [
         ("date.txt", ["date", "--utc", "+%Y-%m-%dT%H:%M:%SZ"]),
         ("hostname.txt", ["hostname"]),
@@ -41,6 +43,7 @@ def calculate_commands(run_dir=RUN_DIR):
         ("iptables-legacy-save.txt", ["iptables-legacy-save", "-c"]),
         ("ip6tables-legacy-save.txt", ["ip6tables-legacy-save", "-c"]),
         ("ipset-list.txt", ["ipset", "list"]),
+        ("nft-ruleset.txt", ["nft", "list", "ruleset"]),
         ("ip-route-v4.txt", ["ip", "-4", "route", "show", "table", "all"]),
         ("ip-route-v6.txt", ["ip", "-6", "route", "show", "table", "all"]),
         ("ip-link.txt", ["ip", "-d", "link", "show"]),
@@ -95,6 +98,7 @@ def collect_diags(hostname, log_dir, datastore=None, run_dir=RUN_DIR, base_dir=N
                 name, argv[0], code, lines[-1] if lines else "no output"))
         result.files.append(name)
 
+    _note_dataplane(run_dir, top, result)
     _collect_etcd(datastore, hostname, top, result)
     _copy_tree(log_dir, os.path.join(top, "logs"), result, "logs")
     _copy_tree(run_dir, os.path.join(top, "run"), result, "run dir")
@@ -106,6 +110,15 @@ def collect_diags(hostname, log_dir, datastore=None, run_dir=RUN_DIR, base_dir=N
         tar.add(top, arcname="diagnostics")
     shutil.rmtree(top, ignore_errors=True)
     return result
+
+
+def _note_dataplane(run_dir, top, result):
+    from calicoctl.ops import status as status_ops
+    status = status_ops.read_local_status(run_dir)
+    result.dataplane = status.dataplane if status is not None else None
+    with open(os.path.join(top, "dataplane.txt"), "w") as handle:
+        handle.write("%s\n" % (result.dataplane or "unknown: no running agent reported one"))
+    result.files.append("dataplane.txt")
 
 
 def _collect_etcd(datastore, hostname, top, result):

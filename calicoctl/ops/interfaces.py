@@ -34,6 +34,25 @@ def create_workload_veth(host, host_netns, veth, peer_name, peer_netns=None, ipv
         sysctl.write("net/ipv6/conf/%s/accept_dad" % veth, 0, host_netns)
 
 
+def configure_workload_veth(host, host_netns, cont, netns_path, veth, interface, ips, gateways):
+    """Both ends of a just-created workload veth: in the container the
+    addresses and the routes via each gateway (``{version: gateway}``), on
+    the host the host side. Returns the container end's LinkInfo."""
+    from calicoctl.host import sysctl
+    link = cont.get_link(interface)
+    if any(ip.version == 6 for ip in ips):
+        enable_ipv6(netns_path, interface)
+        sysctl.write("net/ipv6/conf/%s/accept_dad" % veth, 0, host_netns)
+    cont.set_link_up(link.index)
+    for ip in ips:
+        cont.add_address(link.index, ip)
+    for version in sorted(gateways):
+        ensure_gateway_routes(cont, link, gateways[version])
+    host_link = host.get_link(veth)
+    ensure_host_side(host, host_netns, host_link, ips, gateways.get(6))
+    return link
+
+
 def lower_veth_mtu(host, cont, host_link, link, mtu):
     """Both ends of a workload veth down to ``mtu`` if either is above it."""
     for session, end in ((host, host_link), (cont, link)):

@@ -109,18 +109,8 @@ class DockerPlugin:
 
     def request_address(self, request):
         version, cidr = protocol.parse_pool_id(request.pool_id)
-        owner = render_ipam_owner(self.hostname)
-        if request.ip is None:
-            pool = allocator.choose_pool(self.datastore.list_pools(version), version, cidr)
-            return protocol.render_address(
-                allocator.assign_address(self.datastore, pool, cidr or pool.cidr, owner))
-        ip = request.ip
-        pool = self.datastore.pool_for_ip(ip)
-        if pool is None or (cidr is not None and not _contains(cidr, ip)):
-            raise ValidationError("IP %s is not in the network's range %s." % (ip, cidr or "of any Calico pool"))
-        if not self.datastore.claim_ip(pool.cidr, str(ip), owner=owner):
-            raise Conflict("IP %s is already assigned in pool %s." % (ip, pool.cidr))
-        return protocol.render_address(ip)
+        wanted = allocator.AddressRequest(version=version, ip=request.ip, cidr=cidr)
+        return protocol.render_address(allocator.claim(self.datastore, wanted, render_ipam_owner(self.hostname)).ip)
 
     def release_address(self, _pool_id, ip):
         allocator.release_address(self.datastore, ip, render_ipam_owner(self.hostname), allow_anonymous=False)
@@ -210,7 +200,7 @@ class DockerPlugin:
         if existing:
             return self._mac_reply(request, existing[0].mac)    # Docker retried
         mac = request.mac or protocol.generate_mac()
-        veth = calculate_veth_name(endpoint_id)
+        veth = calculate_veth_name(endpoint_id, self.datastore.get_interface_prefix(self.hostname))
         with netlink.Session(self.host_netns) as host, Rollback() as rollback:
             mtu = interfaces.workload_mtu(host, [gateways.get(4), gateways.get(6)], pools)
             try:
@@ -268,8 +258,11 @@ class DockerPlugin:
         whose veth is gone is always a dead one (``reconcile``). The address
         is calico-ipam's to release (ReleaseAddress follows)."""
         from calicoctl.host import netlink
+        existing = self.datastore.list_endpoints(self.hostname, ORCHESTRATOR, endpoint_id, endpoint_id)
+        veth = existing[0].name if existing else \
+            calculate_veth_name(endpoint_id, self.datastore.get_interface_prefix(self.hostname))
         self.datastore.remove_workload(self.hostname, ORCHESTRATOR, endpoint_id)
-        netlink.delete_link(calculate_veth_name(endpoint_id), self.host_netns)
+        netlink.delete_link(veth, self.host_netns)
         return {}
 
     # -- reconciliation ---------------------------------------------------------------------
@@ -356,8 +349,3 @@ class DockerPlugin:
                 continue
             outcomes.append((info, None))
         return outcomes
-
-
-def _contains(cidr, ip):
-    import netaddr
-    return ip in netaddr.IPNetwork(cidr)

@@ -18,24 +18,22 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import List, Optional, Tuple
 
-from calicoctl import model
-from calicoctl.agent import identity
+from calicoctl import identity, model
 from calicoctl.errors import AgentError, CalicoError, Conflict, NotFound
 from calicoctl.host import daemon
+from calicoctl.identity import RUN_DIR
 from calicoctl.ops import bgp as bgp_ops
 from calicoctl.ops import status as status_ops
 
 DEFAULT_LOG_DIR = "/var/log/calico"
-RUN_DIR = status_ops.RUN_DIR
 DEFAULT_POOLS = {4: "192.168.0.0/16", 6: "fd80:24e2:f998:72d6::/64"}
-INTERFACE_PREFIX = "cali"
 SYNC_TIMEOUT = 30.0
 STOP_TIMEOUT = 15.0
 # The agent's stdout/stderr (tracebacks, anything before its logging is up);
 # it writes its own log to agent.log next to it.
 CONSOLE_LOG = "agent-console.log"
 # Interfaces whose addresses never identify the host to other hosts.
-EXCLUDED_INTERFACE_PREFIXES = ("lo", "docker", INTERFACE_PREFIX, "veth", "vxlan.calico", "tunl")
+EXCLUDED_INTERFACE_PREFIXES = ("lo", "docker", model.DEFAULT_INTERFACE_PREFIX, "veth", "vxlan.calico", "tunl")
 
 
 @dataclass(frozen=True)
@@ -55,6 +53,8 @@ class NodeSettings:
     run_dir: str = RUN_DIR
     docker_plugins: bool = True
     reflector: Optional[bgp_ops.ReflectorRole] = None
+    dataplane: Optional[str] = None
+    """'nftables' or 'iptables'; None: the agent chooses (nftables where it can)."""
 
 
 @dataclass(frozen=True)
@@ -107,6 +107,8 @@ class NodeStart:
     settings: Optional[NodeSettings] = None
     started: Optional[StartResult] = None
     exit_code: Optional[int] = None
+    switched_from: Optional[str] = None
+    """The dataplane of the agent that was stopped to switch to another."""
 
 
 @dataclass
@@ -172,7 +174,17 @@ def calculate_agent_command(settings, python=None, plugin_fds=None):
             "--hostname=%s" % settings.hostname,
             "--log-dir=%s" % settings.log_dir,
             "--run-dir=%s" % settings.run_dir] + ([] if settings.docker_plugins else ["--no-docker-plugins"]) \
+        + (["--dataplane=%s" % settings.dataplane] if settings.dataplane else []) \
         + ([identity.render_plugin_fds(plugin_fds)] if plugin_fds else [])
+
+
+def calculate_dataplane_switch(requested, running_status):
+    """The running agent's dataplane when ``requested`` is another one (so the
+    agent is restarted with it), else None (pure)."""
+    current = running_status.dataplane if running_status is not None else None
+    if requested is None or current is None or current == requested:
+        return None
+    return current
 
 
 def calculate_agent_environment(env):
@@ -268,7 +280,14 @@ def start_node(datastore, settings, env, listener, detach=True, force=False):
     SYNC_TIMEOUT; it keeps running).
     """
     from calicoctl.ops import checksystem
-    running = find_running_agent()
+    running = find_running_agent(settings.run_dir)
+    switched_from = None
+    if running is not None:
+        switched_from = calculate_dataplane_switch(settings.dataplane, status_ops.read_local_status(settings.run_dir))
+        if switched_from is not None:
+            # The new agent removes what the old dataplane programmed once its own is in place.
+            stop_agent(settings.run_dir)
+            running = None
     with bind_plugin_sockets(settings.docker_plugins and running is None) as plugin_fds:
         daemon.notify_ready(env)
         reflector = None
@@ -278,7 +297,8 @@ def start_node(datastore, settings, env, listener, detach=True, force=False):
             if reflector is not None:
                 bgp_ops.apply_route_reflector(datastore, settings.hostname, reflector)
             return NodeStart(running_pid=running, reflector=reflector)
-        checks = checksystem.run_checks(fix=False, backend=checksystem.backend_from_env(env))
+        checks = checksystem.run_checks(fix=False, backend=checksystem.backend_from_env(env),
+                                        dataplane=settings.dataplane)
         listener.checks_failed([result for result in checks if not result.ok])
         os.makedirs(settings.log_dir, exist_ok=True)
         route_source = read_etcd_route_source(env) if settings.ip is None else None
@@ -288,9 +308,10 @@ def start_node(datastore, settings, env, listener, detach=True, force=False):
         listener.registered(settings, register_node(datastore, settings, reflector))
         if not detach:
             code = run_agent_foreground(settings, env, on_synced=listener.synced, plugin_fds=plugin_fds)
-            return NodeStart(settings=settings, exit_code=code)
+            return NodeStart(settings=settings, exit_code=code, switched_from=switched_from)
         return NodeStart(settings=settings, started=start_agent(settings, env, report=listener.waiting,
-                                                                plugin_fds=plugin_fds))
+                                                                plugin_fds=plugin_fds),
+                         switched_from=switched_from)
 
 
 @contextlib.contextmanager
@@ -363,7 +384,7 @@ def register_node(datastore, settings, reflector=None):
     for pool in calculate_missing_pools(datastore.list_pools()):
         datastore.write_pool(pool)
         created.append(pool.cidr)
-    datastore.ensure_global_config("InterfacePrefix", INTERFACE_PREFIX)
+    datastore.ensure_global_config("InterfacePrefix", model.DEFAULT_INTERFACE_PREFIX)
     datastore.ensure_bgp_defaults()
     datastore.set_ready(True)
     datastore.register_host(settings.hostname, settings.ip, settings.ip6, settings.as_num)
@@ -523,9 +544,9 @@ def stop_node(datastore, hostname, force=False, run_dir=RUN_DIR, timeout=STOP_TI
     endpoints = datastore.list_endpoints(hostname=hostname)
     if endpoints and not force:
         raise Conflict("This host still has %d endpoint(s); remove them with 'calicoctl container "
-                       "remove' (or 'docker rm' for containers on calico Docker networks) first, or "
-                       "use 'calicoctl node stop --force' to delete them and release their addresses."
-                       % len(endpoints))
+                       "remove' (or 'docker rm' / 'podman rm' for containers on calico Docker or CNI "
+                       "networks) first, or use 'calicoctl node stop --force' to delete them and release "
+                       "their addresses." % len(endpoints))
     result = StopResult()
     result.agent_pid, result.agent_outcome = stop_agent(run_dir, timeout)
     addresses = [address for endpoint in endpoints for address in endpoint.addresses()]

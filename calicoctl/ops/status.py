@@ -17,19 +17,17 @@ import time
 from dataclasses import dataclass
 from typing import Optional
 
-from calicoctl.agent import identity
+from calicoctl import identity
 from calicoctl.errors import DatastoreUnavailable
 from calicoctl.host import daemon
-
-RUN_DIR = "/var/run/calico"
-BIRD_SOCKET = "bird.ctl"
+from calicoctl.identity import RUN_DIR
 
 # The agent reports every 10 s; three missed reports mean trouble.
 STALE_REPORT = 30.0
 
-# Each session's kind, by the prefix of its BIRD protocol (calicoctl.agent.bird_config).
-PEER_TYPES = (("Mesh_", "node-to-node mesh"), ("Reflector_", "route reflector"),
-              ("Client_", "route reflector client"), ("Node_", "node specific"), ("Global_", "global"))
+# How status names each kind of BGP session (host.bird.SESSION_KINDS).
+PEER_TYPES = {"Mesh": "node-to-node mesh", "Reflector": "route reflector", "Client": "route reflector client",
+              "Node": "node specific", "Global": "global"}
 
 
 @dataclass(frozen=True)
@@ -68,6 +66,19 @@ class AgentStatus:
     local_endpoints: int = 0
     control_plane: Optional[ControlPlaneReport] = None
     docker_plugins: Optional[PluginsReport] = None      # None: not served
+    cni_plugins: Optional[PluginsReport] = None         # None: an agent from before the CNI plugins
+    dataplane: Optional[str] = None                      # "nftables" or "iptables" (None: an older agent)
+    refused_rules: tuple = ()
+    """Rules the kernel refused (RefusedRule), each a drop in its place."""
+
+
+@dataclass(frozen=True)
+class RefusedRule:
+    profile: str
+    direction: str
+    position: int
+    rule: str
+    error: str
 
 
 @dataclass(frozen=True)
@@ -140,7 +151,13 @@ def parse_agent_status(text):
                            last_sync=float(last_sync) if last_sync is not None else None,
                            local_endpoints=int(data.get("local_endpoints") or 0),
                            control_plane=_parse_control_plane(data.get("control_plane")),
-                           docker_plugins=_parse_plugins(data.get("docker_plugins")))
+                           docker_plugins=_parse_plugins(data.get("docker_plugins")),
+                           cni_plugins=_parse_cni(data.get("cni")),
+                           dataplane=str(data["dataplane"]) if data.get("dataplane") else None,
+                           refused_rules=tuple(RefusedRule(str(entry["profile"]), str(entry["direction"]),
+                                                           int(entry["position"]), str(entry["rule"]),
+                                                           str(entry["error"]))
+                                               for entry in data.get("refused_rules") or ()))
     except (KeyError, TypeError, ValueError):
         return None
 
@@ -168,6 +185,23 @@ def _parse_plugins(data):
     problem = data.get("problem")
     return PluginsReport(sockets=tuple(str(path) for path in data["sockets"]),
                          problem=str(problem) if problem is not None else None)
+
+
+def _parse_cni(data):
+    if not isinstance(data, dict):
+        return None
+    socket, problem = data.get("socket"), data.get("problem")
+    return PluginsReport(sockets=(str(socket),) if socket else (),
+                         problem=str(problem) if problem is not None else None)
+
+
+def render_cni(report):
+    """The line about the CNI plugins' back end (pure)."""
+    if report is None:
+        return []
+    if report.problem is not None or not report.sockets:
+        return ["WARNING: CNI plugins: %s." % (report.problem or "no socket served")]
+    return ["CNI plugins: calico and calico-ipam served on %s." % report.sockets[0]]
 
 
 def render_plugins(report):
@@ -200,45 +234,14 @@ def render_control_plane(report):
     return lines
 
 
-def peer_address_from_protocol(name):
-    """``Mesh_10_0_0_2`` -> ``10.0.0.2``; ``Node_fd00__2`` -> ``fd00::2``; else None."""
-    import ipaddress
-    for prefix, _ in PEER_TYPES:
-        if name.startswith(prefix):
-            suffix = name[len(prefix):]
-            for separator in (".", ":"):
-                try:
-                    return str(ipaddress.ip_address(suffix.replace("_", separator)))
-                except ValueError:
-                    continue
-            return None
-    return None
-
-
-def peer_type_from_protocol(name):
-    for prefix, description in PEER_TYPES:
-        if name.startswith(prefix):
-            return description
-    return None
-
-
-def parse_bird_protocols(text):
-    """``birdc show protocols`` output -> [BgpPeerRow] for our BGP protocols.
-
-    Returns None when there is no header row (not a protocol table: the
-    caller shows BIRD's raw output instead, as the original calicoctl did).
-    """
-    from calicoctl.host import bird
-    rows = bird.parse_protocols(text)
+def calculate_peer_rows(rows):
+    """[BgpPeerRow] of our BGP sessions among BIRD's protocols
+    (host.bird.ProtocolRow), in BIRD's order; None stays None (BIRD's answer
+    was not a protocol table: the caller shows it raw, as the original did)."""
     if rows is None:
         return None
-    peers = []
-    for row in rows:
-        address = peer_address_from_protocol(row.name)
-        if address is not None:
-            peers.append(BgpPeerRow(address=address, peer_type=peer_type_from_protocol(row.name),
-                                    state=row.state, since=row.since, info=row.info))
-    return peers
+    return [BgpPeerRow(address=row.session[1], peer_type=PEER_TYPES[row.session[0]], state=row.state,
+                       since=row.since, info=row.info) for row in rows if row.session is not None]
 
 
 def describe_duration(seconds):
@@ -275,10 +278,16 @@ def render_agent_summary(state, now, hostname):
         sync = "NOT in sync with etcd"
     if status.last_sync is not None:
         sync += ", last full sync %s ago" % describe_duration(now - status.last_sync)
-    lines.append("Dataplane: %s; %d local endpoint(s); last report %s ago." % (
-        sync, status.local_endpoints, describe_duration(now - status.time)))
+    lines.append("Dataplane%s: %s; %d local endpoint(s); last report %s ago." % (
+        " (%s)" % status.dataplane if status.dataplane else "", sync, status.local_endpoints,
+        describe_duration(now - status.time)))
+    for refused in status.refused_rules:
+        lines.append("WARNING: profile %s, %s rule %d (%s): refused by the kernel (%s); it drops all "
+                     "traffic in its place." % (refused.profile, refused.direction, refused.position,
+                                                refused.rule, refused.error))
     lines += render_control_plane(status.control_plane)
     lines += render_plugins(status.docker_plugins)
+    lines += render_cni(status.cni_plugins)
     if now - status.time > STALE_REPORT:
         lines.append("WARNING: the agent has not reported for %s (it reports every 10 s): is it hung?"
                      % describe_duration(now - status.time))
@@ -336,7 +345,7 @@ def query_bird_protocols(run_dir=RUN_DIR):
     ``error`` says why BIRD could not be asked (not running, no birdc).
     """
     from calicoctl.host import bird
-    socket_path = os.path.join(run_dir, BIRD_SOCKET)
+    socket_path = os.path.join(run_dir, identity.BIRD_SOCKET)
     if not os.path.exists(socket_path):
         return None, "", "BIRD is not running (no control socket %s)." % socket_path
     code, out, err = bird.show_protocols(socket_path)
@@ -346,19 +355,21 @@ def query_bird_protocols(run_dir=RUN_DIR):
         detail = (err or out).strip().splitlines()
         return None, out, "BIRD is not answering on %s: %s" % (
             socket_path, detail[-1] if detail else "exit %d" % code)
-    return parse_bird_protocols(out), out, None
+    return calculate_peer_rows(bird.parse_protocols(out)), out, None
 
 
 def now():
     return time.time()
 
 
-def read_status(datastore, hostname, run_dir=RUN_DIR):
+def read_status(connect, hostname, run_dir=RUN_DIR):
     """The StatusReport of this host: its agent, as etcd and its files tell,
-    and its BGP sessions, as BIRD tells. etcd being down is part of the
-    report, not an error: the local half still says something useful."""
+    and its BGP sessions, as BIRD tells. ``connect()`` gives the datastore
+    client. etcd being down (at connecting or after) is part of the report,
+    not an error: the local half still says something useful."""
     unreachable = cluster_id = None
     try:
+        datastore = connect()
         agent = read_agent_state(datastore, hostname, run_dir)
         cluster_id = datastore.get_rr_cluster_id(hostname)
     except DatastoreUnavailable as exc:

@@ -13,7 +13,6 @@ import subprocess
 import sys
 from dataclasses import dataclass
 
-from tests.harness.etcd import make_kv
 from tests.harness.util import REPO_ROOT
 
 
@@ -65,27 +64,20 @@ def run_cli_process(env, argv, stdin="", timeout=60):
     return CliResult(proc.returncode, proc.stdout, proc.stderr)
 
 
-def store_of(client):
-    """calicoctl's key-value store for ``client``: a store already, or a
-    python-etcd client (v2) that the v2-only tests hold."""
-    if hasattr(client, "tree"):
-        return client
-    return make_kv({"ETCD_AUTHORITY": "%s:%d" % (client.host, client.port)})
-
-
-def dump_etcd(client):
-    """(revision, {key: (value, revision)}) of the whole keyspace (v2 or v3).
+def dump_etcd(kv):
+    """(revision, {key: (value, revision)}) of the whole keyspace (v2 or v3)
+    of calicoctl's key-value store ``kv``.
 
     The revision moves on every write anywhere, so an equal dump before and
     after a command proves it wrote nothing (not even the same value again).
     """
-    tree = store_of(client).tree("/")
+    tree = kv.tree("/")
     return tree.revision, {entry.key: (entry.value, entry.revision) for entry in tree.entries}
 
 
-def calico_values(client):
+def calico_values(kv):
     """{key: value} of every leaf under /calico (for readable assertions)."""
-    return {entry.key: entry.value for entry in store_of(client).tree("/calico").entries}
+    return {entry.key: entry.value for entry in kv.tree("/calico").entries}
 
 
 def assert_one_line_error(result, rc=1, contains=None):

@@ -11,7 +11,6 @@ import json
 import subprocess
 import sys
 
-from tests.harness.simhost import SimHost
 from tests.harness.util import REPO_ROOT
 
 V4_POOL = "192.168.0.0/16"
@@ -20,19 +19,14 @@ HOST1 = ("calico-ct1", "172.17.8.201", "fd00:8::201")
 HOST2 = ("calico-ct2", "172.17.8.202", "fd00:8::202")
 
 
-def start_host(lan, spec):
-    name, ip, ip6 = spec
-    return SimHost(name, ip, lan, prefixlen=lan.prefixlen, ip6=ip6 + "/64").start()
-
-
 def seed(client, hosts, v4_pool=V4_POOL, v6_pool=V6_POOL, v6=True):
     """What `calicoctl node` and `pool add` would have written: pools, and
     each host's addresses."""
-    client.write("/calico/v1/ipam/v4/pool/%s" % v4_pool.replace("/", "-"), json.dumps({"cidr": v4_pool}))
-    client.write("/calico/v1/ipam/v6/pool/%s" % v6_pool.replace("/", "-"), json.dumps({"cidr": v6_pool}))
+    client.put("/calico/v1/ipam/v4/pool/%s" % v4_pool.replace("/", "-"), json.dumps({"cidr": v4_pool}))
+    client.put("/calico/v1/ipam/v6/pool/%s" % v6_pool.replace("/", "-"), json.dumps({"cidr": v6_pool}))
     for host in hosts:
-        client.write("/calico/bgp/v1/host/%s/ip_addr_v4" % host.name, host.ip)
-        client.write("/calico/bgp/v1/host/%s/ip_addr_v6" % host.name, host.ip6 if v6 else "")
+        client.put("/calico/bgp/v1/host/%s/ip_addr_v4" % host.name, host.ip)
+        client.put("/calico/bgp/v1/host/%s/ip_addr_v6" % host.name, host.ip6 if v6 else "")
 
 
 def calicoctl(host, argv, env, timeout=60):
@@ -129,13 +123,9 @@ def proxy_neighbours(prefix):
 
 # -- looking at etcd -------------------------------------------------------------
 
-def calico_leaves(client, prefix="/calico"):
-    import etcd
-    try:
-        result = client.read(prefix, recursive=True)
-    except etcd.EtcdKeyNotFound:
-        return {}
-    return {node.key: node.value for node in result.leaves if not node.dir and node.key}
+def calico_leaves(kv, prefix="/calico"):
+    """{key: value} of every leaf under ``prefix`` (calicoctl's key-value store ``kv``)."""
+    return {entry.key: entry.value for entry in kv.tree(prefix).entries}
 
 
 def endpoints_of(client, hostname, container_id):

@@ -14,7 +14,7 @@ from calicoctl.errors import Conflict
 from calicoctl.ops import allocator
 from tests.functional.containertools import (calicoctl, claims, endpoints_of, in_container, ok, refused,
                                              global_addresses)
-from tests.harness.util import REPO_ROOT, run_in_threads
+from tests.harness.util import REPO_ROOT, run_in_threads, wait_for
 
 POOL = model.IPPool("10.50.0.0/16")
 
@@ -59,6 +59,7 @@ print(" ".join(str(allocator.assign_address(client, pool, %(range)r, sys.argv[1]
 """
 
 
+@pytest.mark.slow
 def test_two_processes_filling_a_small_range_never_share_an_address(any_etcd):
     etcd = any_etcd
     """Like two hosts: separate processes and connections; six addresses, six requests."""
@@ -75,14 +76,15 @@ def test_two_processes_filling_a_small_range_never_share_an_address(any_etcd):
         allocator.assign_address(client_for(etcd), POOL, "10.50.9.0/29", "late")
 
 
+@pytest.mark.slow
 def test_a_leftover_claim_with_a_ttl_expires(any_etcd):
     etcd = any_etcd
     datastore = client_for(etcd)
     datastore.write_pool(POOL)
     ip = allocator.assign_address(datastore, POOL, "10.50.10.0/30", "crashed", ttl=1)
     assert datastore.get_claim(POOL.cidr, str(ip)) == "crashed"
-    time.sleep(2.5)
-    assert datastore.get_claim(POOL.cidr, str(ip)) is None
+    wait_for(lambda: datastore.get_claim(POOL.cidr, str(ip)) is None, timeout=10, interval=0.1,
+             message="the claim expiring")
 
 
 # -- through the CLI -------------------------------------------------------------------------
@@ -93,9 +95,10 @@ def test_a_leftover_claim_with_a_ttl_expires(any_etcd):
     ("ipv6", 6, "fd80:24e2:f998:72d6::/64"),
     ("192.168.77.0/28", 4, "192.168.77.0/28"),
 ])
+@pytest.mark.slow
 def test_container_add_assigns_a_free_address(seeded, host1, make_container, spec, version, inside):
     import netaddr
-    client = seeded.client()
+    client = seeded.kv()
     container = make_container()
     out = ok(calicoctl(host1, ["container", "add", container.name, spec], seeded.env))
     container.reload()
@@ -113,14 +116,14 @@ def test_container_add_from_a_cidr_outside_the_pools_is_refused(seeded, host1, m
     container = make_container()
     line = refused(calicoctl(host1, ["container", "add", container.name, "172.30.0.0/24"], seeded.env))
     assert "192.168.0.0/16" in line
-    assert claims(seeded.client()) == {}
+    assert claims(seeded.kv()) == {}
 
 
 @pytest.mark.usefixtures("root_required")
 def test_container_add_from_a_full_range_is_refused_and_leaves_nothing(seeded, host1, make_container):
-    client = seeded.client()
+    client = seeded.kv()
     for i in (1, 2):
-        client.write("/calico/v1/ipam/v4/assignment/192.168.0.0-16/192.168.78.%d" % i, "other")
+        client.put("/calico/v1/ipam/v4/assignment/192.168.0.0-16/192.168.78.%d" % i, "other")
     container = make_container()
     refused(calicoctl(host1, ["container", "add", container.name, "192.168.78.0/30"], seeded.env),
             contains="No free address left")

@@ -39,6 +39,7 @@ def leftovers(host):
     for tool in ("iptables-nft-save", "ip6tables-nft-save", "iptables-legacy-save", "ip6tables-legacy-save"):
         found += [line for line in host.run([tool]).stdout.splitlines() if "cali-chk" in line]
     found += host.run(["ipset", "list", "-n"]).stdout.split()
+    found += [line for line in host.run(["nft", "list", "tables"]).stdout.splitlines() if "cali-chk" in line]
     found += [line for line in host.run(["ip", "-o", "link"]).stdout.splitlines() if "calichk" in line]
     return found
 
@@ -49,6 +50,7 @@ def test_healthy_host_passes(host):
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stderr == ""
     assert "System check passed" in result.stdout
+    assert "nftables: nftables usable" in result.stdout        # what the agent will run
     assert leftovers(host) == []
 
 

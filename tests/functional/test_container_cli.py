@@ -40,7 +40,7 @@ def ping(container, ip, count=1, attempts=3):
 
 
 def test_add_ipv4_builds_both_ends_and_the_record(seeded, host1, make_container):
-    client = seeded.client()
+    client = seeded.kv()
     c1 = make_container()
     out = add(host1, seeded.env, c1, "192.168.1.10")
     endpoint_id, ep = the_endpoint(client, host1, c1)
@@ -74,7 +74,7 @@ def test_add_ipv4_builds_both_ends_and_the_record(seeded, host1, make_container)
     assert eth1["link_index"] == host_link["ifindex"]
     # The claim, owned by this container on this host; the name beside the endpoint.
     assert claims(client) == {"192.168.1.10": "%s/docker/%s" % (host1.name, c1.id)}
-    assert client.read("/calico/v1/host/%s/workload/docker/%s/name" % (host1.name, c1.id)).value == c1.name
+    assert client.get("/calico/v1/host/%s/workload/docker/%s/name" % (host1.name, c1.id)).value == c1.name
 
     # endpoint-id show prints just the ID (no root needed, by name or short ID).
     for ref in (c1.name, c1.id[:12]):
@@ -83,7 +83,7 @@ def test_add_ipv4_builds_both_ends_and_the_record(seeded, host1, make_container)
 
 
 def test_add_ipv6_uses_proxy_ndp_and_v6_default_route(seeded, host1, make_container):
-    client = seeded.client()
+    client = seeded.kv()
     c1 = make_container()
     add(host1, seeded.env, c1, "fd80:24e2:f998:72d6::a", "--interface=cal0")
     endpoint_id, ep = the_endpoint(client, host1, c1)
@@ -104,6 +104,7 @@ def test_add_ipv6_uses_proxy_ndp_and_v6_default_route(seeded, host1, make_contai
     assert claims(client) == {"fd80:24e2:f998:72d6::a": "%s/docker/%s" % (host1.name, c1.id)}
 
 
+@pytest.mark.slow
 def test_two_containers_ping_each_other_through_the_host(seeded, host1, make_container):
     c1, c2 = make_container(), make_container()
     add(host1, seeded.env, c1, "192.168.1.21")
@@ -140,8 +141,9 @@ def test_replaces_an_existing_default_route(seeded, host1, make_container):
     assert route_to(cont, "10.99.0.0/24")["dev"] == "eth0"   # Docker's subnet route stays
 
 
+@pytest.mark.slow
 def test_ip_add_and_remove(seeded, host1, make_container):
-    client = seeded.client()
+    client = seeded.kv()
     c1 = make_container()
     add(host1, seeded.env, c1, "192.168.1.50")
     endpoint_id, _ = the_endpoint(client, host1, c1)
@@ -180,8 +182,8 @@ def test_ip_add_and_remove(seeded, host1, make_container):
 
 
 def test_both_ends_fit_the_pool_and_an_address_in_a_vxlan_pool_shrinks_them(seeded, host1, make_container):
-    client = seeded.client()
-    client.write("/calico/v1/ipam/v4/pool/10.65.0.0-16", json.dumps({"cidr": "10.65.0.0/16", "vxlan": True}))
+    client = seeded.kv()
+    client.put("/calico/v1/ipam/v4/pool/10.65.0.0-16", json.dumps({"cidr": "10.65.0.0/16", "vxlan": True}))
     c1 = make_container()
     add(host1, seeded.env, c1, "192.168.1.70")
     endpoint_id, _ = the_endpoint(client, host1, c1)
@@ -196,7 +198,7 @@ def test_both_ends_fit_the_pool_and_an_address_in_a_vxlan_pool_shrinks_them(seed
 
 
 def test_remove_takes_everything_away(seeded, host1, make_container):
-    client = seeded.client()
+    client = seeded.kv()
     c1 = make_container()
     add(host1, seeded.env, c1, "192.168.1.60")
     ok(calicoctl(host1, ["container", c1.name, "ip", "add", "fd80:24e2:f998:72d6::60"], seeded.env))
@@ -215,7 +217,7 @@ def test_remove_takes_everything_away(seeded, host1, make_container):
 
 @pytest.mark.parametrize("how", ["name", "short-id"])
 def test_remove_after_docker_forgot_the_container(seeded, host1, make_container, how):
-    client = seeded.client()
+    client = seeded.kv()
     c1 = make_container()
     add(host1, seeded.env, c1, "192.168.1.70")
     veth = "cali" + the_endpoint(client, host1, c1)[0][:11]
@@ -228,7 +230,7 @@ def test_remove_after_docker_forgot_the_container(seeded, host1, make_container,
 
 
 def test_remove_finds_a_renamed_container_through_docker(seeded, host1, make_container):
-    client = seeded.client()
+    client = seeded.kv()
     c1 = make_container()
     add(host1, seeded.env, c1, "192.168.1.75")
     c1.rename(c1.name + "-renamed")
@@ -244,7 +246,7 @@ def test_help_and_usage(seeded, host1):
 
 
 def test_remove_and_endpoint_id_need_no_docker_when_etcd_knows_the_name(seeded, host1, make_container):
-    client = seeded.client()
+    client = seeded.kv()
     c1 = make_container()
     add(host1, seeded.env, c1, "192.168.1.80")
     endpoint_id, _ = the_endpoint(client, host1, c1)
@@ -268,14 +270,15 @@ def test_add_imports_only_what_it_needs(seeded, host1, make_container):
     rc, modules = json.loads(result.stdout.strip().splitlines()[-1])
     assert rc == 0, result.stderr
     top = {name.split(".")[0] for name in modules}
-    assert {"docker", "pyroute2", "etcd", "netaddr", "docopt"} <= top
+    assert {"docker", "pyroute2", "netaddr", "docopt"} <= top and not {"etcd", "etcd3gw"} & top
     ours = {name for name in modules if name.startswith("calicoctl.")}
     assert ours == {"calicoctl.cli", "calicoctl.cli.context", "calicoctl.cli.container", "calicoctl.errors",
+                    "calicoctl.identity",
                     "calicoctl.validate", "calicoctl.model", "calicoctl.rulemodel", "calicoctl.ops",
                     "calicoctl.ops.container", "calicoctl.host.locks", "calicoctl.ops.allocator",
                     "calicoctl.ops.container_logic", "calicoctl.ops.interfaces", "calicoctl.ops.rollback",
                     "calicoctl.datastore", "calicoctl.datastore.paths", "calicoctl.datastore.etcdconn",
-                    "calicoctl.datastore.kv", "calicoctl.datastore.kv_v2",
+                    "calicoctl.datastore.kv", "calicoctl.datastore.kv_v3", "calicoctl.datastore.etcdhttp",
                     "calicoctl.datastore.client", "calicoctl.datastore.store", "calicoctl.datastore.profiles",
                     "calicoctl.datastore.workloads", "calicoctl.datastore.ipam", "calicoctl.datastore.hosts",
                     "calicoctl.host", "calicoctl.host.netlink",

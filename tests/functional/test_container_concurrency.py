@@ -26,8 +26,9 @@ def finish(process):
 
 
 @pytest.mark.parametrize("ip", ["192.168.2.1", "fd80:24e2:f998:72d6::2:1"])
+@pytest.mark.slow
 def test_two_hosts_race_for_one_ip(lan_etcd, host1, host2, make_container, ip):
-    client = lan_etcd.client()
+    client = lan_etcd.kv()
     seed(client, [host1, host2])
     for _attempt in range(3):
         c1, c2 = make_container(), make_container()
@@ -49,12 +50,12 @@ def test_two_hosts_race_for_one_ip(lan_etcd, host1, host2, make_container, ip):
         # Free the address for the next round.
         winner_container = results[winners[0]][1]
         winner_container.remove(force=True)
-        client.delete("/calico/v1/host", recursive=True)
-        client.delete("/calico/v1/ipam/v%d/assignment" % (6 if ":" in ip else 4), recursive=True)
+        client.delete_tree("/calico/v1/host")
+        client.delete_tree("/calico/v1/ipam/v%d/assignment" % (6 if ":" in ip else 4))
 
 
 def test_one_container_added_twice_at_once(lan_etcd, host1, make_container):
-    client = lan_etcd.client()
+    client = lan_etcd.kv()
     seed(client, [host1])
     c1 = make_container()
     known = cali_links(host1)
@@ -72,7 +73,7 @@ def test_one_container_added_twice_at_once(lan_etcd, host1, make_container):
 def test_one_container_added_twice_with_different_interfaces(lan_etcd, host1, make_container):
     """Different --interface names pass the inside-name check, so only the
     workload lock keeps both adds from succeeding."""
-    client = lan_etcd.client()
+    client = lan_etcd.kv()
     seed(client, [host1])
     for attempt in range(3):
         c1 = make_container()
@@ -90,7 +91,7 @@ def test_one_container_added_twice_with_different_interfaces(lan_etcd, host1, ma
         assert len(new_cali_links(host1, known)) == 1
         assert len([k for k in workload_keys(client) if "/endpoint/" in k and c1.id in k]) == 1
         endpoint_key = [k for k in workload_keys(client) if "/endpoint/" in k and c1.id in k][0]
-        recorded = json.loads(client.read(endpoint_key).value)["container_interface"]
+        recorded = json.loads(client.get(endpoint_key).value)["container_interface"]
         assert {"lo", recorded} == inside
 
 
@@ -107,6 +108,7 @@ print(client.claim_ip("192.168.0.0/16", "192.168.3.3", owner="proc-%%s" %% sys.a
 """
 
 
+@pytest.mark.slow
 def test_many_processes_claim_one_ip_exactly_one_wins(etcd):
     start = time.time() + 2.0
     script = CLAIM_SCRIPT % {"repo": REPO_ROOT, "authority": etcd.authority, "start": start}
@@ -116,5 +118,5 @@ def test_many_processes_claim_one_ip_exactly_one_wins(etcd):
     answers = [out.strip() for out, _ in outputs]
     assert sorted(answers) == ["False"] * 7 + ["True"], outputs
     winner = answers.index("True")
-    assert etcd.client().read("/calico/v1/ipam/v4/assignment/192.168.0.0-16/192.168.3.3").value == \
+    assert etcd.kv().get("/calico/v1/ipam/v4/assignment/192.168.0.0-16/192.168.3.3").value == \
         "proc-%d" % winner

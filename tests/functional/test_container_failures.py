@@ -40,10 +40,11 @@ def unchanged(client, before):
 
 @pytest.mark.parametrize("ip, contains", [
     ("192.168.1.300", "invalid"), ("notanip", "invalid"), ("192.168.1.0/33", "invalid"),
-    ("10.9.9.9", "not in any configured ipv4 pool"), ("fd99::1", "not in any configured ipv6 pool"),
+    ("10.9.9.9", "not in any calico ipv4 pool"), ("fd99::1", "not in any calico ipv6 pool"),
 ])
+@pytest.mark.slow
 def test_bad_or_unpooled_ip(seeded, host1, make_container, ip, contains):
-    client = seeded.client()
+    client = seeded.kv()
     c1 = make_container()
     known = cali_links(host1)
     before = dump_etcd(client)
@@ -53,7 +54,7 @@ def test_bad_or_unpooled_ip(seeded, host1, make_container, ip, contains):
 
 
 def test_ip_taken_by_another_container(seeded, host1, make_container):
-    client = seeded.client()
+    client = seeded.kv()
     c0, c1 = make_container(), make_container()
     known = cali_links(host1)
     ok(calicoctl(host1, ["container", "add", c0.name, "192.168.1.80"], seeded.env))
@@ -73,7 +74,7 @@ def test_ip_taken_by_another_container(seeded, host1, make_container):
 
 
 def test_container_not_running_unknown_or_host_networked(seeded, host1, make_container):
-    client = seeded.client()
+    client = seeded.kv()
     stopped = make_container()
     stopped.stop(timeout=0)
     hostnet = make_container(network_mode="host")
@@ -94,7 +95,7 @@ def test_container_not_running_unknown_or_host_networked(seeded, host1, make_con
 
 
 def test_interface_name_taken_in_the_container(seeded, host1, make_container):
-    client = seeded.client()
+    client = seeded.kv()
     c1 = make_container()
     subprocess.run(in_container(c1) + "ip link add eth1 type veth peer name eth1p".split(), check=True)
     known = cali_links(host1)
@@ -110,19 +111,19 @@ def test_interface_name_taken_in_the_container(seeded, host1, make_container):
 
 def test_bad_interface_name(seeded, host1, make_container):
     c1 = make_container()
-    before = dump_etcd(seeded.client())
+    before = dump_etcd(seeded.kv())
     argv = ["container", "add", c1.name, "192.168.1.84", "--interface=averyveryverylongname"]
     refused(calicoctl(host1, argv, seeded.env), contains="invalid interface name")
-    unchanged(seeded.client(), before)
+    unchanged(seeded.kv(), before)
 
 
 def test_node_not_configured(lan_etcd, host1, make_container):
-    client = lan_etcd.client()
+    client = lan_etcd.kv()
     c1 = make_container()
     # Pools exist, but `calicoctl node` never recorded this host's addresses.
     for version, cidr in ((4, V4_POOL), (6, V6_POOL)):
         key = "/calico/v1/ipam/v%d/pool/%s" % (version, cidr.replace("/", "-"))
-        client.write(key, json.dumps({"cidr": cidr}))
+        client.put(key, json.dumps({"cidr": cidr}))
     known = cali_links(host1)
     before = dump_etcd(client)
     line = refused(calicoctl(host1, ["container", "add", c1.name, "192.168.1.85"], lan_etcd.env),
@@ -130,8 +131,8 @@ def test_node_not_configured(lan_etcd, host1, make_container):
     assert host1.name in line
     unchanged(client, before)
     # IPv4 only node: an IPv6 address needs --ip6.
-    client.write("/calico/bgp/v1/host/%s/ip_addr_v4" % host1.name, host1.ip)
-    client.write("/calico/bgp/v1/host/%s/ip_addr_v6" % host1.name, "")
+    client.put("/calico/bgp/v1/host/%s/ip_addr_v4" % host1.name, host1.ip)
+    client.put("/calico/bgp/v1/host/%s/ip_addr_v6" % host1.name, "")
     before = dump_etcd(client)
     refused(calicoctl(host1, ["container", "add", c1.name, "fd80:24e2:f998:72d6::85"], lan_etcd.env),
             contains="--ip6")
@@ -140,7 +141,7 @@ def test_node_not_configured(lan_etcd, host1, make_container):
 
 
 def test_already_networked_and_ip_add_without_networking(seeded, host1, make_container):
-    client = seeded.client()
+    client = seeded.kv()
     c1, c2 = make_container(), make_container()
     ok(calicoctl(host1, ["container", "add", c1.name, "192.168.1.86"], seeded.env))
     before = dump_etcd(client)
@@ -161,7 +162,7 @@ def test_already_networked_and_ip_add_without_networking(seeded, host1, make_con
     ["container", "{name}", "ip", "remove", "192.168.1.88"],
 ])
 def test_not_root_exits_2(seeded, host1, make_container, argv):
-    client = seeded.client()
+    client = seeded.kv()
     c1 = make_container()
     known = cali_links(host1)
     before = dump_etcd(client)
@@ -175,7 +176,7 @@ def test_not_root_exits_2(seeded, host1, make_container, argv):
 
 
 def test_etcd_unreachable_exits_3(seeded, host1, make_container):
-    client = seeded.client()
+    client = seeded.kv()
     c1 = make_container()
     known = cali_links(host1)
     before = dump_etcd(client)
@@ -187,7 +188,7 @@ def test_etcd_unreachable_exits_3(seeded, host1, make_container):
 
 
 def test_docker_unreachable_exits_3(seeded, host1, make_container):
-    client = seeded.client()
+    client = seeded.kv()
     c1 = make_container()
     known = cali_links(host1)
     before = dump_etcd(client)
@@ -228,7 +229,7 @@ def run_add(local, host, container, ip, **kwargs):
 @pytest.mark.parametrize("step", ["claimed", "veth", "configured", "confirmed", "named"])
 def test_add_failing_after_each_step_rolls_back_and_retry_succeeds(seeded, host1, make_container, local,
                                                                    step):
-    client = seeded.client()
+    client = seeded.kv()
     c1 = make_container()
     known = cali_links(host1)
     with pytest.raises(Injected):
@@ -240,7 +241,7 @@ def test_add_failing_after_each_step_rolls_back_and_retry_succeeds(seeded, host1
 
 
 def test_add_interrupted_by_ctrl_c_rolls_back(seeded, host1, make_container, local):
-    client = seeded.client()
+    client = seeded.kv()
     c1 = make_container()
     known = cali_links(host1)
     with pytest.raises(KeyboardInterrupt):
@@ -250,7 +251,7 @@ def test_add_interrupted_by_ctrl_c_rolls_back(seeded, host1, make_container, loc
 
 def test_add_with_etcd_gone_midway_leaves_no_interface_and_a_retry_succeeds(seeded, host1, make_container,
                                                                              local, etcd_server):
-    client = seeded.client()
+    client = seeded.kv()
     c1 = make_container()
     known = cali_links(host1)
     server = etcd_server          # the session's; restarted below
@@ -271,17 +272,16 @@ def test_add_with_etcd_gone_midway_leaves_no_interface_and_a_retry_succeeds(seed
     # No endpoint; the claim it could not release is this container's and
     # expires by itself (TTL), or a retry adopts it.
     assert workload_keys(client) == []
-    node = client.read("/calico/v1/ipam/v4/assignment/192.168.0.0-16/192.168.1.101")
-    assert node.value == "%s/docker/%s" % (host1.name, c1.id) and 0 < node.ttl <= ops.CLAIM_TTL
+    claim = client.get("/calico/v1/ipam/v4/assignment/192.168.0.0-16/192.168.1.101")
+    assert claim.value == "%s/docker/%s" % (host1.name, c1.id) and claim.expires
     run_add(local, host1, c1, "192.168.1.101")
-    node = client.read("/calico/v1/ipam/v4/assignment/192.168.0.0-16/192.168.1.101")
-    assert node.ttl is None                                # made permanent
+    assert not client.get("/calico/v1/ipam/v4/assignment/192.168.0.0-16/192.168.1.101").expires  # made permanent
     assert len(endpoints_of(client, host1.name, c1.id)) == 1
 
 
 @pytest.mark.parametrize("step", ["claimed", "configured"])
 def test_add_with_container_killed_midway(seeded, host1, make_container, local, step):
-    client = seeded.client()
+    client = seeded.kv()
     c1 = make_container()
     known = cali_links(host1)
 
@@ -296,7 +296,7 @@ def test_add_with_container_killed_midway(seeded, host1, make_container, local, 
 
 
 def test_remove_with_etcd_gone_midway_then_retry(seeded, host1, make_container, local, etcd_server):
-    client = seeded.client()
+    client = seeded.kv()
     datastore, docker = local
     c1 = make_container()
     known = cali_links(host1)
@@ -320,7 +320,7 @@ def test_remove_with_etcd_gone_midway_then_retry(seeded, host1, make_container, 
 
 
 def test_ip_add_failing_midway_restores_everything(seeded, host1, make_container, local):
-    client = seeded.client()
+    client = seeded.kv()
     datastore, docker = local
     c1 = make_container()
     run_add(local, host1, c1, "192.168.1.104")
@@ -342,7 +342,7 @@ def test_ip_add_failing_midway_restores_everything(seeded, host1, make_container
 
 @pytest.mark.parametrize("step", ["updated", "address", "kernel"])
 def test_ip_remove_failing_midway_restores_everything(seeded, host1, make_container, local, step):
-    client = seeded.client()
+    client = seeded.kv()
     datastore, docker = local
     c1 = make_container()
     run_add(local, host1, c1, "192.168.1.106")
@@ -361,13 +361,13 @@ def test_ip_remove_failing_midway_restores_everything(seeded, host1, make_contai
 
 
 def test_ip_remove_gives_back_a_leftover_claim(seeded, host1, make_container, local):
-    client = seeded.client()
+    client = seeded.kv()
     datastore, docker = local
     c1 = make_container()
     run_add(local, host1, c1, "192.168.1.108")
     owner = "%s/docker/%s" % (host1.name, c1.id)
-    client.write("/calico/v1/ipam/v4/assignment/192.168.0.0-16/192.168.1.109", owner)
-    client.write("/calico/v1/ipam/v4/assignment/192.168.0.0-16/192.168.1.110", "")   # someone else's
+    client.put("/calico/v1/ipam/v4/assignment/192.168.0.0-16/192.168.1.109", owner)
+    client.put("/calico/v1/ipam/v4/assignment/192.168.0.0-16/192.168.1.110", "")   # someone else's
     result = ops.remove_ip(datastore, docker, host1.name, c1.name, "192.168.1.109",
                            host_netns=host1.netns_path)
     assert result.note

@@ -2,8 +2,10 @@
 
 Covers the process contract (pid file, status file and etcd key with a
 TTL, SIGTERM), robustness against bad etcd data, routes that follow
-interfaces, and reconciliation of routes after a SIGKILL. Connectivity
-between Docker containers is covered in tests/system/test_policy_*.py.
+interfaces, and reconciliation of routes after a SIGKILL. What depends on
+the policy dataplane runs on both (``dataplane`` parametrized; the other
+tests run the default one). Connectivity between Docker containers is
+covered in tests/system/test_policy_*.py.
 """
 import json
 import signal
@@ -13,35 +15,35 @@ import time
 import pytest
 
 from calicoctl.datastore import paths
-from tests.harness.simhost import SimHost
+from calicoctl.identity import RUN_DIR
+from tests.harness import dataplanes
+from tests.harness.dataplanes import DATAPLANES, DEFAULT, agent_args, kernel, wipe
 from tests.harness.util import wait_for
 from tests.harness.multihost import NetnsWorkload
 from tests.rule_cases import CASES, stored_rules
 
 HOSTNAME = "dp-agent"
 HOST_IP = "172.17.8.62"
-RUN_DIR = "/run/calico"
 LOG_DIR = "/var/log/calico"
 
 
 @pytest.fixture(scope="module")
-def host(lan):
-    sim = SimHost(HOSTNAME, HOST_IP, lan, prefixlen=lan.prefixlen).start()
-    yield sim
-    sim.stop()
+def host(make_module_simhost):
+    return make_module_simhost(HOSTNAME, HOST_IP)
 
 
 class AgentProcess:
-    def __init__(self, host, env, hostname=HOSTNAME):
+    def __init__(self, host, env, dataplane, hostname=HOSTNAME):
         self.host = host
         self.env = env
+        self.dataplane = dataplane
         self.hostname = hostname
         self.process = None
 
     def start(self):
         self.process = self.host.popen(
             ["calico-agent", "--hostname=%s" % self.hostname, "--log-dir=%s" % LOG_DIR,
-             "--run-dir=%s" % RUN_DIR], env=self.env, cwd="/",
+             "--run-dir=%s" % RUN_DIR] + agent_args(self.dataplane), env=self.env, cwd="/",
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         self.wait_in_sync()
         return self
@@ -75,40 +77,49 @@ class AgentProcess:
 
 
 @pytest.fixture
-def agent(host, lan_etcd):
-    host.run(["sh", "-c", "for t in iptables-nft ip6tables-nft; do $t -F; $t -X; done; ipset destroy; "
-                          "rm -f %s/*" % RUN_DIR], cwd="/")
-    process = AgentProcess(host, lan_etcd.env).start()
+def dataplane():
+    """The agent's policy dataplane (tests that run on both parametrize it)."""
+    return DEFAULT
+
+
+@pytest.fixture
+def agent(host, lan_etcd, dataplane):
+    wipe(host)
+    host.run(["sh", "-c", "rm -f %s/*" % RUN_DIR], cwd="/")
+    process = AgentProcess(host, lan_etcd.env, dataplane).start()
     yield process
     process.stop(signal.SIGKILL)
 
 
 def put(lan_etcd, key, value):
-    lan_etcd.client().write(key, value)
+    lan_etcd.kv().put(key, value)
 
 
 def endpoint_json(interface, ip, profiles=("p",), mac=None):
-    return json.dumps({"state": "active", "name": interface, "mac": mac, "profile_ids": list(profiles),
-                       "ipv4_nets": ["%s/32" % ip], "ipv6_nets": [], "ipv4_gateway": HOST_IP,
-                       "ipv6_gateway": None})
+    return dataplanes.endpoint_json(HOST_IP, interface, [ip], profiles, mac=mac)
 
 
 def ep_key(name):
-    return paths.endpoint_key(HOSTNAME, "docker", "w-" + name, "ep-" + name)
-
-
-def chains(host):
-    return host.run(["iptables-nft-save", "-t", "filter"], cwd="/").stdout
+    return dataplanes.endpoint_key(HOSTNAME, name)
 
 
 def routes(host):
     return host.run(["ip", "route"], cwd="/").stdout
 
 
-def test_status_pid_file_and_clean_stop(agent, host, lan_etcd):
+STATUS_KEYS = {"pid", "started", "time", "in_sync", "last_sync", "local_endpoints", "control_plane",
+               "docker_plugins", "dataplane", "cni"}
+OWN_STATUS_KEYS = {"nftables": {"refused_rules"}, "iptables": set()}
+"""What one dataplane alone reports (nftables: the rules the kernel refused)."""
+
+
+@pytest.mark.parametrize("dataplane", DATAPLANES)
+@pytest.mark.slow
+def test_status_pid_file_and_clean_stop(agent, host, lan_etcd, dataplane):
     status = agent.status()
-    assert set(status) == {"pid", "started", "time", "in_sync", "last_sync", "local_endpoints",
-                           "control_plane", "docker_plugins"}
+    assert set(status) == STATUS_KEYS | OWN_STATUS_KEYS[dataplane]
+    assert status["dataplane"] == dataplane
+    assert status["cni"] == {"socket": RUN_DIR + "/cni.sock", "problem": None}
     assert status["docker_plugins"] == {"sockets": ["/run/docker/plugins/calico.sock",
                                                     "/run/docker/plugins/calico-ipam.sock"], "problem": None}
     # Protection on by default, programmed, the etcd endpoint's address protected.
@@ -116,61 +127,63 @@ def test_status_pid_file_and_clean_stop(agent, host, lan_etcd):
                                        "addresses": {"4": 1, "6": 0}, "problem": None}
     assert status["last_sync"] >= status["started"] > 0
     assert host.run(["cat", RUN_DIR + "/agent.pid"], cwd="/").stdout.strip() == str(agent.pid)
-    node = wait_for(lambda: _read(lan_etcd, paths.felix_status(HOSTNAME)), timeout=10)
-    assert json.loads(node.value)["pid"] == agent.pid
-    assert 0 < node.ttl <= 30
+    status_entry = wait_for(lambda: lan_etcd.kv().get(paths.felix_status(HOSTNAME)), timeout=10)
+    assert json.loads(status_entry.value)["pid"] == agent.pid
+    assert status_entry.expires
     assert agent.stop(signal.SIGTERM) == 0
-    assert "-j felix-FORWARD" in chains(host)          # the dataplane stays
+    assert kernel(host, dataplane).present()            # the dataplane stays
     assert host.run(["test", "-e", RUN_DIR + "/agent.pid"], cwd="/").returncode != 0
 
 
-def chain_rules(save_text):
-    """{chain: [rule text]} of an iptables-save dump (declared chains included)."""
-    found = {}
-    for line in save_text.splitlines():
-        if line.startswith(":"):
-            found.setdefault(line[1:].split()[0], [])
-        elif line.startswith("-A "):
-            chain, _, rule = line[3:].partition(" ")
-            found.setdefault(chain, []).append(rule)
-    return found
-
-
-def test_every_rule_case_is_enforced_as_felix_reads_it(agent, host, lan_etcd):
+@pytest.mark.parametrize("dataplane", DATAPLANES)
+def test_every_rule_case_is_enforced_as_felix_reads_it(agent, host, lan_etcd, dataplane):
     """Each case of tests/rule_cases.py, stored as another tool would, in its
     own profile: accepted rules are programmed as Felix means them (numeric
-    protocols, empty port lists, DROP for what iptables cannot express), a
-    rejected one turns its whole profile into a DROP and is logged."""
+    protocols, empty port lists, a DROP for what the kernel cannot express),
+    a rejected one turns its whole profile into a DROP and is logged. On
+    iptables the rules are exactly Felix's; on nftables the kernel takes
+    every accepted rule (none is refused and dropping in its place)."""
     names = {"r%02d" % n: case for n, case in enumerate(CASES)}
     for name, case in names.items():
         put(lan_etcd, paths.profile_rules(name), json.dumps(stored_rules(name, case.rule)))
     put(lan_etcd, ep_key("cases"), endpoint_json("calicases", "10.70.3.1", profiles=sorted(names)))
+    view = kernel(host, dataplane)
 
     def programmed():
-        v4 = chain_rules(chains(host))
-        v6 = chain_rules(host.run(["ip6tables-nft-save", "-t", "filter"], cwd="/").stdout)
-        return all("felix-p-%s-i" % name in v4 and "felix-p-%s-i" % name in v6 for name in names) and (v4, v6)
-    v4, v6 = wait_for(programmed, timeout=20, message="a profile chain for every case")
+        found = view.chains()
+        return all(view.profile_chain(name, "inbound") in found for name in names) and found
+    found = wait_for(programmed, timeout=20, message="a profile chain for every case")
     for name, case in names.items():
-        drop = ['-m comment --comment "No valid rules for profile %s" -j DROP' % name]
-        inbound, outbound = "felix-p-%s-i" % name, "felix-p-%s-o" % name
-        if case.accepted:
-            expected = (list(case.v4), list(case.v6), ["-g felix-ALLOW"])
-        else:
-            expected = (drop, drop, drop)
-        assert (v4[inbound], v6[inbound], v4[outbound]) == expected, case.id
+        if not case.accepted:
+            inbound, outbound = (found[view.profile_chain(name, way)] for way in ("inbound", "outbound"))
+            assert inbound == outbound and len(inbound) == 1, case.id
+            assert "No valid rules for profile %s" % name in inbound[0], case.id
+    if dataplane == "iptables":
+        v4 = found
+        v6 = wait_for(lambda: all(view.profile_chain(name, "inbound") in view.chains(6) for name in names)
+                      and view.chains(6), timeout=10, message="the IPv6 profile chains")
+        for name, case in names.items():
+            drop = ['-m comment --comment "No valid rules for profile %s" -j DROP' % name]
+            inbound, outbound = "felix-p-%s-i" % name, "felix-p-%s-o" % name
+            if case.accepted:
+                expected = (list(case.v4), list(case.v6), ["-g felix-ALLOW"])
+            else:
+                expected = (drop, drop, drop)
+            assert (v4[inbound], v6[inbound], v4[outbound]) == expected, case.id
+    else:
+        # One table for both families: a rule for either is there, dropping where Felix's would.
+        for name, case in names.items():
+            if case.accepted:
+                inbound = found[view.profile_chain(name, "inbound")]
+                unexpressible = any("Unexpressible rule" in line for line in case.v4 + case.v6)
+                assert ("Unexpressible rule" in " ".join(inbound)) is unexpressible, case.id
+                assert bool(inbound) is bool(case.v4 or case.v6), case.id
+        assert agent.status()["refused_rules"] == []
+        assert not [rule for rules in found.values() for rule in rules if "refused by the kernel" in rule]
     log = agent.log()
     for name, case in names.items():
         assert ("Profile %s: invalid rules" % name in log) is (not case.accepted), case.id
     assert "Traceback" not in log and agent.process.poll() is None
-
-
-def _read(lan_etcd, key):
-    import etcd
-    try:
-        return lan_etcd.client().read(key)
-    except etcd.EtcdKeyNotFound:
-        return None
 
 
 def test_a_second_agent_refuses_to_start(agent, host, lan_etcd):
@@ -180,7 +193,9 @@ def test_a_second_agent_refuses_to_start(agent, host, lan_etcd):
     assert "Another agent" in second.stderr
 
 
-def test_bad_data_is_logged_and_treated_as_absent(agent, host, lan_etcd):
+@pytest.mark.parametrize("dataplane", DATAPLANES)
+@pytest.mark.slow
+def test_bad_data_is_logged_and_treated_as_absent(agent, host, lan_etcd, dataplane):
     put(lan_etcd, paths.profile_rules("p"), json.dumps({"id": "p", "inbound_rules": [{"action": "allow"}],
                                                          "outbound_rules": [{"action": "allow"}]}))
     put(lan_etcd, ep_key("good"), endpoint_json("caligood", "10.70.0.1"))
@@ -192,79 +207,91 @@ def test_bad_data_is_logged_and_treated_as_absent(agent, host, lan_etcd):
     put(lan_etcd, paths.global_config("InterfacePrefix"), "not/valid/prefix!")
     put(lan_etcd, paths.global_config("DefaultEndpointToHostAction"), "EXPLODE")
     put(lan_etcd, ep_key("uses-q"), endpoint_json("caliq", "10.70.0.2", profiles=("q",)))
-    wait_for(lambda: "felix-to-good" in chains(host) and "felix-p-q-i" in chains(host), timeout=10)
+    view = kernel(host, dataplane)
+    wait_for(lambda: view.endpoints() == {"caligood", "caliq"} and view.profile_programmed("q"), timeout=10,
+             message="the good endpoints and profile q programmed")
     time.sleep(0.5)
     assert agent.process.poll() is None
     assert agent.wait_in_sync()
-    text = chains(host)
-    assert "felix-to-bad" not in text and "felix-to-worse" not in text
-    assert '-A felix-p-q-i -m comment --comment "No valid rules for profile q" -j DROP' in text
+    assert view.endpoints() == {"caligood", "caliq"}
+    assert agent.status()["local_endpoints"] == 2
+    rules = view.profile_rules("q", "inbound")
+    assert len(rules) == 1 and "No valid rules for profile q" in rules[0]
     log = agent.log()
     assert "Ignoring invalid endpoint" in log and "invalid rules" in log and "Traceback" not in log
 
 
-def test_routes_follow_the_interface_and_stale_routes_go_after_a_kill(agent, host, lan_etcd):
+@pytest.mark.parametrize("dataplane", DATAPLANES)
+@pytest.mark.slow
+def test_routes_follow_the_interface_and_stale_routes_go_after_a_kill(agent, host, lan_etcd, dataplane):
     put(lan_etcd, paths.profile_rules("p"), json.dumps({"id": "p", "inbound_rules": [],
                                                          "outbound_rules": []}))
     put(lan_etcd, ep_key("late"), endpoint_json("calilate", "10.70.1.1"))
-    wait_for(lambda: "felix-to-late" in chains(host), timeout=10)
-    # No interface yet: chains only, no route and no dispatch entry.
+    view = kernel(host, dataplane)
+    wait_for(lambda: view.endpoint_programmed("calilate"), timeout=10, message="the endpoint programmed")
+    # No interface yet: its policy is programmed, but no route.
     assert "10.70.1.1" not in routes(host)
-    assert "calilate" not in chains(host)
+    if dataplane == "iptables":        # nor a dispatch entry (nftables has none per interface)
+        assert "calilate" not in view.rules_text()
     workload = NetnsWorkload(host, "late", "10.70.1.1").create(route=False)
     try:
         wait_for(lambda: "10.70.1.1 dev calilate" in routes(host), timeout=10,
                  message="route once the interface exists")
-        wait_for(lambda: "-A felix-TO-ENDPOINT -o calilate -g felix-to-late" in chains(host), timeout=10,
-                 message="dispatch entry once the interface exists")
+        if dataplane == "iptables":
+            wait_for(lambda: "-A felix-TO-ENDPOINT -o calilate -g felix-to-late" in view.rules_text(),
+                     timeout=10, message="dispatch entry once the interface exists")
         assert host.run(["cat", "/proc/sys/net/ipv4/conf/calilate/proxy_arp"], cwd="/").stdout.strip() == "1"
         # Kill the agent, change etcd behind its back, start it again.
         agent.stop(signal.SIGKILL)
-        lan_etcd.client().delete(ep_key("late"))
+        lan_etcd.kv().delete(ep_key("late"))
         host.run(["ip", "route", "add", "10.70.1.99", "dev", "calilate"], cwd="/")   # left by a crash
-        restarted = AgentProcess(host, lan_etcd.env).start()
+        restarted = AgentProcess(host, lan_etcd.env, dataplane).start()
         try:
             wait_for(lambda: "10.70.1." not in routes(host), timeout=10, message="stale routes removed")
-            assert "felix-to-late" not in chains(host)
+            assert not view.endpoint_programmed("calilate")
         finally:
             restarted.stop(signal.SIGKILL)
     finally:
         workload.delete()
 
 
-def test_index_cleared_from_etcd_history_triggers_a_resync(agent, host, lan_etcd):
-    """Stop the agent (SIGSTOP) while more than etcd's 1000 remembered events
-    happen; once it runs again its watch index is gone (HTTP 401) and it
-    must take a fresh snapshot, catching the change it missed."""
+@pytest.mark.parametrize("dataplane", DATAPLANES)
+@pytest.mark.slow
+def test_an_agent_stopped_through_a_burst_catches_up(agent, host, lan_etcd, dataplane):
+    """Stop the agent (SIGSTOP) while 1,100 events happen (more than v2's
+    history; v3's open watch keeps them for it); once it runs again it
+    applies the change it missed and stays up. A watch whose history is
+    gone (v2's cleared index, v3's compaction) resynchronises:
+    tests/functional/test_kv.py."""
     put(lan_etcd, paths.profile_rules("p"), json.dumps({"id": "p", "inbound_rules": [],
                                                          "outbound_rules": []}))
     put(lan_etcd, ep_key("first"), endpoint_json("califirst", "10.70.2.1"))
-    wait_for(lambda: "felix-to-first" in chains(host), timeout=10)
+    view = kernel(host, dataplane)
+    wait_for(lambda: view.endpoint_programmed("califirst"), timeout=10, message="the first endpoint")
     agent.process.send_signal(signal.SIGSTOP)
     try:
-        client = lan_etcd.client()
+        client = lan_etcd.kv()
         client.delete(ep_key("first"))
-        client.write(ep_key("second"), endpoint_json("calisecond", "10.70.2.2"))
+        client.put(ep_key("second"), endpoint_json("calisecond", "10.70.2.2"))
         for n in range(1100):
-            client.write("/calico/v1/noise/%d" % (n % 7), str(n))
+            client.put("/calico/v1/noise/%d" % (n % 7), str(n))
     finally:
         agent.process.send_signal(signal.SIGCONT)
-    wait_for(lambda: "felix-to-second" in chains(host) and "felix-to-first" not in chains(host),
-             timeout=20, message="the missed changes applied")
-    assert "cleared" in agent.log()
+    wait_for(lambda: view.endpoints() == {"calisecond"}, timeout=20, message="the missed changes applied")
     assert agent.process.poll() is None
 
 
 @pytest.fixture(scope="module")
-def host6(lan):
-    sim = SimHost("dp-agent6", "172.17.8.63", lan, prefixlen=lan.prefixlen, ip6="fd5e:1::63/64").start()
-    yield sim
-    sim.stop()
+def host6(make_module_simhost):
+    return make_module_simhost("dp-agent6", "172.17.8.63", ip6="fd5e:1::63/64")
 
 
-def test_ipv6_policy_routes_and_proxy_ndp(host6, lan_etcd):
+@pytest.mark.parametrize("dataplane", DATAPLANES)
+@pytest.mark.slow
+def test_ipv6_policy_routes_and_proxy_ndp(host6, lan_etcd, dataplane):
     host = host6
-    agent = AgentProcess(host, lan_etcd.env, hostname="dp-agent6")
+    wipe(host)
+    agent = AgentProcess(host, lan_etcd.env, dataplane, hostname="dp-agent6")
     agent.start()
     loads = [NetnsWorkload(host, "six%d" % n, "10.71.0.%d" % n, ip6="fd5e:2::%d" % n).create(route=False)
              for n in (1, 2, 3)]
@@ -288,7 +315,7 @@ def test_ipv6_policy_routes_and_proxy_ndp(host6, lan_etcd):
         routes6 = host.run(["ip", "-6", "route"], cwd="/").stdout
         assert "fd5e:2::1 dev calisix1" in routes6
         assert host.run(["cat", "/proc/sys/net/ipv6/conf/calisix1/proxy_ndp"], cwd="/").stdout.strip() == "1"
-        assert "felix-v6-v6" in host.run(["ipset", "list", "-n"], cwd="/").stdout
+        assert kernel(host, dataplane).tag_members("v6", 6) == {a.ip6, b.ip6}
     finally:
         for load in loads:
             load.delete()

@@ -6,72 +6,47 @@ flush) with every command run inside the host's network namespace, so the
 tests can look at exactly what it programmed and count what it rewrites.
 The agent process itself is covered by test_dataplane_agent.py.
 """
-import json
 import time
 
 import pytest
 
-from calicoctl.agent import rules
+from calicoctl.agent.policy.iptables import rules
 from calicoctl.agent.config import AgentConfig
-from calicoctl.agent.chain_reconciler import CLEANUP_DELAY
-from calicoctl.agent.dataplane import RETRY_INTERVAL, PolicyDataplane
+from calicoctl.agent.policy.iptables.chain_reconciler import CLEANUP_DELAY
+from calicoctl.agent.policy.iptables.dataplane import RETRY_INTERVAL
 from calicoctl.datastore import paths
-from calicoctl.errors import CommandFailed
-from calicoctl.host import run as run_mod
-from calicoctl.host.iptables import IptablesTable, parse_save
+from calicoctl.host.iptables import parse_save
+from tests.harness.dataplanes import endpoint_json, endpoint_key, profile_items, IptablesRecorder, make_component
 from tests.harness.feed import feed
-from tests.harness.simhost import SimHost
 from tests.harness.multihost import NetnsWorkload
-from tests.harness.netns import RecordingIpsets, parse_ipset_save
+from tests.harness.netns import parse_ipset_save
 
 HOSTNAME = "dp-kernel"
 HOST_IP = "172.17.8.61"
 
 
+def ep_key(name):
+    return endpoint_key(HOSTNAME, name)
+
+
+def endpoint(*args, **kwargs):
+    return endpoint_json(HOST_IP, *args, **kwargs)
+
+
 @pytest.fixture(scope="module")
-def host(lan):
-    sim = SimHost(HOSTNAME, HOST_IP, lan, prefixlen=lan.prefixlen).start()
-    yield sim
-    sim.stop()
+def host(make_module_simhost):
+    return make_module_simhost(HOSTNAME, HOST_IP)
 
 
-@pytest.fixture
-def clean(host):
-    """Empty filter tables and no ipsets in the host, before and after a test."""
-    script = ("for t in iptables-nft ip6tables-nft; do $t -t filter -F; $t -t filter -X; done; "
-              "ipset destroy 2>/dev/null; "
-              "for n in $(ip netns list | cut -d' ' -f1); do ip netns del $n; done; "
-              "for l in $(ip -o link show | awk -F': ' '{print $2}' | grep '^cali' | cut -d@ -f1); "
-              "do ip link del $l; done; true")
-    host.run(["sh", "-c", script], cwd="/")
-    yield host
-    host.run(["sh", "-c", script], cwd="/")
-
-
-class Recorder:
-    """Runs commands for real and remembers restore inputs (optionally refusing some)."""
-
-    def __init__(self, refuse=None):
-        self.inputs = []
-        self.refuse = refuse
-
-    def __call__(self, args, input_text=None, **kwargs):
-        if input_text is not None:
-            self.inputs.append(input_text)
-            if self.refuse and self.refuse in input_text:
-                raise CommandFailed(args, 1, "", "refused by the test", input_text)
-        return run_mod.run(args, input_text=input_text, **kwargs)
-
-    def chain_writes(self):
-        return [line[1:].split()[0] for text in self.inputs for line in text.splitlines()
-                if line.startswith(":")]
+def chain_writes(recorder):
+    """The chains an IptablesRecorder saw written."""
+    return [line[1:].split()[0] for text in recorder.writes for line in text.splitlines()
+            if line.startswith(":")]
 
 
 def make_dataplane(host, budget=100, runner=None):
-    prefix = ["nsenter", "-t", str(host.pid), "-n", "--"]
     config = AgentConfig(hostname=HOSTNAME, tag_ipset_budget=budget, restore_chunk_chains=7)
-    tables = {v: IptablesTable(v, prefix=prefix, runner=runner) for v in (4, 6)}
-    return PolicyDataplane(config, tables=tables, ipsets=RecordingIpsets("/proc/%d/ns/net" % host.pid))
+    return make_component("iptables", host, config, recorder=runner)
 
 
 def kernel_chains(host, version=4):
@@ -89,42 +64,6 @@ def kernel_sets(host):
             parse_ipset_save(host.run(["ipset", "save"], cwd="/").stdout).items()}
 
 
-def ep_key(name, host=HOSTNAME):
-    return paths.endpoint_key(host, "docker", "w-" + name, "ep-" + name)
-
-
-def endpoint(interface, ips, profiles, mac=None, ips6=()):
-    return json.dumps({"state": "active", "name": interface, "mac": mac, "profile_ids": list(profiles),
-                       "ipv4_nets": ["%s/32" % ip for ip in ips], "ipv6_nets": ["%s/128" % ip for ip in ips6],
-                       "ipv4_gateway": HOST_IP, "ipv6_gateway": None})
-
-
-def profile(name, inbound, outbound=({"action": "allow"},), tags=None):
-    return {paths.profile_rules(name): json.dumps({"id": name, "inbound_rules": list(inbound),
-                                                   "outbound_rules": list(outbound)}),
-            paths.profile_tags(name): json.dumps(list(tags if tags is not None else [name]))}
-
-
-def workload(host, name, ip):
-    load = NetnsWorkload(host, name, ip).create()
-    mac = load.run(["cat", "/sys/class/net/eth1/address"]).stdout.strip()
-    return load, mac
-
-
-def can_connect(source, ip, port):
-    result = source.run(["busybox", "nc", "-w", "1", ip, str(port)], input="", timeout=10)
-    return result.returncode == 0
-
-
-def serve(load, port):
-    """A TCP server in ``load`` that accepts connections until the host stops."""
-    code = ("import socket\ns=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
-            "s.bind(('0.0.0.0', %d)); s.listen(16)\nwhile True:\n    c, _ = s.accept(); c.close()\n" % port)
-    import sys
-    load.host.popen(["ip", "netns", "exec", load.name, sys.executable, "-c", code], cwd="/")
-    time.sleep(0.3)
-
-
 RICH_RULES = [
     {"action": "deny", "protocol": "tcp", "src_net": "10.65.0.0/16", "dst_ports": [22, "1000:1100"]},
     {"action": "allow", "protocol": "udp", "src_ports": list(range(1, 20)), "dst_tag": "db"},
@@ -139,13 +78,13 @@ RICH_RULES = [
 
 def rich_items():
     items = {}
-    items.update(profile("web", RICH_RULES))
-    items.update(profile("db", [{"action": "allow", "src_tag": "web"}], tags=["db", "web"]))
+    items.update(profile_items("web", RICH_RULES))
+    items.update(profile_items("db", [{"action": "allow", "src_tag": "web"}], tags=["db", "web"]))
     items[ep_key("a")] = endpoint("calia", ["10.65.0.1"], ["web"], mac="02:00:00:00:00:0a",
                                   ips6=["fd00::a"])
-    items.update(profile("lonely", [{"action": "allow", "src_tag": "solo"}]))
+    items.update(profile_items("lonely", [{"action": "allow", "src_tag": "solo"}]))
     items[ep_key("b")] = endpoint("calib", ["10.65.0.2", "10.65.0.3"], ["web", "db", "lonely"])
-    items[ep_key("r", host="elsewhere")] = endpoint("calir", ["10.65.9.9"], ["db"])
+    items[endpoint_key("elsewhere", "r")] = endpoint("calir", ["10.65.9.9"], ["db"])
     return items
 
 
@@ -163,11 +102,11 @@ def test_programs_exactly_what_it_renders_and_a_restart_rewrites_nothing(clean):
     assert sets["felix-v4-db"] == {"10.65.0.2", "10.65.0.3", "10.65.9.9"}
     assert sets["felix-v6-web"] == {"fd00::a"}
     # A second dataplane (an agent restarted after SIGKILL) finds nothing to do.
-    recorder = Recorder()
+    recorder = IptablesRecorder()
     restarted = make_dataplane(host, runner=recorder)
     feed(restarted).snapshot(rich_items())
     restarted.flush()
-    assert recorder.inputs == [] and restarted.sets.ipsets.calls == []
+    assert recorder.writes == [] and restarted.sets.ipsets.calls == []
 
 
 def test_restart_removes_stale_state_and_never_touches_foreign_rules(clean):
@@ -186,7 +125,7 @@ def test_restart_removes_stale_state_and_never_touches_foreign_rules(clean):
     for key in list(items):
         if "/profile/db/" in key:
             del items[key]
-    recorder = Recorder()
+    recorder = IptablesRecorder()
     second = make_dataplane(host, runner=recorder)
     feed(second).snapshot(items)
     second.flush()
@@ -195,7 +134,7 @@ def test_restart_removes_stale_state_and_never_touches_foreign_rules(clean):
     assert "felix-p-db-i" not in chains and "felix-p-lonely-i" not in chains
     assert owned(chains) == second.families[4].desired
     # Only what changed was written: not endpoint a's chains, not the profile web.
-    written = set(recorder.chain_writes())
+    written = set(chain_writes(recorder))
     assert "felix-from-a" not in written and "felix-p-web-i" not in written
     assert chains["DOCKER"] == ["-j RETURN"] and "-j DOCKER" in chains["FORWARD"]
     assert chains["FORWARD"].count("-j felix-FORWARD") == 1
@@ -216,58 +155,60 @@ def test_removed_hook_rules_are_put_back(clean):
     assert kernel_chains(host)["INPUT"] == ["-j felix-INPUT"]
 
 
+@pytest.mark.slow
 def test_policy_and_tags_carry_traffic(clean):
     host = clean
-    a, mac_a = workload(host, "pa", "10.65.1.1")
-    b, mac_b = workload(host, "pb", "10.65.1.2")
-    c, mac_c = workload(host, "pc", "10.65.1.3")
-    serve(b, 8080)
+    a = NetnsWorkload(host, "pa", "10.65.1.1").create()
+    b = NetnsWorkload(host, "pb", "10.65.1.2").create()
+    c = NetnsWorkload(host, "pc", "10.65.1.3").create()
+    b.serve(8080)
     items = {}
-    items.update(profile("front", [{"action": "allow", "src_tag": "front"}]))
-    items.update(profile("back", [{"action": "allow", "protocol": "tcp", "src_tag": "front",
+    items.update(profile_items("front", [{"action": "allow", "src_tag": "front"}]))
+    items.update(profile_items("back", [{"action": "allow", "protocol": "tcp", "src_tag": "front",
                                    "dst_ports": [8080]}]))
-    items[ep_key("pa")] = endpoint(a.interface, [a.ip], ["front"], mac=mac_a)
-    items[ep_key("pb")] = endpoint(b.interface, [b.ip], ["back"], mac=mac_b)
-    items[ep_key("pc")] = endpoint(c.interface, [c.ip], ["back"], mac=mac_c)
+    items[ep_key("pa")] = endpoint(a.interface, [a.ip], ["front"], mac=a.mac)
+    items[ep_key("pb")] = endpoint(b.interface, [b.ip], ["back"], mac=b.mac)
+    items[ep_key("pc")] = endpoint(c.interface, [c.ip], ["back"], mac=c.mac)
     dataplane = make_dataplane(host)
     feed(dataplane).snapshot(items)
     dataplane.flush()
-    assert can_connect(a, b.ip, 8080)           # front -> back on its port
+    assert a.connects(b.ip, 8080)           # front -> back on its port
     assert not a.ping(b.ip)                     # but nothing else
-    assert not can_connect(c, b.ip, 8080)       # c is not tagged front
+    assert not c.connects(b.ip, 8080)       # c is not tagged front
     assert not b.ping(a.ip)                     # a accepts only front
     # c joins "front" through an update: allowed at once. The new rules go
     # in front of the old ones (adding rules is fast, removing them makes
     # the kernel wait); the old ones are cleaned out on a later tick.
     old_from_c = kernel_chains(host)["felix-from-pc"]
-    feed(dataplane).update(ep_key("pc"), endpoint(c.interface, [c.ip], ["back", "front"], mac=mac_c))
+    feed(dataplane).update(ep_key("pc"), endpoint(c.interface, [c.ip], ["back", "front"], mac=c.mac))
     dataplane.flush()
     new_from_c = list(dataplane.families[4].desired["felix-from-pc"])
     assert kernel_chains(host)["felix-from-pc"] == new_from_c + ["-j RETURN"] + old_from_c
-    assert can_connect(c, b.ip, 8080)
+    assert c.connects(b.ip, 8080)
     assert c.ping(a.ip)
-    feed(dataplane).update(ep_key("pc"), endpoint(c.interface, [c.ip], ["back"], mac=mac_c))
+    feed(dataplane).update(ep_key("pc"), endpoint(c.interface, [c.ip], ["back"], mac=c.mac))
     dataplane.flush()
-    assert not c.ping(a.ip) and not can_connect(c, b.ip, 8080)
+    assert not c.ping(a.ip) and not c.connects(b.ip, 8080)
     dataplane.tick(time.monotonic() + CLEANUP_DELAY + 1)
     assert owned(kernel_chains(host)) == dataplane.families[4].desired
     assert not c.ping(a.ip)
 
 
 @pytest.mark.parametrize("budget", [0, 1])
+@pytest.mark.slow
 def test_tags_past_the_ipset_budget_are_matched_by_chain_trees(clean, budget):
     host = clean
-    loads = {n: workload(host, "t%s" % n, "10.66.%d.%d" % (n, n + 1)) for n in range(4)}
+    loads = {n: NetnsWorkload(host, "t%s" % n, "10.66.%d.%d" % (n, n + 1)).create() for n in range(4)}
     items = {}
-    items.update(profile("alpha", [{"action": "allow", "src_tag": "alpha"}]))
-    items.update(profile("beta", [{"action": "allow", "src_tag": "beta"},
+    items.update(profile_items("alpha", [{"action": "allow", "src_tag": "alpha"}]))
+    items.update(profile_items("beta", [{"action": "allow", "src_tag": "beta"},
                                   {"action": "allow", "dst_tag": "alpha", "src_tag": "alpha"}]))
     # Many more members than a tree leaf holds, on other hosts.
     for i in range(60):
-        items[ep_key("x%d" % i, host="other")] = endpoint("calix%d" % i, ["10.66.200.%d" % i], ["beta"])
-    for n, (load, mac) in loads.items():
+        items[endpoint_key("other", "x%d" % i)] = endpoint("calix%d" % i, ["10.66.200.%d" % i], ["beta"])
+    for n, load in loads.items():
         items[ep_key(load.name)] = endpoint(load.interface, [load.ip], ["alpha" if n < 2 else "beta"],
-                                            mac=mac)
+                                            mac=load.mac)
     dataplane = make_dataplane(host, budget=budget)
     feed(dataplane).snapshot(items)
     dataplane.flush()
@@ -276,12 +217,12 @@ def test_tags_past_the_ipset_budget_are_matched_by_chain_trees(clean, budget):
     assert len([s for s in sets if s.startswith("felix-v4-")]) == budget
     assert any(name.startswith("felix-t4s-") for name in chains)
     assert owned(chains) == dataplane.families[4].desired
-    a0, a1, b2, b3 = (loads[n][0] for n in range(4))
+    a0, a1, b2, b3 = (loads[n] for n in range(4))
     assert a0.ping(a1.ip) and a1.ping(a0.ip)
     assert b2.ping(b3.ip)
     assert not b2.ping(a0.ip) and not a0.ping(b2.ip)
     # Membership changes go through the trees too.
-    feed(dataplane).update(ep_key(b2.name), endpoint(b2.interface, [b2.ip], ["alpha"], mac=loads[2][1]))
+    feed(dataplane).update(ep_key(b2.name), endpoint(b2.interface, [b2.ip], ["alpha"], mac=b2.mac))
     dataplane.flush()
     assert b2.ping(a0.ip) and not b2.ping(b3.ip)
     dataplane.tick(time.monotonic() + CLEANUP_DELAY + 1)
@@ -291,11 +232,11 @@ def test_tags_past_the_ipset_budget_are_matched_by_chain_trees(clean, budget):
 def test_a_set_the_kernel_will_not_create_falls_back_to_a_tree(clean):
     host = clean
     host.run(["ipset", "create", "felix-v4-alpha", "hash:net"], cwd="/")     # wrong type, in the way
-    a, mac_a = workload(host, "fa", "10.67.0.1")
-    b, mac_b = workload(host, "fb", "10.67.0.2")
-    items = profile("alpha", [{"action": "allow", "src_tag": "alpha"}])
-    items[ep_key("fa")] = endpoint(a.interface, [a.ip], ["alpha"], mac=mac_a)
-    items[ep_key("fb")] = endpoint(b.interface, [b.ip], ["alpha"], mac=mac_b)
+    a = NetnsWorkload(host, "fa", "10.67.0.1").create()
+    b = NetnsWorkload(host, "fb", "10.67.0.2").create()
+    items = profile_items("alpha", [{"action": "allow", "src_tag": "alpha"}])
+    items[ep_key("fa")] = endpoint(a.interface, [a.ip], ["alpha"], mac=a.mac)
+    items[ep_key("fb")] = endpoint(b.interface, [b.ip], ["alpha"], mac=b.mac)
     dataplane = make_dataplane(host)
     feed(dataplane).snapshot(items)
     dataplane.flush()
@@ -305,9 +246,9 @@ def test_a_set_the_kernel_will_not_create_falls_back_to_a_tree(clean):
 
 def test_a_refused_chain_is_stubbed_alone_and_retried(clean):
     host = clean
-    recorder = Recorder(refuse="--dports 666")
+    recorder = IptablesRecorder(refuse="--dports 666")
     items = rich_items()
-    items.update(profile("odd", [{"action": "allow", "protocol": "tcp", "dst_ports": [666]}]))
+    items.update(profile_items("odd", [{"action": "allow", "protocol": "tcp", "dst_ports": [666]}]))
     items[ep_key("o")] = endpoint("calio", ["10.65.3.1"], ["odd"])
     dataplane = make_dataplane(host, runner=recorder)
     feed(dataplane).snapshot(items)
@@ -321,14 +262,15 @@ def test_a_refused_chain_is_stubbed_alone_and_retried(clean):
     assert owned(kernel_chains(host)) == dataplane.families[4].desired
 
 
+@pytest.mark.slow
 def test_deleted_profile_drops_and_unknown_interfaces_drop(clean):
     host = clean
-    a, mac_a = workload(host, "da", "10.68.0.1")
-    b, mac_b = workload(host, "db", "10.68.0.2")
-    stranger, _ = workload(host, "dc", "10.68.0.3")       # no endpoint at all
-    items = profile("p", [{"action": "allow"}])
-    items[ep_key("da")] = endpoint(a.interface, [a.ip], ["p"], mac=mac_a)
-    items[ep_key("db")] = endpoint(b.interface, [b.ip], ["p"], mac=mac_b)
+    a = NetnsWorkload(host, "da", "10.68.0.1").create()
+    b = NetnsWorkload(host, "db", "10.68.0.2").create()
+    stranger = NetnsWorkload(host, "dc", "10.68.0.3").create()       # no endpoint at all
+    items = profile_items("p", [{"action": "allow"}])
+    items[ep_key("da")] = endpoint(a.interface, [a.ip], ["p"], mac=a.mac)
+    items[ep_key("db")] = endpoint(b.interface, [b.ip], ["p"], mac=b.mac)
     dataplane = make_dataplane(host)
     feed(dataplane).snapshot(items)
     dataplane.flush()

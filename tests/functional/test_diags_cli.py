@@ -12,6 +12,7 @@ import tarfile
 
 import pytest
 
+from calicoctl.identity import RUN_DIR
 from tests.functional.clitools import cli_command
 from tests.harness.util import REPO_ROOT
 
@@ -30,18 +31,19 @@ def host(lan_etcd, make_simhost):
     script = "\n".join([
         "iptables-nft -N diags-marker-chain",
         "ipset create diags-marker-set hash:ip",
+        "nft add table inet diags-marker-table",
         "ip route add 10.77.0.0/16 via 172.17.8.1",
         "echo 'agent log line 1' > /var/log/calico/agent.log",
         "mkdir -p /var/log/calico/bird && echo 'bird says hi' > /var/log/calico/bird/current",
-        "echo '{\"pid\": 1}' > /var/run/calico/agent-status.json",
+        "echo '{\"pid\": 1}' > %s/agent-status.json" % RUN_DIR,
     ])
     result = host.run(["sh", "-ec", script])
     assert result.returncode == 0, result.stderr
-    client = lan_etcd.client()
-    client.write("/calico/v1/host/diags-host/bird_ip", "172.17.8.146")
-    client.write("/calico/bgp/v1/host/diags-host/ip_addr_v4", "172.17.8.146")
-    client.write("/calico/v1/host/other-host/bird_ip", "172.17.8.99")
-    client.write("/calico/v1/config/InterfacePrefix", "cali")
+    client = lan_etcd.kv()
+    client.put("/calico/v1/host/diags-host/bird_ip", "172.17.8.146")
+    client.put("/calico/bgp/v1/host/diags-host/ip_addr_v4", "172.17.8.146")
+    client.put("/calico/v1/host/other-host/bird_ip", "172.17.8.99")
+    client.put("/calico/v1/config/InterfacePrefix", "cali")
     return host
 
 
@@ -76,6 +78,8 @@ def test_diags_tarball_contents(host, lan_etcd, cleanup):
     assert "diags-marker-chain" in members[d + "iptables-save.txt"]
     assert members[d + "ip6tables-save.txt"].startswith("# ip6tables-save")
     assert "diags-marker-set" in members[d + "ipset-list.txt"]
+    assert "table inet diags-marker-table" in members[d + "nft-ruleset.txt"]
+    assert members[d + "dataplane.txt"].startswith("unknown")     # the status file names no agent
     assert "10.77.0.0/16 via 172.17.8.1 dev eth0" in members[d + "ip-route-v4.txt"]
     assert d + "ip-route-v6.txt" in members
     assert "eth0" in members[d + "ip-link.txt"]

@@ -64,13 +64,13 @@ def test_handshake(plugin):
 
 
 def test_network_and_endpoint_lifecycle(plugin, seeded, host1):
-    client = seeded.client()
+    client = seeded.kv()
     known = cali_links(host1)
     pool = call(plugin["ipam"], "/IpamDriver.RequestPool", {"AddressSpace": "CalicoLocal", "V6": False})
     assert pool["PoolID"] == "calico-ipv4"
     assert call(plugin["net"], "/NetworkDriver.CreateNetwork", network_request()) == {}
     # The network is the profile of its name, with profile add's default rules.
-    rules = json.loads(client.read("/calico/v1/policy/profile/netA/rules").value)
+    rules = json.loads(client.get("/calico/v1/policy/profile/netA/rules").value)
     assert rules["inbound_rules"] == [{"action": "allow", "src_tag": "netA"}]
 
     address = call(plugin["ipam"], "/IpamDriver.RequestAddress", {"PoolID": "calico-ipv4", "Address": ""})
@@ -88,7 +88,7 @@ def test_network_and_endpoint_lifecycle(plugin, seeded, host1):
     assert "tmp" + eid[:11] in links(in_host(host1))
     assert read_proc(in_host(host1), "/proc/sys/net/ipv4/conf/%s/proxy_arp" % veth) == "1"
     assert route_to(in_host(host1), ip)["dev"] == veth
-    stored = json.loads(client.read("/calico/v1/host/%s/workload/libnetwork/%s/endpoint/%s"
+    stored = json.loads(client.get("/calico/v1/host/%s/workload/libnetwork/%s/endpoint/%s"
                                     % (host1.name, eid, eid)).value)
     assert stored["profile_ids"] == ["netA"] and stored["ipv4_nets"] == [ip + "/32"]
     assert stored["mac"] == mac and stored["name"] == veth and stored["ipv4_gateway"] == host1.ip
@@ -112,16 +112,16 @@ def test_network_and_endpoint_lifecycle(plugin, seeded, host1):
 
 
 def test_a_profile_that_existed_stays(plugin, seeded):
-    client = seeded.client()
-    client.write("/calico/v1/policy/profile/netA/rules", json.dumps(
+    client = seeded.kv()
+    client.put("/calico/v1/policy/profile/netA/rules", json.dumps(
         {"id": "netA", "inbound_rules": [], "outbound_rules": []}))
     call(plugin["net"], "/NetworkDriver.CreateNetwork", network_request())
     call(plugin["net"], "/NetworkDriver.DeleteNetwork", {"NetworkID": NET_ID})
-    assert json.loads(client.read("/calico/v1/policy/profile/netA/rules").value)["inbound_rules"] == []
+    assert json.loads(client.get("/calico/v1/policy/profile/netA/rules").value)["inbound_rules"] == []
 
 
 def test_refusals_name_the_reason_and_leave_nothing(plugin, seeded, host1):
-    client = seeded.client()
+    client = seeded.kv()
     known = cali_links(host1)
     reply = call(plugin["ipam"], "/IpamDriver.RequestPool", {"Pool": "172.30.0.0/24"})
     assert "not inside a Calico IPv4 pool (pools: 192.168.0.0/16)" in reply["Err"]
@@ -135,7 +135,7 @@ def test_refusals_name_the_reason_and_leave_nothing(plugin, seeded, host1):
     assert "-p" in reply["Err"]
     assert cali_links(host1) == known
     assert claims(client) == {}
-    assert not [k for k in client.read("/calico/v1/host", recursive=True).leaves if "/workload/" in (k.key or "")]
+    assert not [k for k in client.tree("/calico/v1/host").entries if "/workload/" in (k.key or "")]
 
 
 def test_an_address_given_with_ip_is_claimed_once(plugin, seeded):
@@ -144,8 +144,9 @@ def test_an_address_given_with_ip_is_claimed_once(plugin, seeded):
     assert "already assigned" in call(plugin["ipam"], "/IpamDriver.RequestAddress", body)["Err"]
 
 
+@pytest.mark.slow
 def test_fifty_concurrent_endpoints(plugin, seeded, host1):
-    client = seeded.client()
+    client = seeded.kv()
     known = cali_links(host1)
     call(plugin["net"], "/NetworkDriver.CreateNetwork", network_request())
     results = {}

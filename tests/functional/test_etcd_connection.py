@@ -2,7 +2,6 @@
 on etcd v2 and on v3 (an etcd without the v2 API)."""
 import json
 import os
-import queue
 import signal
 import time
 
@@ -11,7 +10,8 @@ import pytest
 from tests.functional.clitools import assert_one_line_error, run_cli, run_cli_process
 from tests.harness.etcd import (DATASTORES, EtcdServer, cluster_env, datastore_env, make_tls_material,
                                 start_cluster, stop_all)
-from tests.harness.util import free_port
+from tests.harness.util import free_port, wait_for
+from tests.harness.watching import WatchEvents
 
 
 # -- a 3-member cluster with one member stopped ------------------------------------------
@@ -21,6 +21,30 @@ def cluster(request, tmp_path_factory):
     members = start_cluster(str(tmp_path_factory.mktemp("cluster")), size=3, datastore=request.param)
     yield members
     stop_all(members)
+
+
+def test_cluster_elects_a_new_leader_and_a_stopped_member_catches_up(cluster):
+    assert len({m.client_port for m in cluster} | {m.peer_port for m in cluster}) == 6
+    assert len(cluster[0].call("/v3/cluster/member/list")["members"]) == 3
+    leader_name = cluster[0].leader_name()
+    assert leader_name in {m.name for m in cluster}
+    cluster[0].kv().put("/calico/cluster/before", "1")
+    # Stop the leader itself: the other two must elect a new one.
+    leader = next(m for m in cluster if m.name == leader_name)
+    leader.stop()
+    try:
+        survivors = [m for m in cluster if m is not leader]
+        new_leader = wait_for(lambda: survivors[0].leader_name() not in (None, leader_name)
+                              and survivors[0].leader_name(), timeout=15, message="new leader")
+        assert new_leader in {m.name for m in survivors}
+        survivors[0].kv().put("/calico/cluster/after", "2")
+        other = survivors[1].kv()          # v3 reads are linearizable (a quorum read)
+        assert other.get("/calico/cluster/before").value == "1"
+        assert other.get("/calico/cluster/after").value == "2"
+    finally:
+        leader.start()
+    # The stopped member comes back and catches up.
+    assert leader.kv().get("/calico/cluster/after").value == "2"
 
 
 def test_cluster_with_first_member_stopped(cluster):
@@ -50,12 +74,11 @@ def test_watch_moves_to_another_member_when_its_member_stops(cluster):
     goes on from another one, missing nothing."""
     from calicoctl.agent.watcher import EtcdWatcher, Snapshot, Update
     from tests.harness.etcd import make_kv
-    from tests.harness.util import wait_for
     env = cluster_env(cluster)
-    events = queue.Queue()
-    watcher = EtcdWatcher(make_kv(env), events.put, watch_timeout=2.0, retry_interval=0.2).start()
+    events = WatchEvents()
+    watcher = EtcdWatcher(make_kv(env), events, watch_timeout=2.0, retry_interval=0.2).start()
     try:
-        first = next_of(events, Snapshot)
+        first = events.next(Snapshot, timeout=20)
         cluster[0].stop()
         writer = make_kv(cluster_env(cluster[1:]))
         for n in range(3):
@@ -64,7 +87,7 @@ def test_watch_moves_to_another_member_when_its_member_stops(cluster):
                      interval=0.5, message="a write to the remaining members")
         seen = {}
         while len(seen) < 3:
-            item = next_of(events, (Snapshot, Update))
+            item = events.next((Snapshot, Update), timeout=20)
             if isinstance(item, Snapshot):
                 seen.update((k, v) for k, v in item.items.items() if "/failover/" in k)
             elif "/failover/" in item.key:
@@ -74,14 +97,6 @@ def test_watch_moves_to_another_member_when_its_member_stops(cluster):
     finally:
         watcher.stop()
         cluster[0].start()
-
-
-def next_of(events, kinds, timeout=20):
-    deadline = time.monotonic() + timeout
-    while True:
-        item = events.get(timeout=max(0.1, deadline - time.monotonic()))
-        if isinstance(item, kinds):
-            return item
 
 
 def test_cluster_endpoint_order_does_not_matter(cluster):
@@ -120,7 +135,9 @@ def tls_etcd(request, tmp_path_factory):
 
 def test_tls_commands_work(tls_etcd):
     env = tls_etcd.env
-    assert env["ETCD_SCHEME"] == "https"
+    assert tls_etcd.url.startswith("https://127.0.0.1:")
+    assert env["ETCD_SCHEME"] == "https" and env["ETCD_CERT_FILE"] == tls_etcd.tls.client_cert
+    assert tls_etcd.call("/v3/maintenance/status")["version"]
     result = run_cli_process(env, "profile add SECURE")
     assert result.rc == 0, result.err
     assert run_cli(env, "bgp peer add 10.0.0.5 as 64512").rc == 0
@@ -152,6 +169,7 @@ def test_plain_http_to_tls_etcd_fails_cleanly(tls_etcd):
 # -- etcd down, bad settings ---------------------------------------------------------------------
 
 @pytest.mark.parametrize("datastore", DATASTORES)
+@pytest.mark.slow
 def test_etcd_down_exit_3_fast_one_line(tmp_path, datastore):
     server = EtcdServer(str(tmp_path / "data"), datastore=datastore).start()
     env = server.env
@@ -169,6 +187,7 @@ def test_etcd_down_exit_3_fast_one_line(tmp_path, datastore):
 
 
 @pytest.mark.parametrize("datastore", DATASTORES)
+@pytest.mark.slow
 def test_hung_etcd_exit_3_within_5_seconds(tmp_path, datastore):
     """etcd accepts connections but never answers (SIGSTOP): a timeout, not a hang."""
     server = EtcdServer(str(tmp_path / "data"), datastore=datastore).start()

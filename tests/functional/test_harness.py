@@ -1,19 +1,17 @@
 """The test harness itself works against the real components.
 
 These run first-hand what every other functional and system test relies on:
-etcd (single, cluster, TLS), dockerd with the local busybox image, and
-simulated hosts on a simulated LAN.
+etcd, dockerd with the local busybox image, and simulated hosts on a
+simulated LAN. The harness's etcd clusters and TLS are tested where
+calicoctl uses them, in test_etcd_connection.py.
 """
 import os
-import ssl
 import sys
-import urllib.error
-import urllib.request
 
-import etcd as python_etcd
 import pytest
 
-from tests.harness.etcd import EtcdServer, make_client, make_tls_material, start_cluster, stop_all
+from calicoctl.identity import RUN_DIR
+from tests.harness.etcd import EtcdServer, make_kv
 from tests.harness.simhost import Lan, NamespaceError, SimHost
 from tests.harness.util import pid_alive, wait_for
 
@@ -23,37 +21,39 @@ pytestmark = pytest.mark.usefixtures("root_required")
 # -- etcd --------------------------------------------------------------------
 
 def test_etcd_write_read_and_wipe(etcd):
-    client = etcd.client()
-    client.write("/calico/v1/harness/key", "value")
-    assert client.read("/calico/v1/harness/key").value == "value"
+    kv = etcd.kv()
+    kv.put("/calico/v1/harness/key", "value")
+    assert kv.get("/calico/v1/harness/key").value == "value"
     assert etcd.env == {"ETCD_AUTHORITY": etcd.authority}
     from tests.harness.etcd import wipe
     wipe(etcd.env)
-    with pytest.raises(python_etcd.EtcdKeyNotFound):
-        client.read("/calico/v1/harness/key")
+    assert kv.get("/calico/v1/harness/key") is None
     wipe(etcd.env)  # nothing left to delete: still fine
 
 
-def test_etcd_fixture_starts_empty(etcd):
-    client = etcd.client()
-    with pytest.raises(python_etcd.EtcdKeyNotFound):
-        client.read("/calico")
-    client.write("/calico/leftover", "x")  # the next test's wipe must remove it
+@pytest.mark.parametrize("fixture", ["etcd", "etcd_v2"])
+def test_etcd_fixtures_start_empty_in_every_keyspace(fixture, request):
+    handle = request.getfixturevalue(fixture)
+    for kind in ("etcdv3", "etcdv2") if handle.datastore == "etcdv2" else ("etcdv3",):
+        kv = make_kv(handle.env, kind)
+        assert not kv.exists("/calico")
+        kv.put("/calico/leftover", "x")  # the next test's wipe must remove it
 
 
+@pytest.mark.slow
 def test_etcd_restart_keeps_data_and_ports(tmp_path):
     server = EtcdServer(str(tmp_path / "data")).start()
     try:
-        server.client().write("/calico/persist", "1")
+        server.kv().put("/calico/persist", "1")
         authority, old_pid = server.authority, server.pid
         server.restart()
         assert server.authority == authority
         assert server.pid != old_pid and not pid_alive(old_pid)
-        assert server.client().read("/calico/persist").value == "1"
+        assert server.kv().get("/calico/persist").value == "1"
         server.kill()
         assert not server.running
         server.start()
-        assert server.client().read("/calico/persist").value == "1"
+        assert server.kv().get("/calico/persist").value == "1"
     finally:
         server.stop()
     assert not server.running
@@ -70,60 +70,6 @@ def test_etcd_start_failure_reports_log(tmp_path):
         assert not clash.running
     finally:
         first.stop()
-
-
-def test_etcd_cluster_elects_and_survives_one_member_stopped(tmp_path):
-    members = start_cluster(str(tmp_path), size=3)
-    try:
-        assert len({m.client_port for m in members} | {m.peer_port for m in members}) == 6
-        client = members[0].client()
-        assert len(client.members) == 3
-        leader_name = client.leader["name"]
-        assert leader_name in {m.name for m in members}
-        client.write("/calico/cluster/before", "1")
-
-        # Stop the leader itself: the other two must elect a new one.
-        leader = next(m for m in members if m.name == leader_name)
-        leader.stop()
-        survivors = [m for m in members if m is not leader]
-        survivor = survivors[0].client()
-        new_leader = wait_for(lambda: survivor.leader["name"] != leader_name and survivor.leader,
-                              timeout=15, message="new leader")
-        assert new_leader["name"] in {m.name for m in survivors}
-        survivor.write("/calico/cluster/after", "2")
-        other = survivors[1].client()
-        assert other.read("/calico/cluster/before", quorum=True).value == "1"
-        assert other.read("/calico/cluster/after", quorum=True).value == "2"
-
-        # The stopped member comes back and catches up.
-        leader.start()
-        assert leader.client().read("/calico/cluster/after", quorum=True).value == "2"
-    finally:
-        stop_all(members)
-    assert not any(m.running for m in members)
-
-
-def test_etcd_tls_accepts_client_cert_only(tmp_path):
-    tls = make_tls_material(str(tmp_path / "tls"))
-    server = EtcdServer(str(tmp_path / "data"), tls=tls).start()
-    try:
-        assert server.url.startswith("https://127.0.0.1:")
-        client = server.client()
-        client.write("/calico/tls", "secure")
-        assert client.read("/calico/tls").value == "secure"
-        assert server.env["ETCD_SCHEME"] == "https"
-        assert server.env["ETCD_CERT_FILE"] == tls.client_cert
-
-        # Without a client certificate the server refuses the handshake.
-        context = ssl.create_default_context(cafile=tls.ca_cert)
-        with pytest.raises((ssl.SSLError, urllib.error.URLError, ConnectionError)):
-            urllib.request.urlopen(server.url + "/v2/keys/calico/tls", context=context,
-                                   timeout=5).read()
-        # Plain HTTP is not served at all.
-        with pytest.raises(python_etcd.EtcdException):
-            make_client(server.authority).read("/calico/tls")
-    finally:
-        server.stop()
 
 
 # -- Docker ------------------------------------------------------------------
@@ -197,7 +143,7 @@ def test_simhosts_have_own_hostname_and_network(two_hosts):
 def test_simhosts_have_private_run_and_calico_dirs(two_hosts):
     a, b = two_hosts
     marker = "harness-marker-%d" % os.getpid()
-    for directory in ("/run", "/var/run/calico", "/var/log/calico", "/var/lib/calico"):
+    for directory in ("/run", RUN_DIR, "/var/log/calico", "/var/lib/calico"):
         path = "%s/%s" % (directory, marker)
         assert a.run(["sh", "-c", "echo a > %s" % path]).returncode == 0
         assert a.run(["cat", path]).stdout == "a\n"
@@ -272,10 +218,10 @@ def test_simhost_same_name_after_crash(lan):
 
 def test_lan_etcd_reachable_from_simhost(lan_etcd, make_simhost):
     host = make_simhost("harness-etcd", "172.17.8.220")
-    lan_etcd.client().write("/calico/from-root", "hello")
-    code = ("import json, urllib.request; print(json.load(urllib.request.urlopen("
-            "'http://%s/v2/keys/calico/from-root', timeout=5))['node']['value'])"
-            % lan_etcd.authority)
+    lan_etcd.kv().put("/calico/from-root", "hello")
+    code = ("import base64, json, urllib.request; print(base64.b64decode(json.load(urllib.request.urlopen("
+            "'http://%s/v3/kv/range', data=b'{\"key\": \"L2NhbGljby9mcm9tLXJvb3Q=\"}', timeout=5))"
+            "['kvs'][0]['value']).decode())" % lan_etcd.authority)
     result = host.run([sys.executable, "-c", code], env=lan_etcd.env)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "hello"
@@ -289,10 +235,10 @@ def test_etcd_inside_lan_namespace(tmp_path):
                             peer_port=2380, runner=own_lan).start()
         try:
             local = own_lan.publish(2379, host=own_lan.gateway)
-            make_client(local.authority).write("/calico/in-lan", "yes")
+            make_kv({"ETCD_AUTHORITY": local.authority}).put("/calico/in-lan", "yes")
             with SimHost("harness-lanhost", "10.99.0.5", own_lan) as host:
-                result = host.run(["env", "ETCDCTL_API=2", "etcdctl", "--endpoints",
-                                   server.url, "get", "/calico/in-lan"])
+                result = host.run(["env", "ETCDCTL_API=3", "etcdctl", "--endpoints", server.url,
+                                   "get", "--print-value-only", "/calico/in-lan"])
                 assert result.returncode == 0, result.stderr
                 assert result.stdout.strip() == "yes"
         finally:

@@ -68,6 +68,7 @@ def test_plugin_directory_is_the_hosts_own(own_hosts):
         os.unlink(path)
 
 
+@pytest.mark.slow
 def test_restart_brings_back_restart_always_containers(own_hosts):
     a, b = own_hosts
     client = a.dockerd.client()
@@ -96,6 +97,7 @@ def test_restart_brings_back_restart_always_containers(own_hosts):
         a.dockerd.remove_containers()
 
 
+@pytest.mark.slow
 def test_stop_ends_only_that_daemon(lan):
     host = SimHost("dockerd-c", "172.17.8.73", lan, own_dockerd=True).start()
     try:

@@ -15,7 +15,9 @@ import pytest
 
 from calicoctl import model
 from calicoctl.datastore.client import DatastoreClient
+from calicoctl.identity import RUN_DIR
 from tests.functional.clitools import calico_values, cli_command, dump_etcd
+from tests.harness.dataplanes import kernel
 from tests.harness.util import REPO_ROOT, pid_alive, wait_for
 
 pytestmark = pytest.mark.usefixtures("root_required")
@@ -73,7 +75,7 @@ def read_in_host(host, path):
 
 
 def agent_pid(host):
-    text = read_in_host(host, "/var/run/calico/agent.pid")
+    text = read_in_host(host, RUN_DIR + "/agent.pid")
     return int(text) if text and text.strip().isdigit() else None
 
 
@@ -90,12 +92,13 @@ def host(lan_etcd, make_simhost):
 # -- start, rerun, status, stop --------------------------------------------------
 
 @needs_agent
+@pytest.mark.slow
 def test_node_start_autodetects_writes_every_key_and_stops(host, lan_etcd):
     # Decoys: docker0 (never chosen) and a second interface without the default route.
     setup = ("ip link add docker0 type veth peer name docker0p && ip addr add 172.17.0.1/16 dev docker0"
              " && ip link add eth1 type veth peer name eth1p && ip addr add 10.200.0.5/24 dev eth1")
     assert host.run(["sh", "-ec", setup]).returncode == 0
-    client = lan_etcd.client()
+    client = lan_etcd.kv()
     result = calicoctl(host, "node", lan_etcd.env)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "No IP provided. Using detected IP %s (on eth0)." % HOST_IP in result.stdout
@@ -106,7 +109,6 @@ def test_node_start_autodetects_writes_every_key_and_stops(host, lan_etcd):
     assert result.stderr == ""
 
     assert node_keys(client, "node-a") == expected_keys("node-a", HOST_IP)
-    assert client.read("/calico/v1/host/node-a/workload").dir
 
     pid = agent_pid(host)
     assert pid is not None and pid_alive(pid)
@@ -114,9 +116,9 @@ def test_node_start_autodetects_writes_every_key_and_stops(host, lan_etcd):
     cmdline = open("/proc/%d/cmdline" % pid, "rb").read().split(b"\0")
     assert b"calicoctl.agent" in cmdline and b"--hostname=node-a" in cmdline
     assert os.getsid(pid) == pid                 # detached: a session of its own
-    status = json.loads(read_in_host(host, "/var/run/calico/agent-status.json"))
+    status = json.loads(read_in_host(host, RUN_DIR + "/agent-status.json"))
     assert status["pid"] == pid and status["in_sync"] is True
-    reported = json.loads(client.read("/calico/felix/v1/host/node-a/status").value)
+    reported = json.loads(client.get("/calico/felix/v1/host/node-a/status").value)
     assert reported["pid"] == pid
     assert host.run(["test", "-s", "/var/log/calico/agent.log"]).returncode == 0
 
@@ -149,12 +151,13 @@ def test_node_start_autodetects_writes_every_key_and_stops(host, lan_etcd):
 
 
 @needs_agent
+@pytest.mark.slow
 def test_node_start_with_options_keeps_existing_pools(host, lan_etcd):
-    client = lan_etcd.client()
-    client.write("/calico/v1/ipam/v4/pool/10.9.0.0-16", json.dumps({"cidr": "10.9.0.0/16"}))
-    client.write("/calico/bgp/v1/global/as_num", "64999")
+    client = lan_etcd.kv()
+    client.put("/calico/v1/ipam/v4/pool/10.9.0.0-16", json.dumps({"cidr": "10.9.0.0/16"}))
+    client.put("/calico/bgp/v1/global/as_num", "64999")
     # Another machine registered this name before, with another IP.
-    client.write("/calico/bgp/v1/host/node-a/ip_addr_v4", "172.17.8.99")
+    client.put("/calico/bgp/v1/host/node-a/ip_addr_v4", "172.17.8.99")
     argv = "node --ip=%s --ip6=%s --as=64600 --log-dir=/var/log/calico/custom" % (HOST_IP, HOST_IP6)
     result = calicoctl(host, argv, lan_etcd.env)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -185,12 +188,13 @@ def test_node_start_with_options_keeps_existing_pools(host, lan_etcd):
 
 
 @needs_agent
+@pytest.mark.slow
 def test_node_warns_about_an_ip_not_on_this_host(host, lan_etcd):
     result = calicoctl(host, "node --ip=172.17.8.222", lan_etcd.env)
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stderr.strip() == ("WARNING: --ip=172.17.8.222 is not an address of any interface on "
                                      "this host; other hosts may not reach it.")
-    assert lan_etcd.client().read("/calico/v1/host/node-a/bird_ip").value == "172.17.8.222"
+    assert lan_etcd.kv().get("/calico/v1/host/node-a/bird_ip").value == "172.17.8.222"
     stop_node(host, lan_etcd.env)
 
 
@@ -230,7 +234,7 @@ def test_node_foreground_stops_cleanly_on_sigterm(host, lan_etcd):
     assert not pid_alive(pid)
     assert agent_pid(host) is None
     # The registration stays (a systemd restart picks it up again).
-    assert lan_etcd.client().read("/calico/v1/host/node-a/bird_ip").value == HOST_IP
+    assert lan_etcd.kv().get("/calico/v1/host/node-a/bird_ip").value == HOST_IP
 
 
 # -- stop with endpoints ------------------------------------------------------------
@@ -262,7 +266,7 @@ def registered(lan_etcd):
 
 
 def test_node_stop_refuses_while_endpoints_exist(host, lan_etcd, registered):
-    client = lan_etcd.client()
+    client = lan_etcd.kv()
     before = dump_etcd(client)
     result = calicoctl(host, "node stop", lan_etcd.env)
     assert result.returncode == 1
@@ -278,7 +282,7 @@ def test_node_stop_force_removes_endpoints_and_releases_claims(host, lan_etcd, r
     assert result.returncode == 0, result.stderr
     assert "calico-agent was not running." in result.stdout
     assert "Removed 2 endpoint(s) and released 3 IP address(es)." in result.stdout
-    values = calico_values(lan_etcd.client())
+    values = calico_values(lan_etcd.kv())
     assert not any("node-a" in key for key in values), values
     assert registered.list_claims("192.168.0.0/16") == ["192.168.0.3"]
     assert registered.list_claims("fd80:24e2:f998:72d6::/64") == []
@@ -290,6 +294,7 @@ def test_node_stop_force_removes_endpoints_and_releases_claims(host, lan_etcd, r
 
 
 @needs_agent
+@pytest.mark.slow
 def test_node_stop_force_stops_a_running_agent(host, lan_etcd, registered):
     result = calicoctl(host, "node --ip=%s" % HOST_IP, lan_etcd.env)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -307,7 +312,7 @@ def test_node_stop_force_stops_a_running_agent(host, lan_etcd, registered):
 # -- refusals ----------------------------------------------------------------------
 
 def test_node_needs_root(host, lan_etcd):
-    client = lan_etcd.client()
+    client = lan_etcd.kv()
     before = dump_etcd(client)
     for argv in ("node", "node stop"):
         result = calicoctl(host, argv, lan_etcd.env, user=65534)
@@ -328,7 +333,7 @@ def test_node_needs_root(host, lan_etcd):
     ("node --rr-cluster-id=fd00::1", "Invalid route reflector cluster ID"),
 ])
 def test_node_invalid_options_refused(host, lan_etcd, argv, fragment):
-    client = lan_etcd.client()
+    client = lan_etcd.kv()
     before = dump_etcd(client)
     result = calicoctl(host, argv, lan_etcd.env)
     assert result.returncode == 1
@@ -339,10 +344,10 @@ def test_node_invalid_options_refused(host, lan_etcd, argv, fragment):
 
 
 def test_last_reflector_stays_one_while_hosts_would_learn_no_routes(host, lan_etcd):
-    client = lan_etcd.client()
-    client.write("/calico/bgp/v1/global/node_mesh", json.dumps({"enabled": False}))
-    client.write("/calico/bgp/v1/host/node-a/ip_addr_v4", HOST_IP)
-    client.write("/calico/bgp/v1/host/node-a/rr_cluster_id", "244.0.0.1")
+    client = lan_etcd.kv()
+    client.put("/calico/bgp/v1/global/node_mesh", json.dumps({"enabled": False}))
+    client.put("/calico/bgp/v1/host/node-a/ip_addr_v4", HOST_IP)
+    client.put("/calico/bgp/v1/host/node-a/rr_cluster_id", "244.0.0.1")
     before = dump_etcd(client)
     result = calicoctl(host, "node --ip=%s --rr-cluster-id=none" % HOST_IP, lan_etcd.env)
     assert result.returncode == 1
@@ -364,6 +369,7 @@ def test_node_with_etcd_down_is_exit_3_and_starts_nothing(host):
 
 
 @needs_agent
+@pytest.mark.slow
 def test_node_restarts_after_the_agent_was_killed(host, lan_etcd):
     first = calicoctl(host, "node --ip=%s" % HOST_IP, lan_etcd.env)
     assert first.returncode == 0, first.stdout + first.stderr
@@ -380,3 +386,26 @@ def test_node_restarts_after_the_agent_was_killed(host, lan_etcd):
     assert new != old and pid_alive(new)
     stop_node(host, lan_etcd.env)
     assert not pid_alive(new)
+
+
+@needs_agent
+@pytest.mark.slow
+def test_node_switches_the_dataplane_of_a_running_node_and_removes_the_other(host, lan_etcd):
+    nftables, iptables = kernel(host, "nftables"), kernel(host, "iptables")
+    first = calicoctl(host, "node --ip=%s" % HOST_IP, lan_etcd.env)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "Dataplane (nftables): in sync" in calicoctl(host, "status", lan_etcd.env).stdout
+    assert nftables.present() and not iptables.present()
+    same = calicoctl(host, "node --ip=%s --dataplane=nftables" % HOST_IP, lan_etcd.env)
+    assert same.returncode == 0 and "already running" in same.stdout and "Switched" not in same.stdout
+    old = agent_pid(host)
+    switched = calicoctl(host, "node --ip=%s --dataplane=iptables" % HOST_IP, lan_etcd.env)
+    assert switched.returncode == 0, switched.stdout + switched.stderr
+    assert "Switched the policy dataplane from nftables to iptables." in switched.stdout
+    assert agent_pid(host) != old and not pid_alive(old)
+    assert "Dataplane (iptables): in sync" in calicoctl(host, "status", lan_etcd.env).stdout
+    assert iptables.present() and not nftables.present()
+    back = calicoctl(host, "node --ip=%s --dataplane=nftables" % HOST_IP, lan_etcd.env)
+    assert back.returncode == 0 and "from iptables to nftables" in back.stdout
+    assert nftables.present() and not iptables.present()
+    stop_node(host, lan_etcd.env)

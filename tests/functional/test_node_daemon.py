@@ -86,6 +86,7 @@ def test_start_returns_once_in_sync_and_detaches(stand_in):
     assert os.readlink("/proc/%d/cwd" % result.pid) == "/"
 
 
+@pytest.mark.slow
 def test_start_reports_progress_while_waiting(stand_in, tmp_path):
     settings, command, started = stand_in
     slow = tmp_path / "slow.py"
@@ -111,6 +112,7 @@ def test_agent_that_exits_at_once_is_reported_with_its_log(stand_in):
 
 
 @pytest.mark.parametrize("mode", ["never", "wrong-pid"])
+@pytest.mark.slow
 def test_agent_that_never_syncs_is_stopped_after_the_timeout(stand_in, mode):
     settings, command, started = stand_in
     begin = time.monotonic()
@@ -165,6 +167,23 @@ def test_pid_file_helpers(tmp_path):
         handle.write("garbage\n")
     assert daemon.read_pid_file(path) is None
     assert os.listdir(os.path.dirname(path)) == ["x.pid"]   # no temp files left
+
+
+def test_atomic_write_keeps_the_old_file_when_the_new_text_is_not_accepted(tmp_path):
+    path = str(tmp_path / "bird.cfg")
+    seen = []
+
+    def accept(temp):
+        with open(temp) as handle:
+            seen.append(handle.read())
+        return seen[-1] != "bad"
+
+    assert daemon.write_atomically(path, "good", accept=accept)
+    assert not daemon.write_atomically(path, "bad", accept=accept)
+    assert seen == ["good", "bad"]
+    with open(path) as handle:
+        assert handle.read() == "good"
+    assert os.listdir(str(tmp_path)) == ["bird.cfg"]             # no temp file left
 
 
 FOREGROUND_DRIVER = textwrap.dedent('''

@@ -22,14 +22,14 @@ REPLACEMENT = {"id": "P", "inbound_rules": [{"action": "allow", "protocol": "tcp
 
 
 def stored(etcd, name="P"):
-    return json.loads(etcd.client().read(RULES % name).value)
+    return json.loads(etcd.kv().get(RULES % name).value)
 
 
 def write_as_another_tool(etcd, rules_value, name="P"):
     """A profile as another tool writes it: tags plus the given rules value."""
-    client = etcd.client()
-    client.write(TAGS % name, json.dumps([name]))
-    client.write(RULES % name, rules_value if isinstance(rules_value, str) else json.dumps(rules_value))
+    client = etcd.kv()
+    client.put(TAGS % name, json.dumps([name]))
+    client.put(RULES % name, rules_value if isinstance(rules_value, str) else json.dumps(rules_value))
 
 
 # -- through the CLI into etcd -------------------------------------------------------------
@@ -151,9 +151,9 @@ def test_an_equivalent_stored_rule_counts_as_already_there(etcd):
     # No "action" and a null field: the same rule to Felix as calicoctl's form.
     write_as_another_tool(etcd, {"id": "P", "inbound_rules": [{"src_tag": "P", "dst_net": None}],
                                  "outbound_rules": []})
-    before = dump_etcd(etcd.client())
+    before = dump_etcd(etcd.kv())
     assert "already has this inbound rule (at 1)" in assert_ok(etcd.env, "profile P rule add inbound allow from tag P")
-    assert dump_etcd(etcd.client()) == before
+    assert dump_etcd(etcd.kv()) == before
     assert_ok(etcd.env, "profile P rule remove inbound allow from tag P")
     assert stored(etcd)["inbound_rules"] == []
 

@@ -12,6 +12,7 @@ import re
 
 import pytest
 
+from calicoctl.identity import RUN_DIR
 from tests.functional.clitools import cli_command
 from tests.harness.util import REPO_ROOT, wait_for
 
@@ -60,13 +61,14 @@ def bird_config(router_id, peers):
 def start_bird(host, config, tmp_path):
     path = tmp_path / ("%s-bird.cfg" % host.name)
     path.write_text(config)
-    process = host.popen(["bird", "-f", "-c", str(path), "-s", "/var/run/calico/bird.ctl",
-                          "-P", "/var/run/calico/bird.pid"])
-    wait_for(lambda: host.run(["test", "-S", "/var/run/calico/bird.ctl"]).returncode == 0,
+    process = host.popen(["bird", "-f", "-c", str(path), "-s", RUN_DIR + "/bird.ctl",
+                          "-P", RUN_DIR + "/bird.pid"])
+    wait_for(lambda: host.run(["test", "-S", RUN_DIR + "/bird.ctl"]).returncode == 0,
              timeout=10, message="BIRD control socket in %s" % host.name)
     return process
 
 
+@pytest.mark.slow
 def test_status_shows_bgp_sessions(lan_etcd, make_simhost, tmp_path):
     a = make_simhost("status-a", A_IP, ip6=A_IP6)
     b = make_simhost("status-b", B_IP, ip6=B_IP6)
@@ -99,7 +101,7 @@ def test_status_shows_bgp_sessions(lan_etcd, make_simhost, tmp_path):
 def test_status_when_bird_socket_is_dead(lan_etcd, make_simhost):
     host = make_simhost("status-dead", "172.17.8.145")
     # A stale socket file nobody listens on (BIRD crashed).
-    code = "import socket; s = socket.socket(socket.AF_UNIX); s.bind('/var/run/calico/bird.ctl')"
+    code = "import socket; s = socket.socket(socket.AF_UNIX); s.bind('%s/bird.ctl')" % RUN_DIR
     import sys
     assert host.run([sys.executable, "-c", code]).returncode == 0
     result = calicoctl(host, "status", lan_etcd.env)
@@ -109,6 +111,7 @@ def test_status_when_bird_socket_is_dead(lan_etcd, make_simhost):
 
 @pytest.mark.skipif(not os.path.exists(os.path.join(REPO_ROOT, "calicoctl", "agent", "__main__.py")),
                     reason="the agent is not written yet")
+@pytest.mark.slow
 def test_status_of_two_real_nodes_in_a_mesh(lan_etcd, make_simhost):
     a = make_simhost("status-na", "172.17.8.147")
     b = make_simhost("status-nb", "172.17.8.148")

@@ -17,7 +17,7 @@ import subprocess
 import tarfile
 import time
 
-from tests.harness.util import pid_alive, tail, terminate_pid, wait_for
+from tests.harness.util import pid_alive, remove_cgroup_parent, tail, terminate_pid, wait_for
 
 DOCKER_SOCKET = "/run/docker.sock"
 STATE_DIR = "/tmp/calico-harness-dockerd"
@@ -272,7 +272,10 @@ class HostDockerd(_DockerClients):
     ``/run/docker.sock`` and a plugin socket in that host's
     ``/run/docker/plugins/`` is found by it. It supervises its own
     containerd (none answers in that /run), so containers, images and the
-    containerd namespace are the host's alone. No bridge, no iptables.
+    containerd namespace are the host's alone. No bridge, no iptables,
+    unless ``manages_iptables``: then Docker's default bridge (``bridge_ip``)
+    and Docker's own iptables rules (FORWARD policy DROP, its chains,
+    MASQUERADE), as a stock Docker host has them.
 
     ``start``/``stop``/``restart`` act on the one process by PID; ``stop``
     leaves containers in place (a restart policy brings them back) unless
@@ -280,9 +283,12 @@ class HostDockerd(_DockerClients):
     through the holder's root: ``socket_path`` / ``client()``.
     """
 
-    def __init__(self, host, state_dir=None, timeout=START_TIMEOUT):
+    def __init__(self, host, state_dir=None, timeout=START_TIMEOUT, manages_iptables=False,
+                 bridge_ip="10.199.0.1/24"):
         import secrets
         self.host = host
+        self.manages_iptables = manages_iptables
+        self.bridge_ip = bridge_ip
         unique = "%s-%s" % (host.name, secrets.token_hex(3))
         self.state_dir = state_dir or os.path.join(HOST_DOCKERD_STATE, unique)
         self.cgroup_parent = "calico-sim-" + unique
@@ -321,7 +327,8 @@ class HostDockerd(_DockerClients):
             "dockerd", "--config-file", config,
             "--data-root", self.data_root, "--exec-root", HOST_EXEC_ROOT,
             "--pidfile", HOST_PIDFILE, "-H", "unix://" + HOST_DOCKER_SOCKET,
-            "--bridge=none", "--iptables=false", "--ip6tables=false",
+            *(("--bip=%s" % self.bridge_ip, "--iptables=true") if self.manages_iptables else
+              ("--bridge=none", "--iptables=false")), "--ip6tables=false",
             "--userland-proxy=false", "--shutdown-timeout=3",
             "--cgroup-parent=/" + self.cgroup_parent,
         ]
@@ -398,12 +405,7 @@ class HostDockerd(_DockerClients):
                 pass
         self.stop()
         shutil.rmtree(self.state_dir, ignore_errors=True)
-        # The (empty, once its containers are gone) cgroup parents it made.
-        for controller in os.listdir("/sys/fs/cgroup"):
-            try:
-                os.rmdir(os.path.join("/sys/fs/cgroup", controller, self.cgroup_parent))
-            except OSError:
-                pass
+        remove_cgroup_parent(self.cgroup_parent)
 
     def __repr__(self):
         return "HostDockerd(%s, pid=%s)" % (self.host.name, self.pid)

@@ -1,9 +1,10 @@
 """Real etcd servers for tests and scripts: single members, clusters, TLS.
 
 Every server runs Debian's ``etcd`` (3.4) on free ports, with its own data
-directory and log file. ``datastore="etcdv2"`` (the default) enables the
-v2 API and leaves DATASTORE_TYPE unset in ``env``; ``"etcdv3"`` starts etcd
-without ``--enable-v2``, as etcd 3.6 is, and sets DATASTORE_TYPE=etcdv3.  A server can run inside a
+directory and log file. ``datastore="etcdv3"`` (the default) starts etcd
+without ``--enable-v2``, as Debian's etcd and etcd 3.6 are, and leaves
+DATASTORE_TYPE unset in ``env``; ``"etcdv2"`` enables the v2 API (next to
+v3) and sets DATASTORE_TYPE=etcdv2.  A server can run inside a
 network namespace by passing a ``runner`` (an object with a
 ``popen(args, **kw)`` method, such as :class:`tests.harness.simhost.Lan`).
 
@@ -19,9 +20,7 @@ from dataclasses import dataclass
 from tests.harness.util import free_port, kill_pid, tail, terminate_pid, wait_for
 
 ETCD_BINARY = "etcd"
-DATASTORES = ("etcdv2", "etcdv3")
-# The Python library each datastore's commands import.
-DATASTORE_LIBRARY = {"etcdv2": "etcd", "etcdv3": "etcd3gw"}
+DATASTORES = ("etcdv3", "etcdv2")
 START_TIMEOUT = 15.0
 
 
@@ -111,7 +110,7 @@ class EtcdServer:
 
     def __init__(self, data_dir, host="127.0.0.1", client_port=None, peer_port=None,
                  name="default", tls=None, runner=None, initial_cluster=None,
-                 initial_cluster_state="new", cluster_token="calico-test", datastore="etcdv2"):
+                 initial_cluster_state="new", cluster_token="calico-test", datastore="etcdv3"):
         if datastore not in DATASTORES:
             raise ValueError("datastore must be one of %s" % (DATASTORES,))
         self.datastore = datastore
@@ -158,13 +157,13 @@ class EtcdServer:
             env.update(self.tls.env())
         return env
 
-    def client(self, **kwargs):
-        """A python-etcd client for this server (from the caller's netns; v2 only)."""
-        return make_client(self.authority, tls=self.tls, **kwargs)
-
     def kv(self):
         """calicoctl's own key-value store for this server, in its datastore's API."""
         return make_kv(self.env)
+
+    def wipe(self):
+        """Delete /calico (in both keyspaces when this etcd serves v2 next to v3)."""
+        wipe(self.env, both_apis=self.datastore == "etcdv2")
 
     # -- lifecycle -----------------------------------------------------
     def command(self):
@@ -257,6 +256,20 @@ class EtcdServer:
             probe.wait()
             return False
 
+    def call(self, path, payload=None):
+        """The JSON answer of this member's v3 gateway to ``payload`` POSTed
+        at ``path`` (e.g. ``/v3/maintenance/status``): for what calicoctl's
+        own store does not do (cluster membership, leadership, compaction)."""
+        request = urllib.request.Request(self.url + path, data=json.dumps(payload or {}).encode(), method="POST")
+        with urllib.request.urlopen(request, timeout=5, context=self._ssl_context()) as resp:
+            return json.loads(resp.read().decode())
+
+    def leader_name(self):
+        """The name of the member this one follows as leader, or None while there is none."""
+        leader = self.call("/v3/maintenance/status").get("leader")
+        names = {member["ID"]: member.get("name") for member in self.call("/v3/cluster/member/list")["members"]}
+        return names.get(leader)
+
     def _ssl_context(self):
         if not self.tls:
             return None
@@ -334,7 +347,7 @@ class _Exited(Exception):
     """etcd died while we waited for it."""
 
 
-def start_cluster(base_dir, size=3, host="127.0.0.1", tls=None, runner=None, datastore="etcdv2"):
+def start_cluster(base_dir, size=3, host="127.0.0.1", tls=None, runner=None, datastore="etcdv3"):
     """Start ``size`` members forming one cluster; return them, all healthy."""
     members = []
     for index in range(size):
@@ -373,42 +386,34 @@ def stop_all(members, graceful=False):
 def cluster_env(members):
     """Environment naming every member, for a client that fails over."""
     env = {"ETCD_ENDPOINTS": ",".join(m.url for m in members)}
-    env.update(datastore_env(members[0].datastore if members else "etcdv2"))
+    env.update(datastore_env(members[0].datastore if members else DATASTORES[0]))
     if members and members[0].tls:
         env.update(members[0].tls.env())
     return env
 
 
-def make_client(authority, tls=None, **kwargs):
-    """A python-etcd client for ``host:port`` (TLS when ``tls`` is given)."""
-    import etcd  # imported here so importing the harness stays cheap
-
-    host, _, port = authority.rpartition(":")
-    host = host.strip("[]")
-    if tls:
-        kwargs.setdefault("protocol", "https")
-        kwargs.setdefault("cert", (tls.client_cert, tls.client_key))
-        kwargs.setdefault("ca_cert", tls.ca_cert)
-    return etcd.Client(host=host, port=int(port), **kwargs)
-
-
 def requested_datastore():
-    """The datastore benches and the demo run on: ``DATASTORE_TYPE`` of this process (etcdv2 when unset)."""
+    """The datastore benches and the demo run on: ``DATASTORE_TYPE`` of this process (etcdv3 when unset)."""
     from calicoctl.datastore import etcdconn
     return etcdconn.datastore_type(os.environ)
 
 
 def datastore_env(datastore):
-    """The DATASTORE_TYPE setting for ``datastore`` (none for the default, v2)."""
-    return {} if datastore == "etcdv2" else {"DATASTORE_TYPE": datastore}
+    """The DATASTORE_TYPE setting for ``datastore`` (none for the default, v3)."""
+    return {} if datastore == DATASTORES[0] else {"DATASTORE_TYPE": datastore}
 
 
-def make_kv(env):
-    """calicoctl's key-value store (``calicoctl.datastore.kv``) for an environment."""
+def make_kv(env, kind=None):
+    """calicoctl's key-value store (``calicoctl.datastore.kv``) for an
+    environment (speaking API ``kind`` if given)."""
     from calicoctl.datastore import etcdconn
-    return etcdconn.connect(env)
+    return etcdconn.connect(env, kind=kind)
 
 
-def wipe(env, prefix="/calico"):
-    """Delete ``prefix`` and everything under it; a missing key is fine."""
-    make_kv(env).delete_tree(prefix)
+def wipe(env, prefix="/calico", both_apis=False):
+    """Delete ``prefix`` and everything under it (with ``both_apis``, in
+    the v2 and the v3 keyspace: an etcd serving v2 serves v3 too); a
+    missing key is fine."""
+    kinds = DATASTORES if both_apis else (None,)
+    for kind in kinds:
+        make_kv(env, kind).delete_tree(prefix)

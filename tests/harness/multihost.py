@@ -8,6 +8,7 @@
   ``calicoctl container add`` does it. Cheap enough to make hundreds.
 - ``route_to``, ``bird_protocols``, ``tcp_peer_address``: checks that only
   ever target addresses inside namespaces the tests made;
+- ``reachable``: many TCP probes at once from one namespace;
 - ``start_echo_server``: TCP echo servers on a few ports (IPv4 and IPv6) in
   a namespace the tests made;
 - ``write_from_lan``: bulk writes from inside the LAN, for benches.
@@ -18,12 +19,13 @@ import json
 import subprocess
 import sys
 
-from tests.harness.etcd import EtcdServer, datastore_env, make_client, make_kv
+from tests.harness.etcd import DATASTORES, EtcdServer, datastore_env, make_kv
 from tests.harness.util import free_port
 
 
 # Writes (key, value) groups given on stdin, one thread each, with calicoctl's
-# own key-value store; prints the monotonic clock (system-wide) before the first.
+# own key-value store; prints the monotonic clock (system-wide) before the
+# first write and once etcd has accepted the last.
 LAN_WRITER = """
 import json, sys, threading, time
 from calicoctl.datastore import etcdconn
@@ -37,18 +39,21 @@ threads = [threading.Thread(target=write, args=(group,)) for group in groups]
 print(time.monotonic(), flush=True)
 for thread in threads: thread.start()
 for thread in threads: thread.join()
+print(time.monotonic(), flush=True)
 """
 
 
 def write_from_lan(etcd, groups, timeout=600):
     """Write each group of (key, value) pairs in a thread of its own, from
     inside ``etcd``'s LAN (no port forwarder in the way, as a host's calicoctl
-    writes); returns the ``time.monotonic()`` of the start."""
+    writes); returns the ``time.monotonic()`` of the start and of etcd
+    having accepted every write."""
     result = etcd.lan.run([sys.executable, "-c", LAN_WRITER, json.dumps(etcd.env)],
                           input=json.dumps([list(group) for group in groups]), cwd="/", timeout=timeout)
     if result.returncode != 0:
         raise RuntimeError("writing to etcd from the LAN failed: %s" % result.stderr.strip())
-    return float(result.stdout.strip().splitlines()[0])
+    started, finished = result.stdout.strip().splitlines()[:2]
+    return float(started), float(finished)
 
 
 class LanEtcdServer:
@@ -56,10 +61,10 @@ class LanEtcdServer:
 
     :ivar authority: what simulated hosts use (``ETCD_AUTHORITY``).
     :ivar local_authority: the same etcd from the test process (forwarded).
-    :ivar datastore: "etcdv2" or "etcdv3" (see tests.harness.etcd).
+    :ivar datastore: "etcdv3" or "etcdv2" (see tests.harness.etcd).
     """
 
-    def __init__(self, lan, data_dir, port=None, datastore="etcdv2"):
+    def __init__(self, lan, data_dir, port=None, datastore=DATASTORES[0]):
         self.lan = lan
         self.datastore = datastore
         self.server = EtcdServer(data_dir, host=lan.gateway, client_port=port or free_port(),
@@ -87,10 +92,6 @@ class LanEtcdServer:
     @property
     def local_authority(self):
         return self._forward.authority
-
-    def client(self, **kwargs):
-        """A python-etcd client (v2 only)."""
-        return make_client(self.local_authority, **kwargs)
 
     def kv(self):
         """calicoctl's key-value store for this etcd, from the test process."""
@@ -121,6 +122,8 @@ class NetnsWorkload:
         self.ip6 = ip6
         self.host_ip = host_ip or host.ip
         self.interface = ("cali" + name)[:15]
+        self.mac = None
+        """The MAC address of its eth1, once created."""
 
     def create(self, route=True):
         script = [
@@ -148,8 +151,9 @@ class NetnsWorkload:
             ]
             if route:
                 script.append("ip -6 route replace {ip6} dev {i}")
-        self.host_sh("\n".join(script).format(n=self.name, i=self.interface, ip=self.ip,
-                                              gw=self.host_ip, ip6=self.ip6, gw6=self.host.ip6))
+        script.append("ip netns exec {n} cat /sys/class/net/eth1/address")
+        self.mac = self.host_sh("\n".join(script).format(n=self.name, i=self.interface, ip=self.ip,
+                                                         gw=self.host_ip, ip6=self.ip6, gw6=self.host.ip6)).strip()
         return self
 
     def host_sh(self, script):
@@ -167,6 +171,20 @@ class NetnsWorkload:
                           timeout=count * wait + 10)
         return result.returncode == 0
 
+    def reachable(self, targets, wait=1):
+        """The (address, port) of ``targets`` this workload connects to, probed at once."""
+        return reachable(lambda args: self.run(args, timeout=wait + 30).stdout, targets, wait=wait)
+
+    def connects(self, ip, port):
+        """True if a TCP connection from here to ``ip``:``port`` is accepted (``nc``, 1 s)."""
+        return self.run(["busybox", "nc", "-w", "1", ip, str(port)], input="", timeout=10).returncode == 0
+
+    def serve(self, port):
+        """A TCP echo server on ``port`` in here (until the host stops), listening
+        when this returns; it hangs up on a client quiet for 0.3 s (so ``nc``
+        with nothing to say returns)."""
+        return start_echo_server(self.host, [port], prefix=["ip", "netns", "exec", self.name], idle_timeout=0.3)
+
     def endpoint_json(self, profiles=()):
         import json
         return json.dumps({"state": "active", "name": self.interface, "mac": None,
@@ -176,6 +194,16 @@ class NetnsWorkload:
     def delete(self):
         self.host.run(["sh", "-c", "ip link del %s; ip netns del %s" % (self.interface, self.name)],
                       cwd="/")
+
+
+REMOVE_NETNS_WORKLOADS = (
+    "for n in $(ip netns list | cut -d' ' -f1); do ip netns del $n; done; "
+    "for l in $(ip -o link show | awk -F': ' '{print $2}' | grep '^cali' | cut -d@ -f1); do ip link del $l; done; true")
+
+
+def remove_netns_workloads(host):
+    """No NetnsWorkload (nor any other named netns or ``cali*`` link) left in ``host``."""
+    host.run(["sh", "-c", REMOVE_NETNS_WORKLOADS], cwd="/")
 
 
 def routes(host, version=4):
@@ -244,18 +272,38 @@ def tcp_peer_address(listener_host, listen_ip, port, connect, timeout=10.0, netn
         process.wait()
 
 
+def reachable(run, targets, nc="busybox nc", wait=1):
+    """The (address, port) pairs of ``targets`` that accept a TCP connection,
+    probed all at once (each ``nc`` in the background of one shell), so that
+    the dropped ones cost ``wait`` seconds together, not one after another.
+
+    :param run: ``run(args)`` runs a command where the probes start from
+        (a workload) and returns its standard output as text.
+    """
+    script = "".join("(%s -w %d %s %d </dev/null >/dev/null 2>&1 && echo %s %d) & " % (nc, wait, ip, port, ip, port)
+                     for ip, port in targets) + "wait"
+    return {(line.split()[0], int(line.split()[1])) for line in run(["sh", "-c", script]).splitlines()
+            if line.strip()}
+
+
 ECHO_SERVER = r"""
 import socket, sys, threading
+idle_timeout = float(sys.argv[1]) or None
 def echo(conn):
-    while True:
-        data = conn.recv(100)
-        if not data:
-            return
-        conn.sendall(data)
+    conn.settimeout(idle_timeout)
+    try:
+        while True:
+            data = conn.recv(100)
+            if not data:
+                break
+            conn.sendall(data)
+    except OSError:
+        pass
+    conn.close()
 def serve(listener):
     while True:
         threading.Thread(target=echo, args=(listener.accept()[0],), daemon=True).start()
-for port in sys.argv[1:]:
+for port in sys.argv[2:]:
     listener = socket.socket(socket.AF_INET6)
     listener.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -267,12 +315,14 @@ threading.Event().wait()
 """
 
 
-def start_echo_server(runner, ports, prefix=()):
+def start_echo_server(runner, ports, prefix=(), idle_timeout=0):
     """TCP echo servers on ``ports`` (every address, IPv4 and IPv6) inside
     ``runner`` (a SimHost or Lan; ``prefix``, e.g. ``ip netns exec <n>``,
-    narrows it down). Returns the process: kill it when done."""
+    narrows it down), listening when this returns; ``idle_timeout``: hang up
+    on a client quiet that long (0: never). Returns the process: kill it when done."""
     import sys
-    server = runner.popen(list(prefix) + [sys.executable, "-c", ECHO_SERVER] + [str(p) for p in ports],
+    server = runner.popen(list(prefix) + [sys.executable, "-c", ECHO_SERVER, str(idle_timeout)]
+                          + [str(p) for p in ports],
                           cwd="/", stdout=subprocess.PIPE, text=True)
     if server.stdout.readline().strip() != "serving":
         server.kill()

@@ -10,7 +10,10 @@ Docker's socket is bind-mounted into each host's /run, so every host talks
 to the one shared dockerd.  With ``own_dockerd=True`` a host instead runs a
 dockerd of its own (``tests.harness.docker.HostDockerd``, ``host.dockerd``)
 on its private /run/docker.sock, with its own containers and a ``busybox``
-image, which tests may stop, restart and wipe as a real host's.
+image, which tests may stop, restart and wipe as a real host's. With
+``podman=True`` a host gets Podman (``tests.harness.podman.HostPodman``,
+``host.podman``) with its CNI backend, storage and directories of its own;
+its cgroup hierarchies stay visible and /var/lib/cni is private.
 
 Each namespace set is held open by a ``sleep infinity`` "holder" process
 made by ``unshare``; commands run in it through ``nsenter -t <holder pid>``.
@@ -30,6 +33,7 @@ import secrets
 import signal
 import subprocess
 
+from calicoctl.identity import RUN_DIR
 from tests.harness.forward import PortForward
 from tests.harness.util import (
     free_port, kill_pid, netns_inode, path_with_venv, pids_in_netns,
@@ -264,6 +268,23 @@ class Lan(_Namespaces):
         return "Lan(%s, %s, pid=%s)" % (self.name, self.network, self.pid)
 
 
+class Sandbox(_Namespaces):
+    """A bare network namespace, as a container runtime makes one for a
+    container before it runs the CNI plugins (``netns_path`` is CNI_NETNS)."""
+
+    UNSHARE_FLAGS = ("--net",)
+    NSENTER_FLAGS = ("-n",)
+
+    def start(self):
+        self._start_holder()
+        return self
+
+    def destroy(self):
+        self._stop_processes()
+
+    stop = destroy
+
+
 def _port_name(host_name):
     """Bridge-side veth name: <=15 chars, unique per SimHost instance."""
     stem = re.sub(r"[^A-Za-z0-9]", "", host_name)[-6:] or "host"
@@ -284,7 +305,8 @@ class SimHost(_Namespaces):
     PRIVATE_DIRS = ("/var/lib/calico", "/var/log/calico")
 
     def __init__(self, name, ip, lan, prefixlen=None, ip6=None, prefixlen6=64,
-                 docker_socket="/run/docker.sock", own_dockerd=False, dockerd_state_dir=None):
+                 docker_socket="/run/docker.sock", own_dockerd=False, dockerd_state_dir=None,
+                 docker_iptables=False, podman=False):
         super().__init__(name)
         self.ip = str(ipaddress.ip_address(ip))
         self.lan = lan
@@ -297,9 +319,14 @@ class SimHost(_Namespaces):
         self.prefixlen6 = prefixlen6
         self.docker_socket = docker_socket
         self.own_dockerd = own_dockerd
+        self.docker_iptables = docker_iptables
+        """With its own dockerd: Docker manages iptables and a default bridge."""
         self._dockerd_state_dir = dockerd_state_dir
         self.dockerd = None
         """The host's own HostDockerd (``own_dockerd=True``), else None."""
+        self.podman_enabled = podman
+        self.podman = None
+        """The host's HostPodman (``podman=True``), else None."""
         self.port_name = _port_name(name)
 
     def start(self):
@@ -308,7 +335,7 @@ class SimHost(_Namespaces):
             return self
         if not self.lan.alive:
             raise NamespaceError("LAN %s is not running" % self.lan.name)
-        for directory in self.PRIVATE_DIRS:
+        for directory in self.PRIVATE_DIRS + (("/var/lib/cni",) if self.podman_enabled else ()):
             os.makedirs(directory, exist_ok=True)
         try:
             self._start_holder()
@@ -317,6 +344,9 @@ class SimHost(_Namespaces):
                              "attaching %s to the bridge" % self.port_name)
             if self.own_dockerd:
                 self._start_own_dockerd()
+            if self.podman_enabled:
+                from tests.harness.podman import HostPodman
+                self.podman = HostPodman(self).start()
         except BaseException:
             self.stop()
             raise
@@ -324,7 +354,8 @@ class SimHost(_Namespaces):
 
     def _start_own_dockerd(self):
         from tests.harness.docker import HostDockerd, ensure_busybox_image
-        self.dockerd = HostDockerd(self, state_dir=self._dockerd_state_dir).start()
+        self.dockerd = HostDockerd(self, state_dir=self._dockerd_state_dir,
+                                   manages_iptables=self.docker_iptables).start()
         client = self.dockerd.client()
         try:
             ensure_busybox_image(client)
@@ -335,8 +366,8 @@ class SimHost(_Namespaces):
         # /run is replaced by a tmpfs; Docker's socket is first bind-mounted
         # to a spot inside the (new, private) /var/lib/calico tmpfs while the
         # real one is still visible, then bound from there into the new /run.
-        # A host with its own dockerd needs the cgroup hierarchies instead,
-        # which the new sysfs hides: they are kept the same way.
+        # A host with its own dockerd (or Podman) needs the cgroup
+        # hierarchies, which the new sysfs hides: they are kept the same way.
         stash = "/var/lib/calico/.docker.sock"
         cgroups = "/var/lib/calico/.cgroup"
         sock = self.docker_socket
@@ -344,7 +375,7 @@ class SimHost(_Namespaces):
             "hostname %s" % self.name,
             "mount -t tmpfs -o mode=0755 calico-lib /var/lib/calico",
         ]
-        if self.own_dockerd:
+        if self.own_dockerd or self.podman_enabled:
             lines += [
                 "mkdir %s" % cgroups,
                 "mount --rbind /sys/fs/cgroup %s" % cgroups,
@@ -352,19 +383,24 @@ class SimHost(_Namespaces):
                 "mount --rbind %s /sys/fs/cgroup" % cgroups,
                 "umount -R %s" % cgroups,
                 "rmdir %s" % cgroups,
-                "mount -t tmpfs -o mode=0755 run /run",
             ]
         else:
+            lines.append("mount -t sysfs sysfs /sys")
+        if self.own_dockerd:
+            lines.append("mount -t tmpfs -o mode=0755 run /run")
+        else:
             lines += [
-                "mount -t sysfs sysfs /sys",
                 "if [ -S %s ]; then : > %s; mount --bind %s %s; fi" % (sock, stash, sock, stash),
                 "mount -t tmpfs -o mode=0755 run /run",
                 "if [ -e %s ]; then : > %s; mount --bind %s %s; umount %s; rm -f %s; fi"
                 % (stash, sock, stash, sock, stash, stash),
             ]
+        if self.podman_enabled:
+            # libcni keeps its cache of results there, for CHECK and DEL.
+            lines.append("mount -t tmpfs -o mode=0700 calico-cni /var/lib/cni")
         lines += [
             "mount -t tmpfs -o mode=0755 calico-log /var/log/calico",
-            "mkdir -p /run/lock /run/calico /run/bird",
+            "mkdir -p /run/lock %s /run/bird" % RUN_DIR,
             "ip link set lo up",
             "ip link add eth0 type veth peer name %s netns %d" % (self.port_name, self.lan.pid),
             "ip addr add %s/%d dev eth0" % (self.ip, self.prefixlen),
@@ -388,7 +424,7 @@ class SimHost(_Namespaces):
         if not self.own_dockerd:
             lines.insert(0, "if [ -S %s ]; then : > %s; mount --bind %s %s; fi" % (sock, stash, sock, stash))
         lines += ["mount -t tmpfs -o mode=0755 run /run",
-                  "mkdir -p /run/lock /run/calico /run/bird"]
+                  "mkdir -p /run/lock %s /run/bird" % RUN_DIR]
         if not self.own_dockerd:
             lines.append("if [ -e %s ]; then : > %s; mount --bind %s %s; umount %s; rm -f %s; fi"
                          % (stash, sock, stash, sock, stash, stash))
@@ -420,7 +456,11 @@ class SimHost(_Namespaces):
     def stop(self):
         """End our processes in the host, the holder, and remove the bridge
         port; safe to call repeatedly and after a partial start.  Its own
-        dockerd goes first, with its containers and data root."""
+        dockerd and Podman go first, with their containers and data."""
+        if self.podman is not None:
+            if self.alive:
+                self.podman.destroy()
+            self.podman = None
         if self.dockerd is not None:
             if self.alive:
                 self.dockerd.destroy()

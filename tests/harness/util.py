@@ -102,6 +102,16 @@ def path_with_venv(path):
     return os.pathsep.join(result)
 
 
+def remove_cgroup_parent(name, root="/sys/fs/cgroup"):
+    """Remove the cgroup ``name`` we made under every controller (left empty
+    once the containers in it are gone); what is not there is fine."""
+    for controller in os.listdir(root):
+        try:
+            os.rmdir(os.path.join(root, controller, name))
+        except OSError:
+            pass
+
+
 def terminate_pid(pid, timeout=10.0, popen=None):
     """SIGTERM one process we started, wait, then SIGKILL if it lingers.
 
@@ -191,3 +201,14 @@ def run_in_threads(function, argument_lists, timeout):
     for thread in threads:
         thread.join(timeout)
     return errors
+
+
+def run_bench_driver(host, script, config, env=None, timeout=1200):
+    """Run ``script --driver <config as JSON>`` in ``host`` (a bench's timed
+    part, inside the simulated host) and return the JSON it prints."""
+    import json
+    result = host.run([sys.executable, os.path.abspath(script), "--driver", json.dumps(config)],
+                      env=env, cwd=REPO_ROOT, timeout=timeout)
+    if result.returncode != 0:
+        raise RuntimeError("bench driver failed: %s" % result.stderr.strip()[-2000:])
+    return json.loads(result.stdout)

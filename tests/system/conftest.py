@@ -18,6 +18,8 @@ import uuid
 
 import pytest
 
+from calicoctl.identity import RUN_DIR
+from tests.harness.dataplanes import agent_args
 from tests.harness.simhost import Lan, SimHost
 from tests.harness.multihost import LanEtcdServer
 from tests.harness.util import wait_for
@@ -49,11 +51,15 @@ class Cluster:
 
     :ivar hosts: name -> SimHost, in creation order.
     :ivar etcd: the LanEtcdServer (``env`` for commands in hosts,
-        ``client()`` for the test process).
+        ``kv()`` for the test process).
+    :ivar dataplane: the policy dataplane ``start_node`` asks for
+        (tests.harness.dataplanes), None: ``calicoctl node``'s default.
     """
 
-    def __init__(self, base_dir, docker_client, tag, subnet6=None, gateway6=None, datastore="etcdv2"):
+    def __init__(self, base_dir, docker_client, tag, subnet6=None, gateway6=None, datastore="etcdv3",
+                 dataplane=None):
         self.base_dir = base_dir
+        self.dataplane = dataplane
         self.docker_client = docker_client
         self._host_clients = {}
         self.tag = tag
@@ -61,14 +67,18 @@ class Cluster:
         self.etcd = LanEtcdServer(self.lan, os.path.join(base_dir, "etcd", "data"), datastore=datastore).start()
         self.hosts = {}
         self.workloads = []
+        self.closed = False
 
     # -- hosts -----------------------------------------------------------------------
-    def add_host(self, name, ip, ip6=None, start_node=True, node_args=(), own_dockerd=False):
+    def add_host(self, name, ip, ip6=None, start_node=True, node_args=(), own_dockerd=False,
+                 docker_iptables=False, podman=False):
         """A SimHost on the LAN; ``own_dockerd``: with a dockerd of its own
         (``docker(host)`` is then a client of it), which finds the plugins its
-        agent serves, as on a real host."""
+        agent serves, as on a real host; ``docker_iptables``: that dockerd
+        manages iptables and a default bridge, as a stock Docker does;
+        ``podman``: with Podman (``host.podman``, tests/harness/podman.py)."""
         host = SimHost(name, ip, self.lan, prefixlen=self.lan.prefixlen, ip6=ip6,
-                       own_dockerd=own_dockerd).start()
+                       own_dockerd=own_dockerd, docker_iptables=docker_iptables, podman=podman).start()
         self.hosts[name] = host
         if start_node:
             self.start_node(host, *node_args)
@@ -85,6 +95,8 @@ class Cluster:
 
     def start_node(self, host, *args):
         ip_args = ["--ip=%s" % host.ip] + (["--ip6=%s" % host.ip6] if host.ip6 else [])
+        if self.dataplane is not None:
+            ip_args += agent_args(self.dataplane)
         return self.calicoctl(host, "node", *(ip_args + list(args)))
 
     def calicoctl(self, host, *args, check=True, input=None, timeout=90):
@@ -105,7 +117,7 @@ class Cluster:
 
     def bird_pid(self, host):
         """PID of the BIRD the agent runs in ``host`` (from its pid file), or None."""
-        result = host.run(["cat", "/run/calico/bird.pid"], cwd="/")
+        result = host.run(["cat", RUN_DIR + "/bird.pid"], cwd="/")
         text = result.stdout.strip()
         return int(text) if result.returncode == 0 and text.isdigit() else None
 
@@ -184,6 +196,10 @@ class Cluster:
         assert not leaks, "reached although the profiles forbid it: %s" % leaks
 
     def close(self):
+        """Remove everything the cluster made; safe to call again."""
+        if self.closed:
+            return
+        self.closed = True
         for workload in list(self.workloads):
             try:
                 workload.container.remove(force=True)
@@ -201,15 +217,17 @@ class Cluster:
 def make_cluster(root_required, docker_daemon, tmp_path_factory):
     """Factory: ``make_cluster()`` -> an empty Cluster (add hosts with
     ``add_host``); ``make_cluster(subnet6=..., gateway6=...)`` gives its LAN
-    IPv6 too; ``make_cluster(datastore="etcdv3")`` runs its etcd without the
-    v2 API and every command and agent with DATASTORE_TYPE=etcdv3. All
-    clusters of the module are removed at its end."""
+    IPv6 too. Its etcd serves only the v3 API (the default);
+    ``make_cluster(datastore="etcdv2")`` enables v2 and runs every command
+    and agent with DATASTORE_TYPE=etcdv2; ``make_cluster(dataplane="iptables")``
+    starts every node with that policy dataplane. All clusters of the module
+    are removed at its end (or sooner, by ``close``)."""
     made = []
 
-    def factory(subnet6=None, gateway6=None, datastore="etcdv2"):
+    def factory(subnet6=None, gateway6=None, datastore="etcdv3", dataplane=None):
         tag = uuid.uuid4().hex[:6]
         cluster = Cluster(str(tmp_path_factory.mktemp("cluster-" + tag)), docker_daemon, tag,
-                          subnet6=subnet6, gateway6=gateway6, datastore=datastore)
+                          subnet6=subnet6, gateway6=gateway6, datastore=datastore, dataplane=dataplane)
         made.append(cluster)
         return cluster
 

@@ -14,13 +14,15 @@ Whatever OPEN allows, A must reach none of the protected ports on either
 host or on etcd, while the control port, its own host's other services
 and OPEN's workload-to-workload traffic (on those very ports, too) still
 flow. Switching the protection off is the control that shows each check
-can fail.
+can fail. The module runs on each policy dataplane (a cluster each).
 """
+import base64
 import json
 
 import pytest
 
-from tests.harness.multihost import start_echo_server
+from tests.harness.dataplanes import DATAPLANES, kernel
+from tests.harness.multihost import reachable, start_echo_server
 from tests.harness.util import wait_for
 
 H1, H2, H3 = ("calico-01", "172.17.8.101", "fd00:8::101"), ("calico-02", "172.17.8.102", "fd00:8::102"), \
@@ -30,9 +32,9 @@ CONTROL = 7070
 ATTACK_KEY = "/calico/v1/workload-was-here"
 
 
-@pytest.fixture(scope="module")
-def world(make_cluster):
-    cluster = make_cluster(subnet6="fd00:8::/64", gateway6="fd00:8::1")
+@pytest.fixture(scope="module", params=DATAPLANES)
+def world(request, make_cluster):
+    cluster = make_cluster(subnet6="fd00:8::/64", gateway6="fd00:8::1", dataplane=request.param)
     hosts = [cluster.add_host(name, ip, ip6=ip6) for name, ip, ip6 in (H1, H2)]
     etcd_port = cluster.etcd.server.client_port
     servers = [start_echo_server(host, ECHO_PORTS + (etcd_port,)) for host in hosts]
@@ -52,10 +54,12 @@ def world(make_cluster):
     w = type("World", (), {})()
     w.cluster, w.h1, w.h2, w.a, w.b, w.e = cluster, hosts[0], hosts[1], a, b, e
     w.etcd_ip, w.etcd_port = cluster.etcd.server.host, etcd_port
+    w.dataplane = request.param
     yield w
     for server in servers:
         server.kill()
         server.wait()
+    cluster.close()         # before the next dataplane's cluster is built
 
 
 @pytest.fixture
@@ -72,26 +76,18 @@ def connects(load, ip, port, wait=1):
 
 
 def etcd_write_from(load, w):
-    """A workload's attempt to write into etcd with its v2 keys API."""
-    url = "http://%s:%d/v2/keys%s" % (w.etcd_ip, w.etcd_port, ATTACK_KEY)
-    return load.container.exec_run(["timeout", "3", "wget", "-q", "-O-", "--post-data=value=x", url])
+    """A workload's attempt to write into etcd with its v3 API's HTTP gateway."""
+    url = "http://%s:%d/v3/kv/put" % (w.etcd_ip, w.etcd_port)
+    body = json.dumps({"key": base64.b64encode(ATTACK_KEY.encode()).decode(), "value": "eA=="})
+    return load.container.exec_run(["timeout", "3", "wget", "-q", "-O-", "--post-data=" + body, url])
 
 
 def remove_attack(w):
-    import etcd
-    try:
-        w.cluster.etcd.client().delete(ATTACK_KEY, recursive=True)
-    except etcd.EtcdKeyNotFound:
-        pass
+    w.cluster.etcd.kv().delete(ATTACK_KEY)
 
 
 def attack_landed(w):
-    import etcd
-    try:
-        w.cluster.etcd.client().read(ATTACK_KEY, recursive=True)
-        return True
-    except etcd.EtcdKeyNotFound:
-        return False
+    return w.cluster.etcd.kv().get(ATTACK_KEY) is not None
 
 
 def protected_targets(w, version=4):
@@ -104,9 +100,16 @@ def protected_targets(w, version=4):
             ("etcd", w.etcd_ip, w.etcd_port)]
 
 
+def a_reaches(w, targets):
+    """The (address, port) of ``targets`` A connects to, probed all at once."""
+    return reachable(lambda args: w.a.container.exec_run(args).output.decode(), targets, nc="nc")
+
+
 def reached(w, version=4):
-    return sorted("%s:%d" % (what, port) for what, ip, port in protected_targets(w, version)
-                  if connects(w.a, ip, port))
+    """The protected targets A connects to."""
+    targets = protected_targets(w, version)
+    found = a_reaches(w, {(ip, port) for _, ip, port in targets})
+    return sorted("%s:%d" % (what, port) for what, ip, port in targets if (ip, port) in found)
 
 
 @pytest.mark.parametrize("version", [4, 6])
@@ -162,6 +165,7 @@ def test_ports_can_be_changed(w):
 
 def test_a_host_joining_later_is_protected_when_its_node_returns(w):
     cluster = w.cluster
+    h1, h2 = kernel(w.h1, w.dataplane), kernel(w.h2, w.dataplane)
     h3 = cluster.add_host(H3[0], H3[1], ip6=H3[2], start_node=False)
     server = start_echo_server(h3, ECHO_PORTS)
     try:
@@ -171,45 +175,29 @@ def test_a_host_joining_later_is_protected_when_its_node_returns(w):
         wait_for(lambda: connects(w.a, H3[1], 2379) and connects(w.a, H3[2], 2380), 20,
                    message="A reaching calico-03 before it joins")
         # (Once any rules an earlier change left behind are cleaned out.)
-        rules_before = wait_for(lambda: len(protection_rules(w.h1)) == 1 and protection_rules(w.h1), 40,
-                                  message="one protection rule in calico-01's FORWARD chain")
+        rules_before = wait_for(lambda: len(h1.protection_rules(4)) == 1 and h1.protection_rules(4), 40,
+                                  message="one IPv4 protection rule on calico-01")
         cluster.start_node(h3)
         # At once, without waiting: the other hosts have it in their sets already.
-        assert not connects(w.a, H3[1], 2379)
-        assert not connects(w.a, H3[2], 2380)
-        assert not connects(w.a, H3[1], 179)
-        assert connects(w.a, H3[1], CONTROL)
-        assert H3[1] in ipset_members(w.h1, "felix-cp-v4") and H3[2] in ipset_members(w.h2, "felix-cp-v6")
+        probes = {(H3[1], 2379), (H3[2], 2380), (H3[1], 179), (H3[1], CONTROL)}
+        assert a_reaches(w, probes) == {(H3[1], CONTROL)}
+        assert H3[1] in h1.protected_addresses(4) and H3[2] in h2.protected_addresses(6)
         # Members, not rules: no rule names it, the set's rules are as they were.
-        assert protection_rules(w.h1) == rules_before and H3[1] not in filter_table(w.h1)
+        assert h1.protection_rules(4) == rules_before and H3[1] not in h1.rules_text()
         # It leaves: open again.
         cluster.calicoctl(h3, "node", "stop")
         wait_for(lambda: connects(w.a, H3[1], 2379), 20, message="calico-03 unprotected once it left")
-        assert H3[1] not in ipset_members(w.h1, "felix-cp-v4")
+        assert H3[1] not in h1.protected_addresses(4)
     finally:
         server.kill()
         server.wait()
         cluster.calicoctl(h3, "node", "stop", "--force", check=False)
 
 
-def filter_table(host):
-    return host.run(["iptables-nft-save", "-t", "filter"], cwd="/").stdout
-
-
-def protection_rules(host):
-    return {line for line in filter_table(host).splitlines() if "felix-cp-v4" in line}
-
-
-def ipset_members(host, name):
-    result = host.run(["ipset", "list", name], cwd="/")
-    lines = result.stdout.splitlines()
-    return set(lines[lines.index("Members:") + 1:]) if "Members:" in lines else set()
-
-
 def test_bad_data_in_etcd_keeps_the_protection(w):
     from calicoctl.datastore import paths
-    client = w.cluster.etcd.client()
-    client.write(paths.control_plane_protection(), json.dumps({"enabled": False, "ports": "none"}))
+    client = w.cluster.etcd.kv()
+    client.put(paths.control_plane_protection(), json.dumps({"enabled": False, "ports": "none"}))
     try:
         wait_for(lambda: "not valid" in w.cluster.calicoctl(w.h1, "status").stdout, 20,
                    message="status showing the bad setting")

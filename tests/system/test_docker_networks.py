@@ -7,10 +7,11 @@ Policy is checked by traffic: containers of one network reach each other
 across hosts, containers of different networks do not."""
 import json
 import subprocess
-import time
+import sys
 
 import pytest
 
+from calicoctl.identity import RUN_DIR
 from tests.harness.multihost import link_mtu
 from tests.harness.util import run_in_threads, wait_for
 
@@ -18,6 +19,32 @@ HOST_A = ("dn-a", "172.17.8.81", "fd00:8::81")
 HOST_B = ("dn-b", "172.17.8.82", "fd00:8::82")
 DRIVER = ["--driver", "calico", "--ipam-driver", "calico-ipam"]
 RECONCILE = "2"
+SOCKETS = ("/run/docker/plugins/calico.sock", "/run/docker/plugins/calico-ipam.sock")
+# Stands on the plugins' sockets while the agent is down and answers every
+# call with an error at once. Docker then gives up on each call at once:
+# on a missing socket it retries each for about 30 s.
+FAILING_PLUGINS = r"""
+import http.server, os, socketserver, sys, threading
+class Refuse(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        body = b'{"Err": "the calico agent is down"}'
+        self.send_response(500)
+        self.send_header("Content-Type", "application/vnd.docker.plugins.v1+json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args):
+        pass
+class Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    daemon_threads = True
+for path in sys.argv[1:]:
+    if os.path.exists(path):
+        os.unlink(path)
+    threading.Thread(target=Server(path, Refuse).serve_forever, daemon=True).start()
+print("serving", flush=True)
+threading.Event().wait()
+"""
 
 
 @pytest.fixture(scope="module")
@@ -72,33 +99,24 @@ def ping(host, container, ip):
 def endpoints(cluster, hostname=None):
     """{endpoint ID: endpoint JSON} of the Docker driver's endpoints."""
     found = {}
-    try:
-        leaves = cluster.etcd.client().read("/calico/v1/host", recursive=True).leaves
-    except Exception:  # noqa: BLE001 - nothing there yet
-        return found
-    for node in leaves:
-        parts = (node.key or "").split("/")
+    for entry in cluster.etcd.kv().tree("/calico/v1/host").entries:
+        parts = entry.key.split("/")
         if len(parts) == 10 and parts[6] == "libnetwork" and (hostname is None or parts[4] == hostname):
-            found[parts[9]] = json.loads(node.value)
+            found[parts[9]] = json.loads(entry.value)
     return found
 
 
 def claims(cluster):
     found = {}
     for version in (4, 6):
-        try:
-            leaves = cluster.etcd.client().read("/calico/v1/ipam/v%d/assignment" % version, recursive=True).leaves
-        except Exception:  # noqa: BLE001 - no claim of that version
-            continue
-        found.update({node.key.rsplit("/", 1)[1]: node.value for node in leaves if node.key and not node.dir})
+        entries = cluster.etcd.kv().tree("/calico/v1/ipam/v%d/assignment" % version).entries
+        found.update({entry.key.rsplit("/", 1)[1]: entry.value for entry in entries})
     return found
 
 
 def profile_rules(cluster, name):
-    try:
-        return json.loads(cluster.etcd.client().read("/calico/v1/policy/profile/%s/rules" % name).value)
-    except Exception:  # noqa: BLE001 - absent
-        return None
+    entry = cluster.etcd.kv().get("/calico/v1/policy/profile/%s/rules" % name)
+    return None if entry is None else json.loads(entry.value)
 
 
 def create_network(cluster, host, name, *extra):
@@ -110,11 +128,7 @@ def create_network(cluster, host, name, *extra):
 
 
 def _profile_exists(etcd, name):
-    try:
-        etcd.client().read("/calico/v1/policy/profile/%s/rules" % name)
-        return True
-    except Exception:  # noqa: BLE001 - absent
-        return False
+    return etcd.kv().get("/calico/v1/policy/profile/%s/rules" % name) is not None
 
 
 def remove(host, *names):
@@ -286,16 +300,25 @@ def test_fifty_containers_started_at_once_get_fifty_addresses(cluster):
 
 
 def test_no_orphan_after_a_container_is_removed_while_the_agent_is_down(cluster):
-    """Docker cannot tell a dead plugin that a container went; the agent,
-    back, finds out from Docker and releases what it held."""
+    """Docker cannot tell a dead plugin that a container went (here its calls
+    fail at once, FAILING_PLUGINS); the agent, back, finds out from Docker and
+    releases what it held."""
     a, _ = hosts(cluster)
     run(a, "netA", "o1")
     run(a, "netA", "o2")
     (o2_ip,) = addresses(a, "o2")
-    pid = int(a.run(["cat", "/run/calico/agent.pid"], cwd="/").stdout)
+    pid = int(a.run(["cat", RUN_DIR + "/agent.pid"], cwd="/").stdout)
     a.run(["kill", "-9", str(pid)], cwd="/")
-    a.run(["rm", "-f", "/run/docker/plugins/calico.sock", "/run/docker/plugins/calico-ipam.sock"], cwd="/")
-    remove(a, "o1")                   # Docker gives up on the plugin after its retries
+    failing = a.popen([sys.executable, "-c", FAILING_PLUGINS, *SOCKETS], cwd="/", stdout=subprocess.PIPE,
+                      text=True)
+    try:
+        assert failing.stdout.readline().strip() == "serving"
+        docker(a, "rm", "-f", "o1")  # Docker's calls to the plugins fail: nothing is released
+    finally:
+        failing.kill()
+        failing.wait()
+    a.run(["rm", "-f", *SOCKETS], cwd="/")
+    assert len(endpoints(cluster, a.name)) == 2
     start_node(cluster, a)
     wait_for(lambda: len(endpoints(cluster, a.name)) == 1, timeout=30, interval=0.5, message="orphan released")
     assert set(claims(cluster)) == {o2_ip.split("/")[0]}
@@ -317,10 +340,10 @@ def test_dockerd_restart_leaves_no_orphan_and_restarts_containers(cluster):
     wait_for(lambda: docker(a, "inspect", "-f", "{{.State.Running}}", "d1", check=False).stdout.strip() == "true",
              timeout=60, interval=0.5, message="d1 restarted")
     assert addresses(a, "d1") == ["192.168.70.5/32"]
-    time.sleep(2 * int(RECONCILE) + 1)
-    # d2 was stopped with the daemon: its endpoint and address went with it.
-    assert [ep["ipv4_nets"] for ep in endpoints(cluster, a.name).values()] == [["192.168.70.5/32"]]
-    assert set(claims(cluster)) == {"192.168.70.5"}
+    # d2 was stopped with the daemon: its endpoint and address go with it, d1's stay.
+    wait_for(lambda: [ep["ipv4_nets"] for ep in endpoints(cluster, a.name).values()] == [["192.168.70.5/32"]]
+             and set(claims(cluster)) == {"192.168.70.5"}, timeout=2 * int(RECONCILE) + 10, interval=0.2,
+             message="only d1's endpoint and address left")
     remove(a, "d1", "d2")
     docker(a, "network", "rm", "netD")
     assert endpoints(cluster) == {} and claims(cluster) == {}

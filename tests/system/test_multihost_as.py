@@ -2,6 +2,8 @@
 of different AS (an acceptance test of the original, and beyond it)."""
 import pytest
 
+from calicoctl.identity import RUN_DIR
+
 
 @pytest.fixture(scope="module")
 def as_cluster(make_cluster):
@@ -21,11 +23,11 @@ def as_cluster(make_cluster):
 def test_nodes_peer_with_their_as_numbers(as_cluster):
     cluster, (h1, h2, h3), _ = as_cluster
     assert cluster.calicoctl(h1, "bgp", "default-node-as").stdout.strip() == "64512"
-    config = h1.run(["cat", "/run/calico/bird.cfg"], cwd="/").stdout
+    config = h1.run(["cat", RUN_DIR + "/bird.cfg"], cwd="/").stdout
     assert "local 172.17.8.101 as 64512;" in config
     assert "neighbor 172.17.8.102 as 64512;" in config
     assert "neighbor 172.17.8.103 as 64699;" in config
-    assert "local 172.17.8.103 as 64699;" in h3.run(["cat", "/run/calico/bird.cfg"], cwd="/").stdout
+    assert "local 172.17.8.103 as 64699;" in h3.run(["cat", RUN_DIR + "/bird.cfg"], cwd="/").stdout
 
 
 def test_ibgp_and_ebgp_sessions_carry_traffic(as_cluster):

@@ -14,11 +14,11 @@ import time
 
 import pytest
 
-from calicoctl.agent.bird import BirdManager
+from calicoctl.agent.bgp.bird import BirdManager
 from calicoctl.agent.config import AgentConfig
-from calicoctl.agent.ipip import IpipManager
-from calicoctl.agent.nat import ALL_SET, CHAIN, MASQ_SET, NatOutgoing, render_nat_restore
-from calicoctl.agent.vxlan import DEVICE, VNI, VxlanManager
+from calicoctl.agent.routing.ipip import IpipManager
+from calicoctl.agent.routing.nat import ALL_SET, CHAIN, MASQ_SET, NatOutgoing, render_nat_restore
+from calicoctl.agent.routing.vxlan import DEVICE, VNI, VxlanManager
 from calicoctl.datastore import paths
 from calicoctl.host import netlink
 from tests.harness.feed import feed
@@ -41,7 +41,7 @@ class Rig:
         self.hosts = [SimHost("calico-0%d" % n, "172.17.8.10%d" % n, self.lan,
                               ip6="fd00:8::10%d" % n).start()
                       for n in (1, 2)]
-        self.client = self.etcd.client()
+        self.client = self.etcd.kv()
 
     def config(self, host):
         directory = os.path.join(self.base, host.name)
@@ -50,22 +50,21 @@ class Rig:
 
     def register_hosts(self):
         for host in self.hosts:
-            self.client.write(paths.host_ip_addr(host.name, 4), host.ip)
-            self.client.write(paths.host_ip_addr(host.name, 6), host.ip6)
-        self.client.write(paths.BGP_GLOBAL_AS, "64511")
-        self.client.write(paths.BGP_NODE_MESH, json.dumps({"enabled": True}))
+            self.client.put(paths.host_ip_addr(host.name, 4), host.ip)
+            self.client.put(paths.host_ip_addr(host.name, 6), host.ip6)
+        self.client.put(paths.BGP_GLOBAL_AS, "64511")
+        self.client.put(paths.BGP_NODE_MESH, json.dumps({"enabled": True}))
 
     def items(self):
         """Every leaf under /calico, as the agent's snapshot has it."""
-        result = self.client.read("/calico", recursive=True)
-        return {node.key: node.value for node in result.leaves if not node.dir}
+        return {entry.key: entry.value for entry in self.client.tree("/calico").entries}
 
     def write(self, key, value, components=()):
         """Write to etcd and hand the change to components (as the watch would)."""
         if value is None:
-            self.client.delete(key, recursive=True)
+            self.client.delete(key)
         else:
-            self.client.write(key, value)
+            self.client.put(key, value)
         for host, component in components:
             in_host(host, lambda component=component: (feed(component).update(key, value), component.flush()))
 
@@ -120,8 +119,8 @@ def clean(rig):
 def test_bgp_mesh_peers_restart_and_stop(clean, tmp_path):
     rig = clean
     h1, h2 = rig.hosts
-    rig.client.write(paths.pool_key("192.168.0.0/16"), json.dumps({"cidr": "192.168.0.0/16"}))
-    rig.client.write(paths.pool_key("fd80::/64"), json.dumps({"cidr": "fd80::/64"}))
+    rig.client.put(paths.pool_key("192.168.0.0/16"), json.dumps({"cidr": "192.168.0.0/16"}))
+    rig.client.put(paths.pool_key("fd80::/64"), json.dumps({"cidr": "fd80::/64"}))
     w1 = NetnsWorkload(h1, "wa", "192.168.0.1", ip6="fd80::1").create()
     w2 = NetnsWorkload(h2, "wb", "192.168.0.2", ip6="fd80::2").create()
     birds = [(host, BirdManager(rig.config(host))) for host in (h1, h2)]
@@ -190,13 +189,13 @@ def test_vxlan_pool_carries_traffic_without_bgp(clean):
     rig = clean
     h1, h2 = rig.hosts
     pool_key = paths.pool_key("10.65.0.0/16")
-    rig.client.write(pool_key, json.dumps({"cidr": "10.65.0.0/16", "vxlan": True}))
+    rig.client.put(pool_key, json.dumps({"cidr": "10.65.0.0/16", "vxlan": True}))
     workloads = [NetnsWorkload(h1, "vx1", "10.65.0.1").create(),
                  NetnsWorkload(h2, "vx2", "10.65.0.2").create()]
     endpoint_keys = []
     for workload in workloads:
         key = paths.endpoint_key(workload.host.name, "docker", "w-" + workload.name, "e" + workload.name)
-        rig.client.write(key, workload.endpoint_json())
+        rig.client.put(key, workload.endpoint_json())
         endpoint_keys.append(key)
     from calicoctl.datastore import etcdconn
     from calicoctl.datastore.client import DatastoreClient
@@ -209,7 +208,7 @@ def test_vxlan_pool_carries_traffic_without_bgp(clean):
         for host, manager in managers:
             start(host, manager, rig.items())
         for host, _ in managers:
-            record = json.loads(rig.client.read(paths.host_vxlan(host.name)).value)
+            record = json.loads(rig.client.get(paths.host_vxlan(host.name)).value)
             assert record["ip"] == host.ip and record["vni"] == VNI
             link = in_host(host, lambda: netlink.find_link(DEVICE))
             assert link.mac == record["mac"] and link.mtu == 1450
@@ -242,7 +241,7 @@ def test_vxlan_pool_carries_traffic_without_bgp(clean):
 def test_ipip_pool_is_skipped_with_a_reason_without_kernel_support(clean):
     rig = clean
     h1 = rig.hosts[0]
-    rig.client.write(paths.pool_key("10.67.0.0/16"), json.dumps({"cidr": "10.67.0.0/16", "ipip": "tunl0"}))
+    rig.client.put(paths.pool_key("10.67.0.0/16"), json.dumps({"cidr": "10.67.0.0/16", "ipip": "tunl0"}))
     manager = start(h1, IpipManager(rig.config(h1)), rig.items())
     if manager.supported:
         assert in_host(h1, lambda: netlink.find_link("tunl0")).up
@@ -252,15 +251,56 @@ def test_ipip_pool_is_skipped_with_a_reason_without_kernel_support(clean):
         pytest.skip("kernel without IP-in-IP: %s" % manager.unsupported_reason)
 
 
-def test_nat_outgoing_masquerades_to_outside_pools_only(clean):
+class IptablesNat:
+    """NAT-outgoing of the iptables dataplane, and how to see it in the kernel."""
+    @staticmethod
+    def make(config):
+        return NatOutgoing(config)
+
+    @staticmethod
+    def assert_programmed(host):
+        saved = host.run(["iptables-nft-save", "-t", "nat"]).stdout
+        assert "-A POSTROUTING -j %s" % CHAIN in saved
+        assert "--match-set %s src" % MASQ_SET in saved
+        # What the kernel reads back is exactly what we asked for: nothing left to do.
+        from calicoctl.host.iptables import IptablesTable
+        assert in_host(host, lambda: render_nat_restore(IptablesTable(4, "nat").read(), True)) is None
+
+    @staticmethod
+    def assert_removed(host):
+        assert CHAIN not in host.run(["iptables-nft-save", "-t", "nat"]).stdout
+        sets = host.run(["ipset", "list", "-n"]).stdout.split()
+        assert MASQ_SET not in sets and ALL_SET not in sets
+
+
+class NftablesNat:
+    """NAT-outgoing of the nftables dataplane (table ip calico-nat)."""
+    @staticmethod
+    def make(config):
+        from calicoctl.agent.routing.nat_nftables import NftablesNatOutgoing
+        return NftablesNatOutgoing(config)
+
+    @staticmethod
+    def assert_programmed(host):
+        listed = host.run(["nft", "list", "table", "ip", "calico-nat"]).stdout
+        assert "ip saddr @masq-pools ip daddr != @all-pools masquerade" in listed
+        assert "10.66.0.0/16" in listed and "10.68.0.0/16" in listed
+
+    @staticmethod
+    def assert_removed(host):
+        assert host.run(["nft", "list", "table", "ip", "calico-nat"]).returncode != 0
+
+
+@pytest.mark.parametrize("dataplane", [IptablesNat, NftablesNat], ids=["iptables", "nftables"])
+def test_nat_outgoing_masquerades_to_outside_pools_only(clean, dataplane):
     rig = clean
     h1 = rig.hosts[0]
     pool_key = paths.pool_key("10.66.0.0/16")
-    rig.client.write(pool_key, json.dumps({"cidr": "10.66.0.0/16", "masquerade": True}))
-    rig.client.write(paths.pool_key("10.68.0.0/16"), json.dumps({"cidr": "10.68.0.0/16"}))
+    rig.client.put(pool_key, json.dumps({"cidr": "10.66.0.0/16", "masquerade": True}))
+    rig.client.put(paths.pool_key("10.68.0.0/16"), json.dumps({"cidr": "10.68.0.0/16"}))
     workload = NetnsWorkload(h1, "nat1", "10.66.0.1").create()
     inside_pools = NetnsWorkload(h1, "nat2", "10.68.0.2").create()
-    nat = NatOutgoing(rig.config(h1))
+    nat = dataplane.make(rig.config(h1))
 
     def connect_from(source, target, port):
         return lambda: source.run(["busybox", "nc", "-w", "1", target, str(port)], input="hello\n")
@@ -270,12 +310,7 @@ def test_nat_outgoing_masquerades_to_outside_pools_only(clean):
         assert tcp_peer_address(rig.lan, rig.lan.gateway, 7001, connect_from(workload, rig.lan.gateway, 7001),
                                 timeout=2.5) is None
         start(h1, nat, rig.items())
-        saved = h1.run(["iptables-nft-save", "-t", "nat"]).stdout
-        assert "-A POSTROUTING -j %s" % CHAIN in saved
-        assert "--match-set %s src" % MASQ_SET in saved
-        # What the kernel reads back is exactly what we asked for: nothing left to do.
-        from calicoctl.host.iptables import IptablesTable
-        assert in_host(h1, lambda: render_nat_restore(IptablesTable(4, "nat").read(), True)) is None
+        dataplane.assert_programmed(h1)
         # After: the peer outside the pools sees the host's address.
         assert tcp_peer_address(rig.lan, rig.lan.gateway, 7002,
                                 connect_from(workload, rig.lan.gateway, 7002)) == h1.ip
@@ -285,13 +320,11 @@ def test_nat_outgoing_masquerades_to_outside_pools_only(clean):
 
         # Masquerade off: rule, chain and sets are gone.
         rig.write(pool_key, json.dumps({"cidr": "10.66.0.0/16"}), [(h1, nat)])
-        saved = h1.run(["iptables-nft-save", "-t", "nat"]).stdout
-        assert CHAIN not in saved
-        sets = h1.run(["ipset", "list", "-n"]).stdout.split()
-        assert MASQ_SET not in sets and ALL_SET not in sets
+        dataplane.assert_removed(h1)
         assert tcp_peer_address(rig.lan, rig.lan.gateway, 7004,
                                 connect_from(workload, rig.lan.gateway, 7004), timeout=2.5) is None
     finally:
+        in_host(h1, nat.close)
         workload.delete()
         inside_pools.delete()
 

@@ -113,7 +113,7 @@ def in_workload(workload, *command):
 
 def veth_mtus(workload):
     """(host end, container end) MTUs of the workload's veth."""
-    return (link_mtu(workload.host, calculate_veth_name(workload.endpoint_id)),
+    return (link_mtu(workload.host, calculate_veth_name(workload.endpoint_id, "cali")),
             parse_link_mtu(in_workload(workload, "ip", "-o", "link", "show", "eth1").stdout))
 
 

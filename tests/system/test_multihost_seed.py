@@ -6,21 +6,28 @@ default profile rules (members accept traffic from members), A, C and E
 reach each other -- across hosts, over the BGP routes BIRD installs -- and
 B and D reach nobody and nobody reaches them.
 
-The whole module runs twice: on etcd v2, and on v3 with an etcd that has
-no v2 API (every command and agent with DATASTORE_TYPE=etcdv3).
+The whole module runs twice: as the demonstration does (etcd v3 with no
+v2 API, the default policy dataplane, nftables: ``calicoctl node`` without
+options), and on etcd v2 with ``calicoctl node --dataplane=iptables``. The
+dataplane does not depend on the datastore (the agent hands both the same
+model), so these two cases cover each datastore and each dataplane.
 """
 import pytest
 
-from tests.harness.etcd import DATASTORES
+from tests.harness.dataplanes import DEFAULT
 from tests.harness.multihost import route_to
 from tests.harness.util import wait_for
 
 PROFILES = {"A": "PROF_A_C_E", "B": "PROF_B", "C": "PROF_A_C_E", "D": "PROF_D", "E": "PROF_A_C_E"}
 
 
-@pytest.fixture(scope="module", params=DATASTORES)
+CASES = [("etcdv3", DEFAULT), ("etcdv2", "iptables")]
+
+
+@pytest.fixture(scope="module", params=CASES, ids=["-".join(case) for case in CASES])
 def seed(request, make_cluster):
-    cluster = make_cluster(datastore=request.param)
+    datastore, dataplane = request.param
+    cluster = make_cluster(datastore=datastore, dataplane=None if dataplane == DEFAULT else dataplane)
     h1 = cluster.add_host("calico-01", "172.17.8.101")
     h2 = cluster.add_host("calico-02", "172.17.8.102")
     for profile in sorted(set(PROFILES.values())):
@@ -30,7 +37,8 @@ def seed(request, make_cluster):
         host = h1 if letter in "ABC" else h2
         workloads[letter] = cluster.add_workload(host, letter, "192.168.0.%d" % number,
                                                  [PROFILES[letter]])
-    return cluster, workloads
+    yield cluster, workloads
+    cluster.close()         # before the next case builds its own
 
 
 def test_seed_matrix_across_two_hosts(seed):
@@ -52,6 +60,8 @@ def test_cross_host_routes_come_from_bgp(seed):
 def test_status_shows_each_host_the_other_as_an_established_mesh_peer(seed):
     cluster, _ = seed
     for host, other in (("calico-01", "172.17.8.102"), ("calico-02", "172.17.8.101")):
+        status = cluster.calicoctl(cluster.hosts[host], "status").stdout
+        assert "Dataplane (%s): in sync" % (cluster.dataplane or DEFAULT) in status
         peers = cluster.status_peers(cluster.hosts[host])
         assert set(peers) == {other}
         peer_type, state, info = peers[other]

@@ -8,13 +8,15 @@ ordinary node again and the mesh back on.
 """
 import pytest
 
+from calicoctl.identity import RUN_DIR
+from calicoctl.host.bird import session_name
 from tests.harness.multihost import bird_protocols, routes
 from tests.harness.util import wait_for
 
 HOSTS = [("calico-%02d" % n, "172.17.8.1%02d" % n, "fd00:8::1%02d" % n) for n in range(1, 7)]
 CLUSTER_ID = "244.0.0.1"
 V6 = "fd80:24e2:f998:72d6::"
-BIRD_SOCKET = "/run/calico/bird.ctl"
+BIRD_SOCKET = RUN_DIR + "/bird.ctl"
 WITH_IPV6 = ("192.168.1.4", "192.168.1.6")
 
 
@@ -39,16 +41,12 @@ def six(make_cluster):
     return cluster, hosts, workloads, outsider
 
 
-def protocol_name(kind, address):
-    return "%s_%s" % (kind, address.replace(".", "_").replace(":", "_"))
-
-
 def reflected(hosts, reflectors):
     """host -> {protocol name} it runs with the mesh off and ``reflectors``."""
     def sessions(host):
         peers = [(other, "Reflector" if other in reflectors else "Client")
                  for other in hosts if other is not host and (other in reflectors or host in reflectors)]
-        return {protocol_name(kind, address) for other, kind in peers for address in (other.ip, other.ip6)}
+        return {session_name(kind, address) for other, kind in peers for address in (other.ip, other.ip6)}
     return sessions
 
 
@@ -117,7 +115,7 @@ def test_two_reflectors_carry_every_route_with_the_mesh_off(six):
     wait_sessions(hosts, reflected(hosts, reflectors))
     for host in hosts[2:]:
         for address in (hosts[0].ip, hosts[0].ip6):
-            name = protocol_name("Reflector", address)
+            name = session_name("Reflector", address)
             assert bgp_sessions(host)[name].since == before[host.name][name].since, (host.name, name)
     assert {host.name: cluster.bird_pid(host) for host in hosts} == birds      # reconfigured, not restarted
 
@@ -142,12 +140,12 @@ def test_two_reflectors_carry_every_route_with_the_mesh_off(six):
 def test_routes_stay_through_the_other_reflector_when_one_dies(six):
     cluster, hosts, workloads, outsider = six
     dead, alive = hosts[0], hosts[1:]
-    agent = int(dead.run(["cat", "/run/calico/agent.pid"], cwd="/").stdout)
+    agent = int(dead.run(["cat", RUN_DIR + "/agent.pid"], cwd="/").stdout)
     bird = cluster.bird_pid(dead)
     for pid in (agent, bird):                # the agent first, or it starts BIRD again
         assert dead.run(["kill", "-KILL", str(pid)], cwd="/").returncode == 0
 
-    gone = {protocol_name("Reflector", dead.ip), protocol_name("Reflector", dead.ip6)}
+    gone = {session_name("Reflector", dead.ip), session_name("Reflector", dead.ip6)}
     wait_for(lambda: not any(bgp_sessions(host)[name].info.startswith("Established")
                              for host in hosts[2:] for name in gone), 20, message="sessions to calico-01 down")
     # Already now, with no time to re-learn anything: every route of a live host is there.
@@ -169,7 +167,7 @@ def test_reflector_back_to_an_ordinary_node_then_the_mesh_on(six):
     wait_routes(hosts, workloads)
 
     cluster.calicoctl(hosts[2], "bgp", "node-mesh", "on")
-    wait_sessions(hosts, lambda host: {protocol_name("Mesh", address) for other in hosts if other is not host
+    wait_sessions(hosts, lambda host: {session_name("Mesh", address) for other in hosts if other is not host
                                        for address in (other.ip, other.ip6)})
     wait_routes(hosts, workloads)
     cluster.assert_connectivity(workloads, cut=[outsider])

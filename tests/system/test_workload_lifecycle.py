@@ -14,6 +14,7 @@ import time
 
 import pytest
 
+from calicoctl.identity import RUN_DIR
 from tests.harness.util import pid_alive, wait_for
 from tests.system.conftest import Workload
 
@@ -46,16 +47,12 @@ class World:
     # -- state -------------------------------------------------------------------------
     def host_keys(self, host):
         """Every workload leaf of ``host`` and every IP claim, as {key: value}."""
-        client = self.cluster.etcd.client()
+        kv = self.cluster.etcd.kv()
         found = {}
         for prefix in ("/calico/v1/host/%s/workload" % host.name, "/calico/v1/ipam"):
-            try:
-                result = client.read(prefix, recursive=True)
-            except Exception:  # noqa: BLE001 - python-etcd's KeyNotFound: nothing there
-                continue
-            for node in result.leaves:
-                if not node.dir and (prefix.endswith("workload") or "assignment" in node.key):
-                    found[node.key] = node.value
+            for entry in kv.tree(prefix).entries:
+                if prefix.endswith("workload") or "assignment" in entry.key:
+                    found[entry.key] = entry.value
         return found
 
     def endpoint(self, workload):
@@ -87,8 +84,15 @@ class World:
         return host.run(["cat", AGENT_LOG], cwd="/").stdout
 
     def agent_pid(self, host):
-        text = host.run(["cat", "/run/calico/agent.pid"], cwd="/").stdout.strip()
+        text = host.run(["cat", RUN_DIR + "/agent.pid"], cwd="/").stdout.strip()
         return int(text) if text.isdigit() else None
+
+    def wait_retries(self, host, log_offset):
+        """Until the agent has said Docker is not reachable and retried
+        twice more (every RETRY_INTERVAL, 1 s, in calicoctl/agent/lifecycle.py)."""
+        wait_for(lambda: "Docker is not reachable" in self.agent_log(host)[log_offset:], timeout=15,
+                 interval=0.1, message="the agent finding Docker unreachable")
+        time.sleep(2.2)
 
     def power_off(self, host):
         """A power cut while agent and BIRD run (SimHost.power_off)."""
@@ -172,7 +176,7 @@ def test_docker_down_releases_nothing(world):
     before = world.host_keys(world.h1)
     log_offset = len(world.agent_log(world.h1))
     world.h1.dockerd.stop()
-    time.sleep(4)                          # several retries of the agent
+    world.wait_retries(world.h1, log_offset)
     assert world.host_keys(world.h1) == before
     assert world.agent_pid(world.h1) is not None and pid_alive(world.agent_pid(world.h1))
     said = world.agent_log(world.h1)[log_offset:]
@@ -212,6 +216,13 @@ def test_docker_rm_with_agent_up(world):
     wait_for(lambda: not any(x_id in key or x_id in value for key, value in world.host_keys(h1).items()),
              timeout=10, interval=0.1, message="x's endpoint, record and claim gone")
     assert "was removed from Docker: released 192.168.0.9" in world.agent_log(h1)
+    # container remove afterwards: the state asked for holds already (by name or ID).
+    for ref in (world.x.name, x_id[:12]):
+        out = cluster.calicoctl(h1, "container", "remove", ref).stdout
+        assert out == ("Container %s is gone: its Calico networking was released when Docker removed it.\n"
+                       % ref)
+    refused = cluster.calicoctl(h1, "container", "remove", world.x.name + "-typo", check=False)
+    assert refused.returncode == 1 and "has no Calico networking" in refused.stderr
     # The address is free again.
     z = cluster.add_workload(h1, "Z", "192.168.0.9", ["ALONE"])
     world.x = z
@@ -238,8 +249,7 @@ def test_docker_rm_with_agent_down(world):
     b_id = world.b.container.id
     world.b.container.remove(force=True)
     cluster.workloads.remove(world.b)
-    time.sleep(1)
-    assert any(b_id in key for key in world.host_keys(h1))   # nobody released it yet
+    assert any(b_id in key for key in world.host_keys(h1))   # nobody released it
     cluster.start_node(h1)
     wait_for(lambda: not any(b_id in key or b_id in value for key, value in world.host_keys(h1).items()),
              timeout=15, interval=0.1, message="b released at the agent's start")
@@ -304,7 +314,7 @@ def test_reboot_with_docker_after_the_agent(world):
     world.power_off(h1)
     log_offset = len(world.agent_log(h1))
     cluster.start_node(h1)
-    time.sleep(4)                          # several retries of the agent
+    world.wait_retries(h1, log_offset)
     said = world.agent_log(h1)[log_offset:]
     assert said.count("Docker is not reachable") == 1, said
     assert world.host_keys(h1) == before

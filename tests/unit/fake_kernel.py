@@ -14,7 +14,7 @@ fail here as they would as root:
 ``refuse`` (a text) makes any restore containing it fail, like a rule the
 kernel will not take.
 """
-from calicoctl.agent import rules
+from calicoctl.agent.policy.iptables import rules
 from calicoctl.errors import CommandFailed
 from calicoctl.host.ipsets import IpsetInfo
 

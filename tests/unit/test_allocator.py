@@ -5,7 +5,7 @@ import netaddr
 import pytest
 
 from calicoctl import model
-from calicoctl.errors import NotFound, ValidationError
+from calicoctl.errors import Conflict, HostNotReady, NotFound, ValidationError
 from calicoctl.ops import allocator
 
 
@@ -120,3 +120,74 @@ def test_assign_in_a_sparse_range_needs_no_listing():
         allocator.assign_address(book, pool, pool.cidr, "me", rng=random.Random())
     assert book.listings == 0
     assert len(book.claims) == 10050
+
+
+# -- claim: the one entry (parse, choose, check, claim) ------------------------------------
+
+class Store(ClaimBook):
+    """ClaimBook plus the pools, the host addresses and the claims' TTLs."""
+
+    def __init__(self, claimed=(), host_ips=None):
+        super().__init__(claimed)
+        self.host_ips = host_ips if host_ips is not None else {4: "172.17.8.101"}
+        self.ttls = {}
+
+    def claim_ip(self, pool, ip, owner="", ttl=None):
+        self.ttls[ip] = ttl
+        return super().claim_ip(pool, ip, owner, ttl)
+
+    def get_claim(self, _pool, ip):
+        return self.claims.get(ip)
+
+    def release_ip(self, _pool, ip, owner):
+        if self.claims.get(ip) == owner:
+            del self.claims[ip]
+
+    def list_pools(self, version):
+        return [pool for pool in POOLS if pool.version == version]
+
+    def pool_for_ip(self, ip):
+        return next((pool for pool in POOLS if ip in netaddr.IPNetwork(pool.cidr)), None)
+
+    def get_host_ip(self, _hostname, version):
+        return self.host_ips.get(version)
+
+
+def test_claim_parses_chooses_checks_and_claims_until_rolled_back():
+    from calicoctl.ops.rollback import Rollback
+    store = Store()
+    with pytest.raises(RuntimeError), Rollback() as rollback:
+        got = allocator.claim(store, "192.168.0.0/16", "h1/docker/c1", rollback, hostname="h1",
+                              rng=random.Random(3))
+        assert got.pool.cidr == "192.168.0.0/16" and got.gateway == "172.17.8.101"
+        assert store.claims == {str(got.ip): "h1/docker/c1"}
+        assert store.ttls[str(got.ip)] == allocator.CLAIM_TTL
+        raise RuntimeError("a later step failed")
+    assert store.claims == {}
+
+
+def test_claim_refuses_before_claiming_anything():
+    store = Store(host_ips={4: "172.17.8.101"})
+    for wanted, error, words in [
+            ("banana", ValidationError, "Invalid address"),
+            ("11.0.0.1", ValidationError, "not in any Calico IPv4 pool"),
+            (allocator.AddressRequest(4, ip=netaddr.IPAddress("10.1.0.1"), cidr="10.2.0.0/16"), ValidationError,
+             "not in the network's range 10.2.0.0/16"),
+            ("172.16.0.0/24", NotFound, "not inside a Calico IPv4 pool"),
+            ("ipv6", HostNotReady, "has no IPv6 address in etcd")]:
+        with pytest.raises(error, match=words):
+            allocator.claim(store, wanted, "owner", hostname="h1")
+    assert store.attempts == 0
+
+
+def test_a_leftover_claim_is_adopted_only_by_a_workflow_with_a_rollback():
+    from calicoctl.ops.rollback import Rollback
+    store = Store()
+    store.claims["10.0.0.5"] = "h1/docker/c1"
+    with Rollback() as rollback:
+        assert str(allocator.claim(store, "10.0.0.5", "h1/docker/c1", rollback).ip) == "10.0.0.5"
+    # The Docker IPAM driver's owner is the host: the same address twice is a conflict.
+    assert str(allocator.claim(store, "10.0.0.6", "h1/ipam").ip) == "10.0.0.6"
+    assert store.ttls["10.0.0.6"] is None
+    with pytest.raises(Conflict, match="already assigned"):
+        allocator.claim(store, "10.0.0.6", "h1/ipam")

@@ -1,4 +1,4 @@
-"""calicoctl.agent.bird_config: etcd leaves -> BirdInputs -> BIRD 2 text.
+"""calicoctl.agent.bgp.bird_config: etcd leaves -> BirdInputs -> BIRD 2 text.
 
 The rendered text is also handed to the real ``bird -p`` (parse only, no
 daemon, no kernel) when BIRD is installed, so a syntax slip fails here.
@@ -10,7 +10,7 @@ import subprocess
 import pytest
 
 from calicoctl import model
-from calicoctl.agent import bird_config
+from calicoctl.agent.bgp import bird_config
 from calicoctl.host import bird as bird_host
 from calicoctl.datastore import paths
 
@@ -156,11 +156,14 @@ def test_pools_split_by_family_and_tunnelled_ones_marked():
 
 
 def test_relevant_keys():
-    assert bird_config.is_relevant_key(paths.BGP_NODE_MESH)
-    assert bird_config.is_relevant_key(paths.pool_key("10.0.0.0/8"))
-    assert bird_config.is_relevant_key(paths.global_config("InterfacePrefix"))
-    assert not bird_config.is_relevant_key(paths.endpoint_key("h", "docker", "w", "e"))
-    assert not bird_config.is_relevant_key(paths.profile_rules("P"))
+    assert bird_config.is_relevant_key(paths.BGP_NODE_MESH, "h")
+    assert bird_config.is_relevant_key(paths.pool_key("10.0.0.0/8"), "h")
+    assert bird_config.is_relevant_key(paths.global_config("InterfacePrefix"), "h")
+    assert bird_config.is_relevant_key(paths.host_config("h", "InterfacePrefix"), "h")
+    assert not bird_config.is_relevant_key(paths.host_config("other", "InterfacePrefix"), "h")
+    assert not bird_config.is_relevant_key(paths.global_config("DefaultEndpointToHostAction"), "h")
+    assert not bird_config.is_relevant_key(paths.endpoint_key("h", "docker", "w", "e"), "h")
+    assert not bird_config.is_relevant_key(paths.profile_rules("P"), "h")
 
 
 # -- route reflectors: the topology decision ---------------------------------------
@@ -250,7 +253,7 @@ def test_topology_from_models():
 
 
 def test_reflector_ids_are_relevant_keys():
-    assert bird_config.is_relevant_key(paths.host_rr_cluster_id("calico-01"))
+    assert bird_config.is_relevant_key(paths.host_rr_cluster_id("calico-01"), "calico-02")
 
 
 # -- render_bird_config -------------------------------------------------------------
@@ -312,6 +315,18 @@ def test_render_interface_prefix_from_config():
     items[paths.global_config("InterfacePrefix")] = "tap"
     text = render(items)
     assert 'ifname ~ "tap*"' in text and '-"tap*"' in text
+
+
+def test_render_interface_prefix_of_the_host_over_the_global_one():
+    # The same decision as the policy dataplane and the routes (model.interface_prefix).
+    items = two_hosts()
+    items[paths.global_config("InterfacePrefix")] = "tap"
+    items[paths.host_config("calico-01", "InterfacePrefix")] = "wl"
+    items[paths.host_config("calico-02", "InterfacePrefix")] = "other"
+    text = render(items)
+    assert 'ifname ~ "wl*"' in text and '-"wl*"' in text and "tap" not in text and "other" not in text
+    items[paths.host_config("calico-01", "InterfacePrefix")] = "x" * 13      # invalid: the default
+    assert 'ifname ~ "cali*"' in render(items)
 
 
 BIRD = shutil.which("bird")

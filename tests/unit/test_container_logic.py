@@ -7,10 +7,21 @@ from calicoctl.host.docker import ContainerInfo, _find_os_error, parse_container
 from calicoctl.ops import container_logic as ops
 
 
-def test_veth_name_is_cali_plus_eleven_characters():
+def test_veth_name_is_the_prefix_plus_the_id_cut_to_fifteen_characters():
     endpoint_id = "0123456789abcdef0123456789abcdef"
-    assert ops.calculate_veth_name(endpoint_id) == "cali0123456789a"
-    assert len(ops.calculate_veth_name(endpoint_id)) == 15
+    assert ops.calculate_veth_name(endpoint_id, "cali") == "cali0123456789a"
+    assert ops.calculate_veth_name(endpoint_id, "tap") == "tap0123456789ab"
+
+
+def test_interface_prefix_setting():
+    # One decision for the agent (policy, routes, BIRD) and every veth namer.
+    assert model.parse_interface_prefix(None) == model.parse_interface_prefix("") == "cali"
+    assert model.parse_interface_prefix("wl") == "wl"
+    assert model.parse_interface_prefix("x" * 12) == "x" * 12
+    for bad in ("has space", "x" * 13, "é", "a/b", "a*"):
+        with pytest.raises(ValidationError, match="InterfacePrefix"):
+            model.parse_interface_prefix(bad)
+        assert model.interface_prefix(bad) == "cali"
 
 
 @pytest.mark.parametrize("name", ["eth1", "cal0", "a", "x" * 15, "eth1.100"])

@@ -6,7 +6,7 @@ import json
 import pytest
 
 from calicoctl import model
-from calicoctl.agent import rules
+from calicoctl.agent.policy.iptables import rules
 from calicoctl.agent.control_plane import ControlPlaneIndex
 from calicoctl.agent.state import PolicyIndex
 from calicoctl.cli import control_plane as cli

@@ -7,13 +7,14 @@ import json
 import pytest
 
 from calicoctl import model
-from calicoctl.agent.__main__ import Agent
+from calicoctl.agent.loop import Agent
 from calicoctl.agent.component import Component
 from calicoctl.agent.config import AgentConfig
-from calicoctl.agent.dispatch import Dispatcher, Key, Kind, parse_key
-from calicoctl.agent.ipip import IpipManager
-from calicoctl.agent.nat import NatOutgoing
-from calicoctl.agent.vxlan import VxlanManager
+from calicoctl.agent.dispatch import Dispatcher
+from calicoctl.agent.keys import Key, Kind, parse_key
+from calicoctl.agent.routing.ipip import IpipManager
+from calicoctl.agent.routing.nat import NatOutgoing
+from calicoctl.agent.routing.vxlan import VxlanManager
 from calicoctl.agent.watcher import Snapshot, Update
 from calicoctl.datastore import paths
 
@@ -121,7 +122,7 @@ def test_each_endpoint_value_is_parsed_once_for_every_index(monkeypatch):
         return original(cls, key, value)
     monkeypatch.setattr(model.Endpoint, "from_json", classmethod(counting))
     config = AgentConfig(hostname=HOST)
-    from calicoctl.agent.dataplane import PolicyDataplane
+    from calicoctl.agent.policy.iptables.dataplane import PolicyDataplane
     dataplane = PolicyDataplane(config, tables={4: None, 6: None}, ipsets=object())
     ipip = IpipManager(config)
     dispatcher = Dispatcher(HOST, [dataplane, ipip])
@@ -212,8 +213,8 @@ def test_the_agent_gathers_a_burst_into_one_cycle_but_takes_a_change_after_quiet
     import threading
     import time
 
-    from calicoctl.agent import __main__ as agent_main
-    monkeypatch.setattr(agent_main, "BURST_CYCLE", 1.0)
+    from calicoctl.agent import loop as agent_loop
+    monkeypatch.setattr(agent_loop, "BURST_CYCLE", 1.0)
     agent = Agent(AgentConfig(hostname=HOST), [], lambda emit: None, Reporter())
     agent.queue.put("first")
     assert agent._take_batch(0.1) == ["first"]            # no flush yet: nothing to wait for
@@ -225,3 +226,27 @@ def test_the_agent_gathers_a_burst_into_one_cycle_but_takes_a_change_after_quiet
         assert agent._take_batch(0.1) == ["second", "third"]
     finally:
         later.cancel()
+
+
+def test_the_gathering_window_grows_with_slow_cycles_of_a_burst_within_bounds():
+    from calicoctl.agent import loop as agent_loop
+    assert agent_loop.gathering_window(0.001, 50) == agent_loop.BURST_CYCLE      # a quick cycle
+    assert agent_loop.gathering_window(0.05, 50) == 0.05 * agent_loop.GATHER_PER_CYCLE
+    assert agent_loop.gathering_window(30.0, 50) == agent_loop.MAX_GATHER         # a starved agent, bounded
+    assert agent_loop.gathering_window(0.0125, 2) == agent_loop.BURST_CYCLE
+    assert agent_loop.gathering_window(0.5, 1) == agent_loop.BURST_CYCLE          # a lone change: no burst
+
+
+def test_the_agent_widens_its_window_after_a_slow_flush_in_a_burst():
+    import time
+
+    from calicoctl.agent import loop as agent_loop
+
+    class Slow(Recorder):
+        def flush(self):
+            time.sleep(0.1)
+    agent = Agent(AgentConfig(hostname=HOST), [Slow(Kind.ENDPOINT)], lambda emit: None, Reporter())
+    agent._handle([Snapshot({POOL: POOL_JSON}, 1)])
+    assert agent._gather == agent_loop.BURST_CYCLE          # one item: not a burst
+    agent._handle([Update(ep_key(endpoint="a"), ep_json()), Update(ep_key(endpoint="b"), ep_json())])
+    assert agent._gather >= 0.4          # GATHER_PER_CYCLE x at least 0.1 s

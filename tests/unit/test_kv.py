@@ -1,7 +1,6 @@
 """The key-value layer's pure parts: DATASTORE_TYPE, v2 trees and watch
 results, v3 watch messages, and when the watcher gives up replaying."""
 import base64
-from types import SimpleNamespace
 
 import pytest
 
@@ -15,7 +14,7 @@ def b64(text):
     return base64.b64encode(text.encode()).decode()
 
 
-@pytest.mark.parametrize("env, kind", [({}, "etcdv2"), ({"DATASTORE_TYPE": ""}, "etcdv2"),
+@pytest.mark.parametrize("env, kind", [({}, "etcdv3"), ({"DATASTORE_TYPE": ""}, "etcdv3"),
                                        ({"DATASTORE_TYPE": "etcdv2"}, "etcdv2"),
                                        ({"DATASTORE_TYPE": " etcdv3 "}, "etcdv3")])
 def test_datastore_type(env, kind):
@@ -26,12 +25,12 @@ def test_datastore_type(env, kind):
 def test_wrong_datastore_type_names_the_variable(text):
     with pytest.raises(ValidationError, match="DATASTORE_TYPE") as caught:
         etcdconn.datastore_type({"DATASTORE_TYPE": text})
-    assert "etcdv2 or etcdv3" in str(caught.value) and "\n" not in str(caught.value)
+    assert "etcdv3 or etcdv2" in str(caught.value) and "\n" not in str(caught.value)
 
 
 def test_connect_picks_the_implementation_without_contacting_etcd():
-    assert etcdconn.connect({"DATASTORE_TYPE": "etcdv3"}).datastore_type == "etcdv3"
-    assert etcdconn.connect({}).datastore_type == "etcdv2"
+    assert etcdconn.connect({"DATASTORE_TYPE": "etcdv2"}).datastore_type == "etcdv2"
+    assert etcdconn.connect({}).datastore_type == "etcdv3"
 
 
 def test_v2_tree_leaves_skip_directories():
@@ -45,15 +44,21 @@ def test_v2_tree_leaves_skip_directories():
         Entry("/calico/bgp/x", "1", 7, expires=True), Entry("/calico/v1/Ready", "true", 4)]
 
 
-def test_v2_watch_results_become_events():
-    def result(action, key, value=None, is_dir=False, index=10, etcd_index=None):
-        return SimpleNamespace(action=action, key=key, value=value, dir=is_dir, modifiedIndex=index,
-                               etcd_index=etcd_index)
-    assert kv_v2.parse_watch_result(result("set", "/calico/a", "1", etcd_index=15)) == \
-        Event("/calico/a", "1", 10, 15)
-    assert kv_v2.parse_watch_result(result("delete", "/calico/d", is_dir=True)) == Event("/calico/d", None, 10, 10)
-    assert kv_v2.parse_watch_result(result("expire", "/calico/t", index=12)) == Event("/calico/t", None, 12, 12)
-    assert kv_v2.parse_watch_result(result("set", "/calico/newdir", is_dir=True)) == Event(None, None, 10, 10)
+def test_v2_watch_responses_become_events():
+    def message(action, key, value=None, is_dir=False, index=10):
+        node = {"key": key, "modifiedIndex": index, "createdIndex": 3}
+        if is_dir:
+            node["dir"] = True
+        if value is not None:
+            node["value"] = value
+        return {"action": action, "node": node, "prevNode": {"key": key, "value": "old", "modifiedIndex": 3}}
+    # ``current`` is the index the response was opened at, or the event's own when later (a live event).
+    assert kv_v2.parse_event(message("set", "/calico/a", "1"), 15) == Event("/calico/a", "1", 10, 15)
+    assert kv_v2.parse_event(message("compareAndSwap", "/calico/a", ""), 4) == Event("/calico/a", "", 10, 10)
+    assert kv_v2.parse_event(message("delete", "/calico/d", is_dir=True), 0) == Event("/calico/d", None, 10, 10)
+    assert kv_v2.parse_event(message("expire", "/calico/t", index=12), 0) == Event("/calico/t", None, 12, 12)
+    assert kv_v2.parse_event(message("compareAndDelete", "/calico/c"), 0) == Event("/calico/c", None, 10, 10)
+    assert kv_v2.parse_event(message("set", "/calico/newdir", is_dir=True), 0) == Event(None, None, 10, 10)
 
 
 def v3_store():

@@ -51,6 +51,51 @@ def test_endpoint_round_trip_reference_json():
     assert json.loads(endpoint.to_json()) == REFERENCE_ENDPOINT
 
 
+@pytest.mark.parametrize("net", ["10.0.0.1/32", "0.0.0.0/32", "255.255.255.255/32", "192.168.10.200/32",
+                                 "010.0.0.1/32", "10.0.0.1/24", "10.0.0.1", "10.0.0.01/32", "256.0.0.1/32",
+                                 "10.0.0.1/32 ", "10.1/32", "fd00::1/128", "FD00:0::1/128", "::ffff:1.2.3.4/128"])
+def test_endpoint_addresses_read_as_the_full_parse_reads_them(net):
+    """The fast paths (canonical IPv4, MAC) give what netaddr gives, and the
+    addresses-only read of another host's endpoint agrees with the full one."""
+    from calicoctl import validate
+    version = 6 if ":" in net else 4
+    data = dict(REFERENCE_ENDPOINT, **{"ipv%d_nets" % version: [net]}, **{"ipv%d_nets" % (10 - version): []})
+    try:
+        expected = str(validate.parse_cidr(net))
+        assert validate.parse_cidr(net).version == version
+    except ValidationError:
+        for read in (lambda: model.Endpoint.from_json(EP_KEY, json.dumps(data)),
+                     lambda: model.EndpointAddresses.from_json(json.dumps(data))):
+            with pytest.raises(ValidationError):
+                read()
+        return
+    full = model.Endpoint.from_json(EP_KEY, json.dumps(data))
+    summary = model.EndpointAddresses.from_json(json.dumps(data))
+    assert full.nets(version) == summary.nets(version) == (expected,)
+    assert full.addresses() == summary.addresses()
+    assert (full.state, full.profile_ids) == (summary.state, summary.profile_ids)
+
+
+@pytest.mark.parametrize("mac", ["02:00:00:00:00:01", "aa:bb:cc:dd:ee:ff", "AA:BB:CC:DD:EE:FF", "aa-bb-cc-dd-ee-ff",
+                                 "2:0:0:0:0:1"])
+def test_endpoint_mac_fast_path_matches_netaddr(mac):
+    import netaddr
+    expected = str(netaddr.EUI(mac, dialect=netaddr.mac_unix_expanded)).lower()
+    assert model.Endpoint.from_json(EP_KEY, json.dumps(dict(REFERENCE_ENDPOINT, mac=mac))).mac == expected
+
+
+def test_another_hosts_endpoint_is_read_without_what_only_its_host_needs():
+    """A bad MAC or gateway makes an endpoint invalid for its own host; the
+    addresses-only read ignores them, but still refuses bad profiles and nets."""
+    data = dict(REFERENCE_ENDPOINT, mac="not-a-mac", ipv4_gateway="nonsense", name="")
+    with pytest.raises(ValidationError):
+        model.Endpoint.from_json(EP_KEY, json.dumps(data))
+    assert model.EndpointAddresses.from_json(json.dumps(data)).addresses(4) == ["192.168.0.1"]
+    for change in ({"profile_ids": ["bad name"]}, {"ipv4_nets": ["fd00::1/128"]}, {"state": "gone"}):
+        with pytest.raises(ValidationError):
+            model.EndpointAddresses.from_json(json.dumps(dict(REFERENCE_ENDPOINT, **change)))
+
+
 def test_endpoint_legacy_profile_id_and_mac_canonicalised():
     data = dict(REFERENCE_ENDPOINT, mac="AA-BB-CC-DD-EE-FF")
     del data["profile_ids"]

@@ -13,6 +13,7 @@ from calicoctl import model
 from calicoctl.cli import node as node_cli
 from calicoctl.cli import parse
 from calicoctl.errors import NotFound, ValidationError
+from calicoctl.host import bird as bird_host
 from calicoctl.ops import bgp as bgp_ops
 from calicoctl.ops import checksystem, diags
 from calicoctl.ops import node as node_ops
@@ -104,6 +105,18 @@ def test_agent_command_runs_this_python():
         sys.executable, "-m", "calicoctl.agent", "--hostname=h1", "--log-dir=/tmp/l", "--run-dir=/tmp/r"]
     without = node_ops.NodeSettings(hostname="h1", ip="10.0.0.1", docker_plugins=False)
     assert node_ops.calculate_agent_command(without)[-1] == "--no-docker-plugins"
+    chosen = node_ops.NodeSettings(hostname="h1", ip="10.0.0.1", dataplane="iptables")
+    assert node_ops.calculate_agent_command(chosen)[-1] == "--dataplane=iptables"
+
+
+def test_a_running_node_switches_only_to_another_dataplane_it_was_asked_for():
+    def running(dataplane):
+        return status_ops.AgentStatus(pid=1, started=0.0, time=0.0, in_sync=True, dataplane=dataplane)
+    assert node_ops.calculate_dataplane_switch("iptables", running("nftables")) == "nftables"
+    assert node_ops.calculate_dataplane_switch("nftables", running("nftables")) is None
+    assert node_ops.calculate_dataplane_switch(None, running("nftables")) is None       # not asked: keep it
+    assert node_ops.calculate_dataplane_switch("iptables", running(None)) is None       # an older agent
+    assert node_ops.calculate_dataplane_switch("iptables", None) is None
 
 
 def test_agent_inherits_the_plugin_sockets_by_fd():
@@ -148,14 +161,15 @@ def start_options(argv):
 def test_start_options_defaults():
     options = start_options("node")
     assert options == {"ip": None, "ip6": None, "as_num": None, "detach": True,
-                       "log_dir": "/var/log/calico", "docker_plugins": True, "reflector": None}
+                       "log_dir": "/var/log/calico", "docker_plugins": True, "dataplane": None,
+                       "reflector": None}
 
 
 def test_start_options_valid_values_normalised():
     options = start_options("node --ip=10.0.0.1 --ip6=FD00:0::1 --as=64512 --detach=False "
-                            "--log-dir=/tmp/x --docker-plugins=FALSE")
+                            "--log-dir=/tmp/x --docker-plugins=FALSE --dataplane=iptables")
     assert options == {"ip": "10.0.0.1", "ip6": "fd00::1", "as_num": 64512, "detach": False,
-                       "log_dir": "/tmp/x", "docker_plugins": False, "reflector": None}
+                       "log_dir": "/tmp/x", "docker_plugins": False, "dataplane": "iptables", "reflector": None}
 
 
 @pytest.mark.parametrize("value, cluster_id", [("244.0.0.1", "244.0.0.1"), ("none", None), ("None", None)])
@@ -172,6 +186,7 @@ def test_start_options_route_reflector_role(value, cluster_id):
     ("node --as=-1", "AS number"),
     ("node --detach=yes", "--detach"),
     ("node --docker-plugins=off", "--docker-plugins"),
+    ("node --dataplane=ebpf", "--dataplane"),
     ("node --rr-cluster-id=244.0.0", "Invalid route reflector cluster ID '244.0.0'"),
     ("node --rr-cluster-id=0.0.0.0", "cluster ID"),
 ])
@@ -251,6 +266,22 @@ def test_agent_summary_shows_the_docker_plugins():
     assert "WARNING: Docker plugins: cannot serve the Docker plugins: busy." in lines
 
 
+def test_agent_summary_shows_the_cni_plugins_socket():
+    data = json.loads(STATUS_JSON)
+    for cni, line in (({"socket": "/var/run/calico/cni.sock", "problem": None},
+                       "CNI plugins: calico and calico-ipam served on /var/run/calico/cni.sock."),
+                      ({"socket": None, "problem": "cannot serve the CNI plugins: busy"},
+                       "WARNING: CNI plugins: cannot serve the CNI plugins: busy.")):
+        data["cni"] = cni
+        status = status_ops.parse_agent_status(json.dumps(data))
+        assert line in status_ops.render_agent_summary(status_ops.AgentState(pid=42, local=status, reported=status),
+                                                       now=1102, hostname="h1")
+    data.pop("cni")          # an agent from before the CNI plugins: nothing said
+    status = status_ops.parse_agent_status(json.dumps(data))
+    assert not any("CNI" in line for line in status_ops.render_agent_summary(
+        status_ops.AgentState(pid=42, local=status, reported=status), now=1102, hostname="h1"))
+
+
 def test_describe_duration():
     assert status_ops.describe_duration(5.9) == "5s"
     assert status_ops.describe_duration(72) == "1m 12s"
@@ -273,8 +304,12 @@ direct1    Direct     ---        up     20:40:10.440
 """
 
 
-def test_parse_bird_protocols_keeps_our_peers_only():
-    rows = status_ops.parse_bird_protocols(BIRD_OUTPUT)
+def peer_rows(text):
+    return status_ops.calculate_peer_rows(bird_host.parse_protocols(text))
+
+
+def test_peer_rows_keep_our_peers_only():
+    rows = peer_rows(BIRD_OUTPUT)
     assert [(r.address, r.peer_type, r.state, r.since, r.info) for r in rows] == [
         ("10.0.0.2", "node-to-node mesh", "up", "20:40:11.002", "Established"),
         ("10.0.0.3", "node specific", "start", "20:40:10.440", "Active Socket: Connection refused"),
@@ -284,10 +319,10 @@ def test_parse_bird_protocols_keeps_our_peers_only():
     assert [r.version for r in rows] == [4, 4, 6, 6]
 
 
-def test_parse_bird_protocols_without_table():
-    assert status_ops.parse_bird_protocols("BIRD 2.0.12 ready.\nAccess restricted\n") is None
+def test_peer_rows_without_table():
+    assert peer_rows("BIRD 2.0.12 ready.\nAccess restricted\n") is None
     header_only = "BIRD 2.0.12 ready.\nName       Proto      Table      State  Since         Info\n"
-    assert status_ops.parse_bird_protocols(header_only) == []
+    assert peer_rows(header_only) == []
 
 
 @pytest.mark.parametrize("name, address", [
@@ -295,15 +330,18 @@ def test_parse_bird_protocols_without_table():
     ("Global_2001_db8__1_2", "2001:db8::1:2"), ("Mesh_bogus", None), ("device1", None),
     ("Node_1_2_3", None),
 ])
-def test_peer_address_from_protocol(name, address):
-    assert status_ops.peer_address_from_protocol(name) == address
+def test_session_names_read_back(name, address):
+    session = bird_host.parse_session_name(name)
+    assert (session[1] if session else None) == address
+    if session is not None:
+        assert bird_host.session_name(*session) == name
 
 
 def test_reflector_sessions_have_their_own_kinds():
     text = ("Name       Proto      Table      State  Since         Info\n"
             "Reflector_172_17_8_101 BGP ---      up     20:40:11.002  Established\n"
             "Client_fd00_8__103 BGP    ---        start  20:40:10.440  Connect\n")
-    assert [(r.address, r.peer_type, r.state) for r in status_ops.parse_bird_protocols(text)] == [
+    assert [(r.address, r.peer_type, r.state) for r in peer_rows(text)] == [
         ("172.17.8.101", "route reflector", "up"), ("fd00:8::103", "route reflector client", "start")]
 
 

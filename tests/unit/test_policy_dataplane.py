@@ -1,6 +1,6 @@
 """The policy dataplane's decisions, on a fake kernel (tests/unit/fake_kernel.py).
 
-The planner (policy_plan), the reconcilers' pure orderings (chain_reconciler,
+The planner (plan), the reconcilers' pure orderings (chain_reconciler,
 set_reconciler) and the whole PolicyDataplane behind its ``tables=`` /
 ``ipsets=`` injection. The fake refuses what the kernel refuses (a jump to a
 missing chain, deleting a chain still referred to, destroying a set in use),
@@ -12,13 +12,13 @@ import time
 
 import pytest
 
-from calicoctl.agent import chain_reconciler as chains_mod
-from calicoctl.agent.chain_reconciler import CLEANUP_DELAY, WriteMode
-from calicoctl.agent.chaintree import Side, TagKind
+from calicoctl.agent.policy.iptables import chain_reconciler as chains_mod
+from calicoctl.agent.policy.iptables.chain_reconciler import CLEANUP_DELAY, WriteMode
+from calicoctl.agent.policy.iptables.chaintree import Side, TagKind
 from calicoctl.agent.config import AgentConfig
-from calicoctl.agent.dataplane import RETRY_INTERVAL, PolicyDataplane
-from calicoctl.agent.policy_plan import FamilyPlan, PolicyPlanner
-from calicoctl.agent.set_reconciler import diff_members
+from calicoctl.agent.policy.iptables.dataplane import RETRY_INTERVAL, PolicyDataplane
+from calicoctl.agent.policy.iptables.plan import FamilyPlan, PolicyPlanner
+from calicoctl.agent.policy.iptables.set_reconciler import diff_members
 from calicoctl.agent.state import PolicyIndex
 from calicoctl.datastore import paths
 from calicoctl.host.ipsets import IpsetInfo

@@ -122,3 +122,51 @@ def test_no_file_points_outside_the_repository():
             if OUTSIDE_POINTER.search(line):
                 offenders.append("%s:%d: %s" % (name, number, line.strip()))
     assert offenders == [], "\n".join(offenders)
+
+
+ARCHITECTURE = os.path.join(REPO_ROOT, "docs", "architecture.md")
+# A file name as the page writes one: from the repository's root (calicoctl/,
+# tests/, docs/...), from calicoctl/ (agent/, ops/...), from calicoctl/agent/
+# (its list of files), or bare inside a package's own diagram (plan.py).
+NAMED_FILE = re.compile(r"(?<![\w./-])((?:[\w-]+/)*[\w-]+\.(?:py|md))\b")
+
+
+def named_files(text):
+    return set(NAMED_FILE.findall(text))
+
+
+def resolve_named(name):
+    """True if ``name`` (as docs/architecture.md writes it) is a file of the repository."""
+    for base in (REPO_ROOT, PACKAGE, os.path.join(PACKAGE, "agent")):
+        if os.path.isfile(os.path.join(base, name)):
+            return True
+    if "/" not in name:       # a bare name inside a package's diagram
+        return any(os.path.basename(path) == name for path in python_files(PACKAGE))
+    return False
+
+
+def test_the_architecture_names_only_files_that_exist():
+    with open(ARCHITECTURE) as handle:
+        names = named_files(handle.read())
+    assert "agent/loop.py" in names and "calicoctl/errors.py" in names
+    assert sorted(name for name in names if not resolve_named(name)) == []
+
+
+def test_the_architecture_names_every_module_of_the_agent():
+    """Each of calicoctl/agent/'s modules is named by its path under agent/
+    (or, inside a package the page draws as a diagram, by its file name)."""
+    with open(ARCHITECTURE) as handle:
+        text = handle.read()
+    names = named_files(text)
+    agent = os.path.join(PACKAGE, "agent")
+    missing = []
+    for path in python_files(agent):
+        relative = os.path.relpath(path, agent)
+        if os.path.basename(path) == "__init__.py":
+            continue
+        directory = os.path.dirname(relative)
+        named = relative in names or \
+            (directory and "agent/%s/" % directory in text and os.path.basename(path) in names)
+        if not named:
+            missing.append(relative)
+    assert missing == [], "docs/architecture.md does not name these agent modules"

@@ -6,8 +6,8 @@ import json
 import pytest
 
 from calicoctl import rulemodel
-from calicoctl.agent import rules as render
-from calicoctl.agent.chaintree import TagKind
+from calicoctl.agent.policy.iptables import rules as render
+from calicoctl.agent.policy.iptables.chaintree import TagKind
 from calicoctl.errors import ValidationError
 from calicoctl.rulemodel import Rule, Rules, StoredRule, StoredRules
 from tests.rule_cases import ACCEPTED, CASES, SAME, Refused, case_ids, stored_rules

@@ -4,9 +4,10 @@ import json
 
 import pytest
 
+from calicoctl import model
 from calicoctl.agent import indexes, state
 from calicoctl.agent.config import AgentConfig
-from calicoctl.agent.routes import WorkloadNetwork, calculate_stale_routes
+from calicoctl.agent.routing.routes import WorkloadNetwork, calculate_stale_routes
 from calicoctl.datastore import paths
 from calicoctl.errors import ValidationError
 from calicoctl.host.netlink import RouteInfo
@@ -49,6 +50,20 @@ def test_remote_endpoints_are_indexed_but_not_local(index):
     changes = index.take_changes()
     assert not changes.ifaces and not changes.profiles
     assert index.local == {} and index.used_profiles() == set()
+
+
+def test_with_the_agents_parser_other_hosts_endpoints_are_read_for_their_addresses_only():
+    parser = state.EndpointParser(HOST)
+    idx = state.PolicyIndex(HOST, parser)
+    bad_mac = json.loads(ep_json(v4=("10.0.0.2/32",)))
+    bad_mac["mac"] = "junk"
+    idx.apply(paths.profile_tags("A"), json.dumps(["web"]))
+    idx.apply(ep_key(host="h2", endpoint="r"), json.dumps(bad_mac))    # its own host ignores it
+    idx.apply(ep_key(endpoint="l"), json.dumps(dict(bad_mac, name="cali1")))
+    assert idx.tag_members("web", 4) == {"10.0.0.2"}
+    assert idx.local == {}
+    assert isinstance(parser(ep_key(host="h2", endpoint="r"), json.dumps(bad_mac))[1], model.EndpointAddresses)
+    assert isinstance(parser(ep_key(), ep_json())[1], model.Endpoint)
 
 
 def test_tag_members_come_from_every_host(index):
@@ -159,6 +174,13 @@ def test_interface_prefix_and_host_action_config(index):
     changes = index.take_changes()
     assert changes.config and changes.ifaces == {"tap1"}
     assert set(index.local) == {"tap1"}
+    # The host's own prefix wins over the global one; an invalid one is the default.
+    index.apply(paths.host_config(HOST, "InterfacePrefix"), "wl")
+    assert index.interface_prefix == "wl" and index.local == {}
+    index.apply(paths.host_config(HOST, "InterfacePrefix"), "x" * 13)
+    assert index.interface_prefix == "cali"
+    index.apply(paths.host_config(HOST, "InterfacePrefix"), None)
+    assert set(index.local) == {"tap1"}
     assert index.host_action == "RETURN"
     index.apply(paths.global_config("DefaultEndpointToHostAction"), "drop")
     assert index.host_action == "DROP"
@@ -199,12 +221,12 @@ def test_local_endpoints_by_interface():
     local.apply(ep_key(endpoint="a"), ep_json(name="cali1"))
     local.apply(ep_key(endpoint="b"), ep_json(name="cali2", state_="inactive"))
     local.apply(ep_key(host="h2", endpoint="c"), ep_json(name="cali3"))
-    assert set(local.by_interface()) == {"cali1"}
+    assert [name for name in ("cali1", "cali2", "cali3") if local.endpoint_for(name)] == ["cali1"]
     changed, resynced = local.take_changed()
     assert changed == {"cali1", "cali2"} and resynced
     local.apply(paths.host_workloads_dir(HOST), None)
     assert local.take_changed() == ({"cali1", "cali2"}, False)
-    assert local.by_interface() == {}
+    assert local.endpoint_for("cali1") is None
 
 
 # -- routes ---------------------------------------------------------------------------------------

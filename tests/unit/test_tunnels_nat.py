@@ -1,8 +1,8 @@
-"""Pure logic of the tunnel and NAT-outgoing components (agent/tunnels.py, agent/nat.py)."""
+"""Pure logic of the tunnel and NAT-outgoing components (agent/routing/tunnels.py, agent/routing/nat.py)."""
 import json
 
 from calicoctl import model
-from calicoctl.agent import nat, tunnels
+from calicoctl.agent.routing import nat, tunnels
 from calicoctl.datastore import paths
 
 
@@ -49,7 +49,7 @@ def test_vxlan_plan_routes_remote_vxlan_pool_workloads_to_their_vtep():
     assert plan.fdb == {"02:00:00:00:00:02": "172.17.8.102"}
 
 
-def test_vxlan_plan_follows_updates_and_directory_deletes():
+def test_vxlan_plan_follows_updates_and_deletes():
     index = tunnels.TunnelIndex()
     index.load(cluster_items())
     key, value = vtep("h3", "172.17.8.103", "02:00:00:00:00:03")
@@ -59,9 +59,15 @@ def test_vxlan_plan_follows_updates_and_directory_deletes():
     plan = tunnels.calculate_vxlan_plan("h1", index, 4096)
     assert plan.routes == {"10.65.0.2/32": "172.17.8.102", "10.65.0.3/32": "172.17.8.103",
                            "10.65.0.9/32": "172.17.8.103"}
-    # The whole host h2 goes (node stop): its routes, neighbour and FDB entry go.
-    assert index.update(paths.host_dir("h2"), None) == {index.VTEPS, index.ENDPOINTS}
-    assert index.update(paths.bgp_host_dir("h2"), None) == {index.HOSTS}
+    # The whole host h2 goes (node stop; the dispatcher hands over each leaf
+    # of the deleted directories): its routes, neighbour and FDB entry go.
+    h2_leaves = [key for key in cluster_items()
+                 if key.startswith((paths.host_dir("h2") + "/", paths.bgp_host_dir("h2") + "/"))]
+    changed = set()
+    for leaf in h2_leaves:
+        changed |= index.update(leaf, None)
+    assert changed == {index.VTEPS, index.ENDPOINTS, index.HOSTS}
+    assert index.update(h2_leaves[0], None) == set()     # already gone
     plan = tunnels.calculate_vxlan_plan("h1", index, 4096)
     assert plan.routes == {"10.65.0.3/32": "172.17.8.103", "10.65.0.9/32": "172.17.8.103"}
     assert set(plan.neighbours) == {"172.17.8.103"}
@@ -138,3 +144,28 @@ def test_nat_restore_removal_touches_only_ours():
     assert text.splitlines() == ["*nat", "-D POSTROUTING -j calico-nat-outgoing",
                                  "-F calico-nat-outgoing", "-X calico-nat-outgoing", "COMMIT"]
     assert nat.render_nat_restore({"POSTROUTING": ["-j OTHER"]}, False) is None
+
+
+def test_tunnel_routes_follow_each_endpoint_without_a_pass_over_the_others():
+    index = tunnels.TunnelIndex()
+    index.load(cluster_items())
+    routes = tunnels.TunnelRoutes("h1")
+    pools = index.pools_where(lambda pool: pool.vxlan)
+    gateways = {"h2": "172.17.8.102", "h3": "172.17.8.103"}
+    assert routes.rebuild(index, pools, gateways) == {"10.65.0.2/32": "172.17.8.102", "10.65.0.3/32": "172.17.8.103"}
+    moved, value = endpoint("h2", "10.65.0.7")
+    index.update(moved, value)
+    assert routes.update(index, [moved]) == {"10.65.0.7/32": "172.17.8.102"}
+    outside, value = endpoint("h3", "192.168.0.9")          # not in a VXLAN pool: no route
+    index.update(outside, value)
+    assert routes.update(index, [outside]) == {}
+    # Two endpoints naming one network: the route stays while either does.
+    twin, value = endpoint("h3", "10.65.0.7", workload="twin")
+    index.update(twin, value)
+    assert routes.update(index, [twin]) == {}                # the first claim keeps its gateway
+    index.update(moved, None)
+    assert routes.update(index, [moved]) == {"10.65.0.7/32": "172.17.8.103"}
+    index.update(twin, None)
+    assert routes.update(index, [twin]) == {"10.65.0.7/32": None}
+    # What is left is what a rebuild gives.
+    assert routes.routes == tunnels.TunnelRoutes("h1").rebuild(index, pools, gateways)

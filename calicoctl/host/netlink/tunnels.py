@@ -1,6 +1,6 @@
 """Tunnel devices (VXLAN, IPIP) and the VXLAN device's forwarding database.
 
-Used by the agent's tunnel components (calicoctl.agent.vxlan, ipip); the
+Used by the agent's tunnel components (calicoctl.agent.routing.vxlan, ipip); the
 onlink routes and permanent neighbours they also need are in ``routing``.
 """
 from dataclasses import dataclass

@@ -25,16 +25,21 @@ Per host, when any IPv4 VXLAN pool exists:
   ``<its device MAC> dst <that host's IP>``. Whatever else is on the device
   (routes, neighbours, FDB entries) is removed: the device is ours.
 
+A change of pools, host addresses or VXLAN records (and every
+``resync_interval`` seconds) checks all of it against the kernel; a change of
+endpoints only replaces or removes the routes of the endpoints that changed
+(``tunnels.TunnelRoutes``), so it costs the same however many endpoints the
+cluster has.
+
 No VXLAN pool left: the device (and with it all its routes) and the etcd
 record are removed.
 """
 import logging
 
 from calicoctl import model
-from calicoctl.agent.component import ReconcilingComponent
-from calicoctl.agent.dispatch import Kind
+from calicoctl.agent.keys import Kind
 from calicoctl.agent.indexes import Indexes
-from calicoctl.agent.tunnels import calculate_vxlan_plan
+from calicoctl.agent.routing.tunnels import TunnelComponent, calculate_vxlan_plan
 from calicoctl.datastore import paths
 
 LOG = logging.getLogger(__name__)
@@ -48,7 +53,7 @@ RESYNC_INTERVAL = 60.0   # re-check the kernel against etcd now and then
 RETRY_INTERVAL = 2.0     # after a failed apply
 
 
-class VxlanManager(ReconcilingComponent):
+class VxlanManager(TunnelComponent):
     """Keeps ``vxlan.calico`` and its routes/neighbours/FDB as etcd says.
 
     :param config: the AgentConfig (hostname).
@@ -61,9 +66,8 @@ class VxlanManager(ReconcilingComponent):
     retry_interval = RETRY_INTERVAL
 
     def __init__(self, config, datastore):
-        self.hostname = config.hostname
+        super().__init__(config.hostname)
         self._datastore = datastore
-        super().__init__()
         self.view = Indexes(self.hostname)
         self.index = self.view.tunnels
         """The view's TunnelIndex (shared with IPIP and NAT-outgoing)."""
@@ -73,24 +77,24 @@ class VxlanManager(ReconcilingComponent):
     # -- Component interface -------------------------------------------------------
     def on_snapshot(self, view):
         self.view, self.index = view, view.tunnels
+        self._device_index = None
         self.mark_dirty()
 
-    def on_update(self, key, value):
-        if key.kind is Kind.ENDPOINT and not self._has_vxlan_pools():
-            return          # endpoint churn matters only with a VXLAN pool
-        self.mark_dirty()
-
-    def _has_vxlan_pools(self):
+    def has_pools(self):
         return bool(self.index.pools_where(lambda pool: pool.vxlan))
 
     def forget_kernel_state(self):
         self._device_absent = False      # check the kernel again
+        super().forget_kernel_state()
 
     # -- effects -------------------------------------------------------------------
     def apply(self):
-        """Make the kernel (and our etcd record) match the index."""
+        """Make the kernel (and our etcd record) match the index: the routes
+        of the endpoints that changed, or everything."""
         from calicoctl.host import netlink
-        plan = calculate_vxlan_plan(self.hostname, self.index, VNI)
+        if self.apply_changed_endpoints():
+            return
+        plan = calculate_vxlan_plan(self.hostname, self.index, VNI, self.routes)
         if not plan.wanted:
             if not self._device_absent:
                 with netlink.Session() as session:
@@ -115,6 +119,7 @@ class VxlanManager(ReconcilingComponent):
                 "route", plan.routes, session.list_device_routes(link.index),
                 lambda dst, gw: session.replace_onlink_route(dst, gw, link.index),
                 lambda dst, gw: session.delete_route(dst, index=link.index))
+        self._device_index = link.index
 
     def _ensure_device(self, session, local_ip):
         info = session.find_vxlan(DEVICE)

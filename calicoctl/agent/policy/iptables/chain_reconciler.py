@@ -1,4 +1,4 @@
-"""Programs one IP family's desired chains (policy_plan.FamilyPlan) into iptables.
+"""Programs one IP family's desired chains (plan.FamilyPlan) into iptables.
 
 Keeps what it believes the kernel has (``programmed``), writes the dirty
 chains whose rules differ and deletes the ones no longer desired, in an
@@ -22,7 +22,7 @@ import enum
 import logging
 import time
 
-from calicoctl.agent import rules
+from calicoctl.agent.policy.iptables import rules
 from calicoctl.errors import CalicoError, CommandFailed
 from calicoctl.host import iptables as iptables_mod
 

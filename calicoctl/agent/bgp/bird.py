@@ -1,7 +1,7 @@
 """BGP for the node: BIRD kept running with the configuration etcd calls for.
 
 ``BirdManager`` (an agent Component) renders the configuration with
-``calicoctl.agent.bird_config``, writes ``<run-dir>/bird.cfg`` atomically
+``calicoctl.agent.bgp.bird_config``, writes ``<run-dir>/bird.cfg`` atomically
 once BIRD has accepted the text, starts ``bird -f`` (``calicoctl.host.bird``),
 asks it to re-read the file (``birdc configure``) when the text changes,
 restarts it when it dies, adopts one a previous agent left running, and
@@ -11,7 +11,9 @@ import logging
 import os
 import time
 
-from calicoctl.agent.bird_config import KINDS, calculate_bird_inputs, is_relevant_key, parse_pools, render_bird_config
+from calicoctl import identity
+from calicoctl.agent.bgp.bird_config import (KINDS, calculate_bird_inputs, is_relevant_key, parse_pools,
+                                             render_bird_config)
 from calicoctl.agent.component import Component
 from calicoctl.host import bird as bird_host
 from calicoctl.host import daemon
@@ -42,9 +44,9 @@ class BirdManager(Component):
         # Absolute: BIRD runs with / as its working directory.
         self.run_dir = os.path.abspath(config.run_dir)
         self.log_dir = os.path.abspath(config.log_dir)
-        self.config_path = os.path.join(self.run_dir, "bird.cfg")
-        self.socket_path = os.path.join(self.run_dir, "bird.ctl")
-        self.pid_path = os.path.join(self.run_dir, "bird.pid")
+        self.config_path = os.path.join(self.run_dir, identity.BIRD_CONFIG)
+        self.socket_path = os.path.join(self.run_dir, identity.BIRD_SOCKET)
+        self.pid_path = os.path.join(self.run_dir, identity.BIRD_PID_FILE)
         self.log_path = os.path.join(self.log_dir, "bird.log")
         self._ipip_tunnelled = ipip_tunnelled
         self._bird = bird_binary
@@ -69,7 +71,7 @@ class BirdManager(Component):
         self._dirty = True
 
     def on_update(self, key, value):
-        if is_relevant_key(key):
+        if is_relevant_key(key, self.hostname):
             self._dirty = True
 
     def flush(self):
@@ -122,19 +124,14 @@ class BirdManager(Component):
 
     def _write_config(self, text):
         """Write bird.cfg atomically, after BIRD itself has accepted the text."""
-        os.makedirs(self.run_dir, exist_ok=True)
-        temp = "%s.tmp.%d" % (self.config_path, os.getpid())
-        with open(temp, "w") as handle:
-            handle.write(text)
-        accepted, complaint = bird_host.check_config(temp, self._bird)
-        if not accepted:
-            os.unlink(temp)
-            # A bug in render_bird_config: keep the last good file.
-            LOG.error("BIRD rejects the rendered configuration, keeping the old one: %s\n%s",
-                      complaint, text)
-            return False
-        os.replace(temp, self.config_path)
-        return True
+        def accept(temp):
+            accepted, complaint = bird_host.check_config(temp, self._bird)
+            if not accepted:
+                # A bug in render_bird_config: keep the last good file.
+                LOG.error("BIRD rejects the rendered configuration, keeping the old one: %s\n%s",
+                          complaint, text)
+            return accepted
+        daemon.write_atomically(self.config_path, text, accept=accept)
 
     def _start(self):
         self._daemon = bird_host.start(self.config_path, self.socket_path, self.pid_path, self.log_path,

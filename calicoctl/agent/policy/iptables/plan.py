@@ -14,8 +14,9 @@ wants and tell it what they found.
 import logging
 from dataclasses import dataclass, field
 
-from calicoctl.agent import rules
-from calicoctl.agent.chaintree import Side, TagKind
+from calicoctl.agent.policy.iptables import rules
+from calicoctl.agent.policy.iptables.chaintree import Side, TagKind
+from calicoctl.agent.policy.planner import ChangesPlanner
 
 LOG = logging.getLogger(__name__)
 
@@ -67,7 +68,7 @@ class SetPlan:
     members: set
 
 
-class PolicyPlanner:
+class PolicyPlanner(ChangesPlanner):
     """Desired chains and sets for a PolicyIndex (see the module docstring).
 
     :param index: the PolicyIndex to read.
@@ -136,20 +137,7 @@ class PolicyPlanner:
         for profile in sorted(self.index.used_profiles()):
             self._render_profile(profile)
 
-    # -- incremental changes ---------------------------------------------------------------
-    def apply_changes(self, changes):
-        """Re-render what a ``state.Changes`` touches."""
-        if changes.control_plane:
-            self._render_control_plane_sets()
-        if changes.config or changes.control_plane:
-            self._render_globals()
-        if changes.ifaces:
-            self._render_interfaces(changes.ifaces)
-        for profile in sorted(changes.profiles):
-            self._render_profile(profile)
-        for (tag, version), addresses in changes.tag_ips.items():
-            self._update_tag_members(tag, version, addresses)
-
+    # -- incremental changes (ChangesPlanner.apply_changes) ------------------------------------
     def _render_globals(self):
         ports = self.index.control_plane.ports
         for family in self.families.values():

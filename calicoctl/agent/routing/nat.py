@@ -17,8 +17,8 @@ sets are removed.
 import logging
 
 from calicoctl.agent.component import ReconcilingComponent
-from calicoctl.agent.dispatch import Kind
-from calicoctl.agent.tunnels import TunnelIndex
+from calicoctl.agent.keys import Kind
+from calicoctl.agent.routing.tunnels import TunnelIndex
 from calicoctl.host.ipsets import Ipsets
 from calicoctl.host.iptables import IptablesTable
 

@@ -11,12 +11,15 @@ Kernels without IPIP (this machine's: no ``tunl0``, no modules to load) are
 detected by trying to create the device, once. Then the pool is logged
 once and left to BGP, which routes its addresses unencapsulated -- fine on
 a flat LAN, and what the original did with IPIP off.
+
+As for VXLAN, an endpoint's change replaces or removes its own routes only
+(``tunnels.TunnelRoutes``); pools and host addresses, and every
+``resync_interval`` seconds, check every route against the kernel.
 """
 import logging
 
-from calicoctl.agent.component import ReconcilingComponent
-from calicoctl.agent.dispatch import Kind
-from calicoctl.agent.tunnels import TunnelIndex, calculate_remote_routes
+from calicoctl.agent.keys import Kind
+from calicoctl.agent.routing.tunnels import TunnelComponent, TunnelIndex
 from calicoctl.errors import CalicoError
 
 LOG = logging.getLogger(__name__)
@@ -26,7 +29,7 @@ RESYNC_INTERVAL = 60.0
 RETRY_INTERVAL = 2.0
 
 
-class IpipManager(ReconcilingComponent):
+class IpipManager(TunnelComponent):
     """Routes remote workloads of IPIP pools over ``tunl0`` when the kernel can.
 
     :ivar supported: None until first needed, then whether the kernel has IPIP.
@@ -38,19 +41,18 @@ class IpipManager(ReconcilingComponent):
     retry_interval = RETRY_INTERVAL
 
     def __init__(self, config):
-        super().__init__()
-        self.hostname = config.hostname
+        super().__init__(config.hostname)
         self.index = TunnelIndex()
         """The view's TunnelIndex (shared with VXLAN and NAT-outgoing)."""
         self.supported = None
         self.unsupported_reason = None
 
-    def has_ipip_pools(self):
+    def has_pools(self):
         return bool(self.index.pools_where(lambda pool: bool(pool.ipip)))
 
     def routes_itself(self):
         """True when IPIP pools exist and this kernel carries them (probes once)."""
-        return self.has_ipip_pools() and self.probe()
+        return self.has_pools() and self.probe()
 
     def probe(self):
         """Whether the kernel has IPIP: try to bring tunl0 up, once."""
@@ -70,23 +72,20 @@ class IpipManager(ReconcilingComponent):
     # -- Component interface -------------------------------------------------------
     def on_snapshot(self, view):
         self.index = view.tunnels
-        self.mark_dirty()
-
-    def on_update(self, key, value):
-        if key.kind is Kind.ENDPOINT and not self.has_ipip_pools():
-            return          # endpoint churn matters only with an IPIP pool
+        self._device_index = None
         self.mark_dirty()
 
     # -- effects -------------------------------------------------------------------
     def apply(self):
         from calicoctl.host import netlink
+        if self.apply_changed_endpoints():
+            return
         pools = self.index.pools_where(lambda pool: bool(pool.ipip))
         if pools and not self.probe():
             return
         if not pools and not self.supported:
             return          # never needed (or impossible): nothing of ours to clean
-        routes = calculate_remote_routes(self.hostname, pools, self.index.endpoint_list(),
-                                         self.index.host_ips)
+        routes = self.routes.rebuild(self.index, pools, self.index.host_ips)
         with netlink.Session() as session:
             link = session.find_link(DEVICE)
             if link is None:
@@ -100,3 +99,4 @@ class IpipManager(ReconcilingComponent):
             for dst, gateway in routes.items():
                 if current.get(dst) != gateway:
                     session.replace_onlink_route(dst, gateway, link.index)
+        self._device_index = link.index

@@ -1,7 +1,7 @@
 """A trie of iptables chains dispatching string keys (pure).
 
 The policy dataplane dispatches packets by interface suffix and matches tag
-members by address through such trees (calicoctl.agent.rules, "Dispatch: a
+members by address through such trees (calicoctl.agent.policy.iptables.rules, "Dispatch: a
 tree, not a list" and "Tags"); this module knows nothing about what the keys
 mean: the caller gives it functions that name nodes and render matches.
 
@@ -68,11 +68,6 @@ class ChainTree:
 
     def __len__(self):
         return len(self.keys)
-
-    @property
-    def chains(self):
-        """{chain name: rules} of the whole tree as last rendered."""
-        return {self.node_name(prefix): rules for prefix, rules in self._nodes.items()}
 
     def depth(self, name):
         """Depth of node chain ``name`` (root 0), or None if not ours."""
@@ -191,10 +186,3 @@ class ChainTree:
         if self._nodes.pop(prefix, None) is not None:
             self._depth.pop(self.node_name(prefix), None)
             deleted.add(prefix)
-
-    def render_all(self):
-        """{chain name: rules} rendered from scratch (for checks and tests)."""
-        fresh = ChainTree(self.node_name, self.match_exact, self.match_prefix, self.target,
-                          self.tail, self.leaf_max)
-        fresh.update(added=self.keys)
-        return fresh.chains

@@ -4,7 +4,7 @@
 ``/calico/bgp/v1`` tree, the IP pools, the interface prefix) into a
 ``BirdInputs``; ``render_bird_config`` turns that into BIRD 2's config text.
 Same inputs, same text, so "did anything change?" is a string comparison.
-``calicoctl.agent.bird`` runs BIRD with it.
+``calicoctl.agent.bgp.bird`` runs BIRD with it.
 
 What the configuration does (the original's confd templates in BIRD 2
 terms, docs/decisions.md "BGP"; one daemon serves IPv4 and IPv6):
@@ -29,9 +29,10 @@ terms, docs/decisions.md "BGP"; one daemon serves IPv4 and IPv6):
   this reflector's client). A peer address listed more than once gets one
   session: node peers win over global ones, global over the hosts' own.
   IPv6 sessions exist only when this host has an IPv6 address.
-- To peers we export only local workload routes (learned on a ``cali*``
-  device) and routes learned by BGP, and only inside the pools. Routes the
-  tunnel components install (on their own devices) are never re-exported:
+- To peers we export only local workload routes (learned on a device
+  named with the host's interface prefix, ``cali*`` by default) and
+  routes learned by BGP, and only inside the pools. Routes the tunnel
+  components install (on their own devices) are never re-exported:
   on another host they would shadow that host's own workload routes.
 - ``next hop self`` with the session's local address: peers forward to the
   host that owns the workload. Every session is ``multihop`` with recursive
@@ -46,22 +47,21 @@ from dataclasses import dataclass
 from typing import Optional, Tuple
 
 from calicoctl import model, validate
-from calicoctl.agent.dispatch import Kind, as_key
+from calicoctl.agent.keys import Kind, as_key
 from calicoctl.datastore import paths
 from calicoctl.errors import ValidationError
+from calicoctl.host import bird as bird_host
 
 DEFAULT_AS = 64511
-DEFAULT_INTERFACE_PREFIX = "cali"
 # Devices whose addresses/routes BIRD must not treat as the host's networks.
 TUNNEL_DEVICES = ("vxlan.calico", "tunl0")
 
 # Precedence when one address is listed twice; the last three never meet.
-PEER_KINDS = ("Node", "Global", "Reflector", "Client", "Mesh")
+PEER_KINDS = bird_host.SESSION_KINDS
 
 # The kinds of keys a BIRD config depends on (of the config, only the
-# global interface prefix); everything else in the stream is ignored.
+# interface prefix); everything else in the stream is ignored.
 KINDS = frozenset((Kind.HOST_ADDRESS, Kind.BGP_PEER, Kind.BGP_GLOBAL, Kind.POOL, Kind.CONFIG))
-INTERFACE_PREFIX_KEY = paths.global_config("InterfacePrefix")
 
 
 # -- pure: inputs ----------------------------------------------------------------
@@ -89,7 +89,7 @@ class BgpPeerSpec:
 
     @property
     def protocol_name(self):
-        return "%s_%s" % (self.kind, self.ip.replace(".", "_").replace(":", "_"))
+        return bird_host.session_name(self.kind, self.ip)
 
 
 @dataclass(frozen=True)
@@ -104,13 +104,16 @@ class BirdInputs:
     pools_v6: Tuple[str, ...]
     tunnelled_v4: Tuple[str, ...] = ()   # pool CIDRs BGP must not install into the kernel
     tunnelled_v6: Tuple[str, ...] = ()
-    interface_prefix: str = DEFAULT_INTERFACE_PREFIX
+    interface_prefix: str = model.DEFAULT_INTERFACE_PREFIX
 
 
-def is_relevant_key(key):
-    """True if a change to ``key`` (a path or dispatch.Key) can change the BIRD config (pure)."""
+def is_relevant_key(key, hostname):
+    """True if a change to ``key`` (a path or keys.Key) can change the
+    BIRD config of ``hostname`` (pure)."""
     key = as_key(key)
-    return key.kind in KINDS and (key.kind is not Kind.CONFIG or key.path == INTERFACE_PREFIX_KEY)
+    if key.kind is Kind.CONFIG:
+        return key.parts[1] == "InterfacePrefix" and key.parts[0] in (None, hostname)
+    return key.kind in KINDS
 
 
 def _parse_as(value):
@@ -242,11 +245,7 @@ def calculate_bird_inputs(items, hostname, ipip_tunnelled=False):
     peers.sort(key=lambda spec: (spec.version, PEER_KINDS.index(spec.kind), _ip_sort_key(spec.ip)))
 
     pools = parse_pools(items)
-    prefix = items.get(INTERFACE_PREFIX_KEY) or DEFAULT_INTERFACE_PREFIX
-    try:
-        validate.parse_name(prefix, "interface prefix")
-    except ValidationError:
-        prefix = DEFAULT_INTERFACE_PREFIX
+    prefix = model.interface_prefix(paths.config_value(items.get, hostname, "InterfacePrefix"))
 
     def tunnelled(pool):
         return pool.vxlan or (ipip_tunnelled and bool(pool.ipip))

@@ -23,7 +23,7 @@ Dispatch: a tree, not a list
 ~~~~~~~~~~~~~~~~~~~~~~~~~~~~
 ``felix-FROM-ENDPOINT`` must find the chain of the packet's interface
 without testing every interface in turn (10,000 non-matching rules in a row
-halve throughput). :class:`~calicoctl.agent.chaintree.ChainTree` branches on successive characters of
+halve throughput). :class:`~calicoctl.agent.policy.iptables.chaintree.ChainTree` branches on successive characters of
 the interface suffix: a node holding at most ``LEAF_MAX`` (16) interfaces
 lists them (``-i cali1a2b3c4d5e6 -g felix-from-1a2b3c4d5e6``); a bigger one
 has one ``-i cali1+ -g felix-FROM-EP-1`` entry per next character. With hex
@@ -85,7 +85,7 @@ import hashlib
 import ipaddress
 from dataclasses import dataclass
 
-from calicoctl.agent.chaintree import LEAF_MAX, ChainTree, Side, TagKind
+from calicoctl.agent.policy.iptables.chaintree import LEAF_MAX, ChainTree, Side, TagKind
 from calicoctl.rulemodel import ICMP_FAMILY
 
 # -- marks (bits of skb->mark we own; other bits are left alone) -----------------

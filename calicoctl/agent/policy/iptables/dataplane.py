@@ -1,7 +1,7 @@
 """The policy dataplane: etcd policy -> iptables chains and ipsets (a Component).
 
 Each cycle it asks the index (``state.PolicyIndex``) what changed; the pure
-planner (``policy_plan.PolicyPlanner``) re-renders only the affected chains
+planner (``plan.PolicyPlanner``) re-renders only the affected chains
 (``rules``) into the *desired* state and places tags; the two reconcilers
 diff that against what they have *programmed* and apply the difference:
 ipset adds and creates first (``set_reconciler``), then chain writes
@@ -70,14 +70,11 @@ in a test), but nothing here relies on that.
 import logging
 import time
 
-from calicoctl.agent import rules
-from calicoctl.agent.chain_reconciler import CLEANUP_QUIET, ChainReconciler
-from calicoctl.agent.component import Component
-from calicoctl.agent.dispatch import Kind
-from calicoctl.agent.policy_plan import FAMILIES, PolicyPlanner
-from calicoctl.agent.set_reconciler import SetReconciler
-from calicoctl.agent.state import PolicyIndex
-from calicoctl.host import dns as dns_mod
+from calicoctl.agent.policy.iptables import rules
+from calicoctl.agent.policy.iptables.chain_reconciler import CLEANUP_QUIET, ChainReconciler
+from calicoctl.agent.policy.iptables.plan import FAMILIES, PolicyPlanner
+from calicoctl.agent.policy.iptables.set_reconciler import SetReconciler
+from calicoctl.agent.policy.component import PolicyComponent
 from calicoctl.host import iptables as iptables_mod
 from calicoctl.host import ipsets as ipsets_mod
 
@@ -86,7 +83,7 @@ LOG = logging.getLogger(__name__)
 RETRY_INTERVAL = 5.0
 
 
-class PolicyDataplane(Component):
+class PolicyDataplane(PolicyComponent):
     """Programs policy for this host's endpoints (see the module docstring).
 
     :param config: AgentConfig.
@@ -95,19 +92,16 @@ class PolicyDataplane(Component):
     :param resolve: optional ``resolve(name) -> addresses`` for etcd host names.
     """
 
-    kinds = frozenset((Kind.ENDPOINT, Kind.PROFILE, Kind.CONFIG, Kind.HOST_ADDRESS, Kind.BGP_PEER))
+    dataplane = "iptables"
 
-    def __init__(self, config, tables=None, ipsets=None, links=None, resolve=None):
-        self.config = config
+    def __init__(self, config, tables=None, ipsets=None, links=None, resolve=None, cleanup=None):
+        super().__init__(config, resolve, cleanup)
         self.links = links
         """An InterfaceWatcher: only interfaces it lists get dispatch entries.
         None: every endpoint's interface is taken to exist (tests)."""
         self._links_changed = set()
         if links is not None:
             links.subscribe(self._on_links)
-        self.index = PolicyIndex(config.hostname, etcd_endpoints=config.etcd_endpoints)
-        self._resolver = None
-        self._resolve = resolve or dns_mod.resolve
         if tables is None:
             tables = {v: iptables_mod.IptablesTable(v, backend=config.iptables_backend) for v in FAMILIES}
         self.plan = PolicyPlanner(self.index, config.tag_ipset_budget, self._present)
@@ -128,21 +122,7 @@ class PolicyDataplane(Component):
     def start(self, wake):
         if self.links is not None:
             self.links.start(wake)
-        names = self.index.control_plane.etcd_hostnames
-        if names:
-            def resolved(results):
-                wake(lambda: self._on_resolved(results))
-            self._resolver = dns_mod.PeriodicResolver(names, self.config.etcd_resolve_interval,
-                                                      resolved, resolve=self._resolve)
-            self._resolver.start()
-
-    def _on_resolved(self, results):
-        for name, addresses in results.items():
-            self.index.control_plane.set_resolved(name, addresses)
-
-    def close(self):
-        if self._resolver is not None:
-            self._resolver.stop()
+        super().start(wake)
 
     def _on_links(self, changed):
         self._links_changed |= changed
@@ -150,12 +130,8 @@ class PolicyDataplane(Component):
     def _present(self, iface):
         return self.links is None or iface in self.links.links
 
-    def on_snapshot(self, view):
-        self.index.apply_snapshot(view.keyed(self.kinds), parser=view.endpoints)
+    def resync(self):
         self._resync = True
-
-    def on_update(self, key, value):
-        self.index.apply(key, value)
 
     def flush(self):
         started = time.monotonic()
@@ -207,11 +183,8 @@ class PolicyDataplane(Component):
         if self._needs_apply():
             self._apply()
 
-    def status(self):
-        control_plane = self.index.control_plane.describe()
-        control_plane["active"] = bool(control_plane["ports"]) and all(
-            self._protection_programmed(version) for version in FAMILIES)
-        return {"local_endpoints": len(self.index.local), "control_plane": control_plane}
+    def protection_programmed(self):
+        return all(self._protection_programmed(version) for version in FAMILIES)
 
     def _protection_programmed(self, version):
         """True when the kernel has this family's global chains (so the
@@ -239,6 +212,7 @@ class PolicyDataplane(Component):
         self._recompute_all()
         computed = time.monotonic()
         self._apply()
+        self.written_whole()
         LOG.info("Resync: %d local endpoints, %d/%d IPv4/IPv6 chains desired, %d/%d found in the kernel; "
                  "read %.0f ms, computed %.0f ms, applied %.0f ms",
                  len(self.index.local), len(self.families[4].desired), len(self.families[6].desired),
@@ -273,3 +247,29 @@ class PolicyDataplane(Component):
         if LOG.isEnabledFor(logging.DEBUG):
             LOG.debug("Applied: sets %.1f ms, chain writes %.1f ms, deletes %.1f ms, set destroys %.1f ms",
                       *((b - a) * 1000 for a, b in zip(timings, timings[1:])))
+
+
+def remove_iptables_policy(tables=None, ipsets=None, chunk=400):
+    """Take out everything this dataplane programs (its hooks, chains and
+    ipsets), when another dataplane takes over. Nothing else is touched."""
+    tables = tables or {v: iptables_mod.IptablesTable(v) for v in FAMILIES}
+    ipsets = ipsets or ipsets_mod.Ipsets()
+    removed = 0
+    for table in tables.values():
+        chains = table.read()
+        hooks = ["-D %s %s" % (chain, rule) for chain, rule in rules.HOOKS.items() if rule in chains.get(chain, ())]
+        if hooks:
+            table.restore(iptables_mod.render_restore("filter", inserts=hooks))
+        owned = sorted(name for name in chains if rules.is_owned_chain(name))
+        # Flush them all first: then none refers to another and any order deletes.
+        batches = [owned[start:start + chunk] for start in range(0, len(owned), chunk)]
+        for batch in batches:
+            table.restore(iptables_mod.render_restore("filter", writes=[(name, ()) for name in batch]))
+        for batch in batches:
+            table.restore(iptables_mod.render_restore("filter", deletes=batch))
+        removed += len(owned)
+    sets = sorted(ipsets.read(rules.is_owned_ipset))
+    for name, error in ipsets.destroy(sets).items():
+        LOG.warning("Cannot remove ipset %s: %s", name, error)
+    if removed or sets:
+        LOG.info("Removed the iptables dataplane: %d chains, %d ipsets", removed, len(sets))

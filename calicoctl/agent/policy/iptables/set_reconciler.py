@@ -1,4 +1,4 @@
-"""Programs the desired ipsets (policy_plan.PolicyPlanner.sets) into the kernel.
+"""Programs the desired ipsets (plan.PolicyPlanner.sets) into the kernel.
 
 Two steps around the chain writes: ``write`` (before them) creates sets and
 adds and removes members, so no rule ever names a set that is not there;
@@ -14,8 +14,8 @@ hosts' endpoints coming and going) starts no process at all.
 """
 import logging
 
-from calicoctl.agent import rules
-from calicoctl.agent.policy_plan import SET_TYPE
+from calicoctl.agent.policy.iptables import rules
+from calicoctl.agent.policy.iptables.plan import SET_TYPE
 from calicoctl.errors import CalicoError
 from calicoctl.host import ipsets as ipsets_mod
 

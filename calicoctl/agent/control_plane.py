@@ -32,7 +32,7 @@ HOST_ADDRESS_FIELDS = ("ip_addr_v4", "ip_addr_v6")
 
 
 def _address(text):
-    """Canonical form of an IP address (as ``ipset save`` prints it), or None."""
+    """Canonical form of an IP address (as the kernel lists set members), or None."""
     try:
         return ipaddress.ip_address(text).compressed
     except (TypeError, ValueError):

@@ -13,8 +13,8 @@ timers: refresh, hook checks, cleanup, retries).
 
 Diff, not rebuild
 ~~~~~~~~~~~~~~~~~
-On start and on every resync it reads the kernel (``iptables-save``,
-``ipset save``) as its programmed state and computes everything desired
+On start and on every resync it reads the kernel (``iptables-save``, and
+the sets as the ipset adapter lists them over netlink) as its programmed state and computes everything desired
 from etcd; only chains whose rules differ are written and only stale chains
 and sets are removed. After a SIGKILL and restart, chains that still match
 etcd are not touched, so flows they allow never see a gap. Chains and sets

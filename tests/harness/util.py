@@ -3,6 +3,7 @@
 Nothing here imports pytest, so scripts (the demo, the benchmarks) can use the
 harness as well as the tests.
 """
+import json
 import os
 import random
 import signal
@@ -206,7 +207,6 @@ def run_in_threads(function, argument_lists, timeout):
 def run_bench_driver(host, script, config, env=None, timeout=1200):
     """Run ``script --driver <config as JSON>`` in ``host`` (a bench's timed
     part, inside the simulated host) and return the JSON it prints."""
-    import json
     result = host.run([sys.executable, os.path.abspath(script), "--driver", json.dumps(config)],
                       env=env, cwd=REPO_ROOT, timeout=timeout)
     if result.returncode != 0:
